@@ -1,0 +1,303 @@
+"""The store's API. SQL goes through SQLAlchemy Core with portable statements, so the same code
+runs on SQLite (default) and on PostgreSQL when several workers share one job queue."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.exc import IntegrityError
+
+from tunelab.errors import ConflictError, NotFoundError
+from tunelab.fsutil import atomic_dir
+from tunelab.home import database_url, tunelab_home
+from tunelab.store import ids
+from tunelab.store.migrations import migrate
+from tunelab.store.records import (
+    CANCELLED, QUEUED, RUNNING, TERMINAL,
+    CheckpointRecord, EventRecord, FileRecord, JobRecord, ModelRecord, decode, encode,
+)
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+class Store:
+    def __init__(self, home: Path | None = None, url: str | None = None):
+        self.home = Path(home) if home else tunelab_home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        if url is None:
+            url = f"sqlite:///{self.home / 'tunelab.db'}" if home else database_url()
+        self.engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        migrate(self.engine)
+
+    # -- paths -------------------------------------------------------------------------------
+    @property
+    def files_dir(self) -> Path:
+        return self.home / "files"
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.home / "jobs" / job_id
+
+    def model_dir(self, model_id: str) -> Path:
+        return self.home / "models" / ids.model_dir_name(model_id)
+
+    # -- files -------------------------------------------------------------------------------
+    def add_file(self, source: str | Path, *, purpose: str = "fine-tune", filename: str | None = None,
+                 n_rows: int | None = None) -> FileRecord:
+        source = Path(source)
+        file_id = ids.new_id("file")
+        dest = self.files_dir / f"{file_id}{source.suffix or '.jsonl'}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name("." + dest.name + ".tmp")
+        shutil.copyfile(source, tmp)
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        tmp.replace(dest)
+        record = FileRecord(id=file_id, filename=filename or source.name, purpose=purpose,
+                            bytes=dest.stat().st_size, sha256=digest, path=str(dest), n_rows=n_rows,
+                            created_at=_now())
+        self._insert("files", record.__dict__)
+        return record
+
+    def get_file(self, file_id: str) -> FileRecord:
+        if not ids.is_valid_id(file_id, "file"):
+            raise NotFoundError(f"No such file: {file_id!r} (file ids look like file-…).")
+        row = self._one("SELECT * FROM files WHERE id = :id", id=file_id)
+        if row is None:
+            raise NotFoundError(f"No such file: {file_id}.", hint="List files with `tunelab api files.list`.")
+        return decode(FileRecord, row)
+
+    def list_files(self) -> list[FileRecord]:
+        return [decode(FileRecord, r) for r in self._all("SELECT * FROM files ORDER BY created_at DESC, id")]
+
+    def delete_file(self, file_id: str) -> FileRecord:
+        record = self.get_file(file_id)
+        self._exec("DELETE FROM files WHERE id = :id", id=file_id)
+        Path(record.path).unlink(missing_ok=True)
+        return record
+
+    # -- jobs --------------------------------------------------------------------------------
+    def create_job(self, *, model: str, base_model: str, method: str, training_file: str,
+                   validation_file: str | None, hyperparams: dict, options: dict, seed: int,
+                   parent_model: str | None = None, suffix: str | None = None,
+                   organization_id: str = "personal", status: str = QUEUED) -> JobRecord:
+        now = _now()
+        values = dict(
+            id=ids.new_id("ftjob"), created_at=now, updated_at=now, started_at=None, finished_at=None,
+            status=status, model=model, base_model=base_model, parent_model=parent_model, method=method,
+            training_file=training_file, validation_file=validation_file, hyperparams=hyperparams,
+            options=options, organization_id=organization_id, suffix=suffix, seed=seed,
+            fine_tuned_model=None, result_file=None, error=None, trained_tokens=None,
+            trained_examples=None, train_seconds=None, cancel_requested=False, worker_pid=None,
+            heartbeat_at=None, attempts=0,
+        )
+        self._insert("jobs", values)
+        return JobRecord(**values)
+
+    def get_job(self, job_id: str) -> JobRecord:
+        job_id = ids.normalize_job_id(job_id)
+        row = None
+        if ids.is_valid_id(job_id, "ftjob"):
+            row = self._one("SELECT * FROM jobs WHERE id = :id", id=job_id)
+        if row is None:
+            raise NotFoundError(f"No such fine-tuning job: {job_id}.",
+                                hint="List jobs with `tunelab api fine_tunes.list`.")
+        return decode(JobRecord, row)
+
+    def list_jobs(self, *, after: str | None = None, limit: int | None = None,
+                  status: str | None = None) -> list[JobRecord]:
+        """Newest first; `after` is a job id (exclusive cursor), as in OpenAI's list endpoints."""
+        sql = "SELECT * FROM jobs"
+        params: dict[str, Any] = {}
+        where = []
+        if status:
+            where.append("status = :status")
+            params["status"] = status
+        if after:
+            cursor = self.get_job(after)
+            where.append("(created_at < :c OR (created_at = :c AND id < :cid))")
+            params.update(c=cursor.created_at, cid=cursor.id)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id DESC"
+        if limit:
+            sql += " LIMIT :limit"
+            params["limit"] = int(limit)
+        return [decode(JobRecord, r) for r in self._all(sql, **params)]
+
+    def update_job(self, job_id: str, **fields: Any) -> JobRecord:
+        fields["updated_at"] = _now()
+        values = encode(fields)
+        sets = ", ".join(f"{k} = :{k}" for k in values)
+        self._exec(f"UPDATE jobs SET {sets} WHERE id = :id_", id_=job_id, **values)
+        return self.get_job(job_id)
+
+    def request_cancel(self, job_id: str) -> JobRecord:
+        job = self.get_job(job_id)
+        if job.is_terminal:
+            raise ConflictError(f"Job {job.id} is already {job.status}; only running or queued jobs can be cancelled.")
+        with self.engine.begin() as conn:
+            # A queued job is cancelled at once; a running one when its loop next looks.
+            conn.execute(text("UPDATE jobs SET cancel_requested = 1, updated_at = :t WHERE id = :id"),
+                         {"t": _now(), "id": job.id})
+            conn.execute(text("UPDATE jobs SET status = :c, finished_at = :t WHERE id = :id AND status = :q"),
+                         {"c": CANCELLED, "q": QUEUED, "t": _now(), "id": job.id})
+        job = self.get_job(job.id)
+        if job.status == CANCELLED:
+            self.add_event(job.id, "Job cancelled before it started.")
+        else:
+            self.add_event(job.id, "Cancellation requested.")
+        return job
+
+    def claim_next_job(self, worker_pid: int) -> JobRecord | None:
+        """Atomically move the oldest queued job to running for this worker."""
+        for job in self.list_jobs(status=QUEUED)[::-1]:
+            with self.engine.begin() as conn:
+                claimed = conn.execute(text(
+                    "UPDATE jobs SET status = :r, worker_pid = :p, heartbeat_at = :h, updated_at = :t, "
+                    "started_at = COALESCE(started_at, :t), attempts = attempts + 1 "
+                    "WHERE id = :id AND status = :q"),
+                    {"r": RUNNING, "p": worker_pid, "h": time.time(), "t": _now(), "id": job.id, "q": QUEUED},
+                ).rowcount
+            if claimed:
+                return self.get_job(job.id)
+        return None
+
+    def delete_job(self, job_id: str) -> JobRecord:
+        job = self.get_job(job_id)
+        if not job.is_terminal:
+            raise ConflictError(f"Job {job.id} is {job.status}; cancel it before deleting it.")
+        with self.engine.begin() as conn:
+            for table in ("job_events", "checkpoints"):
+                conn.execute(text(f"DELETE FROM {table} WHERE job_id = :id"), {"id": job.id})
+            conn.execute(text("DELETE FROM jobs WHERE id = :id"), {"id": job.id})
+        shutil.rmtree(self.job_dir(job.id), ignore_errors=True)
+        return job
+
+    # -- events ------------------------------------------------------------------------------
+    def add_event(self, job_id: str, message: str, *, level: str = "info", data: dict | None = None) -> EventRecord:
+        for _ in range(20):
+            try:
+                with self.engine.begin() as conn:
+                    seq = conn.execute(text("SELECT COALESCE(MAX(seq), 0) + 1 FROM job_events WHERE job_id = :j"),
+                                       {"j": job_id}).scalar_one()
+                    values = dict(id=ids.new_id("ftevent"), job_id=job_id, seq=seq, created_at=_now(),
+                                  level=level, message=message, data=data)
+                    conn.execute(text("INSERT INTO job_events (id, job_id, seq, created_at, level, message, data) "
+                                      "VALUES (:id, :job_id, :seq, :created_at, :level, :message, :data)"),
+                                 encode(values))
+                return EventRecord(**values)
+            except IntegrityError:  # two writers took the same seq; take the next one
+                time.sleep(0.01)
+        raise RuntimeError("could not append job event")
+
+    def list_events(self, job_id: str, *, after_seq: int = 0, limit: int | None = None,
+                    newest_first: bool = False) -> list[EventRecord]:
+        sql = "SELECT * FROM job_events WHERE job_id = :j AND seq > :s ORDER BY seq"
+        sql += " DESC" if newest_first else ""
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [decode(EventRecord, r) for r in self._all(sql, j=job_id, s=after_seq)]
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def add_checkpoint(self, job_id: str, *, step: int, epoch: int, path: str, metrics: dict) -> CheckpointRecord:
+        values = dict(id=ids.new_id("ftckpt"), job_id=job_id, step=step, epoch=epoch, path=str(path),
+                      metrics=metrics, created_at=_now())
+        self._insert("checkpoints", values)
+        return CheckpointRecord(**values)
+
+    def list_checkpoints(self, job_id: str) -> list[CheckpointRecord]:
+        return [decode(CheckpointRecord, r)
+                for r in self._all("SELECT * FROM checkpoints WHERE job_id = :j ORDER BY step", j=job_id)]
+
+    # -- models ------------------------------------------------------------------------------
+    def register_model(self, *, base_id: str, built_dir: Path, base_model: str, method: str,
+                       labels: list[str] | None, cumulative_epochs: int, parent_id: str | None = None,
+                       job_id: str | None = None, organization_id: str = "personal",
+                       suffix: str | None = None, meta: dict | None = None,
+                       when: datetime | None = None) -> ModelRecord:
+        """Move a complete model folder into the store and only then record it, under a legacy id
+        `<base>:ft-<org>[:<suffix>]-YYYY-MM-DD-HH-MM-SS`. Two models finishing in the same second get
+        consecutive seconds, so ids stay unique and keep the legacy shape."""
+        when = when or datetime.now(timezone.utc)
+        stamp = int(when.timestamp())
+        tag = f"ft-{organization_id}" + (f":{suffix}" if suffix else "")
+        for attempt in range(3600):
+            t = datetime.fromtimestamp(stamp + attempt, tz=timezone.utc)
+            model_id = f"{base_id}:{tag}-{t:%Y-%m-%d-%H-%M-%S}"
+            if self._one("SELECT 1 FROM models WHERE id = :id", id=model_id) is not None:
+                continue
+            dest = self.model_dir(model_id)
+            if dest.exists():
+                shutil.rmtree(dest)  # leftover of a crash before registration: never registered
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(built_dir), str(dest))
+            values = dict(id=model_id, created_at=_now(), owned_by=f"user-{organization_id}",
+                          base_model=base_model, parent_id=parent_id, job_id=job_id, method=method,
+                          path=str(dest), labels=labels, cumulative_epochs=cumulative_epochs, meta=meta or {})
+            try:
+                self._insert("models", values)
+            except IntegrityError:  # another worker took this id in the meantime
+                shutil.move(str(dest), str(built_dir))
+                continue
+            return ModelRecord(**values)
+        raise ConflictError("Could not allocate a unique model id.")
+
+    def get_model(self, model_id: str) -> ModelRecord:
+        row = self._one("SELECT * FROM models WHERE id = :id", id=model_id)
+        if row is None:
+            raise NotFoundError(f"No such fine-tuned model: {model_id}.",
+                                hint="List models with `tunelab models list`.")
+        return decode(ModelRecord, row)
+
+    def find_model(self, model_id: str) -> ModelRecord | None:
+        row = self._one("SELECT * FROM models WHERE id = :id", id=model_id)
+        return decode(ModelRecord, row) if row else None
+
+    def list_models(self) -> list[ModelRecord]:
+        return [decode(ModelRecord, r) for r in self._all("SELECT * FROM models ORDER BY created_at, id")]
+
+    def delete_model(self, model_id: str) -> ModelRecord:
+        record = self.get_model(model_id)
+        self._exec("DELETE FROM models WHERE id = :id", id=model_id)
+        shutil.rmtree(record.path, ignore_errors=True)
+        return record
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _insert(self, table: str, values: dict) -> None:
+        values = encode(values)
+        cols = ", ".join(values)
+        params = ", ".join(f":{k}" for k in values)
+        self._exec(f"INSERT INTO {table} ({cols}) VALUES ({params})", **values)
+
+    def _exec(self, sql: str, **params) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(text(sql), params)
+
+    def _one(self, sql: str, **params):
+        with self.engine.connect() as conn:
+            return conn.execute(text(sql), params).first()
+
+    def _all(self, sql: str, **params):
+        with self.engine.connect() as conn:
+            return conn.execute(text(sql), params).all()
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # WAL lets the CLI, the server and the worker read while one of them writes.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def open_store() -> Store:
+    return Store()
