@@ -1,0 +1,76 @@
+"""`tunelab tools fine_tunes.prepare_data`: the legacy OpenAI data checker.
+
+The analysis lives in tunelab.data.prepare; this module only asks and prints, in the legacy
+tool's style ("Analyzing...", "- finding", "[Recommended] action [Y/n]: Y").
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tunelab.cli.common import add_command, confirm
+
+
+def register(subparsers) -> None:
+    tools = subparsers.add_parser("tools", help="Client-side tools (data preparation).")
+    sub = tools.add_subparsers(dest="tool", metavar="TOOL")
+    parser = add_command(
+        sub, "fine_tunes.prepare_data", cmd_prepare_data,
+        help="Check a training data file, propose fixes and write <name>_prepared.jsonl.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Reads CSV, TSV, XLSX, JSON (array of objects) and JSONL with `prompt` and `completion` "
+               "columns, or chat JSONL with `messages`.",
+    )
+    parser.add_argument("-f", "--file", required=True, help="The data file to check.")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="Accept every recommended action without asking.")
+    parser.add_argument("--seed", type=int, default=42, help="Seed of the train/validation split (default 42).")
+    parser.add_argument("-m", "--model", default=None,
+                        help="Base model to put in the suggested fine_tunes.create command.")
+
+
+def _ask(question: str, quiet: bool) -> bool:
+    if quiet or not sys.stdin.isatty():
+        print(f"{question} [Y/n]: Y")  # show what was accepted, as the legacy -q output did
+        return True
+    return confirm(question, assume_yes=False)
+
+
+def cmd_prepare_data(args: argparse.Namespace) -> int:
+    from tunelab.data import prepare
+
+    print("Analyzing...\n")
+    analysis = prepare.analyze(args.file)
+    for finding in analysis.findings:
+        print(f"- {'WARNING: ' if finding.warning else ''}{finding.message}")
+
+    accepted = []
+    if analysis.actions:
+        print("\nBased on the analysis we will perform the following actions:")
+        accepted = [a for a in analysis.actions if _ask(f"{a.label} {a.message}", args.quiet)]
+    else:
+        print("\nNo remediations found.")
+    data = prepare.apply_actions(analysis.data, accepted, analysis.path)
+
+    split = prepare.plan_split(data, seed=args.seed)
+    if split is not None:
+        how = "stratified by class" if split.stratified else "at random"
+        question = (f"[Recommended] Split into a training set ({len(split.train)} examples) and a validation "
+                    f"set ({len(split.valid)} examples), {how}, seed {args.seed}")
+        if _ask(question, args.quiet):
+            if split.note:
+                print(f"  Note: {split.note}")
+        else:
+            split = None
+
+    paths = prepare.write_prepared(analysis.path, data, split)
+    print(f"\nWrote {' and '.join(f'`{p}`' for p in paths)} ({len(data)} examples)")
+    print("\nNow use that file when fine-tuning:")
+    labels = prepare.classes(data)
+    print(f"> {prepare.next_command(paths[0], paths[1] if split else None, labels, args.model)}")
+    if not args.model:
+        print("  (replace <model> with the base model to fine-tune)")
+    for note in prepare.usage_notes(data):
+        print(f"\n{note}")
+    return 0

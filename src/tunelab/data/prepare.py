@@ -1,0 +1,548 @@
+"""The legacy `fine_tunes.prepare_data` checker as pure functions.
+
+`analyze(path)` reads a file and returns what it found (Findings) and what it proposes (Actions).
+The checks run in the legacy order, each on the data as it would be after the earlier actions,
+so every count it reports is what accepting that action will actually do. `apply_actions`,
+`plan_split` and `write_prepared` then produce the output; the CLI only asks and prints.
+
+Choices (the legacy tool's, where it had one):
+- Length limit: the legacy tool dropped examples over ~2048 tokens. Without a tokenizer here we
+  use a character proxy: len(prompt) + len(completion) > MAX_EXAMPLE_CHARS (8000, ~4 chars a token).
+- Lowercasing is proposed for a column when more than a third of its letters are upper case.
+- Classification: fewer distinct completions than a third of the rows (readers.detect_classification).
+- Binary classification: the positive class is a completion that reads as positive (yes, true, 1,
+  positive, ...); otherwise the first of the two in sorted order, as the legacy tool did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunelab.data.readers import detect_classification, raise_problems, read_table, validate_messages
+from tunelab.errors import DataFileError
+from tunelab.fsutil import atomic_open
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SEPARATORS = ("\n\n###\n\n", "\n\n===\n\n", "\n\n---\n\n", " ->")
+STOP_SEQUENCES = ("\n", " END")
+MAX_EXAMPLE_CHARS = 8000
+UPPER_CASE_SHARE = 1 / 3
+MIN_EXAMPLES = 100
+MAX_VALID = 1000
+VALID_FRACTION = 0.2
+POSITIVE_WORDS = ("1", "yes", "y", "true", "positive", "pos")
+MAX_ROWS_SHOWN = 50
+
+PROMPT_COMPLETION = "prompt-completion"
+CHAT = "chat"
+
+
+@dataclass(frozen=True)
+class Finding:
+    message: str
+    rows: tuple[int, ...] = ()  # file lines the finding is about
+    warning: bool = False
+
+
+@dataclass(frozen=True)
+class Action:
+    key: str
+    message: str
+    apply: Callable[[pd.DataFrame], pd.DataFrame] = field(repr=False)
+    rows: tuple[int, ...] = ()
+    necessary: bool = False
+
+    @property
+    def label(self) -> str:
+        return "[Necessary]" if self.necessary else "[Recommended]"
+
+
+@dataclass
+class Analysis:
+    path: Path
+    format: str
+    kind: str  # PROMPT_COMPLETION or CHAT
+    data: pd.DataFrame  # as read; index = file line
+    findings: list[Finding]
+    actions: list[Action]
+    classification: bool  # with every action accepted
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    stratified: bool
+    note: str | None = None
+
+
+# --- small helpers ------------------------------------------------------------------------------
+
+
+def show(text: str) -> str:
+    """Make separators visible in one-line messages: "\\n\\n###\\n\\n"."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+
+
+def rows_text(rows: Sequence[int]) -> str:
+    shown = ", ".join(str(r) for r in rows[:MAX_ROWS_SHOWN])
+    more = f", ... and {len(rows) - MAX_ROWS_SHOWN} more" if len(rows) > MAX_ROWS_SHOWN else ""
+    return f"[{shown}{more}]"
+
+
+def _lines(index) -> tuple[int, ...]:
+    return tuple(int(i) for i in index)
+
+
+def _where(df: pd.DataFrame, mask: Sequence[bool]) -> tuple[int, ...]:
+    """File lines of the rows where mask is true."""
+    import numpy as np
+
+    return _lines(df.index[np.asarray(mask, dtype=bool)])
+
+
+def _common_suffix(values: Sequence[str]) -> str:
+    return os.path.commonprefix([v[::-1] for v in values])[::-1]
+
+
+def _word_prefix(values: Sequence[str]) -> str:
+    """Common prefix cut back to a word boundary, so "positive"/"possible" share nothing."""
+    prefix = os.path.commonprefix(list(values))
+    if prefix and prefix[-1].isalnum() and any(len(v) > len(prefix) and v[len(prefix)].isalnum() for v in values):
+        prefix = re.sub(r"\w+$", "", prefix)
+    return prefix
+
+
+def _drop(lines: Sequence[int]) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    return lambda df: df.drop(index=[i for i in lines if i in df.index])
+
+
+def _map_column(column: str, fn: Callable[[str], str]) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def apply(df: pd.DataFrame) -> pd.DataFrame:
+        out = df.copy()
+        out[column] = [fn(v) for v in out[column]]
+        return out
+
+    return apply
+
+
+def _example_text(df: pd.DataFrame, kind: str) -> list[str]:
+    if kind == CHAT:
+        return ["".join(m["content"] for m in msgs) for msgs in df["messages"]]
+    return [p + c for p, c in zip(df["prompt"], df["completion"])]
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def _as_text(value: Any) -> str | None:
+    """Prompt/completion cell as text; None for a value that cannot be text (list, object)."""
+    if value is None or (isinstance(value, float) and value != value):  # NaN
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float, bool)):
+        return str(value)
+    return None
+
+
+def load(path: str | Path) -> tuple[str, str, pd.DataFrame, list[Finding]]:
+    """Read `path` for prepare_data: (format, kind, data indexed by file line, notes).
+    Raises DataFileError for unusable files, listing every problem."""
+    import pandas as pd
+
+    table = read_table(path)
+    path = table.path
+    if not table.rows:
+        raise DataFileError(f"{path} has no rows, only a header.")
+    columns = table.columns
+    if "prompt" in columns and "completion" in columns:
+        kind = PROMPT_COMPLETION
+    elif "messages" in columns:
+        kind = CHAT
+    else:
+        missing = [c for c in ("prompt", "completion") if c not in columns]
+        found = ", ".join(f"`{c}`" for c in columns) or "none"
+        raise DataFileError(
+            f"{path} has no {' or '.join(f'`{c}`' for c in missing)} column. Columns found: {found}.",
+            hint="Rename the column holding the input text to `prompt` and the one holding the desired "
+                 "output to `completion` (or give chat data a `messages` key). To make prompt/completion "
+                 f"pairs from text and label columns, use `tunelab datasets build {path} --text COL --label COL "
+                 "--out DIR`.",
+        )
+    problems, records, numbers = [], [], 0
+    for row, line in zip(table.rows, table.lines):
+        record = dict(row)
+        if kind == CHAT:
+            problems += [f"line {line}: {p}" for p in validate_messages(row.get("messages"))]
+        else:
+            for key in ("prompt", "completion"):
+                text = _as_text(row.get(key))
+                if text is None:
+                    problems.append(f"line {line}: field `{key}` must be text, found {type(row[key]).__name__}")
+                else:
+                    numbers += isinstance(row.get(key), (int, float, bool))
+                    record[key] = text
+        records.append(record)
+    if problems:
+        what = "chat examples" if kind == CHAT else "prompt/completion values"
+        raise_problems(f"{path} has {len(problems)} invalid {what}:", problems)
+    data = pd.DataFrame(records, index=pd.Index(table.lines, name="line"))
+    notes = [Finding(f"{numbers} prompt/completion values are numbers; they will be written as text")] if numbers else []
+    return table.format, kind, data, notes
+
+
+# --- the checks ---------------------------------------------------------------------------------
+# Each takes the data as it would be after the earlier actions and returns (findings, action).
+
+Check = tuple[list[Finding], Action | None]
+
+
+def _check_columns(df: pd.DataFrame, kind: str) -> Check:
+    keep = ["messages"] if kind == CHAT else ["prompt", "completion"]
+    extra = [c for c in df.columns if c not in keep]
+    if not extra:
+        return [], None
+    names = ", ".join(f"`{c}`" for c in extra)
+    return (
+        [Finding(f"Your file contains additional columns/keys besides {' and '.join(keep)}: {names}")],
+        Action("drop_columns", f"Remove additional columns/keys: {names}", lambda d: d[[c for c in d.columns if c in keep]]),
+    )
+
+
+def _check_empty_completions(df: pd.DataFrame) -> Check:
+    empty = _where(df, [not c.strip() for c in df["completion"]])
+    if not empty:
+        return [], None
+    return (
+        [Finding(f"There are {len(empty)} examples with an empty completion. These are rows: {rows_text(empty)}", empty)],
+        Action("drop_empty", f"Remove {len(empty)} rows with empty completions", _drop(empty), empty, necessary=True),
+    )
+
+
+def _check_duplicates(df: pd.DataFrame, kind: str) -> Check:
+    if kind == CHAT:
+        keys = df["messages"].map(lambda m: json.dumps(m, sort_keys=True, ensure_ascii=False))
+        dup, what = keys.duplicated(), "chat"
+    else:
+        dup, what = df.duplicated(subset=["prompt", "completion"]), "prompt-completion"
+    rows = _lines(df.index[dup.to_numpy()])
+    if not rows:
+        return [], None
+    return (
+        [Finding(f"There are {len(rows)} duplicated {what} sets. These are rows: {rows_text(rows)}", rows)],
+        Action("drop_duplicates", f"Remove {len(rows)} duplicate rows (keeping the first of each)", _drop(rows), rows),
+    )
+
+
+def _check_long(df: pd.DataFrame, kind: str) -> Check:
+    rows = _where(df, [len(t) > MAX_EXAMPLE_CHARS for t in _example_text(df, kind)])
+    if not rows:
+        return [], None
+    return (
+        [Finding(f"There are {len(rows)} examples that are very long: over {MAX_EXAMPLE_CHARS} characters "
+                 "(prompt + completion), our stand-in for the legacy limit of about 2048 tokens. "
+                 f"These are rows: {rows_text(rows)}", rows, warning=True)],
+        Action("drop_long", f"Remove {len(rows)} long examples", _drop(rows), rows),
+    )
+
+
+def _check_prompt_prefix(df: pd.DataFrame) -> Check:
+    prompts = list(df["prompt"])
+    if len(prompts) < 2:
+        return [], None
+    prefix, suffix = _word_prefix(prompts), _common_suffix(prompts)
+    # Only a visible prefix, and only if every prompt keeps some text of its own.
+    if not prefix.strip() or any(not p[len(prefix):len(p) - len(suffix)].strip() for p in prompts):
+        return [], None
+    return (
+        [Finding(f"All prompts start with prefix `{show(prefix)}`. Fine-tuning does not need an instruction "
+                 "repeated in every prompt; the model learns the task from the examples")],
+        Action("strip_prompt_prefix", f"Remove prefix `{show(prefix)}` from all prompts",
+               _map_column("prompt", lambda p: p[len(prefix):] if p.startswith(prefix) else p)),
+    )
+
+
+def _check_completion_prefix(df: pd.DataFrame) -> Check:
+    # Compared without leading whitespace: the leading space is wanted, the text after it is not.
+    stripped = [c.lstrip() for c in df["completion"]]
+    if len(stripped) < 2:
+        return [], None
+    prefix = _word_prefix(stripped)
+    if not prefix.strip() or any(not s[len(prefix):].strip() for s in stripped):
+        return [], None
+
+    def strip(c: str) -> str:
+        body = c.lstrip()
+        return c[: len(c) - len(body)] + body[len(prefix):] if body.startswith(prefix) else c
+
+    return (
+        [Finding(f"All completions start with prefix `{show(prefix)}`. Most of the time you should put only "
+                 "the desired output in the completion")],
+        Action("strip_completion_prefix", f"Remove prefix `{show(prefix)}` from all completions",
+               _map_column("completion", strip)),
+    )
+
+
+def _suffix_findings(df: pd.DataFrame, column: str, suffix: str) -> list[Finding]:
+    what, values = column, list(df[column])
+    findings = [Finding(f"All {what}s end with suffix `{show(suffix)}`")]
+    inside = _where(df, [suffix in v[: -len(suffix)] for v in values])
+    if inside:
+        findings.append(Finding(
+            f"The suffix `{show(suffix)}` also appears inside {len(inside)} {what}s, so the model cannot tell "
+            f"where the {what} ends. Consider a unique separator. These are rows: {rows_text(inside)}",
+            inside, warning=True))
+    return findings
+
+
+def _check_separator(df: pd.DataFrame) -> Check:
+    prompts = list(df["prompt"])
+    if not any(prompts):
+        return [Finding("All prompts are empty: the model will learn open-ended generation")], None
+    suffix = _common_suffix(prompts) if len(prompts) > 1 else ""
+    if suffix:
+        return _suffix_findings(df, "prompt", suffix), None
+    message = ("Your data does not contain a common separator at the end of your prompts. A separator "
+               "appended to every prompt tells the fine-tuned model where the completion begins")
+    sep = next((s for s in SEPARATORS if not any(s in p for p in prompts)), None)
+    if sep is None:
+        tried = ", ".join(f"`{show(s)}`" for s in SEPARATORS)
+        return [Finding(f"{message}. Every candidate ({tried}) already occurs in some prompt; "
+                        "add a separator of your own", warning=True)], None
+    return (
+        [Finding(message)],
+        Action("add_separator", f"Add a suffix separator `{show(sep)}` to all prompts",
+               _map_column("prompt", lambda p: p if p.endswith(sep) else p + sep)),
+    )
+
+
+def _check_leading_space(df: pd.DataFrame) -> Check:
+    rows = _where(df, [not c[:1].isspace() for c in df["completion"]])
+    if not rows:
+        return [], None
+    return (
+        [Finding(f"The completion should start with a whitespace character (` `); {len(rows)} do not. This tends "
+                 f"to produce better results due to the tokenization. These are rows: {rows_text(rows)}", rows)],
+        Action("add_leading_space", "Add a whitespace character to the beginning of the completion",
+               _map_column("completion", lambda c: c if c[:1].isspace() else " " + c), rows),
+    )
+
+
+def _check_lowercase(df: pd.DataFrame, column: str) -> Check:
+    text = "".join(df[column])
+    upper = sum(ch.isupper() for ch in text)
+    letters = upper + sum(ch.islower() for ch in text)
+    if not letters or upper / letters <= UPPER_CASE_SHARE:
+        return [], None
+    return (
+        [Finding(f"{upper / letters:.0%} of the letters in your {column}s are upper case (more than a third). "
+                 "Lowercase text usually fine-tunes better")],
+        Action(f"lowercase_{column}", f"Lowercase all your data in column/key `{column}`",
+               _map_column(column, str.lower)),
+    )
+
+
+def _check_stop(df: pd.DataFrame) -> Check:
+    completions = list(df["completion"])
+    suffix = _common_suffix(completions) if len(completions) > 1 else ""
+    if suffix.strip(" "):  # a common ending other than plain spaces already works as a stop
+        return _suffix_findings(df, "completion", suffix), None
+    message = ("Your data does not contain a common ending at the end of your completions. A stop sequence "
+               "appended to every completion tells the fine-tuned model where to stop")
+    stop = next((s for s in STOP_SEQUENCES if not any(s in c for c in completions)), None)
+    if stop is None:
+        return [Finding(f"{message}. `\\n` and ` END` already occur inside completions; add a stop sequence "
+                        "of your own", warning=True)], None
+    return (
+        [Finding(message)],
+        Action("add_stop", f"Add a suffix ending `{show(stop)}` to all completions",
+               _map_column("completion", lambda c: c if c.endswith(stop) else c + stop)),
+    )
+
+
+def _classification_findings() -> list[Finding]:
+    return [
+        Finding("Based on your data it seems like you're trying to fine-tune a model for classification"),
+        Finding("For classification, you can estimate the expected model performance by keeping a held out "
+                "validation set, which is not used for training"),
+    ]
+
+
+def analyze(path: str | Path) -> Analysis:
+    """Read `path` and run every check. Raises DataFileError when the file cannot be used."""
+    fmt, kind, data, notes = load(path)
+    what = "chat examples" if kind == CHAT else "prompt-completion pairs"
+    findings = [
+        Finding(f"Your file contains {len(data)} {what}; rows are numbered by their line in the file"),
+        Finding(f"Based on your file extension, your file is formatted as a {fmt.upper()} file"),
+        *notes,
+    ]
+    actions: list[Action] = []
+    df = data
+
+    def run(check: Callable[..., Check], *args: Any) -> None:
+        nonlocal df
+        if df.empty:
+            return
+        found, action = check(df, *args)
+        findings.extend(found)
+        if action:
+            actions.append(action)
+            df = action.apply(df)
+
+    run(_check_columns, kind)
+    classification = False
+    if kind == PROMPT_COMPLETION:
+        run(_check_empty_completions)
+    run(_check_duplicates, kind)
+    run(_check_long, kind)
+    if kind == PROMPT_COMPLETION and not df.empty:
+        classification = detect_classification(list(df["completion"]))
+        if classification:
+            findings.extend(_classification_findings())
+        run(_check_prompt_prefix)
+        run(_check_completion_prefix)
+        run(_check_separator)
+        run(_check_leading_space)
+        run(_check_lowercase, "prompt")
+        run(_check_lowercase, "completion")
+        if not classification:
+            run(_check_stop)
+    if len(df) < MIN_EXAMPLES:
+        findings.append(Finding(
+            f"Your data contains {len(df)} examples. We recommend at least a few hundred; below "
+            f"{MIN_EXAMPLES} fine-tuning rarely works well, and quality tends to rise with every doubling "
+            "of the data", warning=True))
+    return Analysis(Path(path), fmt, kind, data, findings, actions, classification)
+
+
+# --- applying, splitting, writing ---------------------------------------------------------------
+
+
+def apply_actions(data: pd.DataFrame, actions: Sequence[Action], path: str | Path = "the file") -> pd.DataFrame:
+    """Apply the accepted actions in order. Raises DataFileError when no rows are left."""
+    for action in actions:
+        data = action.apply(data)
+    if data.empty:
+        raise DataFileError(f"No rows are left in {path} after the fixes; nothing to write.",
+                            hint="Check that the completions are not all empty or duplicated.")
+    return data
+
+
+def classes(data: pd.DataFrame) -> list[str] | None:
+    """The class labels (exact completion strings, sorted) when the data is classification."""
+    if "completion" not in data or not detect_classification(list(data["completion"])):
+        return None
+    return sorted(set(data["completion"]))
+
+
+def positive_class(labels: Sequence[str]) -> str | None:
+    """For two classes: the one that reads as positive, else the first in sorted order."""
+    if len(labels) != 2:
+        return None
+    for label in labels:
+        if label.strip().lower() in POSITIVE_WORDS:
+            return label
+    return sorted(labels)[0]
+
+
+def plan_split(data: pd.DataFrame, seed: int = 42) -> SplitPlan | None:
+    """Stratified train/validation split for classification data; None when not classification
+    or too small. Validation gets min(1000, 20 % of rows)."""
+    from sklearn.model_selection import train_test_split
+
+    labels = classes(data)
+    n_valid = min(MAX_VALID, int(len(data) * VALID_FRACTION))
+    if labels is None or n_valid < 1:
+        return None
+    counts = data["completion"].value_counts()
+    single = [str(c) for c in counts.index[counts < 2]]
+    note = None
+    if single:
+        note = (f"{len(single)} class(es) have a single example ({', '.join(repr(s) for s in single[:5])}), "
+                "so the split is random rather than stratified")
+    elif n_valid < len(labels) or len(data) - n_valid < len(labels):
+        note = f"too few rows to put each of the {len(labels)} classes in both sets, so the split is random"
+    stratify = None if note else data["completion"]
+    train, valid = train_test_split(data, test_size=n_valid, random_state=seed, stratify=stratify)
+    return SplitPlan(train, valid, stratified=note is None, note=note)
+
+
+def output_paths(path: str | Path, split: bool) -> list[Path]:
+    """`<name>_prepared.jsonl`, or `_prepared_train.jsonl` and `_prepared_valid.jsonl`, next to `path`."""
+    path = Path(path)
+    name = re.sub(r"(\.(csv|tsv|tab|xlsx|xlsm|json|jsonl|ndjson))?(\.gz)?$", "", path.name, flags=re.IGNORECASE)
+    if split:
+        return [path.with_name(f"{name}_prepared_train.jsonl"), path.with_name(f"{name}_prepared_valid.jsonl")]
+    return [path.with_name(f"{name}_prepared.jsonl")]
+
+
+def _records(data: pd.DataFrame) -> list[dict[str, Any]]:
+    out = []
+    for row in data.to_dict(orient="records"):
+        # Keys a row never had come back from pandas as NaN/None; leave them out.
+        out.append({k: v for k, v in row.items() if not (v is None or (isinstance(v, float) and v != v))})
+    return out
+
+
+def write_prepared(path: str | Path, data: pd.DataFrame, split: SplitPlan | None = None) -> list[Path]:
+    """Write the prepared JSONL file(s) atomically: all of them appear, or none."""
+    parts = [split.train, split.valid] if split else [data]
+    targets = output_paths(path, split is not None)
+    # Renames happen only when every file is fully written; an error removes all temporaries.
+    with contextlib.ExitStack() as stack:
+        for target, part in zip(targets, parts):
+            fh = stack.enter_context(atomic_open(target))
+            for record in _records(part):
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return targets
+
+
+def _quote(text: str) -> str:
+    return f'"{text}"' if not re.search(r'["$`\\!\n]', text) else shlex.quote(text)
+
+
+def next_command(train: Path, valid: Path | None = None, labels: Sequence[str] | None = None,
+                 model: str | None = None) -> str:
+    """The `tunelab api fine_tunes.create` command for the prepared files."""
+    cmd = f"tunelab api fine_tunes.create -t {_quote(str(train))}"
+    if valid:
+        cmd += f" -v {_quote(str(valid))}"
+    cmd += f" -m {model or '<model>'}"
+    if labels and valid:
+        positive = positive_class(labels)
+        cmd += " --compute_classification_metrics"
+        if positive is not None:
+            cmd += f" --classification_positive_class {_quote(positive)}"
+        else:
+            cmd += f" --classification_n_classes {len(labels)}"
+    return cmd
+
+
+def usage_notes(data: pd.DataFrame) -> list[str]:
+    """Reminders for using the fine-tuned model: the separator and the stop sequence."""
+    if "prompt" not in data:
+        return []
+    notes = []
+    prompts, completions = list(data["prompt"]), list(data["completion"])
+    sep = _common_suffix(prompts) if len(prompts) > 1 else ""
+    if sep:
+        notes.append(f"After you've fine-tuned a model, remember that your prompt has to end with the indicator "
+                     f"string `{show(sep)}` for the model to start generating completions, rather than "
+                     "continuing with the prompt.")
+    stop = _common_suffix(completions) if len(completions) > 1 else ""
+    if stop and not detect_classification(completions):
+        notes.append(f'Make sure to include `stop=["{show(stop)}"]` so that the generated texts end at the '
+                     "expected place.")
+    return notes

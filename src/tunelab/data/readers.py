@@ -1,0 +1,325 @@
+"""Read CSV, TSV, XLSX, JSON (array) and JSON Lines files (optionally gzip-compressed) into rows
+that remember the line they came from, so every later message can say `file:line`.
+
+Everything that goes wrong raises DataFileError naming the file, and the line and field where
+known; files with several bad lines report all of them at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import re
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunelab.errors import DataFileError
+
+FORMATS = ("csv", "tsv", "xlsx", "json", "jsonl")
+_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".xlsx": "xlsx", ".xlsm": "xlsx",
+             ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+# A report with thousands of bad lines is unreadable; the count of the rest is still given.
+MAX_PROBLEMS = 50
+CHAT_ROLES = ("system", "user", "assistant")
+
+
+@dataclass
+class Table:
+    """Rows of a data file. `lines[i]` is the 1-based physical line where row i starts
+    (for XLSX, the sheet row number)."""
+
+    path: Path
+    format: str
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    lines: list[int]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: str
+    completion: str
+    line: int
+
+
+@dataclass(frozen=True)
+class ChatExample:
+    messages: list[dict[str, Any]] = field(hash=False)
+    line: int
+
+
+def raise_problems(message: str, problems: Sequence[str], hint: str | None = None) -> None:
+    """Raise one DataFileError listing every problem (capped, with the count of the rest)."""
+    shown = list(problems[:MAX_PROBLEMS])
+    if len(problems) > MAX_PROBLEMS:
+        shown.append(f"... and {len(problems) - MAX_PROBLEMS} more")
+    raise DataFileError(message, problems=shown, hint=hint)
+
+
+def detect_format(path: str | Path) -> tuple[str, bool]:
+    """(format, gzip-compressed) from the file name, e.g. `x.jsonl.gz` -> ("jsonl", True)."""
+    path = Path(path)
+    suffixes = [s.lower() for s in path.suffixes]
+    compressed = bool(suffixes) and suffixes[-1] == ".gz"
+    if compressed:
+        suffixes = suffixes[:-1]
+    fmt = _SUFFIXES.get(suffixes[-1]) if suffixes else None
+    if fmt is None:
+        if suffixes and suffixes[-1] == ".xls":
+            hint = "Open it in a spreadsheet program and save it as .xlsx or .csv."
+        else:
+            hint = "Supported: .csv, .tsv, .xlsx, .json (an array of objects), .jsonl (optionally .gz)."
+        raise DataFileError(f"{path}: cannot tell the file format from its name.", hint=hint)
+    if compressed and fmt == "xlsx":
+        raise DataFileError(f"{path}: compressed spreadsheets are not supported.",
+                            hint="Decompress it first.")
+    return fmt, compressed
+
+
+def read_table(path: str | Path, *, format: str | None = None) -> Table:
+    """Read a data file into a Table. `format` overrides detection from the file name."""
+    path = Path(path)
+    fmt, compressed = detect_format(path) if format is None else (format, path.suffix == ".gz")
+    if fmt not in FORMATS:
+        raise DataFileError(f"Unknown format {fmt!r}.", hint=f"Use one of: {', '.join(FORMATS)}.")
+    if not path.exists():
+        raise DataFileError(f"{path}: no such file.")
+    if path.is_dir():
+        raise DataFileError(f"{path} is a directory, not a data file.")
+    if fmt == "xlsx":
+        return _read_xlsx(path)
+    text = _read_text(path, compressed)
+    if not text.strip():
+        raise DataFileError(f"{path} is empty.", hint="The file has no rows; check that it was exported completely.")
+    if fmt == "jsonl":
+        return _read_jsonl(path, text)
+    if fmt == "json":
+        return _read_json(path, text)
+    return _read_delimited(path, text, fmt)
+
+
+def _read_text(path: Path, compressed: bool) -> str:
+    try:
+        data = path.read_bytes()
+        if compressed:
+            data = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+        raise DataFileError(f"{path}: cannot read the file: {exc}") from None
+    try:
+        return data.decode("utf-8-sig")  # -sig: a leading BOM (Excel, Notepad) is not data
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        where = " of the decompressed data" if compressed else ""
+        raise DataFileError(
+            f"{path} is not valid UTF-8: byte 0x{data[exc.start]:02x} at byte offset {exc.start}{where} "
+            f"(line {line}) cannot be decoded ({exc.reason}).",
+            hint="Re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 IN > OUT` "
+                 "or 'Save as: CSV UTF-8' in a spreadsheet program.",
+        ) from None
+
+
+def _columns_of(rows: Iterable[dict[str, Any]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for row in rows:
+        for key in row:
+            seen.setdefault(key, None)
+    return list(seen)
+
+
+def _json_error(exc: json.JSONDecodeError) -> str:
+    return f"{exc.msg} (column {exc.colno})"
+
+
+def _read_jsonl(path: Path, text: str) -> Table:
+    rows, lines, problems = [], [], []
+    # split("\n") rather than splitlines(): JSON strings may legally hold U+2028 etc., and the
+    # line numbers must match what an editor shows.
+    for number, raw in enumerate(text.split("\n"), start=1):
+        if not raw.strip():
+            continue  # blank lines (e.g. a trailing one) carry no row
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            problems.append(f"line {number}: malformed JSON: {_json_error(exc)}")
+            continue
+        if not isinstance(obj, dict):
+            problems.append(f"line {number}: expected a JSON object {{...}}, found {type(obj).__name__}")
+            continue
+        rows.append(obj)
+        lines.append(number)
+    if problems:
+        raise_problems(f"{path}: {len(problems)} line(s) cannot be read as JSON Lines:", problems,
+                       hint="Each line must hold one complete JSON object.")
+    return Table(path, "jsonl", _columns_of(rows), rows, lines)
+
+
+def _read_json(path: Path, text: str) -> Table:
+    decoder = json.JSONDecoder()
+    start = len(text) - len(text.lstrip())
+    if not text.startswith("[", start):
+        # A .json file holding one object per line is common; read it as JSON Lines.
+        try:
+            _, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError as exc:
+            raise DataFileError(f"{path}: malformed JSON at line {exc.lineno}: {_json_error(exc)}") from None
+        if text[end:].strip():
+            return _read_jsonl(path, text)
+        raise DataFileError(f"{path}: expected a JSON array of objects, found a single value.",
+                            hint="Write the rows as [{...}, {...}] or as JSON Lines (.jsonl).")
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataFileError(f"{path}: malformed JSON at line {exc.lineno}: {_json_error(exc)}") from None
+    # Decode element by element to learn the line each row starts on.
+    rows, lines, problems = [], [], []
+    pos, line, counted = start + 1, 1, 0
+    ws = re.compile(r"[\s,]*")
+    while True:
+        pos = ws.match(text, pos).end()
+        if text.startswith("]", pos):
+            break
+        obj, end = decoder.raw_decode(text, pos)
+        line, counted = line + text.count("\n", counted, pos), pos
+        if isinstance(obj, dict):
+            rows.append(obj)
+            lines.append(line)
+        else:
+            problems.append(f"line {line}: expected a JSON object {{...}}, found {type(obj).__name__}")
+        pos = end
+    if problems:
+        raise_problems(f"{path}: {len(problems)} element(s) are not objects:", problems)
+    return Table(path, "json", _columns_of(rows), rows, lines)
+
+
+def _read_delimited(path: Path, text: str, fmt: str) -> Table:
+    # The csv module rather than pandas: it reports where each record starts, and records may
+    # span several physical lines (quoted fields with line breaks).
+    csv.field_size_limit(2**31 - 1)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",")
+    header: list[str] | None = None
+    rows, lines, problems = [], [], []
+    previous_end = 0
+    try:
+        for record in reader:
+            start, previous_end = previous_end + 1, reader.line_num
+            if not record or (len(record) == 1 and not record[0].strip()):
+                continue  # blank line
+            if header is None:
+                header = [name.strip() or f"Unnamed: {i}" for i, name in enumerate(record)]
+                dupes = sorted({n for n in header if header.count(n) > 1})
+                if dupes:
+                    raise DataFileError(f"{path}: line {start}: the header repeats column(s) {dupes}.")
+                continue
+            if len(record) != len(header):
+                problems.append(f"line {start}: {len(record)} fields, but the header has {len(header)} "
+                                "(an unquoted separator or quote in a field?)")
+                continue
+            rows.append(dict(zip(header, record)))
+            lines.append(start)
+    except csv.Error as exc:
+        problems.append(f"line {reader.line_num}: {exc}")
+    if problems:
+        raise_problems(f"{path}: {len(problems)} line(s) cannot be read as {fmt.upper()}:", problems,
+                       hint="Fields containing separators, quotes or line breaks must be quoted.")
+    if header is None:
+        raise DataFileError(f"{path} is empty.")
+    return Table(path, fmt, header, rows, lines)
+
+
+def _read_xlsx(path: Path) -> Table:
+    import pandas as pd
+
+    try:
+        # dtype=str and no NA conversion: cells stay text, like CSV, and "NA" stays "NA".
+        frame = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
+    except Exception as exc:  # openpyxl raises many types for corrupt files; all mean "unreadable"
+        raise DataFileError(f"{path}: cannot read the spreadsheet: {exc}") from None
+    columns = [str(c) for c in frame.columns]
+    if not columns:
+        raise DataFileError(f"{path} is empty.")
+    frame.columns = columns
+    rows = frame.to_dict(orient="records")
+    # Sheet row 1 is the header, so data row i sits on sheet row i + 2.
+    return Table(path, "xlsx", columns, rows, [i + 2 for i in range(len(rows))])
+
+
+# --- Validation of prepared files (used by training and by prepare_data) -------------------------
+
+
+def detect_classification(completions: Sequence[str]) -> bool:
+    """True when the completions look like class labels: fewer distinct values than a third of
+    the rows (the legacy OpenAI rule). Surrounding whitespace does not make a new class."""
+    if not completions:
+        return False
+    return len({str(c).strip() for c in completions}) < len(completions) / 3
+
+
+def validate_messages(messages: Any) -> list[str]:
+    """Problems with one chat example's `messages` value (empty list when it is valid)."""
+    if not isinstance(messages, list) or not messages:
+        return ["field `messages` must be a non-empty list of {role, content} objects"]
+    problems = []
+    for i, message in enumerate(messages):
+        where = f"field `messages[{i}]`"
+        if not isinstance(message, dict):
+            problems.append(f"{where} must be an object with `role` and `content`")
+            continue
+        role = message.get("role")
+        if role not in CHAT_ROLES:
+            problems.append(f"{where}.role is {role!r}; expected one of {', '.join(CHAT_ROLES)}")
+        content = message.get("content")
+        if not isinstance(content, str) or not content.strip():
+            problems.append(f"{where}.content must be non-empty text")
+    if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
+        problems.append("field `messages` has no assistant message to learn from")
+    return problems
+
+
+def read_prompt_completion(path: str | Path) -> list[Example]:
+    """Read a prepared prompt/completion file for training. Every problem is reported at once,
+    each as `file:line: field ...`. Extra keys are ignored."""
+    table = read_table(path)
+    examples, problems = [], []
+    for row, line in zip(table.rows, table.lines):
+        bad = []
+        for key in ("prompt", "completion"):
+            value = row.get(key)
+            if key not in row:
+                bad.append(f"field `{key}` is missing")
+            elif not isinstance(value, str):
+                bad.append(f"field `{key}` must be text, found {type(value).__name__}")
+        if not bad and not row["completion"].strip():
+            bad.append("field `completion` is empty")
+        problems += [f"{table.path}:{line}: {p}" for p in bad]
+        if not bad:
+            examples.append(Example(row["prompt"], row["completion"], line))
+    if problems:
+        raise_problems(f"{table.path} is not a valid prompt/completion file:", problems,
+                       hint=f"Run `tunelab tools fine_tunes.prepare_data -f {table.path}` to fix it.")
+    if not examples:
+        raise DataFileError(f"{table.path} has no examples.")
+    return examples
+
+
+def read_chat(path: str | Path) -> list[ChatExample]:
+    """Read a chat (`messages`) training file, reporting every invalid line at once."""
+    table = read_table(path)
+    examples, problems = [], []
+    for row, line in zip(table.rows, table.lines):
+        bad = validate_messages(row.get("messages"))
+        problems += [f"{table.path}:{line}: {p}" for p in bad]
+        if not bad:
+            examples.append(ChatExample(row["messages"], line))
+    if problems:
+        raise_problems(f"{table.path} is not a valid chat file:", problems)
+    if not examples:
+        raise DataFileError(f"{table.path} has no examples.")
+    return examples

@@ -1,0 +1,1 @@
+"""Running fine-tuned models: label scoring (shared with training's validation) and completions."""

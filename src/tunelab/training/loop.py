@@ -1,0 +1,195 @@
+"""The training loop, under Hugging Face Accelerate so that `accelerate launch` takes the same job
+to several GPUs or machines. Resumable: every `checkpoint_seconds` the whole state (weights,
+optimizer, scheduler, RNG, position in the epoch) is saved atomically."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from tunelab.runtime import device as pick_device
+from tunelab.runtime import use_bf16
+from tunelab.training.config import Hyperparameters
+from tunelab.training.examples import Encoded, bucketed_batches, collate
+from tunelab.training.losses import BatchResult, classifier_step, lm_step
+from tunelab.training.results import ResultsWriter
+
+
+class Cancelled(Exception):
+    """The job was cancelled while training."""
+
+
+@dataclass
+class LoopData:
+    train: list[Encoded]
+    valid: list[Encoded]  # fixed sample for validation loss rows (may be empty)
+    method: str
+    pad_id: int
+    class_weights: torch.Tensor | None = None
+
+
+@dataclass
+class LoopHooks:
+    """What the job runner plugs in: progress reporting, cancellation, checkpoints, metrics."""
+    on_progress: Callable[[dict], None] = lambda info: None
+    should_cancel: Callable[[], bool] = lambda: False
+    on_epoch_end: Callable[[int, int, dict], None] = lambda epoch, step, metrics: None
+    classification_metrics: Callable[[], dict] | None = None
+
+
+@dataclass
+class LoopOutcome:
+    model: object
+    steps: int
+    trained_tokens: int
+    trained_examples: int
+    final_metrics: dict = field(default_factory=dict)
+
+
+def total_steps(n_examples: int, batch_size: int, n_epochs: int) -> int:
+    return math.ceil(n_examples / batch_size) * n_epochs
+
+
+def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learning_rate: float,
+          work_dir: Path, results: ResultsWriter | None, hooks: LoopHooks, resume: bool = True) -> LoopOutcome:
+    from accelerate import Accelerator
+    from transformers import get_linear_schedule_with_warmup
+
+    dev = pick_device()
+    accelerator = Accelerator(mixed_precision="bf16" if use_bf16(dev) else "no", cpu=dev.type == "cpu")
+    torch.manual_seed(hp.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.01)
+    steps_per_epoch = math.ceil(len(data.train) / batch_size)
+    n_total = steps_per_epoch * hp.n_epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(hp.warmup_ratio * n_total), n_total)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    class_weights = data.class_weights.to(accelerator.device) if data.class_weights is not None else None
+    eval_every = hp.eval_every or max(1, steps_per_epoch // 10)
+
+    state_dir = Path(work_dir) / "resume"
+    position = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "tokens": 0, "examples": 0,
+                "results_rows": 0, "elapsed": 0.0}
+    if resume and not state_dir.exists() and state_dir.with_name("resume.old").exists():
+        os.replace(state_dir.with_name("resume.old"), state_dir)  # killed between the two renames
+    if resume and (state_dir / "position.json").exists():
+        accelerator.load_state(str(state_dir))
+        position = json.loads((state_dir / "position.json").read_text())
+        hooks.on_progress({"event": "resumed", **position, "total_steps": n_total})
+    if results is not None:
+        results.__init__(results.path, results.columns, keep_rows=position["results_rows"] if position["global_step"] else None)
+
+    def step_fn(batch) -> BatchResult:
+        if data.method == "classifier":
+            return classifier_step(model, batch, class_weights)
+        return lm_step(model, batch, hp.prompt_loss_weight)
+
+    lengths = [len(e.input_ids) for e in data.train]
+    started = time.monotonic() - position["elapsed"]
+    last_ckpt = time.monotonic()
+    last_cancel_check = 0.0
+    left_pad = data.method != "classifier"
+    final_metrics: dict = {}
+
+    for epoch in range(position["epoch"], hp.n_epochs):
+        batches = bucketed_batches(lengths, batch_size, seed=hp.seed, epoch=epoch, shuffle=hp.shuffle)
+        loader = DataLoader(data.train, batch_sampler=batches,
+                            collate_fn=lambda items: collate(items, data.pad_id, left_pad=left_pad))
+        loader = accelerator.prepare_data_loader(loader, device_placement=True)
+        skip = position["step_in_epoch"] if epoch == position["epoch"] else 0
+        if skip:
+            loader = accelerator.skip_first_batches(loader, skip)
+        model.train()
+        for i, batch in enumerate(loader, start=skip):
+            with accelerator.autocast():
+                out = step_fn(batch)
+            accelerator.backward(out.loss)
+            accelerator.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+
+            position["global_step"] += 1
+            position["step_in_epoch"] = i + 1
+            position["tokens"] += int(batch["attention_mask"].sum())
+            position["examples"] += len(batch["input_ids"])
+            step = position["global_step"]
+            row = {
+                "step": step, "elapsed_tokens": position["tokens"], "elapsed_examples": position["examples"],
+                "training_loss": float(out.loss.detach()),
+                "training_sequence_accuracy": out.seq_correct / max(out.n_seqs, 1),
+                "training_token_accuracy": out.token_correct / max(out.n_tokens, 1),
+            }
+            last_of_epoch = i + 1 == steps_per_epoch
+            if data.valid and (step % eval_every == 0 or last_of_epoch):
+                row.update(_validate(model, data, step_fn, batch_size, accelerator))
+                model.train()
+            if last_of_epoch and hooks.classification_metrics is not None:
+                final_metrics = hooks.classification_metrics()
+                row.update(final_metrics)
+                model.train()
+            if results is not None and accelerator.is_main_process:
+                results.write(row)
+            elapsed = time.monotonic() - started
+            hooks.on_progress({"event": "step", "step": step, "total_steps": n_total, "epoch": epoch + 1,
+                               "loss": row["training_loss"], "elapsed": elapsed,
+                               **{k: v for k, v in row.items() if k.startswith(("validation", "classification"))}})
+            now = time.monotonic()
+            if now - last_cancel_check > 1.0:
+                last_cancel_check = now
+                if hooks.should_cancel():
+                    raise Cancelled()
+            if last_of_epoch:
+                position.update(epoch=epoch + 1, step_in_epoch=0)
+                hooks.on_epoch_end(epoch + 1, step, row)
+            if now - last_ckpt > hp.checkpoint_seconds and not (last_of_epoch and epoch + 1 == hp.n_epochs):
+                position["elapsed"] = now - started
+                position["results_rows"] = results.rows if results is not None else 0
+                _save_state(accelerator, state_dir, position)
+                last_ckpt = time.monotonic()
+        position.update(epoch=epoch + 1, step_in_epoch=0)
+    accelerator.wait_for_everyone()
+    return LoopOutcome(accelerator.unwrap_model(model), position["global_step"], position["tokens"],
+                       position["examples"], final_metrics)
+
+
+@torch.no_grad()
+def _validate(model, data: LoopData, step_fn, batch_size: int, accelerator) -> dict:
+    model.eval()
+    loss_sum = tok_c = tok_n = seq_c = seq_n = 0.0
+    left_pad = data.method != "classifier"
+    for start in range(0, len(data.valid), batch_size):
+        batch = collate(data.valid[start:start + batch_size], data.pad_id, left_pad=left_pad)
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        with accelerator.autocast():
+            out = step_fn(batch)
+        loss_sum += float(out.loss) * out.n_seqs
+        tok_c += out.token_correct
+        tok_n += out.n_tokens
+        seq_c += out.seq_correct
+        seq_n += out.n_seqs
+    return {"validation_loss": loss_sum / max(seq_n, 1), "validation_sequence_accuracy": seq_c / max(seq_n, 1),
+            "validation_token_accuracy": tok_c / max(tok_n, 1)}
+
+
+def _save_state(accelerator, state_dir: Path, position: dict) -> None:
+    """Write to a sibling folder, then swap, so a kill mid-save keeps the previous state."""
+    tmp = state_dir.with_name("resume.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.save_state(str(tmp))
+    (tmp / "position.json").write_text(json.dumps(position))
+    old = state_dir.with_name("resume.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if state_dir.exists():
+        os.replace(state_dir, old)
+    os.replace(tmp, state_dir)
+    shutil.rmtree(old, ignore_errors=True)

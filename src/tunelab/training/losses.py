@@ -1,0 +1,55 @@
+"""Per-batch loss and accuracies for the two methods. One code path each, used for training
+steps and validation rows alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class BatchResult:
+    loss: torch.Tensor
+    n_tokens: int  # tokens the loss counted (completion tokens, or labels for the classifier)
+    token_correct: int
+    seq_correct: int
+    n_seqs: int
+
+
+def model_inputs(batch: dict) -> dict:
+    return {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+
+
+def classifier_step(model, batch: dict, class_weights: torch.Tensor | None = None) -> BatchResult:
+    logits = model(**model_inputs(batch)).logits.float()
+    labels = batch["labels"]
+    loss = F.cross_entropy(logits, labels, weight=class_weights)
+    correct = int((logits.argmax(-1) == labels).sum())
+    n = len(labels)
+    return BatchResult(loss, n, correct, correct, n)
+
+
+def lm_step(model, batch: dict, prompt_loss_weight: float = 0.0) -> BatchResult:
+    """Causal-LM loss on left-padded rows. With no prompt loss, only the last `max completion + 1`
+    positions get full-vocabulary logits (`logits_to_keep`), which is most of a step's cost."""
+    ids, mask, n_comp = batch["input_ids"], batch["attention_mask"], batch["n_completion"]
+    width = ids.shape[1]
+    keep = width if prompt_loss_weight > 0 else int(n_comp.max()) + 1
+    logits = model(**model_inputs(batch), logits_to_keep=keep).logits
+    # logits[:, j] predicts token at absolute position width - keep + j + 1
+    pred = logits[:, :-1].float()
+    targets = ids[:, width - keep + 1:]
+    tmask = mask[:, width - keep + 1:].float()
+    positions = torch.arange(width - keep + 1, width, device=ids.device)
+    is_completion = positions.unsqueeze(0) >= (width - n_comp).unsqueeze(1)
+    weights = torch.where(is_completion, torch.ones_like(tmask), torch.full_like(tmask, prompt_loss_weight)) * tmask
+    nll = F.cross_entropy(pred.reshape(-1, pred.shape[-1]), targets.reshape(-1), reduction="none").view_as(weights)
+    loss = (nll * weights).sum() / weights.sum().clamp(min=1e-8)
+    comp = is_completion & (tmask > 0)
+    hit = (pred.argmax(-1) == targets) & comp
+    token_correct = int(hit.sum())
+    n_tokens = int(comp.sum())
+    seq_correct = int(((hit | ~comp).all(-1)).sum())
+    return BatchResult(loss, n_tokens, token_correct, seq_correct, len(ids))

@@ -1,0 +1,56 @@
+"""The results CSV, with OpenAI's legacy columns (plus classification columns when asked)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+BASE_COLUMNS = [
+    "step", "elapsed_tokens", "elapsed_examples", "training_loss", "training_sequence_accuracy",
+    "training_token_accuracy", "validation_loss", "validation_sequence_accuracy", "validation_token_accuracy",
+]
+MULTICLASS_COLUMNS = ["classification/accuracy", "classification/weighted_f1_score"]
+BINARY_COLUMNS = ["classification/accuracy", "classification/precision", "classification/recall",
+                  "classification/auroc", "classification/auprc", "classification/f1.0"]
+
+
+def columns_for(classification: str | None, betas: list[float] = ()) -> list[str]:
+    """classification: None, "multiclass" or "binary"."""
+    if classification == "multiclass":
+        return BASE_COLUMNS + MULTICLASS_COLUMNS
+    if classification == "binary":
+        return BASE_COLUMNS + BINARY_COLUMNS + [f"classification/f{b}" for b in betas if float(b) != 1.0]
+    return list(BASE_COLUMNS)
+
+
+class ResultsWriter:
+    """Appends one row per step and flushes, so `fine_tunes.results` shows a running job's progress.
+    On resume the file is cut back to the rows the checkpoint covers."""
+
+    def __init__(self, path: Path, columns: list[str], keep_rows: int | None = None):
+        self.path = Path(path)
+        self.columns = columns
+        if keep_rows is not None and self.path.exists():
+            with open(self.path, newline="") as fh:
+                rows = list(csv.reader(fh))[: keep_rows + 1]
+            with open(self.path, "w", newline="") as fh:
+                csv.writer(fh).writerows(rows)
+        elif not self.path.exists() or keep_rows is None:
+            with open(self.path, "w", newline="") as fh:
+                csv.writer(fh).writerow(columns)
+        self.rows = self._count()
+
+    def _count(self) -> int:
+        with open(self.path, newline="") as fh:
+            return max(0, sum(1 for _ in fh) - 1)
+
+    def write(self, row: dict) -> None:
+        with open(self.path, "a", newline="") as fh:
+            csv.writer(fh).writerow(["" if row.get(c) is None else _fmt(row[c]) for c in self.columns])
+        self.rows += 1
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
