@@ -48,7 +48,12 @@ def cmd_prepare_data(args: argparse.Namespace) -> int:
     accepted = []
     if analysis.actions:
         print("\nBased on the analysis we will perform the following actions:")
-        accepted = [a for a in analysis.actions if _ask(f"{a.label} {a.message}", args.quiet)]
+        for action in analysis.actions:
+            if action.necessary:  # as in the legacy tool, necessary fixes are not optional
+                print(f"{action.label} {action.message}")
+                accepted.append(action)
+            elif _ask(f"{action.label} {action.message}", args.quiet):
+                accepted.append(action)
     else:
         print("\nNo remediations found.")
     data = prepare.apply_actions(analysis.data, accepted, analysis.path)

@@ -94,6 +94,10 @@ def show(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
 
 
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
 def rows_text(rows: Sequence[int]) -> str:
     shown = ", ".join(str(r) for r in rows[:MAX_ROWS_SHOWN])
     more = f", ... and {len(rows) - MAX_ROWS_SHOWN} more" if len(rows) > MAX_ROWS_SHOWN else ""
@@ -225,8 +229,8 @@ def _check_empty_completions(df: pd.DataFrame) -> Check:
     if not empty:
         return [], None
     return (
-        [Finding(f"There are {len(empty)} examples with an empty completion. These are rows: {rows_text(empty)}", empty)],
-        Action("drop_empty", f"Remove {len(empty)} rows with empty completions", _drop(empty), empty, necessary=True),
+        [Finding(f"There {'is' if len(empty) == 1 else 'are'} {plural(len(empty), 'example')} with an empty completion. These are rows: {rows_text(empty)}", empty)],
+        Action("drop_empty", f"Remove {plural(len(empty), 'row')} with empty completions", _drop(empty), empty, necessary=True),
     )
 
 
@@ -240,8 +244,8 @@ def _check_duplicates(df: pd.DataFrame, kind: str) -> Check:
     if not rows:
         return [], None
     return (
-        [Finding(f"There are {len(rows)} duplicated {what} sets. These are rows: {rows_text(rows)}", rows)],
-        Action("drop_duplicates", f"Remove {len(rows)} duplicate rows (keeping the first of each)", _drop(rows), rows),
+        [Finding(f"There {'is' if len(rows) == 1 else 'are'} {plural(len(rows), 'duplicated ' + what + ' set')}. These are rows: {rows_text(rows)}", rows)],
+        Action("drop_duplicates", f"Remove {plural(len(rows), 'duplicate row')} (keeping the first of each)", _drop(rows), rows),
     )
 
 
@@ -250,10 +254,10 @@ def _check_long(df: pd.DataFrame, kind: str) -> Check:
     if not rows:
         return [], None
     return (
-        [Finding(f"There are {len(rows)} examples that are very long: over {MAX_EXAMPLE_CHARS} characters "
+        [Finding(f"There {'is' if len(rows) == 1 else 'are'} {plural(len(rows), 'example')} that {'is' if len(rows) == 1 else 'are'} very long: over {MAX_EXAMPLE_CHARS} characters "
                  "(prompt + completion), our stand-in for the legacy limit of about 2048 tokens. "
                  f"These are rows: {rows_text(rows)}", rows, warning=True)],
-        Action("drop_long", f"Remove {len(rows)} long examples", _drop(rows), rows),
+        Action("drop_long", f"Remove {plural(len(rows), 'long example')}", _drop(rows), rows),
     )
 
 

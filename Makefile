@@ -1,0 +1,22 @@
+# The two set-up commands of the README:
+#   make demo   install, then run the chapter end to end on the bundled reviews
+#   make test   install (with test extras), then run the whole test suite
+VENV ?= .venv
+
+.PHONY: setup setup-test demo test bench
+
+setup:
+	bash scripts/setup.sh
+
+setup-test:
+	bash scripts/setup.sh test
+
+demo: setup
+	$(VENV)/bin/tunelab demo
+
+test: setup-test
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+bench: setup
+	$(VENV)/bin/python benchmarks/train_throughput.py
+	$(VENV)/bin/python benchmarks/serve_throughput.py

@@ -1,0 +1,283 @@
+"""Build prompt/completion train/valid/test files from a table of text and label columns.
+
+The format follows the book chapter: prompt = the text fields joined with "\\n" (empty ones
+skipped) + separator; completion = " " + label. Any dataset works through the column mapping
+(`text_columns`, `label_column`); presets only name common mappings.
+
+Split membership is always seeded and stratified; `shuffle` only decides the row order inside
+each file (seeded random, or sorted by label to reproduce the "unshuffled" experiment).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunelab.data.bundled import PARTS, BundledDataset, get_bundled, get_preset
+from tunelab.data.readers import Table, read_table
+from tunelab.errors import DataFileError, InvalidInputError
+from tunelab.fsutil import write_json, write_jsonl
+
+DEFAULT_SEPARATOR = "\n\n###\n\n"
+DEFAULT_HOLDOUT_FRACTION = 0.1  # validation and test each, when no size is given
+FILES = {"train": "train.jsonl", "valid": "valid.jsonl", "test": "test.jsonl"}
+DROP_REASONS = ("empty_text", "missing_label", "duplicate_prompt")
+_INTEGER = re.compile(r"[+-]?\d+(\.0*)?")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)")
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    out_dir: Path
+    paths: dict[str, Path]  # "train", "valid", "test", "labels"
+    counts: dict[str, int]  # rows per split
+    labels: list[str]
+    label_counts: dict[str, dict[str, int]]  # split -> label -> rows
+    dropped: dict[str, int]  # reason -> rows
+    ordinal: bool
+    stratified: bool
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Row:
+    prompt: str
+    label: str
+    part: str | None  # canonical part of a bundled dataset, else None
+    where: str  # "file:line"
+
+
+def format_label(value: Any) -> str | None:
+    """Label text for the completion; None when missing. Integral numbers lose their ".0"
+    (5, 5.0 and "5.0" all become "5") so a numeric column read as float still gives " 5"."""
+    if value is None or isinstance(value, bool):
+        return None if value is None else str(value)
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return None
+        return str(int(value)) if value.is_integer() else repr(value)
+    text = str(value).strip()
+    if not text:
+        return None
+    return str(int(text.split(".")[0])) if _INTEGER.fullmatch(text) else text
+
+
+def make_prompt(row: dict[str, Any], text_columns: Sequence[str], separator: str = DEFAULT_SEPARATOR) -> str:
+    """The text fields joined with newlines plus the separator; "" when every field is empty.
+    Fields are stripped: stray whitespace before the separator would change its tokens."""
+    parts = [str(row.get(c)).strip() for c in text_columns if row.get(c) is not None]
+    text = "\n".join(p for p in parts if p)
+    return text + separator if text else ""
+
+
+def sort_labels(labels: Sequence[str]) -> list[str]:
+    """Numerically when every label is a number, else alphabetically."""
+    if labels and all(_NUMBER.fullmatch(label) for label in labels):
+        return sorted(labels, key=float)
+    return sorted(labels)
+
+
+def resolve_columns(source: str | Path, *, preset: str | None = None, text_columns: Sequence[str] | None = None,
+                    label_column: str | None = None) -> tuple[list[str], str, str | None]:
+    """(text columns, label column, preset used): explicit columns override the preset, which
+    overrides a bundled dataset's default preset."""
+    dataset = _bundled(source)
+    name = preset or (dataset.default_preset if dataset and not (text_columns and label_column) else None)
+    chosen = get_preset(name) if name else None
+    text = list(text_columns or (chosen.text_columns if chosen else []))
+    label = label_column or (chosen.label_column if chosen else None)
+    if not text or not label:
+        raise InvalidInputError("Say which columns to use: --text COL[,COL...] and --label COL, or --preset NAME.")
+    return text, label, name
+
+
+def _bundled(source: str | Path) -> BundledDataset | None:
+    # A file of that name wins, so a bundled name can never hide the user's own data.
+    return None if Path(source).exists() else get_bundled(str(source))
+
+
+def _load(source: str | Path) -> list[tuple[str | None, Table]]:
+    dataset = _bundled(source)
+    if dataset:
+        return [(part, read_table(dataset.path(part))) for part in PARTS]
+    path = Path(source)
+    if not path.exists():
+        from tunelab.data.bundled import BUNDLED
+
+        raise DataFileError(f"{source}: no such file or bundled dataset.",
+                            hint=f"Bundled datasets: {', '.join(BUNDLED)} (see `tunelab datasets list`).")
+    return [(None, read_table(path))]
+
+
+def _check_columns(table: Table, wanted: Sequence[str], source: str | Path) -> None:
+    missing = [c for c in wanted if c not in table.columns]
+    if missing:
+        present = ", ".join(f"`{c}`" for c in table.columns)
+        raise DataFileError(
+            f"{source if _bundled(source) else table.path}: no column {', '.join(f'`{c}`' for c in missing)}. "
+            f"Columns present: {present}.",
+            hint="Choose columns with --text COL[,COL...] and --label COL, or a --preset.")
+
+
+def _collect(tables: list[tuple[str | None, Table]], text_columns: Sequence[str], label_column: str,
+             separator: str) -> tuple[list[_Row], dict[str, list[str]]]:
+    rows: list[_Row] = []
+    dropped: dict[str, list[str]] = {reason: [] for reason in DROP_REASONS}
+    seen: set[str] = set()
+    for part, table in tables:
+        for record, line in zip(table.rows, table.lines):
+            where = f"{table.path.name}:{line}"
+            prompt = make_prompt(record, text_columns, separator)
+            label = format_label(record.get(label_column))
+            reason = ("empty_text" if not prompt else "missing_label" if label is None
+                      else "duplicate_prompt" if prompt in seen else None)
+            if reason:
+                dropped[reason].append(where)
+                continue
+            seen.add(prompt)  # first occurrence wins, so no prompt can land in two splits
+            rows.append(_Row(prompt, label, part, where))
+    return rows, dropped
+
+
+class _Splitter:
+    """Seeded, stratified sampling that records why it could not stratify."""
+
+    def __init__(self, labels: list[str], seed: int):
+        import numpy as np
+
+        self.labels = np.array(labels, dtype=object)
+        self.seed = seed
+        self.stratified = True
+        self.notes: list[str] = []
+
+    def take(self, idx, k: int, what: str):
+        """(k rows of idx, the rest), keeping class proportions where possible."""
+        import numpy as np
+        from sklearn.model_selection import train_test_split
+
+        if k <= 0:
+            return idx[:0], idx
+        if k >= len(idx):
+            return idx, idx[:0]
+        counts = Counter(self.labels[idx])
+        # A class with one row cannot be in both parts; it stays in the rest (the bigger part).
+        single = np.array([counts[label] == 1 for label in self.labels[idx]], dtype=bool)
+        pool, kept = idx[~single], idx[single]
+        try:
+            rest, taken = train_test_split(pool, test_size=k, random_state=self.seed, stratify=self.labels[pool])
+            return np.sort(taken), np.sort(np.concatenate([rest, kept]))
+        except ValueError as exc:
+            self.stratified = False
+            self.notes.append(f"{what}: rows taken at random, not stratified ({exc})")
+            rest, taken = train_test_split(idx, test_size=k, random_state=self.seed)
+            return np.sort(taken), np.sort(rest)
+
+
+def _size(value: int | None, default: int, name: str) -> int:
+    if value is None:
+        return default
+    if value < 0:
+        raise InvalidInputError(f"{name} must be a count of rows (0 or more), not {value}.")
+    return value
+
+
+def _split(rows: list[_Row], bundled: bool, sizes: dict[str, int | None], seed: int):
+    import numpy as np
+
+    splitter = _Splitter([r.label for r in rows], seed)
+    if bundled:
+        result = {}
+        for part in PARTS:
+            idx = np.array([i for i, r in enumerate(rows) if r.part == part], dtype=int)
+            k = _size(sizes[part], len(idx), f"--{'val' if part == 'valid' else part}-size")
+            if k > len(idx) and part != "train":
+                raise InvalidInputError(f"Asked for {k} {part} rows, but the bundled {part} part has {len(idx)}.")
+            result[part] = splitter.take(idx, k, part)[0]
+        return result, splitter
+    n = len(rows)
+    default = round(n * DEFAULT_HOLDOUT_FRACTION)
+    n_test = _size(sizes["test"], default, "--test-size")
+    n_val = _size(sizes["valid"], default, "--val-size")
+    if n_test + n_val >= n:
+        raise InvalidInputError(f"Only {n} usable rows: not enough for {n_val} validation and {n_test} test rows "
+                                "plus training rows.", hint="Give smaller --val-size/--test-size.")
+    test, rest = splitter.take(np.arange(n), n_test, "test")
+    valid, train = splitter.take(rest, n_val, "validation")
+    if sizes["train"] is not None:
+        train = splitter.take(train, _size(sizes["train"], len(train), "--train-size"), "train")[0]
+    return {"train": train, "valid": valid, "test": test}, splitter
+
+
+def _order(rows: list[_Row], idx, labels: list[str], shuffle: bool, seed: int) -> list[_Row]:
+    import numpy as np
+
+    if shuffle:
+        idx = np.random.default_rng(seed).permutation(idx)
+        return [rows[i] for i in idx]
+    rank = {label: i for i, label in enumerate(labels)}
+    return sorted((rows[i] for i in idx), key=lambda r: rank[r.label])  # stable: file order within a label
+
+
+def build_dataset(source: str | Path, *, out_dir: str | Path, text_columns: Sequence[str] | None = None,
+                  label_column: str | None = None, preset: str | None = None, train_size: int | None = None,
+                  val_size: int | None = None, test_size: int | None = None, seed: int = 42,
+                  shuffle: bool = True, separator: str = DEFAULT_SEPARATOR) -> BuildResult:
+    """Write out_dir/{train,valid,test}.jsonl and labels.json from a CSV/JSONL/... file or a
+    bundled dataset name. Nothing is written when the input cannot be used."""
+    text_columns, label_column, preset = resolve_columns(source, preset=preset, text_columns=text_columns,
+                                                 label_column=label_column)
+    if not separator:
+        raise InvalidInputError("The separator must not be empty; it tells the model where the prompt ends.")
+    tables = _load(source)
+    for _, table in tables:
+        _check_columns(table, [*text_columns, label_column], source)
+    rows, dropped = _collect(tables, text_columns, label_column, separator)
+    if not rows:
+        raise DataFileError(f"{source}: no usable rows (every row has empty text, no label or a repeated prompt).")
+    labels = sort_labels(sorted({r.label for r in rows}))
+    sizes = {"train": train_size, "valid": val_size, "test": test_size}
+    indices, splitter = _split(rows, _bundled(source) is not None, sizes, seed)
+    splits = {name: _order(rows, idx, labels, shuffle, seed) for name, idx in indices.items()}
+
+    notes = list(splitter.notes)
+    inside = sum(separator in r.prompt[: -len(separator)] for r in rows)
+    if inside:
+        notes.append(f"{inside} prompts contain the separator {separator!r} inside their text")
+    label_counts = {name: {label: 0 for label in labels} for name in splits}
+    for name, split_rows in splits.items():
+        for row in split_rows:
+            label_counts[name][row.label] += 1
+    ordinal = all(_INTEGER.fullmatch(label) for label in labels)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"--out {out} is a file, not a directory.")
+    meta = {
+        "labels": labels,
+        "ordinal": ordinal,
+        "counts": {name: len(split_rows) for name, split_rows in splits.items()},
+        "label_counts": label_counts,
+        "text_columns": list(text_columns),
+        "label_column": label_column,
+        "separator": separator,
+        "completion_prefix": " ",
+        "source": str(source),
+        "preset": preset,
+        "seed": seed,
+        "shuffled": shuffle,
+        "stratified": splitter.stratified,
+        "dropped": {reason: len(where) for reason, where in dropped.items()},
+        "dropped_examples": {reason: where[:10] for reason, where in dropped.items() if where},
+        "notes": notes,
+    }
+    paths = {name: out / FILES[name] for name in splits}
+    for name, split_rows in splits.items():
+        write_jsonl(paths[name], ({"prompt": r.prompt, "completion": " " + r.label} for r in split_rows))
+    # labels.json last: its presence means the three data files are complete.
+    paths["labels"] = out / "labels.json"
+    write_json(paths["labels"], meta)
+    return BuildResult(out, paths, meta["counts"], labels, label_counts, meta["dropped"], ordinal,
+                       splitter.stratified, notes)

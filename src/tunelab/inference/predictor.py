@@ -1,0 +1,201 @@
+"""A loaded model ready to answer: label scores for classification models, completions with
+OpenAI-style logprobs for everything.
+
+Label-level semantics (documented in the README): for a model trained on classification data, a
+completion is exactly one label and each label counts as one token, the way ` 4` was one token for
+ada. So `max_tokens=1, logprobs=5` returns the most probable label and the top-5 label
+distribution even when the tokenizer splits ` 4` into a space and a digit. A label's probability is
+P(label tokens | prompt) (lm method) or the head's softmax (classifier method), so the label
+probabilities sum to at most 1 and match `tunelab evaluate` exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from tunelab.errors import InvalidInputError
+from tunelab.inference.scoring import score_labels
+from tunelab.runtime import autocast, device
+
+
+@dataclass
+class Completion:
+    text: str
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None]
+    text_offset: list[int]
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    label_mode: bool = False
+
+
+@dataclass
+class Predictor:
+    model_id: str
+    model: object
+    tokenizer: object
+    method: str  # "classifier" or "lm"
+    labels: list[str] | None
+    max_length: int = 256
+    meta: dict = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def is_classification(self) -> bool:
+        return bool(self.labels)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def score_labels(self, prompts: list[str], *, labels: list[str] | None = None, batch_size: int = 32,
+                     progress=None) -> np.ndarray:
+        """log P(label | prompt), shape [len(prompts), len(labels)], labels in `self.labels` order."""
+        labels = labels or self.labels
+        if not labels:
+            raise InvalidInputError(f"{self.model_id} is not a classification model; give the labels to score.")
+        if self.method == "classifier" and labels != self.labels:
+            raise InvalidInputError(f"{self.model_id} can only score its own labels {self.labels}.")
+        with self.lock:
+            return score_labels(self.model, self.tokenizer, self.method, prompts, labels, batch_size=batch_size,
+                                max_length=self.max_length, progress=progress)
+
+    def complete(self, prompts: list[str], *, max_tokens: int = 16, temperature: float = 1.0, top_p: float = 1.0,
+                 n: int = 1, stop: list[str] | None = None, logprobs: int | None = None, echo: bool = False,
+                 seed: int | None = None) -> list[list[Completion]]:
+        """For each prompt, `n` completions."""
+        if self.is_classification:
+            return self._complete_labels(prompts, temperature=temperature, n=n, logprobs=logprobs, echo=echo, seed=seed)
+        if self.method == "classifier":
+            raise InvalidInputError(f"{self.model_id} is a classifier without labels.")
+        return self._generate(prompts, max_tokens=max_tokens, temperature=temperature, top_p=top_p, n=n,
+                              stop=stop or [], logprobs=logprobs, echo=echo, seed=seed)
+
+    # -- classification: one label per completion ---------------------------------------------
+    def _complete_labels(self, prompts, *, temperature, n, logprobs, echo, seed) -> list[list[Completion]]:
+        scores = self.score_labels(prompts)
+        rng = np.random.default_rng(seed)
+        out = []
+        for prompt, row in zip(prompts, scores):
+            order = np.argsort(-row)
+            top = {self.labels[i]: float(row[i]) for i in order[: logprobs]} if logprobs else None
+            choices = []
+            for _ in range(n):
+                if temperature and temperature > 0:
+                    p = np.exp((row - row.max()) / temperature)
+                    pick = int(rng.choice(len(row), p=p / p.sum()))
+                else:
+                    pick = int(order[0])
+                label = self.labels[pick]
+                offset = len(prompt) if echo else 0
+                choices.append(Completion(
+                    text=(prompt if echo else "") + label, tokens=[label], token_logprobs=[float(row[pick])],
+                    top_logprobs=[top] if logprobs else [None], text_offset=[offset], finish_reason="stop",
+                    prompt_tokens=self.count_tokens(prompt), completion_tokens=1, label_mode=True))
+            out.append(choices)
+        return out
+
+    # -- free-form generation -----------------------------------------------------------------
+    @torch.inference_mode()
+    def _generate(self, prompts, *, max_tokens, temperature, top_p, n, stop, logprobs, echo, seed):
+        tok = self.tokenizer
+        dev = next(self.model.parameters()).device
+        tok.padding_side = "left"
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(dev)
+        sample = bool(temperature and temperature > 0)
+        if seed is not None:
+            torch.manual_seed(seed)
+        kwargs = dict(max_new_tokens=max(1, max_tokens), do_sample=sample, num_return_sequences=n,
+                      return_dict_in_generate=True, output_logits=True, pad_token_id=tok.pad_token_id,
+                      eos_token_id=tok.eos_token_id)
+        if sample:
+            kwargs.update(temperature=float(temperature), top_p=float(top_p), top_k=0)
+        with self.lock, autocast(dev):
+            gen = self.model.generate(**enc, **kwargs)
+        width = enc["input_ids"].shape[1]
+        new = gen.sequences[:, width:]
+        steps = torch.stack([l.float() for l in gen.logits], 1).log_softmax(-1)  # [B*n, T, V]
+        out = []
+        for i, prompt in enumerate(prompts):
+            choices = []
+            p_tokens = int(enc["attention_mask"][i].sum())
+            for j in range(n):
+                row = i * n + j
+                choices.append(self._decode_choice(prompt, new[row], steps[row], stop, logprobs, echo, p_tokens))
+            out.append(choices)
+        return out
+
+    def _decode_choice(self, prompt, ids, logp, stop, logprobs, echo, p_tokens) -> Completion:
+        tok = self.tokenizer
+        tokens, lps, tops = [], [], []
+        finish = "length"
+        for t, token_id in enumerate(ids.tolist()):
+            if token_id == tok.eos_token_id or (tok.pad_token_id is not None and token_id == tok.pad_token_id and t > 0
+                                                and tok.pad_token_id == tok.eos_token_id):
+                finish = "stop"
+                break
+            tokens.append(tok.decode([token_id]))
+            lps.append(float(logp[t, token_id]))
+            if logprobs:
+                values, indices = logp[t].topk(logprobs)
+                top: dict[str, float] = {}
+                for v, k in zip(values.tolist(), indices.tolist()):
+                    key = tok.decode([k])
+                    top[key] = max(top.get(key, -math.inf), v)
+                tops.append(top)
+            else:
+                tops.append(None)
+        text = "".join(tokens)
+        cut = min((text.find(s) for s in stop if s and s in text), default=-1)
+        if cut >= 0:
+            finish = "stop"
+            kept, length = 0, 0
+            while kept < len(tokens) and length + len(tokens[kept]) <= cut:
+                length += len(tokens[kept])
+                kept += 1
+            tokens, lps, tops, text = tokens[:kept], lps[:kept], tops[:kept], text[:cut]
+        base = len(prompt) if echo else 0
+        offsets, pos = [], base
+        for t in tokens:
+            offsets.append(pos)
+            pos += len(t)
+        return Completion(text=(prompt if echo else "") + text, tokens=tokens, token_logprobs=lps, top_logprobs=tops,
+                          text_offset=offsets, finish_reason=finish, prompt_tokens=p_tokens,
+                          completion_tokens=len(tokens))
+
+
+def load_predictor(model_id: str, store=None) -> Predictor:
+    """A fine-tuned model from the store, or a causal base model (plain completions)."""
+    from tunelab.errors import NotFoundError
+    from tunelab.models.loading import load_fine_tuned, load_tokenizer
+    from tunelab.models.registry import CAUSAL, resolve_model
+    from tunelab.store import Store
+
+    store = store or Store()
+    record = store.find_model(model_id)
+    dev = device()
+    if record is not None:
+        model, tokenizer, meta = load_fine_tuned(record.path)
+        model.to(dev)
+        return Predictor(model_id, model, tokenizer, meta["method"], meta.get("labels"),
+                         max_length=meta.get("max_length", 256), meta=meta)
+    try:
+        resolved = resolve_model(model_id, store, classification=False)
+    except InvalidInputError:
+        raise NotFoundError(f"The model {model_id!r} does not exist.",
+                            hint="List models with `tunelab models list`.") from None
+    if resolved.kind != CAUSAL:
+        raise InvalidInputError(f"{model_id} is an encoder base model; it has no completions until fine-tuned.")
+    from transformers import AutoModelForCausalLM
+
+    from tunelab.models.loading import _quiet_transformers
+
+    _quiet_transformers()
+    model = AutoModelForCausalLM.from_pretrained(str(resolved.path), dtype=torch.float32).to(dev).eval()
+    return Predictor(model_id, model, load_tokenizer(resolved.path), "lm", None, meta={"base_model": resolved.base_model})
