@@ -19,7 +19,7 @@ from typing import Any
 
 from tunelab.data.bundled import PARTS, BundledDataset, get_bundled, get_preset
 from tunelab.data.readers import Table, read_table
-from tunelab.errors import DataFileError, InvalidInputError
+from tunelab.errors import DataFileError, InvalidInputError, TunelabError
 from tunelab.fsutil import write_json, write_jsonl
 
 DEFAULT_SEPARATOR = "\n\n###\n\n"
@@ -274,10 +274,13 @@ def build_dataset(source: str | Path, *, out_dir: str | Path, text_columns: Sequ
         "notes": notes,
     }
     paths = {name: out / FILES[name] for name in splits}
-    for name, split_rows in splits.items():
-        write_jsonl(paths[name], ({"prompt": r.prompt, "completion": " " + r.label} for r in split_rows))
-    # labels.json last: its presence means the three data files are complete.
     paths["labels"] = out / "labels.json"
-    write_json(paths["labels"], meta)
+    try:
+        for name, split_rows in splits.items():
+            write_jsonl(paths[name], ({"prompt": r.prompt, "completion": " " + r.label} for r in split_rows))
+        # labels.json last: its presence means the three data files are complete.
+        write_json(paths["labels"], meta)
+    except OSError as exc:
+        raise TunelabError(f"Cannot write to {out}: {exc}") from None
     return BuildResult(out, paths, meta["counts"], labels, label_counts, meta["dropped"], ordinal,
                        splitter.stratified, notes)

@@ -1,7 +1,7 @@
 """The legacy `fine_tunes.prepare_data` checker as pure functions.
 
 `analyze(path)` reads a file and returns what it found (Findings) and what it proposes (Actions).
-The checks run in the legacy order, each on the data as it would be after the earlier actions,
+The checks run in (nearly) the legacy order, each on the data as it would be after the earlier actions,
 so every count it reports is what accepting that action will actually do. `apply_actions`,
 `plan_split` and `write_prepared` then produce the output; the CLI only asks and prints.
 
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunelab.data.readers import detect_classification, raise_problems, read_table, validate_messages
-from tunelab.errors import DataFileError
+from tunelab.errors import DataFileError, TunelabError
 from tunelab.fsutil import atomic_open
 
 if TYPE_CHECKING:
@@ -98,6 +98,10 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
+def there_are(count: int, noun: str) -> str:
+    return f"There {'is' if count == 1 else 'are'} {plural(count, noun)}"
+
+
 def rows_text(rows: Sequence[int]) -> str:
     shown = ", ".join(str(r) for r in rows[:MAX_ROWS_SHOWN])
     more = f", ... and {len(rows) - MAX_ROWS_SHOWN} more" if len(rows) > MAX_ROWS_SHOWN else ""
@@ -117,6 +121,20 @@ def _where(df: pd.DataFrame, mask: Sequence[bool]) -> tuple[int, ...]:
 
 def _common_suffix(values: Sequence[str]) -> str:
     return os.path.commonprefix([v[::-1] for v in values])[::-1]
+
+
+def _marker(suffix: str, known: Sequence[str]) -> str:
+    """The separator/stop sequence inside a common suffix: a known one it ends with, else the
+    suffix without the word characters that prompts share by chance ("ing ->" -> " ->").
+    "" when what is left is only words, spaces and sentence punctuation: prompts that all end in
+    "." or " is here" have no separator, while "\\n", " ->" or " Sentiment:" are ones."""
+    for marker in sorted(known, key=len, reverse=True):
+        if suffix.endswith(marker):
+            return marker
+    marker = re.sub(r"^[\w.,!?;'\")\]]+", "", suffix)
+    if re.fullmatch(r"[\w .,!?;'\")\]]*", marker) and not marker.endswith(":"):
+        return ""
+    return marker
 
 
 def _word_prefix(values: Sequence[str]) -> str:
@@ -202,8 +220,8 @@ def load(path: str | Path) -> tuple[str, str, pd.DataFrame, list[Finding]]:
         what = "chat examples" if kind == CHAT else "prompt/completion values"
         raise_problems(f"{path} has {len(problems)} invalid {what}:", problems)
     data = pd.DataFrame(records, index=pd.Index(table.lines, name="line"))
-    notes = [Finding(f"{numbers} prompt/completion values are numbers; they will be written as text")] if numbers else []
-    return table.format, kind, data, notes
+    notes = [Finding(f"{numbers} prompt/completion values are numbers; they will be written as text")]
+    return table.format, kind, data, notes if numbers else []
 
 
 # --- the checks ---------------------------------------------------------------------------------
@@ -220,7 +238,8 @@ def _check_columns(df: pd.DataFrame, kind: str) -> Check:
     names = ", ".join(f"`{c}`" for c in extra)
     return (
         [Finding(f"Your file contains additional columns/keys besides {' and '.join(keep)}: {names}")],
-        Action("drop_columns", f"Remove additional columns/keys: {names}", lambda d: d[[c for c in d.columns if c in keep]]),
+        Action("drop_columns", f"Remove additional columns/keys: {names}",
+               lambda d: d[[c for c in d.columns if c in keep]]),
     )
 
 
@@ -229,8 +248,10 @@ def _check_empty_completions(df: pd.DataFrame) -> Check:
     if not empty:
         return [], None
     return (
-        [Finding(f"There {'is' if len(empty) == 1 else 'are'} {plural(len(empty), 'example')} with an empty completion. These are rows: {rows_text(empty)}", empty)],
-        Action("drop_empty", f"Remove {plural(len(empty), 'row')} with empty completions", _drop(empty), empty, necessary=True),
+        [Finding(f"{there_are(len(empty), 'example')} with an empty completion. These are rows: {rows_text(empty)}",
+                 empty)],
+        Action("drop_empty", f"Remove {plural(len(empty), 'row')} with empty completions", _drop(empty), empty,
+               necessary=True),
     )
 
 
@@ -244,8 +265,9 @@ def _check_duplicates(df: pd.DataFrame, kind: str) -> Check:
     if not rows:
         return [], None
     return (
-        [Finding(f"There {'is' if len(rows) == 1 else 'are'} {plural(len(rows), 'duplicated ' + what + ' set')}. These are rows: {rows_text(rows)}", rows)],
-        Action("drop_duplicates", f"Remove {plural(len(rows), 'duplicate row')} (keeping the first of each)", _drop(rows), rows),
+        [Finding(f"{there_are(len(rows), f'duplicated {what} set')}. These are rows: {rows_text(rows)} "
+                 "(the first of each is kept)", rows)],
+        Action("drop_duplicates", f"Remove {plural(len(rows), 'duplicate row')}", _drop(rows), rows),
     )
 
 
@@ -254,7 +276,7 @@ def _check_long(df: pd.DataFrame, kind: str) -> Check:
     if not rows:
         return [], None
     return (
-        [Finding(f"There {'is' if len(rows) == 1 else 'are'} {plural(len(rows), 'example')} that {'is' if len(rows) == 1 else 'are'} very long: over {MAX_EXAMPLE_CHARS} characters "
+        [Finding(f"{there_are(len(rows), 'very long example')}: over {MAX_EXAMPLE_CHARS} characters "
                  "(prompt + completion), our stand-in for the legacy limit of about 2048 tokens. "
                  f"These are rows: {rows_text(rows)}", rows, warning=True)],
         Action("drop_long", f"Remove {plural(len(rows), 'long example')}", _drop(rows), rows),
@@ -314,7 +336,7 @@ def _check_separator(df: pd.DataFrame) -> Check:
     prompts = list(df["prompt"])
     if not any(prompts):
         return [Finding("All prompts are empty: the model will learn open-ended generation")], None
-    suffix = _common_suffix(prompts) if len(prompts) > 1 else ""
+    suffix = _marker(_common_suffix(prompts), SEPARATORS) if len(prompts) > 1 else ""
     if suffix:
         return _suffix_findings(df, "prompt", suffix), None
     message = ("Your data does not contain a common separator at the end of your prompts. A separator "
@@ -359,7 +381,7 @@ def _check_lowercase(df: pd.DataFrame, column: str) -> Check:
 
 def _check_stop(df: pd.DataFrame) -> Check:
     completions = list(df["completion"])
-    suffix = _common_suffix(completions) if len(completions) > 1 else ""
+    suffix = _marker(_common_suffix(completions), STOP_SEQUENCES) if len(completions) > 1 else ""
     if suffix.strip(" "):  # a common ending other than plain spaces already works as a stop
         return _suffix_findings(df, "completion", suffix), None
     message = ("Your data does not contain a common ending at the end of your completions. A stop sequence "
@@ -505,11 +527,14 @@ def write_prepared(path: str | Path, data: pd.DataFrame, split: SplitPlan | None
     parts = [split.train, split.valid] if split else [data]
     targets = output_paths(path, split is not None)
     # Renames happen only when every file is fully written; an error removes all temporaries.
-    with contextlib.ExitStack() as stack:
-        for target, part in zip(targets, parts):
-            fh = stack.enter_context(atomic_open(target))
-            for record in _records(part):
-                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    try:
+        with contextlib.ExitStack() as stack:
+            for target, part in zip(targets, parts):
+                fh = stack.enter_context(atomic_open(target))
+                for record in _records(part):
+                    fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        raise TunelabError(f"Cannot write the prepared file next to {path}: {exc}") from None
     return targets
 
 
@@ -540,12 +565,12 @@ def usage_notes(data: pd.DataFrame) -> list[str]:
         return []
     notes = []
     prompts, completions = list(data["prompt"]), list(data["completion"])
-    sep = _common_suffix(prompts) if len(prompts) > 1 else ""
+    sep = _marker(_common_suffix(prompts), SEPARATORS) if len(prompts) > 1 else ""
     if sep:
         notes.append(f"After you've fine-tuned a model, remember that your prompt has to end with the indicator "
                      f"string `{show(sep)}` for the model to start generating completions, rather than "
                      "continuing with the prompt.")
-    stop = _common_suffix(completions) if len(completions) > 1 else ""
+    stop = _marker(_common_suffix(completions), STOP_SEQUENCES) if len(completions) > 1 else ""
     if stop and not detect_classification(completions):
         notes.append(f'Make sure to include `stop=["{show(stop)}"]` so that the generated texts end at the '
                      "expected place.")

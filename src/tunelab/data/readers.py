@@ -84,16 +84,25 @@ def detect_format(path: str | Path) -> tuple[str, bool]:
     return fmt, compressed
 
 
-def read_table(path: str | Path, *, format: str | None = None) -> Table:
-    """Read a data file into a Table. `format` overrides detection from the file name."""
+def read_table(path: str | Path, *, format: str | None = None, default_format: str | None = None) -> Table:
+    """Read a data file into a Table. `format` overrides detection from the file name;
+    `default_format` is used when the name does not tell (e.g. a stored upload `file-abc.gz`)."""
     path = Path(path)
-    fmt, compressed = detect_format(path) if format is None else (format, path.suffix == ".gz")
-    if fmt not in FORMATS:
-        raise DataFileError(f"Unknown format {fmt!r}.", hint=f"Use one of: {', '.join(FORMATS)}.")
     if not path.exists():
         raise DataFileError(f"{path}: no such file.")
     if path.is_dir():
         raise DataFileError(f"{path} is a directory, not a data file.")
+    compressed = path.suffix.lower() == ".gz"
+    if format is None:
+        try:
+            format, compressed = detect_format(path)
+        except DataFileError:
+            if default_format is None:
+                raise
+            format = default_format
+    fmt = format
+    if fmt not in FORMATS:
+        raise DataFileError(f"Unknown format {fmt!r}.", hint=f"Use one of: {', '.join(FORMATS)}.")
     if fmt == "xlsx":
         return _read_xlsx(path)
     text = _read_text(path, compressed)
@@ -285,8 +294,9 @@ def validate_messages(messages: Any) -> list[str]:
 
 def read_prompt_completion(path: str | Path) -> list[Example]:
     """Read a prepared prompt/completion file for training. Every problem is reported at once,
-    each as `file:line: field ...`. Extra keys are ignored."""
-    table = read_table(path)
+    each as `file:line: field ...`. Extra keys are ignored. A name without a known extension is
+    read as JSON Lines, the training format."""
+    table = read_table(path, default_format="jsonl")
     examples, problems = [], []
     for row, line in zip(table.rows, table.lines):
         bad = []
@@ -311,7 +321,7 @@ def read_prompt_completion(path: str | Path) -> list[Example]:
 
 def read_chat(path: str | Path) -> list[ChatExample]:
     """Read a chat (`messages`) training file, reporting every invalid line at once."""
-    table = read_table(path)
+    table = read_table(path, default_format="jsonl")
     examples, problems = [], []
     for row, line in zip(table.rows, table.lines):
         bad = validate_messages(row.get("messages"))

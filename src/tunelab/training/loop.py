@@ -86,7 +86,10 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
         position = json.loads((state_dir / "position.json").read_text())
         hooks.on_progress({"event": "resumed", **position, "total_steps": n_total})
     if results is not None:
-        results.__init__(results.path, results.columns, keep_rows=position["results_rows"] if position["global_step"] else None)
+        if position["global_step"]:
+            results.truncate(position["results_rows"])
+        else:
+            results.reset()
 
     def step_fn(batch) -> BatchResult:
         if data.method == "classifier":

@@ -27,17 +27,25 @@ class ResultsWriter:
     """Appends one row per step and flushes, so `fine_tunes.results` shows a running job's progress.
     On resume the file is cut back to the rows the checkpoint covers."""
 
-    def __init__(self, path: Path, columns: list[str], keep_rows: int | None = None):
+    def __init__(self, path: Path, columns: list[str]):
         self.path = Path(path)
         self.columns = columns
-        if keep_rows is not None and self.path.exists():
-            with open(self.path, newline="") as fh:
-                rows = list(csv.reader(fh))[: keep_rows + 1]
-            with open(self.path, "w", newline="") as fh:
-                csv.writer(fh).writerows(rows)
-        elif not self.path.exists() or keep_rows is None:
-            with open(self.path, "w", newline="") as fh:
-                csv.writer(fh).writerow(columns)
+        self.rows = 0
+
+    def reset(self) -> None:
+        with open(self.path, "w", newline="") as fh:
+            csv.writer(fh).writerow(self.columns)
+        self.rows = 0
+
+    def truncate(self, keep_rows: int) -> None:
+        """Keep the header and the first `keep_rows` rows (those a resumed checkpoint covers)."""
+        if not self.path.exists():
+            self.reset()
+            return
+        with open(self.path, newline="") as fh:
+            rows = list(csv.reader(fh))[: keep_rows + 1]
+        with open(self.path, "w", newline="") as fh:
+            csv.writer(fh).writerows(rows)
         self.rows = self._count()
 
     def _count(self) -> int:

@@ -1,0 +1,148 @@
+"""`tunelab complete`: one completion with its first-token probabilities, printed like the book's
+Listing 4.3 (`max_tokens=1, temperature=0, logprobs=5`).
+
+For a classification model each label counts as one token (label-level semantics, see
+tunelab.inference.predictor), so the list is the label distribution — the same numbers
+`tunelab evaluate` scores with. For a free-form model it is the raw first-token top-k.
+Leading spaces are shown as ␣, since " 4" and "4" are different tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+from tunelab.cli.common import add_command, print_json
+from tunelab.errors import InvalidInputError
+
+PROMPT_HEAD = 200
+
+
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value <= 2:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2, got {value}")
+    return value
+
+
+def register(subparsers) -> None:
+    parser = add_command(
+        subparsers, "complete", cmd_complete,
+        help="Complete one prompt and show the first token's probabilities (the book's Listing 4.3).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Build the prompt exactly as in training (e.g. ending with the separator \\n\\n###\\n\\n).\n"
+               "Example: tunelab complete -m MODEL --prompt \"$(printf 'Great dress\\n\\n###\\n\\n')\"",
+    )
+    parser.add_argument("-m", "--model", required=True, help="Fine-tuned model id (or a base model name).")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--prompt", help="The prompt text; - reads it from standard input.")
+    source.add_argument("--prompt-file", "--prompt_file", dest="prompt_file", metavar="PATH",
+                        help="Read the prompt from a file; - reads standard input.")
+    parser.add_argument("--max_tokens", "--max-tokens", dest="max_tokens", type=_int_at_least(1), default=1,
+                        help="Tokens to generate (default 1; a classification model always answers one label).")
+    parser.add_argument("--logprobs", type=_int_at_least(0), default=5,
+                        help="How many of the most probable first tokens (labels) to show (default 5).")
+    parser.add_argument("--temperature", type=_temperature, default=0.0,
+                        help="0 (default) picks the most probable; higher values sample.")
+    parser.add_argument("--labels", action="store_true",
+                        help="Show the whole distribution over all of a classification model's labels.")
+    parser.add_argument("--seed", type=int, default=None, help="Seed for sampling (temperature > 0).")
+    parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
+
+
+def read_prompt(args: argparse.Namespace) -> str:
+    if args.prompt is not None and args.prompt != "-":
+        text = args.prompt
+    elif args.prompt == "-" or args.prompt_file == "-":
+        text = sys.stdin.read()
+    elif args.prompt_file is not None:
+        try:
+            with open(args.prompt_file, encoding="utf-8") as fh:
+                text = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"Cannot read the prompt file {args.prompt_file}: {exc}") from None
+    elif not sys.stdin.isatty():
+        text = sys.stdin.read()
+    else:
+        raise InvalidInputError("No prompt given.", hint="Pass --prompt TEXT, --prompt-file PATH, or pipe it in.")
+    if not text:
+        raise InvalidInputError("The prompt is empty.")
+    return text
+
+
+def visible(token: str) -> str:
+    """Leading/trailing spaces as ␣ and line breaks as \\n, so " 4" and "4" look different."""
+    from tunelab.evaluation.plots import display_label
+
+    return display_label(token)
+
+
+def is_star_labels(labels) -> bool:
+    """1-5 star ratings (the book's "Predicted Star")."""
+    try:
+        values = {int(str(l).strip()) for l in labels}
+    except ValueError:
+        return False
+    return bool(values) and values <= {1, 2, 3, 4, 5}
+
+
+def complete_prompt(predictor, prompt: str, *, max_tokens: int = 1, logprobs: int = 5, temperature: float = 0.0,
+                    all_labels: bool = False, seed: int | None = None) -> dict:
+    """The prediction and its (label or first-token) probabilities, most probable first."""
+    if all_labels and not predictor.is_classification:
+        raise InvalidInputError(f"--labels needs a classification model; {predictor.model_id} has no fixed labels.",
+                                hint="Use --logprobs N to see the first token's top N instead.")
+    k = len(predictor.labels) if all_labels else logprobs
+    choice = predictor.complete([prompt], max_tokens=max_tokens, temperature=temperature,
+                                logprobs=k or None, seed=seed)[0][0]
+    top = choice.top_logprobs[0] if choice.top_logprobs and choice.top_logprobs[0] else {}
+    probs = sorted(((token, math.exp(lp)) for token, lp in top.items()), key=lambda kv: -kv[1])
+    return {
+        "model": predictor.model_id, "prompt": prompt, "text": choice.text, "prediction": choice.text.strip(),
+        "classification": predictor.is_classification, "labels": predictor.labels,
+        "probabilities": probs, "finish_reason": choice.finish_reason,
+    }
+
+
+def format_completion(result: dict) -> str:
+    head = result["prompt"][:PROMPT_HEAD].rstrip()
+    lines = ["Prompt:", f"{head} ...", ""]
+    if result["classification"]:
+        title = "Predicted Star" if is_star_labels(result["labels"]) else "Predicted label"
+        lines.append(f"{title}: {result['prediction']}")
+    else:
+        lines.append(f"Completion: {result['text']!r}")
+    if result["probabilities"]:
+        lines.append("Probabilities:" if result["classification"] else "Probabilities (first token):")
+        lines += [f"{visible(token)}: {p:.4f}" for token, p in result["probabilities"]]
+    return "\n".join(lines)
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    from tunelab.inference.predictor import load_predictor
+
+    prompt = read_prompt(args)
+    predictor = load_predictor(args.model)
+    result = complete_prompt(predictor, prompt, max_tokens=args.max_tokens, logprobs=args.logprobs,
+                             temperature=args.temperature, all_labels=args.labels, seed=args.seed)
+    if args.json:
+        print_json({**result, "probabilities": dict(result["probabilities"])})
+    else:
+        print(format_completion(result))
+    return 0

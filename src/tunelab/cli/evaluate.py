@@ -1,0 +1,98 @@
+"""`tunelab evaluate` (metrics of one model on a held-out test file) and `tunelab compare`
+(Table 4.1: several models side by side with their training cost). The work is in
+tunelab.evaluation; this module parses, prints and says where the files went."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tunelab.cli.common import add_command, print_json
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _number(text: str) -> float | int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    return int(value) if value.is_integer() else value
+
+
+def register(subparsers) -> None:
+    ev = add_command(
+        subparsers, "evaluate", cmd_evaluate,
+        help="Score a held-out test file with a model: accuracy (with a bootstrap confidence interval), "
+             "good-vs-bad and one-off accuracy, MAE and QWK for ordinal labels, F1, calibration, perplexity.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Writes metrics.json, predictions.jsonl, confusion_matrix.png, reliability.png and per_class_f1.png\n"
+               "to --out (default ./tunelab-report/<model id>/). With --train, adds a majority-class and a\n"
+               "TF-IDF + logistic regression baseline trained on that file.",
+    )
+    ev.add_argument("-m", "--model", required=True, help="Fine-tuned model id (or a base model name).")
+    ev.add_argument("-f", "--file", required=True, help="Test file (prompt/completion JSONL) or file id.")
+    _common(ev)
+
+    cmp_ = add_command(
+        subparsers, "compare", cmd_compare,
+        help="Compare models side by side on one test file (the chapter's Table 4.1): metrics, epochs, "
+             "training examples/tokens, wall time and compute.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Writes compare.md, compare.csv, compare.png (and each model's evaluate report) to --out\n"
+               "(default ./tunelab-report/compare/).",
+    )
+    cmp_.add_argument("models", nargs="+", metavar="MODEL", help="Model ids to compare.")
+    cmp_.add_argument("-f", "--file", required=True, help="Test file (prompt/completion JSONL) or file id.")
+    _common(cmp_)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--train", default=None, metavar="FILE",
+                        help="Training file (path or file id) for the majority and TF-IDF baselines.")
+    parser.add_argument("--out", default=None, metavar="DIR", help="Output folder.")
+    parser.add_argument("--threshold", type=_number, default=None,
+                        help="Good-vs-bad cut for numeric labels: both <= T or both > T "
+                             "(default 3 for 1-5 stars, the middle of the range otherwise).")
+    parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=_positive_int, default=32,
+                        help="Rows scored at once (default 32).")
+    parser.add_argument("--json", action="store_true", help="Print the metrics as JSON instead of tables.")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="No progress bar.")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tunelab.evaluation.report import default_out_dir, evaluate_model, format_report
+
+    out = Path(args.out) if args.out else default_out_dir(args.model)
+    report = evaluate_model(args.model, args.file, train_path=args.train, out_dir=out, batch_size=args.batch_size,
+                            progress=args.progress, threshold=args.threshold)
+    if args.json:
+        print_json({k: v for k, v in report.items() if k != "calibration"})
+        return 0
+    print(format_report(report))
+    print()
+    print(f"Wrote the report to {out}/: " + ", ".join(Path(p).name for p in report["files"].values()))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from tunelab.evaluation.compare import compare_models
+
+    out = Path(args.out) if args.out else Path.cwd() / "tunelab-report" / "compare"
+    result = compare_models(args.models, args.file, train_path=args.train, out_dir=out, batch_size=args.batch_size,
+                            progress=args.progress, threshold=args.threshold)
+    if args.json:
+        print_json({k: v for k, v in result.items() if k not in ("reports", "markdown")})
+        return 0
+    print(result["markdown"])
+    print(f"Wrote compare.md, compare.csv, compare.png and compare.json to {out}/ "
+          f"(each model's own report in a subfolder).")
+    return 0

@@ -1,0 +1,240 @@
+"""`tunelab compare`: Table 4.1 of the chapter — several models side by side on one test file, with
+what their training cost.
+
+Training cost sums over a model's lineage (the job that made it and the jobs of its parents, as
+continued fine-tuning is how the chapter's "4 epochs" model came about). Compute is what this
+machine spent: CPU-seconds of the training process on CPU, GPU-seconds (wall time on the GPU)
+on a GPU. The ada-equivalent price is only a reference point: what the same trained tokens would
+have cost at OpenAI's published legacy ada fine-tuning price.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+from tunelab.errors import InvalidInputError, NotFoundError
+from tunelab.evaluation.baselines import BASELINES, TITLES
+from tunelab.evaluation.report import evaluate_model, load_examples, map_labels
+from tunelab.fsutil import atomic_open, write_json
+from tunelab.store import ids
+
+ADA_TRAINING_USD_PER_1K_TOKENS = 0.0004
+ADA_PRICE_TITLE = "ada-equivalent price (reference)"
+
+# (row title, key in an evaluate report, format). Ordinal rows show "—" for categorical labels.
+METRIC_ROWS = [
+    ("accuracy", "accuracy", "f3"),
+    ("good-vs-bad accuracy", "good_vs_bad_accuracy", "f3"),
+    ("one-off accuracy", "one_off_accuracy", "f3"),
+    ("macro F1", "macro_f1", "f3"),
+    ("MAE", "mae", "f3"),
+    ("ECE", "ece", "f3"),
+]
+TRAINING_ROWS = [
+    ("epochs", "epochs", "int"),
+    ("training examples", "trained_examples", "int"),
+    ("training tokens", "trained_tokens", "int"),
+    ("training wall time", "train_seconds", "duration"),
+    ("compute", "compute", "text"),
+    (ADA_PRICE_TITLE, "ada_equivalent_usd", "usd"),
+]
+# Metrics drawn in compare.png (all on a 0-1 scale).
+CHART_METRICS = [("accuracy", "accuracy"), ("good-vs-bad", "good_vs_bad_accuracy"),
+                 ("one-off", "one_off_accuracy"), ("macro F1", "macro_f1"), ("ECE", "ece")]
+
+
+def training_summary(model_id: str, store) -> dict:
+    """Epochs and training cost of a model, summed over its lineage (model → parent → …)."""
+    record = store.find_model(model_id)
+    if record is None:
+        return {"epochs": 0, "lineage": [], "jobs": [], "trained_examples": None, "trained_tokens": None,
+                "train_seconds": None, "cpu_seconds": None, "gpu_seconds": None, "devices": [],
+                "compute": "—", "ada_equivalent_usd": None}
+    lineage, jobs = [], []
+    seen = set()
+    current = record
+    while current is not None and current.id not in seen:
+        seen.add(current.id)
+        lineage.append(current.id)
+        if current.job_id:
+            try:
+                jobs.append(store.get_job(current.job_id))
+            except Exception:  # a deleted job: its cost is unknown, the rest still adds up
+                pass
+        current = store.find_model(current.parent_id) if current.parent_id else None
+    examples = sum(j.trained_examples or 0 for j in jobs)
+    tokens = sum(j.trained_tokens or 0 for j in jobs)
+    wall = sum(j.train_seconds or 0.0 for j in jobs)
+    cpu = gpu = 0.0
+    devices = []
+    for job in jobs:
+        dev = str(job.options.get("device") or "cpu")
+        devices.append(dev)
+        if dev.startswith(("cuda", "mps", "xpu")):
+            gpu += float(job.train_seconds or 0.0)
+        else:
+            cpu += float(job.options.get("cpu_seconds") or job.train_seconds or 0.0)
+    parts = []
+    if cpu:
+        parts.append(f"{cpu:,.1f} CPU-s")
+    if gpu:
+        parts.append(f"{gpu:,.1f} GPU-s")
+    return {
+        "epochs": record.cumulative_epochs, "lineage": lineage, "jobs": [j.id for j in jobs],
+        "trained_examples": examples if jobs else None, "trained_tokens": tokens if jobs else None,
+        "train_seconds": wall if jobs else None, "cpu_seconds": cpu if jobs else None,
+        "gpu_seconds": gpu if jobs else None, "devices": sorted(set(devices)),
+        "compute": " + ".join(parts) if parts else "—",
+        "ada_equivalent_usd": tokens / 1000 * ADA_TRAINING_USD_PER_1K_TOKENS if jobs else None,
+    }
+
+
+def compare_models(model_ids: Sequence[str], test_path: str | Path, *, train_path: str | Path | None = None,
+                   out_dir: str | Path | None = None, store=None, batch_size: int = 32, progress: bool = True,
+                   threshold: int | float | None = None, reports: dict[str, dict] | None = None) -> dict:
+    """Evaluate each model once (or reuse `reports`, {model_id: evaluate_model result}) and build
+    Table 4.1. Baselines (majority, tf-idf) are trained once on `train_path`. With `out_dir`,
+    writes compare.md, compare.csv, compare.png and compare.json there, and each model's own
+    evaluate report under out_dir/<sanitized model id>/."""
+    from tunelab.store import Store
+
+    model_ids = list(model_ids)
+    if not model_ids:
+        raise InvalidInputError("Give at least one model to compare.")
+    dupes = sorted({m for m in model_ids if model_ids.count(m) > 1})
+    if dupes:
+        raise InvalidInputError(f"Model(s) given more than once: {', '.join(dupes)}.")
+    store = store or Store()
+    out = Path(out_dir) if out_dir is not None else None
+    # Check the data files before loading any model.
+    test_file, test = load_examples(test_path, store, "test")
+    train = load_examples(train_path, store, "training")[1] if train_path is not None else None
+    for model_id in model_ids:
+        if store.find_model(model_id) is None and ids.MODEL_ID.match(model_id):
+            raise NotFoundError(f"No such fine-tuned model: {model_id}.", hint="List models with `tunelab models list`.")
+
+    reports = dict(reports or {})
+    for model_id in model_ids:
+        if model_id not in reports:
+            reports[model_id] = evaluate_model(
+                model_id, test_file, out_dir=(out / ids.model_dir_name(model_id)) if out else None, store=store,
+                batch_size=batch_size, progress=progress, threshold=threshold)
+    first = reports[model_ids[0]]
+
+    baselines = None
+    if train is not None:
+        from tunelab.evaluation.baselines import run_baselines
+
+        labels = first["labels"]
+        gold = map_labels([e.completion for e in test], labels, model_id=model_ids[0], source=str(test_file))
+        train_gold = map_labels([e.completion for e in train], labels, model_id=model_ids[0], source=str(train_path))
+        baselines = run_baselines([e.prompt for e in train], train_gold, [e.prompt for e in test], gold, labels,
+                                  threshold=first.get("threshold"))
+
+    training = {m: training_summary(m, store) for m in model_ids}
+    columns = list(model_ids) + ([TITLES[b] for b in BASELINES] if baselines else [])
+    rows = []
+    for title, key, fmt in METRIC_ROWS:
+        values = {m: reports[m].get(key) for m in model_ids}
+        if baselines:
+            values.update({TITLES[b]: baselines[b].get(key) for b in BASELINES})
+        rows.append({"metric": title, "key": key, "format": fmt, "values": values})
+    for title, key, fmt in TRAINING_ROWS:
+        values = {m: training[m].get(key) for m in model_ids}
+        if baselines:
+            values.update({TITLES[b]: None for b in BASELINES})
+        rows.append({"metric": title, "key": key, "format": fmt, "values": values})
+
+    result = {
+        "models": model_ids, "columns": columns, "rows": rows, "test_file": str(test_file),
+        "train_file": str(train_path) if train_path is not None else None, "n": first["n"],
+        "labels": first["labels"], "threshold": first.get("threshold"), "baselines": baselines,
+        "training": training, "reports": reports, "ada_usd_per_1k_tokens": ADA_TRAINING_USD_PER_1K_TOKENS,
+    }
+    result["markdown"] = to_markdown(result)
+    result["out_dir"] = None
+    result["files"] = {}
+    if out is not None:
+        write_compare(result, out)
+    return result
+
+
+def _cell(value, fmt: str) -> str:
+    if value is None:
+        return "—"
+    if fmt == "f3":
+        return f"{value:.3f}"
+    if fmt == "int":
+        return f"{int(value):,}"
+    if fmt == "duration":
+        return _duration(value)
+    if fmt == "usd":
+        return f"${value:.4f}" if value < 1 else f"${value:,.2f}"
+    return str(value)
+
+
+def _duration(seconds: float) -> str:
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, s = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {s:02d}s" if hours else f"{minutes}m {s:02d}s"
+
+
+def to_markdown(result: dict) -> str:
+    columns = result["columns"]
+    lines = ["| metric | " + " | ".join(c.replace("|", "\\|") for c in columns) + " |",
+             "|---|" + "---:|" * len(columns)]
+    for row in result["rows"]:
+        lines.append(f"| {row['metric']} | " + " | ".join(_cell(row["values"].get(c), row["format"]) for c in columns) + " |")
+    notes = [f"Test file: {result['test_file']} ({result['n']} rows)."]
+    if result.get("threshold") is not None:
+        t = result["threshold"]
+        notes.append(f"Good-vs-bad: prediction and truth both <= {t} or both > {t}; one-off: |pred - true| <= 1.")
+    if result.get("train_file"):
+        notes.append(f"Baselines trained on {result['train_file']}: majority class, TF-IDF (1-2 grams) + logistic regression.")
+    notes.append("Training cost sums the model's lineage (continued fine-tunes include their parents). "
+                 f"{ADA_PRICE_TITLE}: the trained tokens at OpenAI's published legacy ada fine-tuning price, "
+                 f"${ADA_TRAINING_USD_PER_1K_TOKENS} per 1K tokens, for reference only; nothing was billed.")
+    return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+
+
+def to_csv(result: dict) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["metric", *result["columns"]])
+    for row in result["rows"]:
+        cells = []
+        for c in result["columns"]:
+            v = row["values"].get(c)
+            cells.append("" if v is None else (f"{v:.6g}" if isinstance(v, float) else v))
+        unit = {"duration": " (s)", "usd": " (USD)"}.get(row["format"], "")
+        writer.writerow([row["metric"] + unit, *cells])
+    return buf.getvalue()
+
+
+def write_compare(result: dict, out_dir: str | Path) -> dict:
+    from tunelab.evaluation.plots import plot_grouped_bars
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_open(out / "compare.md") as fh:
+        fh.write(result["markdown"])
+    with atomic_open(out / "compare.csv") as fh:
+        fh.write(to_csv(result))
+    by_key = {r["key"]: r for r in result["rows"]}
+    metrics = [(title, key) for title, key in CHART_METRICS
+               if any(by_key[key]["values"].get(c) is not None for c in result["columns"])]
+    series = {c: [by_key[key]["values"].get(c) for _, key in metrics] for c in result["columns"]}
+    plot_grouped_bars([t for t, _ in metrics], series, out / "compare.png",
+                      title=f"Models on {Path(result['test_file']).name} ({result['n']} rows)")
+    files = {"markdown": str(out / "compare.md"), "csv": str(out / "compare.csv"), "chart": str(out / "compare.png"),
+             "json": str(out / "compare.json")}
+    result["out_dir"] = str(out)
+    result["files"] = files
+    write_json(out / "compare.json", {k: v for k, v in result.items() if k not in ("reports", "markdown")})
+    return files

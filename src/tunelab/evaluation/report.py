@@ -1,0 +1,303 @@
+"""`tunelab evaluate`: score a held-out test file with a model and report every metric of
+chapter 4.6.1, next to simple baselines trained on the training file.
+
+Each test row is scored by the probability of every label (`Predictor.score_labels`, the same
+numbers `tunelab complete` and the server show); the prediction is the most probable label.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from tunelab.data.readers import Example, read_prompt_completion
+from tunelab.errors import InvalidInputError, NotFoundError
+from tunelab.evaluation import metrics as M
+from tunelab.evaluation.plots import display_label
+from tunelab.fsutil import write_json, write_jsonl
+from tunelab.store import ids
+
+PROMPT_HEAD = 200
+MAX_FREEFORM_LABELS = 200
+
+# Keys of metrics.json that the CLI, compare and the demo rely on.
+METRIC_KEYS = ("model", "accuracy", "accuracy_ci95", "good_vs_bad_accuracy", "one_off_accuracy", "mae", "qwk",
+               "macro_f1", "weighted_f1", "ece", "per_class", "confusion_matrix", "labels", "n", "mean_logprob",
+               "perplexity", "rows_per_second", "baselines")
+
+
+def default_out_dir(model_id: str, base: str | Path | None = None) -> Path:
+    """./tunelab-report/<sanitized model id>/ (the CLI's default when --out is omitted)."""
+    return Path(base or Path.cwd()) / "tunelab-report" / ids.model_dir_name(model_id)
+
+
+def resolve_data_path(ref: str | Path, store, role: str = "test") -> Path:
+    """A path, or a file id from the store (`file-…`)."""
+    text = str(ref)
+    if ids.is_valid_id(text, "file"):
+        return Path(store.get_file(text).path)
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise NotFoundError(f"The {role} file {text} does not exist.",
+                            hint="Give a path to a JSONL file with prompt/completion rows, or a file id (file-…).")
+    return path
+
+
+def load_examples(ref: str | Path, store, role: str = "test") -> tuple[Path, list[Example]]:
+    path = resolve_data_path(ref, store, role)
+    return path, read_prompt_completion(path)  # DataFileError (an InvalidInputError) on empty/bad files
+
+
+def map_labels(raw: Sequence[str], labels: Sequence[str], *, model_id: str, source: str) -> list[str]:
+    """Map file completions onto the model's labels: exactly, or ignoring surrounding whitespace
+    when that is unambiguous ("4" -> " 4"). Completions that match no label are an error naming
+    them and the model's labels."""
+    labels = list(labels)
+    exact = set(labels)
+    stripped: dict[str, list[str]] = {}
+    for label in labels:
+        stripped.setdefault(label.strip(), []).append(label)
+    out, unseen = [], []
+    for value in raw:
+        if value in exact:
+            out.append(value)
+        elif len(stripped.get(value.strip(), [])) == 1:
+            out.append(stripped[value.strip()][0])
+        else:
+            unseen.append(value)
+            out.append(value)
+    if unseen:
+        distinct = sorted(set(unseen), key=_label_key)
+        raise InvalidInputError(
+            f"{source} has {len(unseen)} row(s) whose completion is a label the model {model_id} never saw: "
+            f"{_preview(distinct)}.",
+            hint=f"The model's labels are: {_preview(labels, 40)}. Evaluate with a test file made for this model.")
+    return out
+
+
+def evaluate_model(model_id: str, test_path: str | Path, *, train_path: str | Path | None = None,
+                   out_dir: str | Path | None = None, store=None, batch_size: int = 32, progress: bool = True,
+                   threshold: int | float | None = None, predictor=None) -> dict:
+    """Evaluate `model_id` on a test file (path or file id) and return the metrics dict (the
+    content of metrics.json). With `train_path`, adds majority and TF-IDF baselines trained on it.
+    With `out_dir`, writes metrics.json, predictions.jsonl, confusion_matrix.png, reliability.png
+    and per_class_f1.png there (the dict's "files" says where); without it nothing is written.
+    `threshold`: good-vs-bad cut for ordinal labels (None: 3 for 1-5 stars, the middle of the range
+    otherwise). `predictor`: an already loaded Predictor for `model_id` (skips loading)."""
+    from tunelab.store import Store
+
+    if batch_size < 1:
+        raise InvalidInputError(f"--batch-size must be at least 1, got {batch_size}.")
+    store = store or Store()
+    test_file, test = load_examples(test_path, store, "test")
+    train_file, train = load_examples(train_path, store, "training") if train_path is not None else (None, None)
+
+    record = store.find_model(model_id)
+    if record is None and ids.MODEL_ID.match(model_id or ""):
+        raise NotFoundError(f"No such fine-tuned model: {model_id}.", hint="List models with `tunelab models list`.")
+    if record is not None and record.labels:
+        labels = list(record.labels)
+        labels_from = "model"
+        gold = map_labels([e.completion for e in test], labels, model_id=model_id, source=str(test_file))
+    else:
+        # A free-form model (or a base model): score the labels the data uses.
+        pool = [e.completion for e in test] + [e.completion for e in (train or [])]
+        labels = sorted(set(pool), key=_label_key)
+        labels_from = "data"
+        if len(labels) > MAX_FREEFORM_LABELS:
+            raise InvalidInputError(
+                f"{model_id} has no fixed labels and {test_file} has {len(labels)} distinct completions; "
+                "evaluate scores classification data (a small set of labels).")
+        gold = [e.completion for e in test]
+    train_gold = (map_labels([e.completion for e in train], labels, model_id=model_id, source=str(train_file))
+                  if train is not None else None)
+
+    if predictor is None:
+        from tunelab.inference.predictor import load_predictor
+
+        predictor = load_predictor(model_id, store)
+    prompts = [e.prompt for e in test]
+    logp, seconds = score_rows(predictor, prompts, labels if labels_from == "data" else None,
+                               batch_size=batch_size, progress=progress, desc=f"Scoring {model_id}")
+    report, predictions = build_report(model_id, test, gold, labels, logp, predictor.count_tokens,
+                                       threshold=threshold)
+    report.update(
+        test_file=str(test_file), train_file=str(train_file) if train_file else None,
+        method=predictor.method, base_model=(record.base_model if record else predictor.meta.get("base_model")),
+        labels_from=labels_from, scoring_seconds=seconds,
+        rows_per_second=(len(test) / seconds) if seconds > 0 else None, batch_size=batch_size,
+    )
+    report["baselines"] = None
+    if train is not None:
+        from tunelab.evaluation.baselines import run_baselines
+
+        report["baselines"] = run_baselines([e.prompt for e in train], train_gold, prompts, gold, labels,
+                                            threshold=report["threshold"])
+    report["out_dir"] = None
+    report["files"] = {}
+    if out_dir is not None:
+        write_report(report, predictions, out_dir)
+    return report
+
+
+def score_rows(predictor, prompts: list[str], labels: list[str] | None, *, batch_size: int = 32,
+               progress: bool = True, desc: str = "Scoring") -> tuple[np.ndarray, float]:
+    """log P(label | prompt) for every row, batched, with a tqdm bar on stderr. Returns (logp, seconds)."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(prompts), desc=desc, unit="row", file=sys.stderr, disable=not progress,
+              dynamic_ncols=True) as bar:
+        start = time.perf_counter()
+        logp = predictor.score_labels(prompts, labels=labels, batch_size=batch_size, progress=bar.update)
+        seconds = time.perf_counter() - start
+    return np.asarray(logp, dtype=np.float64), seconds
+
+
+def build_report(model_id: str, test: Sequence[Example], gold: Sequence[str], labels: Sequence[str], logp: np.ndarray,
+                 count_tokens, *, threshold=None) -> tuple[dict, list[dict]]:
+    """Metrics and per-row predictions from a [n, n_labels] matrix of label log-probabilities."""
+    labels = list(labels)
+    probs = np.exp(logp)
+    pred = [labels[i] for i in logp.argmax(axis=1)]
+    index = {label: i for i, label in enumerate(labels)}
+    gold_idx = np.array([index[g] for g in gold])
+    gold_lp = logp[np.arange(len(gold)), gold_idx]
+    label_tokens = {label: max(1, int(count_tokens(label))) for label in labels}
+    report = {"model": model_id}
+    report.update(M.classification_report(gold, pred, probs, labels, threshold=threshold))
+    report.update(M.gold_logprob_summary(gold_lp, [label_tokens[g] for g in gold]))
+    predictions = [
+        {"line": ex.line, "prompt": ex.prompt[:PROMPT_HEAD], "gold": g, "pred": p, "correct": g == p,
+         "gold_logprob": _round(lp), "probs": {label: _round(probs[i, j], 6) for j, label in enumerate(labels)}}
+        for i, (ex, g, p, lp) in enumerate(zip(test, gold, pred, gold_lp))
+    ]
+    return report, predictions
+
+
+def write_report(report: dict, predictions: list[dict] | None, out_dir: str | Path) -> dict:
+    """metrics.json, predictions.jsonl and the three PNGs; records the paths in report["files"]."""
+    from tunelab.evaluation import plots
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    report["out_dir"] = str(out)
+    if predictions is not None:
+        write_jsonl(out / "predictions.jsonl", predictions)
+        files["predictions"] = str(out / "predictions.jsonl")
+    files["confusion_matrix"] = str(plots.plot_confusion_matrix(
+        report["confusion_matrix"], report["labels"], out / "confusion_matrix.png",
+        title=f"Confusion matrix\n{report['model']}"))
+    if report.get("calibration"):
+        files["reliability"] = str(plots.plot_reliability(report["calibration"], out / "reliability.png",
+                                                          title="Reliability"))
+    files["per_class_f1"] = str(plots.plot_per_class_f1(report["per_class"], out / "per_class_f1.png",
+                                                        title=f"F1 per class\n{report['model']}"))
+    files["metrics"] = str(out / "metrics.json")
+    report["files"] = files
+    write_json(out / "metrics.json", report)
+    return files
+
+
+# -- terminal output -----------------------------------------------------------------------------
+
+def _fmt(value, kind: str = "f3") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if kind == "f3":
+        return f"{value:.3f}"
+    if kind == "f2":
+        return f"{value:.2f}"
+    if kind == "f1":
+        return f"{value:.1f}"
+    return str(value)
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Plain columns: first left-aligned, the others right-aligned."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for j, row in enumerate([header, *rows]):
+        cells = [str(c).ljust(widths[i]) if i == 0 else str(c).rjust(widths[i]) for i, c in enumerate(row)]
+        lines.append("  ".join(cells).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def headline_rows(report: dict) -> list[tuple[str, str, str]]:
+    """(title, metric key, format) of the summary rows, ordinal ones only for ordinal labels."""
+    rows = [("accuracy", "accuracy", "f3")]
+    if report.get("ordinal"):
+        t = report.get("threshold")
+        rows += [(f"good-vs-bad (<= {t} | > {t})", "good_vs_bad_accuracy", "f3"),
+                 ("one-off (|pred - true| <= 1)", "one_off_accuracy", "f3"),
+                 ("MAE", "mae", "f3"), ("QWK (quadratic kappa)", "qwk", "f3")]
+    rows += [("macro F1", "macro_f1", "f3"), ("weighted F1", "weighted_f1", "f3"),
+             (f"ECE ({M.ECE_BINS} bins)", "ece", "f3")]
+    return rows
+
+
+def format_report(report: dict) -> str:
+    from tunelab.evaluation.baselines import BASELINES, TITLES
+
+    baselines = report.get("baselines") or {}
+    names = [b for b in BASELINES if b in baselines]
+    labels = report["labels"]
+    kind = f"ordinal, good-vs-bad cut at {report['threshold']}" if report.get("ordinal") else "categorical"
+    out = [f"Model:     {report['model']}",
+           f"Test file: {report.get('test_file')} ({report['n']} rows)",
+           f"Labels:    {len(labels)} ({kind}): {' '.join(display_label(l) for l in labels[:12])}"
+           + (" …" if len(labels) > 12 else "")]
+    if report.get("train_file"):
+        out.append(f"Baselines: trained on {report['train_file']}")
+    out.append("")
+    header = ["metric", "model"] + [TITLES[b] for b in names]
+    rows = []
+    for title, key, fmt in headline_rows(report):
+        rows.append([title, _fmt(report.get(key), fmt)] + [_fmt(baselines[b].get(key), fmt) for b in names])
+        if key == "accuracy":
+            lo, hi = report["accuracy_ci95"]
+            rows.append(["  95% CI (bootstrap)", f"[{_fmt(lo)}, {_fmt(hi)}]"]
+                        + [f"[{_fmt(baselines[b]['accuracy_ci95'][0])}, {_fmt(baselines[b]['accuracy_ci95'][1])}]"
+                           for b in names])
+    blank = [""] * len(names)
+    rows.append(["mean log-prob of gold", _fmt(report.get("mean_logprob"))] + blank)
+    rows.append(["perplexity per gold token", _fmt(report.get("perplexity"))] + blank)
+    rows.append(["throughput (rows/s)", _fmt(report.get("rows_per_second"), "f1")] + blank)
+    out.append(format_table(header, rows))
+
+    out += ["", "Per class:"]
+    per = report["per_class"]
+    out.append(format_table(["label", "precision", "recall", "F1", "support"],
+                            [[display_label(l), _fmt(per[l]["precision"]), _fmt(per[l]["recall"]),
+                              _fmt(per[l]["f1"]), str(per[l]["support"])] for l in labels]))
+    if len(labels) <= 12:
+        out += ["", "Confusion matrix (rows: true, columns: predicted):"]
+        names_ = [display_label(l) for l in labels]
+        out.append(format_table(["true \\ pred"] + names_,
+                                [[names_[i]] + [str(v) for v in row] for i, row in enumerate(report["confusion_matrix"])]))
+    return "\n".join(out)
+
+
+def _round(x, digits: int = 6):
+    x = float(x)
+    return round(x, digits) if math.isfinite(x) else None
+
+
+def _label_key(label: str):
+    text = str(label).strip()
+    try:
+        return (0, float(text), text)
+    except ValueError:
+        return (1, 0.0, text)
+
+
+def _preview(labels: Sequence[str], n: int = 8) -> str:
+    shown = ", ".join(repr(l) for l in labels[:n])
+    return shown + (f", … ({len(labels)} in all)" if len(labels) > n else "")

@@ -1,0 +1,279 @@
+"""On-the-fly batching of concurrent inference requests, and the pool of warm models.
+
+A forward pass over 32 prompts costs little more than one over a single prompt (on a GPU almost
+nothing more; on a CPU far less than 32 times as much), so requests that arrive together for the
+same model are answered together:
+
+- `MicroBatcher` serves one key: (model, operation, sampling parameters that must be equal within a
+  batch). Requests queue up; a loop takes everything queued (up to `max_batch` prompts), runs ONE
+  `Predictor.complete` / `Predictor.score_labels` call in a worker thread, and hands each request
+  its slice of the result. While a batch runs, the next one fills up.
+- Before taking a batch the loop waits for stragglers: until no new request has come for
+  `gap_s`, at most `window_s` after the first one, never once the batch is full. A lone client
+  sending one request at a time (the previous batch had one request, nothing else queued) is not
+  kept waiting at all.
+- If a batch fails, its requests are retried one by one, so one bad request cannot fail the others.
+- `ModelPool` keeps at most `max_loaded` predictors in memory, least recently used evicted first;
+  concurrent first requests for a model share one load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_MAX_BATCH = 32
+DEFAULT_WINDOW_S = 0.010
+DEFAULT_GAP_S = 0.002
+
+
+@dataclass
+class BatchStats:
+    """Counters of one model's batches (the batching test and /v1/tunelab/stats read them)."""
+
+    batches: int = 0
+    requests: int = 0
+    prompts: int = 0
+    max_prompts: int = 0
+    busy_seconds: float = 0.0
+    recent: deque = field(default_factory=lambda: deque(maxlen=2000))  # prompts per batch
+
+    def record(self, n_requests: int, n_prompts: int, seconds: float) -> None:
+        self.batches += 1
+        self.requests += n_requests
+        self.prompts += n_prompts
+        self.max_prompts = max(self.max_prompts, n_prompts)
+        self.busy_seconds += seconds
+        self.recent.append(n_prompts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"batches": self.batches, "requests": self.requests, "prompts": self.prompts,
+                "mean_prompts_per_batch": round(self.prompts / self.batches, 2) if self.batches else 0.0,
+                "max_prompts_per_batch": self.max_prompts, "busy_seconds": round(self.busy_seconds, 3)}
+
+
+@dataclass
+class _Pending:
+    items: list
+    future: asyncio.Future
+    arrived: float
+
+
+class MicroBatcher:
+    """Runs `run(items) -> results` (one result per item, same order) over batches of submissions."""
+
+    def __init__(self, run: Callable[[list], Sequence], *, executor: Executor | None = None,
+                 max_batch: int = DEFAULT_MAX_BATCH, window_s: float = DEFAULT_WINDOW_S,
+                 gap_s: float = DEFAULT_GAP_S, stats: BatchStats | None = None,
+                 on_idle: Callable[[MicroBatcher], None] | None = None):
+        self.run = run
+        self.executor = executor
+        self.max_batch = max(1, int(max_batch))
+        self.window_s = max(0.0, float(window_s))
+        self.gap_s = max(0.0, float(gap_s))
+        self.stats = stats if stats is not None else BatchStats()
+        self.on_idle = on_idle
+        self._queue: deque[_Pending] = deque()
+        self._arrival = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._last_requests = 0
+
+    @property
+    def queued_prompts(self) -> int:
+        return sum(len(p.items) for p in self._queue)
+
+    async def submit(self, items: list) -> list:
+        """The results for `items`, computed together with whatever else is queued."""
+        loop = asyncio.get_running_loop()
+        pending = _Pending(list(items), loop.create_future(), loop.time())
+        self._queue.append(pending)
+        self._arrival.set()
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._drain())
+        return await pending.future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                await self._gather(loop)
+                batch = self._take()
+                if batch:
+                    await self._execute(batch, loop)
+        except asyncio.CancelledError:  # shutdown: nobody will answer the queued requests
+            while self._queue:
+                self._queue.popleft().future.cancel()
+            raise
+        finally:
+            self._task = None
+            if self._queue:  # cancelled mid-way (shutdown) or a submit raced the exit
+                self._task = loop.create_task(self._drain())
+            elif self.on_idle is not None:
+                self.on_idle(self)
+
+    async def _gather(self, loop) -> None:
+        lone = len(self._queue) == 1 and self._last_requests <= 1
+        if lone or self.window_s == 0:
+            return
+        deadline = self._queue[0].arrived + self.window_s
+        while self.queued_prompts < self.max_batch:
+            now = loop.time()
+            last = self._queue[-1].arrived
+            wait = min(deadline - now, last + self.gap_s - now) if self.gap_s else deadline - now
+            if wait <= 0:
+                return
+            self._arrival.clear()
+            try:
+                await asyncio.wait_for(self._arrival.wait(), wait)
+            except TimeoutError:
+                pass
+
+    def _take(self) -> list[_Pending]:
+        batch, size = [], 0
+        while self._queue:
+            head = self._queue[0]
+            if head.future.done():  # the client went away
+                self._queue.popleft()
+                continue
+            if batch and size + len(head.items) > self.max_batch:
+                break
+            batch.append(self._queue.popleft())
+            size += len(head.items)
+        return batch
+
+    async def _execute(self, batch: list[_Pending], loop) -> None:
+        flat = [item for p in batch for item in p.items]
+        self._last_requests = len(batch)
+        started = time.perf_counter()
+        try:
+            results = await loop.run_in_executor(self.executor, self._call, flat)
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting requests
+            if len(batch) == 1:
+                _fail(batch[0].future, exc)
+                return
+            for p in batch:  # isolate the request that broke the batch
+                try:
+                    _succeed(p.future, await loop.run_in_executor(self.executor, self._call, p.items))
+                except Exception as single:  # noqa: BLE001
+                    _fail(p.future, single)
+            return
+        finally:
+            self.stats.record(len(batch), len(flat), time.perf_counter() - started)
+        start = 0
+        for p in batch:
+            _succeed(p.future, list(results[start:start + len(p.items)]))
+            start += len(p.items)
+
+    def _call(self, items: list) -> Sequence:
+        results = self.run(items)
+        if len(results) != len(items):
+            raise RuntimeError(f"batch function returned {len(results)} results for {len(items)} items")
+        return results
+
+
+def _succeed(future: asyncio.Future, value) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _fail(future: asyncio.Future, exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+class ModelPool:
+    """Loaded predictors by model id, least recently used evicted beyond `max_loaded`."""
+
+    def __init__(self, load: Callable[[str], Any], max_loaded: int = 2):
+        self.load = load
+        self.max_loaded = max(1, int(max_loaded))
+        self._models: OrderedDict[str, Any] = OrderedDict()
+        self._loading: dict[str, asyncio.Future] = {}
+        self._lock = threading.Lock()
+
+    def loaded(self) -> list[str]:
+        return list(self._models)
+
+    async def get(self, model_id: str):
+        if model_id in self._models:
+            self._models.move_to_end(model_id)
+            return self._models[model_id]
+        if model_id in self._loading:
+            return await asyncio.shield(self._loading[model_id])
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._loading[model_id] = future
+        try:
+            predictor = await asyncio.to_thread(self.load, model_id)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            raise
+        finally:
+            self._loading.pop(model_id, None)
+        self._models[model_id] = predictor
+        self._models.move_to_end(model_id)
+        while len(self._models) > self.max_loaded:
+            self._models.popitem(last=False)
+            _release_memory()
+        future.set_result(predictor)
+        return predictor
+
+    def evict(self, model_id: str) -> bool:
+        if self._models.pop(model_id, None) is None:
+            return False
+        _release_memory()
+        return True
+
+    def clear(self) -> None:
+        self._models.clear()
+        _release_memory()
+
+
+def _release_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001 - freeing memory is best effort
+        pass
+
+
+class BatcherRegistry:
+    """One MicroBatcher per key, created on demand and dropped when idle; stats kept per model."""
+
+    def __init__(self, *, max_batch: int = DEFAULT_MAX_BATCH, window_s: float = DEFAULT_WINDOW_S,
+                 gap_s: float = DEFAULT_GAP_S, threads: int = 4):
+        self.max_batch = max_batch
+        self.window_s = window_s
+        self.gap_s = gap_s
+        self.executor = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="tunelab-infer")
+        self._batchers: dict[Hashable, MicroBatcher] = {}
+        self.stats: dict[str, BatchStats] = {}
+
+    def batcher(self, model_id: str, key: Hashable, run: Callable[[list], Sequence]) -> MicroBatcher:
+        full_key = (model_id, key)
+        batcher = self._batchers.get(full_key)
+        if batcher is None:
+            stats = self.stats.setdefault(model_id, BatchStats())
+
+            def drop(b: MicroBatcher, k=full_key) -> None:
+                if self._batchers.get(k) is b and not b._queue:
+                    del self._batchers[k]
+
+            batcher = MicroBatcher(run, executor=self.executor, max_batch=self.max_batch, window_s=self.window_s,
+                                   gap_s=self.gap_s, stats=stats, on_idle=drop)
+            self._batchers[full_key] = batcher
+        return batcher
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,77 @@
+"""What every resource shares: the server's state (store, warm models, batchers, settings), the
+list envelope, and small helpers."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ConfigDict
+
+from tunelab import __version__
+from tunelab.server.batching import BatcherRegistry, ModelPool
+from tunelab.store import Store
+
+T = TypeVar("T")
+SYSTEM_FINGERPRINT = f"fp_tunelab_{__version__}"
+
+
+@dataclass
+class ServerState:
+    store: Store
+    pool: ModelPool
+    batchers: BatcherRegistry
+    max_upload_bytes: int
+    api_keys: tuple[str, ...] = ()
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        self.batchers.close()
+        self.pool.clear()
+
+
+def get_state(request: Request) -> ServerState:
+    return request.app.state.tunelab
+
+
+class RequestModel(BaseModel):
+    """Request bodies: unknown fields are refused (400 "Unrecognized request argument"), as OpenAI does."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ResponseModel(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+
+class ListObject(ResponseModel, Generic[T]):
+    object: Literal["list"] = "list"
+    data: list[T]
+    has_more: bool = False
+    # --- tunelab extensions ---
+    first_id: str | None = None
+    last_id: str | None = None
+
+
+def page(items: list, limit: int | None) -> tuple[list, bool]:
+    """`items` fetched with one extra row: (the page, whether there is more)."""
+    if limit is not None and len(items) > limit:
+        return items[:limit], True
+    return items, False
+
+
+def list_of(data: list, has_more: bool = False) -> dict[str, Any]:
+    ids = [getattr(d, "id", None) if not isinstance(d, dict) else d.get("id") for d in data]
+    return {"object": "list", "data": data, "has_more": has_more,
+            "first_id": ids[0] if ids else None, "last_id": ids[-1] if ids else None}
+
+
+def new_request_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(12)}"
+
+
+def now() -> int:
+    return int(time.time())

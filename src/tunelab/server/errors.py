@@ -1,0 +1,156 @@
+"""One error envelope for every failure, as OpenAI sends it:
+
+    {"error": {"message": "...", "type": "invalid_request_error", "param": "prompt", "code": null}}
+
+Library errors map by type: InvalidInputError -> 400, NotFoundError -> 404, ConflictError -> 409,
+ModelUnavailableError -> 503. Request validation (FastAPI's 422) becomes 400 in the same envelope,
+unknown routes 404, oversize bodies 413. Only an unexpected exception (a bug) is a 500.
+
+Every error response carries `x-should-retry: false`: the `openai` client would otherwise retry
+409s and 5xxs, and none of ours goes away by asking again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tunelab.errors import ConflictError, InvalidInputError, ModelUnavailableError, NotFoundError, TunelabError
+
+log = logging.getLogger("tunelab.server")
+
+NO_RETRY = {"x-should-retry": "false"}
+
+
+class APIError(Exception):
+    """An error with the exact status, type, param and code to send."""
+
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+
+def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
+    return APIError(400, message, param=param, code=code)
+
+
+def not_found(message: str, param: str | None = None, code: str | None = None) -> APIError:
+    return APIError(404, message, param=param, code=code)
+
+
+def model_not_found(model: str, param: str = "model") -> APIError:
+    return APIError(404, f"The model `{model}` does not exist or you do not have access to it.",
+                    param=param, code="model_not_found")
+
+
+def envelope(message: str, type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def error_response(status: int, message: str, type: str, param: str | None = None, code: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(envelope(message, type, param, code), status_code=status,
+                        headers={**NO_RETRY, **(headers or {})})
+
+
+def from_tunelab_error(exc: TunelabError, param: str | None = None) -> APIError:
+    """The library's typed error as the API error it stands for."""
+    message = exc.render()
+    if isinstance(exc, InvalidInputError):
+        return APIError(400, message, param=param)
+    if isinstance(exc, NotFoundError):
+        return APIError(404, message, param=param, code="not_found")
+    if isinstance(exc, ConflictError):
+        return APIError(409, message, param=param, code="conflict")
+    if isinstance(exc, ModelUnavailableError):
+        return APIError(503, message, type="model_unavailable", param=param, code="model_unavailable")
+    return APIError(400, message, param=param)
+
+
+_STATUS_TYPES = {
+    400: ("invalid_request_error", None),
+    401: ("authentication_error", "invalid_api_key"),
+    403: ("permission_error", None),
+    404: ("invalid_request_error", "unknown_url"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    413: ("invalid_request_error", "request_too_large"),
+}
+
+
+def _param_of(loc: tuple) -> str | None:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or None
+
+
+def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    """FastAPI's list of validation errors as one sentence, OpenAI style."""
+    errors = exc.errors()
+    if not errors:
+        return "Invalid request.", None
+    first = errors[0]
+    kind = first.get("type", "")
+    loc = tuple(first.get("loc", ()))
+    param = _param_of(loc)
+    if kind == "json_invalid":
+        detail = (first.get("ctx") or {}).get("error", "")
+        return ("We could not parse the JSON body of your request: " + (detail or "invalid JSON") +
+                ". The API expects a JSON object; check that the body is valid JSON and that "
+                "Content-Type is application/json."), None
+    if kind == "missing":
+        if param is None:
+            return "The request body is missing; the API expects a JSON object.", None
+        return f"Missing required parameter: '{param}'.", param
+    if kind == "extra_forbidden":
+        return f"Unrecognized request argument supplied: {param}", param
+    if kind in ("model_attributes_type", "dict_type") and param is None:
+        return "The request body must be a JSON object.", None
+    msg = first.get("msg", "invalid value")
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return (f"Invalid value for '{param}': {msg}{more}." if param else f"{msg}{more}."), param
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def _api_error(_request: Request, exc: APIError):
+        return error_response(exc.status, exc.message, exc.type, exc.param, exc.code, exc.headers)
+
+    @app.exception_handler(TunelabError)
+    async def _tunelab_error(_request: Request, exc: TunelabError):
+        api = from_tunelab_error(exc)
+        return error_response(api.status, api.message, api.type, api.param, api.code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError):
+        message, param = validation_message(exc)
+        return error_response(400, message, "invalid_request_error", param, None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        type_, code = _STATUS_TYPES.get(exc.status_code, ("invalid_request_error", None))
+        if exc.status_code == 404 and exc.detail in (None, "Not Found"):
+            message = f"Unknown request URL: {request.method} {request.url.path}."
+        elif exc.status_code == 405:
+            message = f"Method {request.method} is not allowed on {request.url.path}."
+        elif exc.status_code == 413:
+            message = str(exc.detail) if exc.detail and exc.detail != "Content Too Large" else "Request too large."
+        else:
+            message = str(exc.detail)
+        return error_response(exc.status_code, message, type_, None, code, dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception):
+        log.exception("Unhandled error in %s %s", request.method, request.url.path)
+        return error_response(500, f"The server had an error while processing your request "
+                                   f"({type(exc).__name__}: {exc}). This is a bug in tunelab; please report it.",
+                              "server_error", None, None)

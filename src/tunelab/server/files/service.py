@@ -1,0 +1,112 @@
+"""Uploads are validated before they are stored, the way `fine_tunes.prepare_data` checks a file:
+every row must have text `prompt` and `completion`; a bad file is refused with a 400 that names
+each bad line. JSONL is the API's format; CSV, TSV, XLSX and JSON are accepted by file name, and a
+`.gz` upload is stored decompressed."""
+
+from __future__ import annotations
+
+import gzip
+import re
+import shutil
+import tempfile
+import zlib
+from pathlib import Path
+from typing import BinaryIO
+
+from tunelab.data.readers import detect_format, read_prompt_completion
+from tunelab.errors import DataFileError, NotFoundError
+from tunelab.server.errors import APIError, bad_request, not_found
+from tunelab.server.files.protocol import PURPOSES, FileDeleted, FileObject
+from tunelab.store import FileRecord, Store
+from tunelab.store.ids import is_valid_id
+from tunelab.store.records import TERMINAL
+
+_EXT = {"csv": ".csv", "tsv": ".tsv", "xlsx": ".xlsx", "json": ".json", "jsonl": ".jsonl"}
+_SAFE = re.compile(r"[^A-Za-z0-9._ -]+")
+
+
+def to_object(record: FileRecord) -> FileObject:
+    return FileObject(id=record.id, bytes=record.bytes, created_at=record.created_at, filename=record.filename,
+                      purpose=record.purpose, n_rows=record.n_rows, sha256=record.sha256)
+
+
+def clean_filename(name: str | None) -> str:
+    base = Path((name or "").replace("\\", "/")).name
+    base = _SAFE.sub("_", base).strip(" .")
+    return base[:200] or "upload.jsonl"
+
+
+def create_file(store: Store, stream: BinaryIO, filename: str | None, purpose: str) -> FileObject:
+    if purpose not in PURPOSES:
+        raise bad_request(f"'{purpose}' is not a supported purpose. This server stores fine-tuning data: "
+                          f"use purpose {' or '.join(repr(p) for p in PURPOSES)}.", param="purpose")
+    name = clean_filename(filename)
+    try:
+        fmt, compressed = detect_format(name)
+    except DataFileError:
+        fmt, compressed = "jsonl", False  # the API's format; an unknown or missing extension means JSONL
+    with tempfile.TemporaryDirectory(prefix="tunelab-upload-") as tmp:
+        path = Path(tmp) / ("upload" + _EXT[fmt])
+        with open(path, "wb") as out:
+            if compressed:
+                try:
+                    with gzip.GzipFile(fileobj=stream) as gz:
+                        shutil.copyfileobj(gz, out, 1 << 20)
+                except (OSError, EOFError, zlib.error) as exc:
+                    raise bad_request(f"{name}: cannot decompress the file: {exc}", param="file") from None
+            else:
+                shutil.copyfileobj(stream, out, 1 << 20)
+        if path.stat().st_size == 0:
+            raise bad_request(f"{name} is empty.", param="file")
+        try:
+            rows = read_prompt_completion(path)
+        except DataFileError as exc:
+            message = exc.render().replace(str(path), name)
+            raise bad_request(f"Invalid file {name}: {message}", param="file", code="invalid_file") from None
+        stored_name = name[:-3] if compressed and name.lower().endswith(".gz") else name
+        record = store.add_file(path, purpose=purpose, filename=stored_name, n_rows=len(rows))
+    return to_object(record)
+
+
+def get_record(store: Store, file_id: str) -> FileRecord:
+    if not is_valid_id(file_id, "file"):
+        raise not_found(f"No such File object: {file_id} (file ids look like file-…).", param="id",
+                        code="file_not_found")
+    try:
+        return store.get_file(file_id)
+    except NotFoundError:
+        raise not_found(f"No such File object: {file_id}", param="id", code="file_not_found") from None
+
+
+def list_files(store: Store, *, purpose: str | None, limit: int, order: str, after: str | None) -> tuple[list[FileObject], bool]:
+    records = store.list_files()  # newest first
+    if purpose:
+        records = [r for r in records if r.purpose == purpose]
+    if order == "asc":
+        records = records[::-1]
+    if after:
+        ids = [r.id for r in records]
+        if after not in ids:
+            raise bad_request(f"No such File object: {after} (the `after` cursor).", param="after")
+        records = records[ids.index(after) + 1:]
+    return [to_object(r) for r in records[:limit]], len(records) > limit
+
+
+def delete_file(store: Store, file_id: str) -> FileDeleted:
+    record = get_record(store, file_id)
+    users = [j.id for j in store.list_jobs() if j.status not in TERMINAL
+             and record.id in (j.training_file, j.validation_file)]
+    if users:
+        raise APIError(409, f"{record.id} is used by job(s) {', '.join(users)} that have not finished; "
+                            "cancel them or wait before deleting it.", param="id", code="file_in_use")
+    store.delete_file(record.id)
+    return FileDeleted(id=record.id, deleted=True)
+
+
+def content_path(store: Store, file_id: str) -> tuple[Path, FileRecord]:
+    record = get_record(store, file_id)
+    path = Path(record.path)
+    # The path comes from the store, never from the request; still, serve only files inside it.
+    if not path.resolve().is_relative_to(store.home.resolve()) or not path.is_file():
+        raise not_found(f"The content of {record.id} is missing from the store.", param="id", code="file_not_found")
+    return path, record

@@ -1,0 +1,90 @@
+"""Models: packaged base models, their OpenAI aliases and fine-tuned models from the store; which of
+them can answer requests; and loading them into the warm pool."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+
+from tunelab.errors import TunelabError
+from tunelab.models.registry import ALIASES, BASE_MODELS, list_base_models
+from tunelab.server.common import ServerState
+from tunelab.server.errors import APIError, from_tunelab_error, model_not_found
+from tunelab.server.models.protocol import Model, ModelDeleted
+from tunelab.store import ModelRecord, Store
+from tunelab.store.records import TERMINAL
+
+BASE_CREATED = 1704067200  # base models have no creation in this store; a fixed date keeps lists stable
+BASE_OWNER = "tunelab"
+
+
+def _fine_tuned(record: ModelRecord) -> Model:
+    return Model(id=record.id, created=record.created_at, owned_by=record.owned_by, kind="fine-tuned",
+                 status="ready", base_model=record.base_model, parent=record.parent_id, method=record.method,
+                 labels=record.labels, job_id=record.job_id, cumulative_epochs=record.cumulative_epochs,
+                 description=f"{record.method} fine-tuned from {record.parent_id or record.base_model}")
+
+
+def _base_models() -> list[Model]:
+    out = []
+    for row in list_base_models():
+        alias = row["kind"] == "alias"
+        out.append(Model(id=row["name"], created=BASE_CREATED, owned_by=BASE_OWNER,
+                         kind="alias" if alias else "base", status=row["status"], description=row["description"],
+                         base_model=ALIASES[row["name"]][1] if alias else row["name"]))
+    return out
+
+
+def list_models(store: Store) -> list[Model]:
+    return _base_models() + [_fine_tuned(r) for r in store.list_models()]
+
+
+def retrieve_model(store: Store, model_id: str) -> Model:
+    record = store.find_model(model_id)
+    if record is not None:
+        return _fine_tuned(record)
+    for model in _base_models():
+        if model.id == model_id.lower():
+            return model
+    raise model_not_found(model_id)
+
+
+def delete_model(state: ServerState, model_id: str) -> ModelDeleted:
+    store = state.store
+    record = store.find_model(model_id)
+    if record is None:
+        if model_id.lower() in BASE_MODELS or model_id.lower() in ALIASES:
+            raise APIError(403, f"{model_id} is a base model; only fine-tuned models can be deleted.",
+                           type="permission_error", param="model", code="base_model_not_deletable")
+        raise model_not_found(model_id)
+    busy = [j.id for j in store.list_jobs() if j.parent_model == record.id and j.status not in TERMINAL]
+    if busy:
+        raise APIError(409, f"{model_id} is being continued by job(s) {', '.join(busy)}; cancel them or wait "
+                            "for them to finish before deleting it.", param="model", code="model_in_use")
+    state.pool.evict(record.id)
+    store.delete_model(record.id)
+    return ModelDeleted(id=record.id, deleted=True)
+
+
+def servable_id(store: Store, model_id: str) -> str:
+    """The pool key of a model that may answer requests; 404 for anything else. Only store models and
+    packaged base names are served: never a folder path or a hub id given over HTTP."""
+    if not model_id:
+        raise APIError(400, "You must provide a model parameter.", param="model")
+    if store.find_model(model_id) is not None:
+        return model_id
+    lowered = model_id.lower()
+    if lowered in BASE_MODELS or lowered in ALIASES:
+        return lowered
+    raise model_not_found(model_id)
+
+
+async def get_predictor(state: ServerState, model_id: str):
+    """A warm predictor for `model_id`, loading it (once) if needed."""
+    pool = state.pool
+    if model_id in pool.loaded():
+        return await pool.get(model_id)
+    key = await run_in_threadpool(servable_id, state.store, model_id)
+    try:
+        return await pool.get(key)
+    except TunelabError as exc:
+        raise from_tunelab_error(exc, param="model") from None

@@ -1,0 +1,223 @@
+"""Readers: every format, line numbers, and errors that name file, line and field."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from tunelab.data.readers import (
+    Example,
+    detect_classification,
+    read_chat,
+    read_prompt_completion,
+    read_table,
+    validate_messages,
+)
+from tunelab.errors import DataFileError
+
+
+def write(path, text: str | bytes):
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def test_jsonl_rows_keep_physical_lines_and_skip_blank_lines(tmp_path):
+    path = write(tmp_path / "a.jsonl", '{"a": 1}\n\n{"a": 2}\n   \n{"a": 3, "b": "x"}\n')
+    table = read_table(path)
+    assert table.format == "jsonl"
+    assert table.lines == [1, 3, 5]
+    assert table.columns == ["a", "b"]
+    assert [r["a"] for r in table.rows] == [1, 2, 3]
+
+
+def test_jsonl_with_bom_is_read(fixtures):
+    table = read_table(fixtures / "prepare_bom.jsonl")
+    assert len(table) == 30 and "prompt" in table.columns
+
+
+def test_jsonl_reports_every_malformed_line_with_parser_message(tmp_path):
+    path = write(tmp_path / "a.jsonl", '{"a": 1}\n{"a": \n[1, 2]\n{"a": 2}\n{bad}\n')
+    with pytest.raises(DataFileError) as err:
+        read_table(path)
+    text = err.value.render()
+    assert "line 2: malformed JSON: Expecting value" in text
+    assert "line 3: expected a JSON object" in text
+    assert "line 5: malformed JSON" in text and "Expecting property name" in text
+    assert str(path) in text
+
+
+def test_malformed_line7_fixture(fixtures):
+    with pytest.raises(DataFileError) as err:
+        read_table(fixtures / "prepare_malformed_line7.jsonl")
+    assert err.value.problems == ["line 7: malformed JSON: Expecting ',' delimiter (column 71)"]
+
+
+def test_json_array_rows_know_their_line(tmp_path):
+    path = write(tmp_path / "a.json", '[\n  {"a": 1},\n  {"a": 2,\n   "b": 3},\n  {"a": 4}\n]\n')
+    table = read_table(path)
+    assert table.lines == [2, 3, 5]
+    assert table.rows[1] == {"a": 2, "b": 3}
+
+
+def test_json_file_holding_json_lines_is_accepted(tmp_path):
+    table = read_table(write(tmp_path / "a.json", '{"a": 1}\n{"a": 2}\n'))
+    assert table.lines == [1, 2]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"a": 1}', "single value"),
+    ('[{"a": 1},\n {"a": }]', "malformed JSON at line 2"),
+    ('[{"a": 1}, 3]', "line 1: expected a JSON object"),
+])
+def test_json_errors(tmp_path, text, expected):
+    with pytest.raises(DataFileError) as err:
+        read_table(write(tmp_path / "a.json", text))
+    assert expected in err.value.render()
+
+
+def test_csv_multiline_quoted_fields_give_start_lines(fixtures):
+    table = read_table(fixtures / "clothing_reviews_tiny.csv")
+    assert table.columns[0] == "Unnamed: 0"  # the unnamed index column gets pandas' name
+    assert table.columns[1:4] == ["Clothing ID", "Age", "Title"]
+    assert len(table) == 61
+    assert table.lines[0] == 2
+    # row 2 (index 1) has a line break inside its quoted review, so row 3 starts two lines later
+    assert "\n" in table.rows[1]["Review Text"]
+    assert table.lines[2] == table.lines[1] + 2
+    assert all(isinstance(v, str) for v in table.rows[0].values())
+
+
+def test_csv_field_count_problems_name_every_line(tmp_path):
+    path = write(tmp_path / "a.csv", "prompt,completion\na,b\nc,d,e\nf\ng,h\n")
+    with pytest.raises(DataFileError) as err:
+        read_table(path)
+    assert [p.split(":")[0] for p in err.value.problems] == ["line 3", "line 4"]
+
+
+def test_tsv(tmp_path):
+    table = read_table(write(tmp_path / "a.tsv", "prompt\tcompletion\nhello, world\t yes\n"))
+    assert table.rows == [{"prompt": "hello, world", "completion": " yes"}]
+    assert table.lines == [2]
+
+
+def test_xlsx_made_with_pandas(tmp_path):
+    import pandas as pd
+
+    path = tmp_path / "a.xlsx"
+    pd.DataFrame({"prompt": ["p1", "p2"], "completion": [" yes", 5]}).to_excel(path, index=False)
+    table = read_table(path)
+    assert table.format == "xlsx"
+    assert table.lines == [2, 3]
+    assert table.rows[1] == {"prompt": "p2", "completion": "5"}
+
+
+def test_gzip_jsonl(tmp_path):
+    path = tmp_path / "a.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"a": 1}\n{"a": 2}\n'))
+    assert [r["a"] for r in read_table(path).rows] == [1, 2]
+
+
+def test_broken_gzip(tmp_path):
+    with pytest.raises(DataFileError, match="cannot read"):
+        read_table(write(tmp_path / "a.jsonl.gz", b"not gzip"))
+
+
+def test_non_utf8_names_offset_and_line(fixtures):
+    with pytest.raises(DataFileError) as err:
+        read_table(fixtures / "non_utf8.csv")
+    text = err.value.render()
+    assert "not valid UTF-8" in text and "byte offset 46" in text and "(line 3)" in text
+    assert "iconv" in text
+
+
+@pytest.mark.parametrize("name, content, expected", [
+    ("missing.jsonl", None, "no such file"),
+    ("empty.jsonl", "", "is empty"),
+    ("blank.csv", "\n\n", "is empty"),
+    ("a.txt", "x", "cannot tell the file format"),
+    ("a.xls", "x", "save it as .xlsx"),
+])
+def test_unusable_files(tmp_path, name, content, expected):
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(DataFileError) as err:
+        read_table(path)
+    assert expected in err.value.render()
+
+
+def test_directory_is_not_a_file(tmp_path):
+    with pytest.raises(DataFileError, match="directory"):
+        read_table(tmp_path)
+
+
+def test_read_prompt_completion_valid(tmp_path):
+    path = write(tmp_path / "t.jsonl",
+                 '{"prompt": "a ->", "completion": " x", "extra": 1}\n{"prompt": "", "completion": " y"}\n')
+    assert read_prompt_completion(path) == [Example("a ->", " x", 1), Example("", " y", 2)]
+
+
+def test_read_prompt_completion_reports_every_problem_with_file_line_and_field(tmp_path):
+    rows = [{"prompt": "a", "completion": " x"}, {"prompt": "b"}, {"prompt": 3, "completion": " y"},
+            {"prompt": "c", "completion": "  "}, {"completion": [" z"]}]
+    path = write(tmp_path / "t.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataFileError) as err:
+        read_prompt_completion(path)
+    assert err.value.problems == [
+        f"{path}:2: field `completion` is missing",
+        f"{path}:3: field `prompt` must be text, found int",
+        f"{path}:4: field `completion` is empty",
+        f"{path}:5: field `prompt` is missing",
+        f"{path}:5: field `completion` must be text, found list",
+    ]
+    assert "prepare_data" in err.value.hint
+
+
+def test_read_prompt_completion_reads_unknown_extension_as_jsonl(tmp_path):
+    path = write(tmp_path / "file-abc123", '{"prompt": "a", "completion": " x"}\n')
+    assert len(read_prompt_completion(path)) == 1
+
+
+def test_many_problems_are_capped_but_counted(tmp_path):
+    path = write(tmp_path / "t.jsonl", '{"prompt": "a"}\n' * 80)
+    with pytest.raises(DataFileError) as err:
+        read_prompt_completion(path)
+    assert len(err.value.problems) == 51
+    assert err.value.problems[-1] == "... and 30 more"
+
+
+def test_read_chat(fixtures, tmp_path):
+    examples = read_chat(fixtures / "chat_messages.jsonl")
+    assert len(examples) == 8 and examples[0].messages[-1]["role"] == "assistant"
+    bad = write(tmp_path / "c.jsonl", '{"messages": [{"role": "user", "content": "hi"}]}\n')
+    with pytest.raises(DataFileError, match="no assistant message"):
+        read_chat(bad)
+
+
+@pytest.mark.parametrize("messages, expected", [
+    ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}], []),
+    ([], ["must be a non-empty list"]),
+    ("text", ["must be a non-empty list"]),
+    ([{"role": "bot", "content": "hi"}], ["messages[0]`.role is 'bot'", "no assistant message"]),
+    ([{"role": "assistant", "content": " "}], ["messages[0]`.content must be non-empty text"]),
+    ([{"role": "assistant", "content": 5}], ["messages[0]`.content must be non-empty text"]),
+    (["hi"], ["must be an object", "no assistant message"]),
+])
+def test_validate_messages(messages, expected):
+    problems = validate_messages(messages)
+    assert len(problems) == len(expected)
+    for problem, fragment in zip(problems, expected):
+        assert fragment in problem
+
+
+@pytest.mark.parametrize("completions, expected", [
+    ([], False),
+    ([" a", " b", " a", " b", " a", " b", " a"], True),  # 2 distinct < 7/3
+    ([" a", " b", " c", " a", " b", " c"], False),  # 3 distinct, not < 2
+    ([" yes", "yes\n", " yes", " no", "no", " no", " no"], True),  # whitespace is not a new class
+    ([f" {i}" for i in range(10)], False),
+])
+def test_detect_classification(completions, expected):
+    assert detect_classification(completions) is expected
