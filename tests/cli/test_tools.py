@@ -74,7 +74,7 @@ def test_clean_classification(capsys, copy, tmp_path):
         tmp_path / "prepare_clean_classification_prepared_valid.jsonl"
     assert prepared(tmp_path) == [train.name, valid.name]
     assert len(read_jsonl(train)) == 48 and len(read_jsonl(valid)) == 12
-    assert (f'> tunelab api fine_tunes.create -t "{train}" -v "{valid}" -m <model> '
+    assert (f'> tunelab api fine_tunes.create -t "{train}" -v "{valid}" -m ada '
             "--compute_classification_metrics --classification_n_classes 3") in out
     assert "indicator string `\\n\\n###\\n\\n`" in out
 

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from tunelab.data import prepare
-from tunelab.errors import DataFileError
+from tunelab.errors import DataFileError, TunelabError
 
 SEP = "\n\n###\n\n"
 # Distinct first words, so no common-prefix action gets in the way of the check under test.
@@ -256,7 +256,7 @@ def test_next_command(tmp_path):
     train, valid = tmp_path / "t.jsonl", tmp_path / "v.jsonl"
     assert prepare.next_command(train, None, None, "m") == f'tunelab api fine_tunes.create -t "{train}" -m m'
     assert prepare.next_command(train, valid, [" a", " b", " c"]).endswith(
-        f'-v "{valid}" -m <model> --compute_classification_metrics --classification_n_classes 3')
+        f'-v "{valid}" -m ada --compute_classification_metrics --classification_n_classes 3')
     assert prepare.next_command(train, valid, [" no", " yes"]).endswith(
         '--compute_classification_metrics --classification_positive_class " yes"')
     assert prepare.next_command(train, valid, [' say "x"', ' tell "y"']).endswith(
@@ -277,7 +277,7 @@ def test_write_prepared_is_all_or_nothing(fixtures, tmp_path, monkeypatch):
         return [{"prompt": "p", "completion": " c"}] * len(part)
 
     monkeypatch.setattr(prepare, "_records", flaky)
-    with pytest.raises(OSError):
+    with pytest.raises(TunelabError, match="disk full"):
         prepare.write_prepared(src, data, split)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl"]
 

@@ -6,6 +6,9 @@ import argparse
 
 from tunelab.cli.common import add_command, print_json
 
+# The default of `tunelab api fine_tunes.create -m`: an alias the model registry resolves per task.
+DEFAULT_MODEL = "ada"
+
 
 def _count(text: str) -> int:
     value = int(text)
@@ -50,10 +53,13 @@ def register(subparsers) -> None:
     parser.add_argument("--val-size", type=_count, metavar="N", help="Validation rows (default 10%% of the rows).")
     parser.add_argument("--test-size", type=_count, metavar="N", help="Test rows (default 10%% of the rows).")
     parser.add_argument("--seed", type=int, default=42, help="Seed of the split and the shuffle (default 42).")
+    parser.add_argument("-m", "--model", default=DEFAULT_MODEL,
+                        help=f"Base model to put in the suggested fine_tunes.create command (default {DEFAULT_MODEL}).")
     parser.add_argument("--no-shuffle", action="store_true",
                         help="Keep rows sorted by label in every file (the 'unshuffled' experiment).")
     parser.add_argument("--separator", type=_unescape, default="\n\n###\n\n",
-                        help="Appended to every prompt; \\n and \\t are understood (default '\\n\\n###\\n\\n').")
+                        help="Appended to every prompt; \\n and \\t are understood (default '\\n\\n###\\n\\n'). "
+                             "Write --separator='->' when the value starts with a dash.")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -105,5 +111,5 @@ def cmd_build(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"Note: {note}")
     completions = [" " + label for label in result.labels]
-    print(f"\nNext:\n> {next_command(result.paths['train'], result.paths['valid'], completions)}")
+    print(f"\nNext:\n> {next_command(result.paths['train'], result.paths['valid'], completions, args.model)}")
     return 0

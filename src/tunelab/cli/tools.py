@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from tunelab.cli.common import add_command, confirm
+from tunelab.cli.datasets import DEFAULT_MODEL
 
 
 def register(subparsers) -> None:
@@ -26,8 +27,8 @@ def register(subparsers) -> None:
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="Accept every recommended action without asking.")
     parser.add_argument("--seed", type=int, default=42, help="Seed of the train/validation split (default 42).")
-    parser.add_argument("-m", "--model", default=None,
-                        help="Base model to put in the suggested fine_tunes.create command.")
+    parser.add_argument("-m", "--model", default=DEFAULT_MODEL,
+                        help=f"Base model to put in the suggested fine_tunes.create command (default {DEFAULT_MODEL}).")
 
 
 def _ask(question: str, quiet: bool) -> bool:
@@ -74,8 +75,6 @@ def cmd_prepare_data(args: argparse.Namespace) -> int:
     print("\nNow use that file when fine-tuning:")
     labels = prepare.classes(data)
     print(f"> {prepare.next_command(paths[0], paths[1] if split else None, labels, args.model)}")
-    if not args.model:
-        print("  (replace <model> with the base model to fine-tune)")
     for note in prepare.usage_notes(data):
         print(f"\n{note}")
     return 0

@@ -543,12 +543,12 @@ def _quote(text: str) -> str:
 
 
 def next_command(train: Path, valid: Path | None = None, labels: Sequence[str] | None = None,
-                 model: str | None = None) -> str:
+                 model: str = "ada") -> str:
     """The `tunelab api fine_tunes.create` command for the prepared files."""
     cmd = f"tunelab api fine_tunes.create -t {_quote(str(train))}"
     if valid:
         cmd += f" -v {_quote(str(valid))}"
-    cmd += f" -m {model or '<model>'}"
+    cmd += " -m " + (_quote(model) if re.search(r"[^\w.:/@+-]", model) else model)
     if labels and valid:
         positive = positive_class(labels)
         cmd += " --compute_classification_metrics"

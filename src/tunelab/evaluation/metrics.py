@@ -115,7 +115,7 @@ def classification_report(gold: Sequence[str], pred: Sequence[str], probs=None,
     and its order (default: sorted union of gold and pred). threshold: the good-vs-bad cut for
     ordinal labels (None picks `default_threshold`).
     """
-    from sklearn.metrics import cohen_kappa_score, confusion_matrix, f1_score, precision_recall_fscore_support
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
     gold = [str(g) for g in gold]
     pred = [str(p) for p in pred]
@@ -152,7 +152,7 @@ def classification_report(gold: Sequence[str], pred: Sequence[str], probs=None,
             good_vs_bad_accuracy=float(((gi <= threshold) == (pi <= threshold)).mean()),
             one_off_accuracy=float((diff <= 1).mean()),
             mae=float(diff.mean()),
-            qwk=_finite(cohen_kappa_score(gi, pi, labels=sorted(set(values)), weights="quadratic")),
+            qwk=_qwk(gi, pi, sorted(set(values))),
         )
     else:
         report.update(threshold=None, good_vs_bad_accuracy=None, one_off_accuracy=None, mae=None, qwk=None)
@@ -202,6 +202,16 @@ def summary_subset(report: dict) -> dict:
         for k in ("good_vs_bad_accuracy", "one_off_accuracy", "mae", "qwk"):
             out[k] = report.get(k)
     return out
+
+
+def _qwk(gold: np.ndarray, pred: np.ndarray, values: list[int]) -> float | None:
+    import warnings
+
+    from sklearn.metrics import cohen_kappa_score
+
+    with warnings.catch_warnings():  # undefined kappa (one class only) is reported as None
+        warnings.simplefilter("ignore")
+        return _finite(cohen_kappa_score(gold, pred, labels=values, weights="quadratic"))
 
 
 def _finite(x) -> float | None:

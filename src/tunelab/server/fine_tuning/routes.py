@@ -1,0 +1,60 @@
+"""POST/GET /v1/fine_tuning/jobs, GET /v1/fine_tuning/jobs/{id}, POST /v1/fine_tuning/jobs/{id}/cancel,
+GET /v1/fine_tuning/jobs/{id}/events, GET /v1/fine_tuning/jobs/{id}/checkpoints."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+
+from tunelab.server.common import ListObject, ServerState, get_state, list_of
+from tunelab.server.fine_tuning import service
+from tunelab.server.fine_tuning.protocol import (
+    FineTuningJob, FineTuningJobCheckpoint, FineTuningJobEvent, JobCreateRequest,
+)
+
+router = APIRouter(tags=["fine_tuning"])
+
+
+@router.post("/fine_tuning/jobs", response_model=FineTuningJob)
+def create_job(request: JobCreateRequest, state: ServerState = Depends(get_state)):
+    """Validate and queue a job; the background worker starts if none is running.
+
+    `model` is a base model (minilm-l6, smollm2-135m, ada/babbage/curie/davinci), a fine-tuned model id
+    (to continue training it) or a Hugging Face model folder on the server. `training_file` and
+    `validation_file` are ids of uploaded files. Classification metrics are requested with the extra
+    body fields compute_classification_metrics, classification_n_classes,
+    classification_positive_class and classification_betas (openai client: `extra_body=`)."""
+    return service.create_job(state.store, request)
+
+
+@router.get("/fine_tuning/jobs", response_model=ListObject[FineTuningJob])
+def list_jobs(after: str | None = None, limit: int = Query(20, ge=1, le=1000),
+              state: ServerState = Depends(get_state)):
+    data, more = service.list_jobs(state.store, after=after, limit=limit)
+    return list_of(data, more)
+
+
+@router.get("/fine_tuning/jobs/{fine_tuning_job_id}", response_model=FineTuningJob)
+def retrieve_job(fine_tuning_job_id: str, state: ServerState = Depends(get_state)):
+    return service.to_object(state.store, service.get_job(state.store, fine_tuning_job_id))
+
+
+@router.post("/fine_tuning/jobs/{fine_tuning_job_id}/cancel", response_model=FineTuningJob)
+def cancel_job(fine_tuning_job_id: str, state: ServerState = Depends(get_state)):
+    """A queued job is cancelled at once, a running one at its next step. Finished jobs: 409."""
+    return service.cancel_job(state.store, fine_tuning_job_id)
+
+
+@router.get("/fine_tuning/jobs/{fine_tuning_job_id}/events", response_model=ListObject[FineTuningJobEvent])
+def list_events(fine_tuning_job_id: str, after: str | None = None, limit: int = Query(20, ge=1, le=10000),
+                state: ServerState = Depends(get_state)):
+    """Newest first; page with `after` = the last event id of the previous page."""
+    data, more = service.list_events(state.store, fine_tuning_job_id, after=after, limit=limit)
+    return list_of(data, more)
+
+
+@router.get("/fine_tuning/jobs/{fine_tuning_job_id}/checkpoints", response_model=ListObject[FineTuningJobCheckpoint])
+def list_checkpoints(fine_tuning_job_id: str, after: str | None = None, limit: int = Query(10, ge=1, le=1000),
+                     state: ServerState = Depends(get_state)):
+    """The epoch checkpoints of the job (the last three stay on disk), newest first."""
+    data, more = service.list_checkpoints(state.store, fine_tuning_job_id, after=after, limit=limit)
+    return list_of(data, more)
