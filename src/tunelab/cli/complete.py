@@ -47,7 +47,7 @@ def register(subparsers) -> None:
         help="Complete one prompt and show the first token's probabilities (the book's Listing 4.3).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Build the prompt exactly as in training (e.g. ending with the separator \\n\\n###\\n\\n).\n"
-               "Example: tunelab complete -m MODEL --prompt \"$(printf 'Great dress\\n\\n###\\n\\n')\"",
+               "Example (bash): tunelab complete -m MODEL --prompt $'Great dress\\n\\n###\\n\\n'",
     )
     parser.add_argument("-m", "--model", required=True, help="Fine-tuned model id (or a base model name).")
     source = parser.add_mutually_exclusive_group()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunelab.data.bundled import PARTS, BundledDataset, get_bundled, get_preset
+from tunelab.data.bundled import BUNDLED, PARTS, BundledDataset, get_bundled, get_preset
 from tunelab.data.readers import Table, read_table
 from tunelab.errors import DataFileError, InvalidInputError, TunelabError
 from tunelab.fsutil import write_json, write_jsonl
@@ -106,8 +106,6 @@ def _load(source: str | Path) -> list[tuple[str | None, Table]]:
         return [(part, read_table(dataset.path(part))) for part in PARTS]
     path = Path(source)
     if not path.exists():
-        from tunelab.data.bundled import BUNDLED
-
         raise DataFileError(f"{source}: no such file or bundled dataset.",
                             hint=f"Bundled datasets: {', '.join(BUNDLED)} (see `tunelab datasets list`).")
     return [(None, read_table(path))]
@@ -195,7 +193,7 @@ def _split(rows: list[_Row], bundled: bool, sizes: dict[str, int | None], seed: 
             idx = np.array([i for i, r in enumerate(rows) if r.part == part], dtype=int)
             k = _size(sizes[part], len(idx), f"--{'val' if part == 'valid' else part}-size")
             if k > len(idx) and part != "train":
-                raise InvalidInputError(f"Asked for {k} {part} rows, but the bundled {part} part has {len(idx)}.")
+                raise InvalidInputError(f"Asked for {k} {part} rows, but the bundled {part} part has {len(idx)} usable rows.")
             result[part] = splitter.take(idx, k, part)[0]
         return result, splitter
     n = len(rows)

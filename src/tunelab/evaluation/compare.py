@@ -114,7 +114,8 @@ def compare_models(model_ids: Sequence[str], test_path: str | Path, *, train_pat
     train = load_examples(train_path, store, "training")[1] if train_path is not None else None
     for model_id in model_ids:
         if store.find_model(model_id) is None and ids.MODEL_ID.match(model_id):
-            raise NotFoundError(f"No such fine-tuned model: {model_id}.", hint="List models with `tunelab models list`.")
+            raise NotFoundError(f"No such fine-tuned model: {model_id}.",
+                                hint="List models with `tunelab models list`.")
 
     reports = dict(reports or {})
     for model_id in model_ids:
@@ -190,13 +191,15 @@ def to_markdown(result: dict) -> str:
     lines = ["| metric | " + " | ".join(c.replace("|", "\\|") for c in columns) + " |",
              "|---|" + "---:|" * len(columns)]
     for row in result["rows"]:
-        lines.append(f"| {row['metric']} | " + " | ".join(_cell(row["values"].get(c), row["format"]) for c in columns) + " |")
+        cells = [_cell(row["values"].get(c), row["format"]) for c in columns]
+        lines.append(f"| {row['metric']} | " + " | ".join(cells) + " |")
     notes = [f"Test file: {result['test_file']} ({result['n']} rows)."]
     if result.get("threshold") is not None:
         t = result["threshold"]
         notes.append(f"Good-vs-bad: prediction and truth both <= {t} or both > {t}; one-off: |pred - true| <= 1.")
     if result.get("train_file"):
-        notes.append(f"Baselines trained on {result['train_file']}: majority class, TF-IDF (1-2 grams) + logistic regression.")
+        notes.append(f"Baselines trained on {result['train_file']}: majority class, "
+                     "TF-IDF (1-2 grams) + logistic regression.")
     notes.append("Training cost sums the model's lineage (continued fine-tunes include their parents). "
                  f"{ADA_PRICE_TITLE}: the trained tokens at OpenAI's published legacy ada fine-tuning price, "
                  f"${ADA_TRAINING_USD_PER_1K_TOKENS} per 1K tokens, for reference only; nothing was billed.")

@@ -280,8 +280,9 @@ def format_report(report: dict) -> str:
     if len(labels) <= 12:
         out += ["", "Confusion matrix (rows: true, columns: predicted):"]
         names_ = [display_label(l) for l in labels]
+        matrix = report["confusion_matrix"]
         out.append(format_table(["true \\ pred"] + names_,
-                                [[names_[i]] + [str(v) for v in row] for i, row in enumerate(report["confusion_matrix"])]))
+                                [[names_[i]] + [str(v) for v in row] for i, row in enumerate(matrix)]))
     return "\n".join(out)
 
 

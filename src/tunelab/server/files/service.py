@@ -50,7 +50,7 @@ def create_file(store: Store, stream: BinaryIO, filename: str | None, purpose: s
         with open(path, "wb") as out:
             if compressed:
                 try:
-                    with gzip.GzipFile(fileobj=stream) as gz:
+                    with gzip.GzipFile(fileobj=stream, mode="rb") as gz:
                         shutil.copyfileobj(gz, out, 1 << 20)
                 except (OSError, EOFError, zlib.error) as exc:
                     raise bad_request(f"{name}: cannot decompress the file: {exc}", param="file") from None

@@ -1,0 +1,233 @@
+"""Throughput of `tunelab serve` with on-the-fly batching: 32 concurrent clients against one client
+at a time, same model, same machine, same request (the book's call: max_tokens=1, temperature=0,
+logprobs=5 on a fine-tuned classifier).
+
+    python benchmarks/serve_throughput.py                      # builds and fine-tunes a small BERT
+    python benchmarks/serve_throughput.py --model ada:ft-...   # an existing fine-tuned model
+    python benchmarks/serve_throughput.py --seconds 20 --concurrency 64
+
+Without --model it works in a temporary TUNELAB_HOME: it builds a random-weight BERT classifier
+(hidden 256, 4 layers, so that the forward pass and not HTTP dominates), fine-tunes it for one
+epoch with a real job, and serves that. With --model it uses $TUNELAB_HOME as it is. The server is
+a real `python -m tunelab serve` subprocess on a free loopback port; the clients are asyncio + httpx
+in this process. Prints requests/s for both phases, their ratio, p50/p99 latency and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WORDS = ("great good bad awful terrible love hate fine okay dress shirt fits small large perfect poor quality fabric "
+         "color would buy again return never always the a it is was not very soft comfortable cheap lovely ugly "
+         "tight loose long short summer winter size colour").split()
+LABELS = ("1", "2", "3", "4", "5")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sentence(rng: random.Random, n_min: int = 24, n_max: int = 48) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(n_min, n_max))) + "\n\n###\n\n"
+
+
+def build_base(folder: Path, hidden: int, layers: int) -> Path:
+    """A random-weight BERT with a word-level tokenizer over WORDS (no download needed)."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
+                                                 pre_tokenizers.Digits(individual_digits=True)])
+    raw.train_from_iterator([" ".join(WORDS), "1 2 3 4 5 0 6 7 8 9 # ###"],
+                            trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]"]))
+    raw.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
+                                                       special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                  sep_token="[SEP]")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=raw.get_vocab_size(), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=max(1, hidden // 64), intermediate_size=4 * hidden,
+                        max_position_embeddings=512, pad_token_id=0)
+    BertModel(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def fine_tune(work: Path, hidden: int, layers: int) -> str:
+    """One epoch of a real job on the small base; returns the fine-tuned model id."""
+    from tunelab.store import Store
+    from tunelab.training.planning import JobRequest, create_job
+    from tunelab.training.runner import run_job
+
+    base = build_base(work / "base", hidden, layers)
+    rng = random.Random(0)
+    train = work / "train.jsonl"
+    with open(train, "w") as fh:
+        for i in range(200):
+            fh.write(json.dumps({"prompt": sentence(rng, 8, 24), "completion": " " + LABELS[i % 5]}) + "\n")
+    store = Store()
+    job, _ = create_job(store, JobRequest(str(train), str(base), hyperparameters={"n_epochs": 1}))
+    job = run_job(store, store.claim_next_job(os.getpid()))
+    if job.status != "succeeded":
+        raise SystemExit(f"fine-tuning failed: {job.error}")
+    return job.fine_tuned_model
+
+
+class Server:
+    def __init__(self, home: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, TUNELAB_HOME=str(home), PYTHONPATH=str(REPO / "src"))
+        env.pop("TUNELAB_API_KEY", None)
+        self.proc = subprocess.Popen([sys.executable, "-m", "tunelab", "serve", "--port", str(self.port),
+                                      "--log-level", "warning"], env=env)
+
+    def wait(self, timeout: float = 120.0) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit("tunelab serve exited")
+            try:
+                httpx.get(self.url + "/v1/models", timeout=1.0)
+                return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise SystemExit("tunelab serve did not start")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+async def phase(url: str, model: str, prompts: list[str], concurrency: int, seconds: float, max_requests: int):
+    """`concurrency` clients, each sending its next request as soon as the previous one is answered."""
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    counter = iter(range(max_requests))
+
+    async def client(http: httpx.AsyncClient, worker: int) -> None:
+        nonlocal errors
+        for i in counter:
+            if time.perf_counter() > deadline:
+                return
+            body = {"model": model, "prompt": prompts[(i * 7 + worker) % len(prompts)], "max_tokens": 1,
+                    "temperature": 0, "logprobs": 5}
+            t0 = time.perf_counter()
+            response = await http.post("/v1/completions", json=body)
+            latencies.append(time.perf_counter() - t0)
+            if response.status_code != 200:
+                errors += 1
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120,
+                                 headers={"Authorization": "Bearer bench"}) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http, w) for w in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {"requests": len(latencies), "errors": errors, "seconds": elapsed, "rps": len(latencies) / elapsed,
+            "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * _quantile(latencies, 0.99)}
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def machine() -> str:
+    import torch
+
+    from tunelab.runtime import device
+
+    dev = device()
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if dev.type == "cuda" else ""
+    return (f"{platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads), device {dev}{gpu}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="an existing fine-tuned model id in $TUNELAB_HOME (default: build one)")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase (default 10)")
+    parser.add_argument("--max-requests", type=int, default=20000, help="upper bound per phase")
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    tmp = None
+    if args.model:
+        home = Path(os.environ.get("TUNELAB_HOME") or Path.home() / ".tunelab")
+        model = args.model
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="tunelab-bench-")
+        work = Path(tmp.name)
+        home = work / "home"
+        os.environ["TUNELAB_HOME"] = str(home)
+        print(f"Building a BERT classifier (hidden {args.hidden}, {args.layers} layers) and fine-tuning it "
+              "for one epoch...", flush=True)
+        model = fine_tune(work, args.hidden, args.layers)
+    print(f"Model: {model}", flush=True)
+
+    server = Server(home)
+    try:
+        server.wait()
+        rng = random.Random(1)
+        prompts = [sentence(rng) for _ in range(256)]
+        asyncio.run(phase(server.url, model, prompts, 4, 3.0, 200))  # load the model, warm up
+        sequential = asyncio.run(phase(server.url, model, prompts, 1, args.seconds, args.max_requests))
+        concurrent = asyncio.run(phase(server.url, model, prompts, args.concurrency, args.seconds, args.max_requests))
+        import httpx
+
+        stats = httpx.get(server.url + "/v1/tunelab/stats").json()["batching"].get(model, {})
+    finally:
+        server.stop()
+        if tmp is not None:
+            tmp.cleanup()
+
+    ratio = concurrent["rps"] / sequential["rps"]
+    print(f"\nMachine: {machine()}")
+    print(f"Request: POST /v1/completions max_tokens=1 temperature=0 logprobs=5, prompts of 24-48 words\n")
+    print(f"{'':<22}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for name, r in (("1 client at a time", sequential), (f"{args.concurrency} concurrent", concurrent)):
+        print(f"{name:<22}{r['requests']:>9}{r['rps']:>9.1f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['errors']:>8}")
+    print(f"\nThroughput ratio: {ratio:.1f}x (target >= 5x)")
+    if stats:
+        print(f"Server batching over the whole run: {stats['batches']} forward passes for {stats['requests']} "
+              f"requests, {stats['mean_prompts_per_batch']} prompts per pass on average, at most "
+              f"{stats['max_prompts_per_batch']}.")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine(), "model": model, "sequential": sequential,
+                                               "concurrent": concurrent, "ratio": ratio, "batching": stats}, indent=2))
+    return 0 if not (sequential["errors"] or concurrent["errors"]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

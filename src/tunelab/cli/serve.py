@@ -1,0 +1,63 @@
+"""`tunelab serve`: the OpenAI-compatible API on this machine.
+
+Point the official `openai` client at it and nothing else changes:
+
+    client = openai.OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="anything-non-empty")
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from tunelab.cli.common import add_command
+
+
+def register(subparsers) -> None:
+    parser = add_command(
+        subparsers, "serve", cmd_serve,
+        help="Serve OpenAI's API (files, fine-tuning jobs, completions, chat, models) for local models.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Use it from the openai client with base_url=\"http://HOST:PORT/v1\" and any api_key (or one of the\n"
+               "--api-key values when keys are set). Listens on 127.0.0.1 unless --host says otherwise.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1, this machine only).")
+    parser.add_argument("--port", type=int, default=8000, help="Port (default 8000; 0 picks a free one).")
+    parser.add_argument("--api-key", action="append", default=[], dest="api_keys", metavar="KEY",
+                        help="Require `Authorization: Bearer KEY` (repeat for several keys; also from TUNELAB_API_KEY).")
+    parser.add_argument("--max-loaded-models", type=int, default=2,
+                        help="Models kept warm in memory; the least recently used is unloaded (default 2).")
+    parser.add_argument("--cors-origin", action="append", default=[], dest="cors_origins", metavar="ORIGIN",
+                        help="Allow browser calls from ORIGIN, e.g. http://localhost:3000 (repeatable; default none).")
+    parser.add_argument("--max-upload-mb", type=float, default=512,
+                        help="Largest request body (file upload) accepted, in MB (default 512).")
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                        help="uvicorn's log level (default info).")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from tunelab.errors import InvalidInputError
+    from tunelab.server.app import create_app
+    from tunelab.server.auth import is_loopback
+
+    keys = list(args.api_keys)
+    if os.environ.get("TUNELAB_API_KEY"):
+        keys += [k.strip() for k in os.environ["TUNELAB_API_KEY"].split(",") if k.strip()]
+    if args.max_loaded_models < 1:
+        raise InvalidInputError("--max-loaded-models must be at least 1.")
+    if args.max_upload_mb <= 0:
+        raise InvalidInputError("--max-upload-mb must be positive.")
+    loopback = is_loopback(args.host)
+    if not loopback and not keys:
+        print(f"Warning: listening on {args.host} without an API key: anyone who can reach this port can upload "
+              "files, start jobs and use your models. Add --api-key KEY (or set TUNELAB_API_KEY).", file=sys.stderr)
+    app = create_app(api_keys=keys, max_loaded_models=args.max_loaded_models, cors_origins=args.cors_origins,
+                     max_upload_bytes=int(args.max_upload_mb * 2**20), loopback_only=loopback)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"tunelab API on http://{shown}:{args.port}/v1 (store: {app.state.tunelab.store.home}"
+          f"{', API key required' if keys else ''}). Ctrl-C stops it.", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0

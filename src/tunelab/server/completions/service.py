@@ -1,0 +1,222 @@
+"""Completions for any servable model, batched with concurrent requests for the same model.
+
+Classification models answer with label-level semantics (see tunelab.inference.predictor): a
+completion is one label and counts as one token, so `max_tokens=1, logprobs=5` gives the top-5
+label distribution whatever the tokenizer does with ` 4`. Other models generate token by token.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+from tunelab.inference.predictor import Completion as Generated, Predictor
+from tunelab.server.common import SYSTEM_FINGERPRINT, ServerState, new_request_id, now
+from tunelab.server.completions.protocol import (
+    Completion, CompletionChoice, CompletionRequest, CompletionUsage, Logprobs,
+)
+from tunelab.server.errors import APIError, bad_request
+from tunelab.server.models.service import get_predictor
+
+MAX_STOP = 4
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """What must be equal for requests to share one `Predictor.complete` call. logprobs is not here:
+    a batch asks for the largest and each request keeps its own top-k."""
+
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    echo: bool = False
+    seed: int | None = None
+
+    def normalized(self, label_mode: bool) -> "SamplingParams":
+        """Parameters that cannot change the answer are reset, so more requests batch together."""
+        values = asdict(self)
+        if label_mode:  # one label per completion: length, stop and nucleus are moot
+            values.update(max_tokens=1, stop=(), top_p=1.0)
+        if not self.temperature:  # greedy: no randomness to seed or truncate
+            values.update(temperature=0.0, top_p=1.0, seed=None)
+        return SamplingParams(**values)
+
+
+async def run_completions(state: ServerState, model_id: str, predictor: Predictor, prompts: list[str],
+                          params: SamplingParams, logprobs: int | None) -> list[list[Generated]]:
+    """`n` completions per prompt, computed in one batch with other requests' prompts."""
+    params = params.normalized(predictor.is_classification)
+    kwargs = asdict(params)
+    kwargs["stop"] = list(params.stop)
+
+    def run(items: list[tuple[str, int | None]]):
+        k = max((lp or 0) for _, lp in items) or None
+        return predictor.complete([p for p, _ in items], logprobs=k, **kwargs)
+
+    batcher = state.batchers.batcher(model_id, ("complete", id(predictor), params), run)
+    results = await batcher.submit([(p, logprobs) for p in prompts])
+    return [[_trim(c, logprobs) for c in choices] for choices in results]
+
+
+def _trim(c: Generated, k: int | None) -> Generated:
+    """Keep this request's top-k of the batch's larger top-k (both are in descending order)."""
+    if not k:
+        tops = [None] * len(c.tokens)
+    else:
+        tops = [dict(list(t.items())[:k]) if t else t for t in c.top_logprobs]
+    return Generated(text=c.text, tokens=c.tokens, token_logprobs=c.token_logprobs, top_logprobs=tops,
+                     text_offset=c.text_offset, finish_reason=c.finish_reason, prompt_tokens=c.prompt_tokens,
+                     completion_tokens=c.completion_tokens, label_mode=c.label_mode)
+
+
+def normalize_prompts(prompt) -> list[str]:
+    if isinstance(prompt, str):
+        return [prompt]
+    if not prompt:
+        raise bad_request("'prompt' is an empty list; give a string or a non-empty list of strings.", param="prompt")
+    if all(isinstance(p, str) for p in prompt):
+        return list(prompt)
+    raise bad_request("Token-id prompts are not supported by tunelab; send the prompt as text.", param="prompt")
+
+
+def normalize_stop(stop) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    stops = (stop,) if isinstance(stop, str) else tuple(stop)
+    if len(stops) > MAX_STOP:
+        raise bad_request(f"'stop' may hold at most {MAX_STOP} sequences, got {len(stops)}.", param="stop")
+    return tuple(s for s in stops if s)
+
+
+def refuse_unsupported(*, frequency_penalty=None, presence_penalty=None, logit_bias=None, best_of=None, n=1,
+                       suffix=None) -> None:
+    """Parameters tunelab cannot honour are refused rather than silently ignored."""
+    if frequency_penalty:
+        raise bad_request("frequency_penalty is not supported by tunelab; leave it at 0.", param="frequency_penalty")
+    if presence_penalty:
+        raise bad_request("presence_penalty is not supported by tunelab; leave it at 0.", param="presence_penalty")
+    if logit_bias:
+        raise bad_request("logit_bias is not supported by tunelab.", param="logit_bias")
+    if best_of is not None and best_of != (n or 1):
+        raise bad_request("best_of is not supported by tunelab (other than best_of = n); use n and pick by logprobs.",
+                          param="best_of")
+    if suffix:
+        raise bad_request("suffix (insertion) is not supported by tunelab.", param="suffix")
+
+
+def check_context(predictor: Predictor, prompts: list[str], max_tokens: int, param: str = "prompt") -> None:
+    """Generation must fit the model's positions; classification prompts are truncated like in training."""
+    if predictor.is_classification:
+        return
+    limit = getattr(getattr(predictor.model, "config", None), "max_position_embeddings", None)
+    if not limit:
+        return
+    for prompt in prompts:
+        n_prompt = predictor.count_tokens(prompt) + 2  # + special tokens the tokenizer may add
+        if n_prompt + max_tokens > limit:
+            raise APIError(400, f"This model's maximum context length is {limit} tokens, however you requested "
+                                f"{n_prompt + max_tokens} tokens ({n_prompt} in your prompt; {max_tokens} for the "
+                                "completion). Please reduce your prompt or completion length.",
+                           param=param, code="context_length_exceeded")
+
+
+def _logprobs(c: Generated, requested: int | None) -> Logprobs | None:
+    if requested is None:
+        return None
+    tops = None
+    if requested:
+        tops = [{k: _finite(v) for k, v in t.items()} if t else {} for t in c.top_logprobs]
+    return Logprobs(tokens=c.tokens, token_logprobs=[_finite(v) for v in c.token_logprobs], top_logprobs=tops,
+                    text_offset=c.text_offset)
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no -Infinity: an impossible label is reported with the lowest float instead."""
+    if value is None:
+        return None
+    return value if math.isfinite(value) else -3.4028234663852886e38
+
+
+async def create_completion(state: ServerState, request: CompletionRequest):
+    prompts = normalize_prompts(request.prompt)
+    n = request.n or 1
+    refuse_unsupported(frequency_penalty=request.frequency_penalty, presence_penalty=request.presence_penalty,
+                       logit_bias=request.logit_bias, best_of=request.best_of, n=n, suffix=request.suffix)
+    max_tokens = 16 if request.max_tokens is None else request.max_tokens
+    if max_tokens < 1:
+        raise bad_request("max_tokens must be at least 1.", param="max_tokens")
+    params = SamplingParams(max_tokens=max_tokens, temperature=1.0 if request.temperature is None else request.temperature,
+                            top_p=1.0 if request.top_p is None else request.top_p, n=n,
+                            stop=normalize_stop(request.stop), echo=bool(request.echo), seed=request.seed)
+    predictor = await get_predictor(state, request.model)
+    check_context(predictor, prompts, max_tokens)
+    results = await run_completions(state, request.model, predictor, prompts, params, request.logprobs)
+
+    completion_id = new_request_id("cmpl")
+    created = now()
+    choices, completion_tokens = [], 0
+    for i, per_prompt in enumerate(results):
+        for j, c in enumerate(per_prompt):
+            completion_tokens += c.completion_tokens
+            choices.append(CompletionChoice(text=c.text, index=i * n + j, logprobs=_logprobs(c, request.logprobs),
+                                            finish_reason=c.finish_reason))
+    prompt_tokens = sum(per_prompt[0].prompt_tokens for per_prompt in results if per_prompt)
+    usage = CompletionUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                            total_tokens=prompt_tokens + completion_tokens)
+    if request.stream:
+        include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        return _stream(completion_id, created, request, prompts, results, usage if include_usage else None)
+    return Completion(id=completion_id, created=created, model=request.model, system_fingerprint=SYSTEM_FINGERPRINT,
+                      choices=choices, usage=usage)
+
+
+def pieces(c: Generated, prompt: str, echo: bool) -> Iterator[tuple[str, int | None]]:
+    """The text of a completion as streamed: (text, token index or None for text that is no token)."""
+    body = c.text
+    if echo and body.startswith(prompt):
+        yield prompt, None
+        body = body[len(prompt):]
+    pos = 0
+    for t, token in enumerate(c.tokens):
+        if body.startswith(token, pos):
+            yield token, t
+            pos += len(token)
+        else:
+            break
+    if pos < len(body):
+        yield body[pos:], None
+
+
+def sse(obj) -> str:
+    data = obj.model_dump() if hasattr(obj, "model_dump") else obj
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _stream(completion_id, created, request: CompletionRequest, prompts, results, usage) -> Iterator[str]:
+    n = request.n or 1
+    want = request.logprobs
+
+    def chunk(choice: CompletionChoice, with_usage=None) -> str:
+        return sse(Completion(id=completion_id, created=created, model=request.model,
+                              system_fingerprint=SYSTEM_FINGERPRINT, choices=[choice] if choice is not None else [],
+                              usage=with_usage))
+
+    for i, per_prompt in enumerate(results):
+        for j, c in enumerate(per_prompt):
+            index = i * n + j
+            for text, t in pieces(c, prompts[i], bool(request.echo)):
+                lp = None
+                if want is not None and t is not None:
+                    top = c.top_logprobs[t]
+                    lp = Logprobs(tokens=[c.tokens[t]], token_logprobs=[_finite(c.token_logprobs[t])],
+                                  top_logprobs=[{k: _finite(v) for k, v in top.items()} if top else {}],
+                                  text_offset=[c.text_offset[t]])
+                yield chunk(CompletionChoice(text=text, index=index, logprobs=lp, finish_reason=None))
+            yield chunk(CompletionChoice(text="", index=index, logprobs=None, finish_reason=c.finish_reason))
+    if usage is not None:
+        yield chunk(None, usage)
+    yield "data: [DONE]\n\n"

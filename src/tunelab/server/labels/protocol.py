@@ -1,0 +1,34 @@
+"""`/v1/labels/score` (a tunelab extension; OpenAI has no such endpoint)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from tunelab.server.common import RequestModel, ResponseModel
+
+
+class LabelScoreRequest(RequestModel):
+    model: str
+    prompt: str | list[str]
+
+
+class LabelDistribution(ResponseModel):
+    index: int
+    object: Literal["label_distribution"] = "label_distribution"
+    label: str
+    """The most probable label."""
+    logprobs: dict[str, float]
+    """log P(label | prompt) for every label of the model, in the model's label order."""
+
+
+class LabelUsage(ResponseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class LabelScores(ResponseModel):
+    object: Literal["list"] = "list"
+    model: str
+    labels: list[str]
+    data: list[LabelDistribution]
+    usage: LabelUsage

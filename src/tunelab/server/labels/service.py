@@ -1,0 +1,41 @@
+"""Full label distributions, batched like completions (one `Predictor.score_labels` call for the
+prompts of many concurrent requests)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tunelab.server.common import ServerState
+from tunelab.server.errors import bad_request
+from tunelab.server.labels.protocol import LabelDistribution, LabelScoreRequest, LabelScores, LabelUsage
+from tunelab.server.models.service import get_predictor
+
+LOWEST = -3.4028234663852886e38  # JSON has no -Infinity
+
+
+async def score(state: ServerState, request: LabelScoreRequest) -> LabelScores:
+    prompts = [request.prompt] if isinstance(request.prompt, str) else list(request.prompt)
+    if not prompts:
+        raise bad_request("'prompt' is an empty list; give a string or a non-empty list of strings.", param="prompt")
+    predictor = await get_predictor(state, request.model)
+    if not predictor.is_classification:
+        raise bad_request(f"{request.model} is not a classification model (it has no label set); use "
+                          "/v1/completions.", param="model", code="not_a_classifier")
+
+    def run(items: list[str]):
+        return list(predictor.score_labels(items))
+
+    batcher = state.batchers.batcher(request.model, ("score", id(predictor)), run)
+    rows = await batcher.submit(prompts)
+    labels = list(predictor.labels)
+    data = []
+    for i, row in enumerate(rows):
+        row = np.asarray(row, dtype=float)
+        data.append(LabelDistribution(
+            index=i, label=labels[int(np.argmax(row))],
+            logprobs={label: (float(v) if math.isfinite(v) else LOWEST) for label, v in zip(labels, row)}))
+    tokens = sum(predictor.count_tokens(p) for p in prompts)
+    return LabelScores(model=request.model, labels=labels, data=data,
+                       usage=LabelUsage(prompt_tokens=tokens, total_tokens=tokens))

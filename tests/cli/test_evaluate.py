@@ -1,0 +1,112 @@
+"""`tunelab evaluate` and `tunelab compare` end to end on tiny fine-tuned models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.evaluation.test_report import shared_models
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return shared_models(tmp_path_factory)
+
+
+@pytest.fixture
+def home(models, monkeypatch, tmp_path):
+    """Point the CLI at the store holding the shared models, and run in an empty folder."""
+    monkeypatch.setenv("TUNELAB_HOME", str(models.home))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_evaluate_prints_all_metrics_and_writes_the_report(models, home, capsys):
+    out = home / "report"
+    assert run_cli("evaluate", "-m", models.enc, "-f", models.test, "--train", models.train, "--out", out,
+                   "--batch-size", "8") == 0
+    captured = capsys.readouterr()
+    text = captured.out
+    for needle in ("accuracy", "95% CI", "good-vs-bad (<= 3 | > 3)", "one-off", "MAE", "QWK", "macro F1",
+                   "weighted F1", "ECE", "mean log-prob", "perplexity", "throughput", "majority", "tf-idf",
+                   "Per class", "Confusion matrix", f"Wrote the report to {out}"):
+        assert needle in text, needle
+    assert "Scoring" in captured.err  # the tqdm bar goes to stderr
+    data = json.loads((out / "metrics.json").read_text())
+    for key in ("model", "accuracy", "accuracy_ci95", "good_vs_bad_accuracy", "one_off_accuracy", "mae", "qwk",
+                "macro_f1", "weighted_f1", "ece", "per_class", "confusion_matrix", "labels", "n", "mean_logprob",
+                "perplexity", "rows_per_second", "baselines"):
+        assert key in data, key
+    assert data["model"] == models.enc
+    assert set(data["baselines"]) == {"majority", "tfidf"}
+    for name in ("predictions.jsonl", "confusion_matrix.png", "reliability.png", "per_class_f1.png"):
+        assert (out / name).is_file()
+
+
+def test_evaluate_default_out_dir_and_threshold(models, home, capsys):
+    assert run_cli("evaluate", "-m", models.lm, "-f", models.test, "--threshold", "2", "--no-progress") == 0
+    text = capsys.readouterr().out
+    folder = home / "tunelab-report" / models.lm.replace(":", "_")
+    assert (folder / "metrics.json").is_file()
+    assert f"Wrote the report to {folder}" in text
+    assert "good-vs-bad (<= 2 | > 2)" in text
+    assert json.loads((folder / "metrics.json").read_text())["threshold"] == 2
+
+
+def test_evaluate_json(models, home, capsys):
+    assert run_cli("evaluate", "-m", models.cat, "-f", models.cat_test, "--json", "--no-progress",
+                   "--out", home / "r") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ordinal"] is False and data["good_vs_bad_accuracy"] is None
+    assert data["labels"] == [" dress", " pants", " shirt"]
+
+
+def test_evaluate_bad_inputs(models, home, capsys):
+    empty = home / "empty.jsonl"
+    empty.write_text("")
+    assert run_cli("evaluate", "-m", models.enc, "-f", empty, "--no-progress") == 2
+    assert "is empty" in capsys.readouterr().err
+
+    unseen = home / "unseen.jsonl"
+    unseen.write_text(json.dumps({"prompt": "great\n\n###\n\n", "completion": " 6"}) + "\n")
+    assert run_cli("evaluate", "-m", models.enc, "-f", unseen, "--no-progress") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Error:") and "' 6'" in err and "' 5'" in err and "Traceback" not in err
+
+    assert run_cli("evaluate", "-m", "ada:ft-personal-2023-03-31-05-30-46", "-f", models.test, "--no-progress") == 3
+    assert "No such fine-tuned model" in capsys.readouterr().err
+
+    assert run_cli("evaluate", "-m", models.enc, "-f", home / "missing.jsonl", "--no-progress") == 3
+    assert "does not exist" in capsys.readouterr().err
+    assert not (home / "tunelab-report").exists()
+
+
+def test_evaluate_batch_size_must_be_positive(models, home, capsys):
+    with pytest.raises(SystemExit) as exc:
+        run_cli("evaluate", "-m", models.enc, "-f", models.test, "--batch-size", "0")
+    assert exc.value.code == 2
+
+
+def test_compare_three_models(models, home, capsys):
+    out = home / "cmp"
+    assert run_cli("compare", models.enc, models.lm, models.child, "-f", models.test, "--train", models.train,
+                   "--out", out, "--no-progress") == 0
+    text = capsys.readouterr().out
+    assert text.startswith("| metric | " + " | ".join([models.enc, models.lm, models.child, "majority", "tf-idf"]))
+    for row in ("accuracy", "good-vs-bad accuracy", "one-off accuracy", "macro F1", "MAE", "ECE", "epochs",
+                "training examples", "training tokens", "training wall time", "compute",
+                "ada-equivalent price (reference)"):
+        assert f"| {row} |" in text
+    for name in ("compare.md", "compare.csv", "compare.png", "compare.json"):
+        assert (out / name).is_file()
+    assert f"to {out}" in text
+
+
+def test_compare_default_out_dir_and_errors(models, home, capsys):
+    assert run_cli("compare", models.enc, "-f", models.test, "--no-progress") == 0
+    assert (home / "tunelab-report" / "compare" / "compare.md").is_file()
+    capsys.readouterr()
+    assert run_cli("compare", models.enc, "nope:ft-personal-2023-03-31-05-30-46", "-f", models.test) == 3
+    assert "No such fine-tuned model" in capsys.readouterr().err

@@ -1,0 +1,166 @@
+"""On-the-fly batching: concurrent requests share one predictor call, each gets its own slice,
+one bad request cannot fail the others, and a lone client is not kept waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+
+import pytest
+
+from tests.server.conftest import PROMPT, make_client
+from tunelab.server.batching import BatchStats, MicroBatcher, ModelPool
+
+
+class Recorder:
+    def __init__(self, delay: float = 0.0):
+        self.calls: list[list] = []
+        self.delay = delay
+
+    def __call__(self, items: list) -> list:
+        self.calls.append(list(items))
+        if "bad" in items:
+            raise ValueError("bad item")
+        time.sleep(self.delay)
+        return [f"out:{x}" for x in items]
+
+
+def test_concurrent_submissions_share_one_call():
+    async def main():
+        run = Recorder()
+        batcher = MicroBatcher(run, window_s=0.05)
+        results = await asyncio.gather(*(batcher.submit([i]) for i in range(10)), batcher.submit(["a", "b"]))
+        return run, batcher, results
+
+    run, batcher, results = asyncio.run(main())
+    assert len(run.calls) == 1 and len(run.calls[0]) == 12
+    assert results[:10] == [[f"out:{i}"] for i in range(10)]
+    assert results[10] == ["out:a", "out:b"]
+    assert batcher.stats.max_prompts == 12 and batcher.stats.requests == 11
+
+
+def test_batches_respect_max_batch_and_keep_filling_while_busy():
+    async def main():
+        run = Recorder(delay=0.02)
+        batcher = MicroBatcher(run, max_batch=8, window_s=0.01)
+        results = await asyncio.gather(*(batcher.submit([i]) for i in range(30)))
+        return run, results
+
+    run, results = asyncio.run(main())
+    assert all(len(c) <= 8 for c in run.calls)
+    assert sum(len(c) for c in run.calls) == 30 and len(run.calls) == 4
+    assert results == [[f"out:{i}"] for i in range(30)]
+
+
+def test_a_failing_request_does_not_fail_the_batch():
+    async def main():
+        run = Recorder()
+        batcher = MicroBatcher(run, window_s=0.05)
+        return await asyncio.gather(batcher.submit([1]), batcher.submit(["bad"]), batcher.submit([2]),
+                                    return_exceptions=True)
+
+    good1, bad, good2 = asyncio.run(main())
+    assert good1 == ["out:1"] and good2 == ["out:2"]
+    assert isinstance(bad, ValueError)
+
+
+def test_lone_sequential_requests_are_not_delayed():
+    async def main():
+        batcher = MicroBatcher(Recorder(), window_s=5.0, gap_s=5.0)
+        started = time.perf_counter()
+        for i in range(5):
+            assert await batcher.submit([i]) == [f"out:{i}"]
+        return time.perf_counter() - started
+
+    assert asyncio.run(main()) < 1.0
+
+
+def test_pool_loads_once_and_evicts_least_recently_used():
+    loads: list[str] = []
+    lock = threading.Lock()
+
+    def load(model_id: str):
+        with lock:
+            loads.append(model_id)
+        time.sleep(0.05)
+        return object()
+
+    async def main():
+        pool = ModelPool(load, max_loaded=2)
+        a1, a2 = await asyncio.gather(pool.get("a"), pool.get("a"))
+        assert a1 is a2
+        await pool.get("b")
+        await pool.get("a")  # a is now the most recently used
+        await pool.get("c")  # evicts b
+        return pool.loaded()
+
+    assert asyncio.run(main()) == ["a", "c"]
+    assert loads == ["a", "b", "c"]
+
+
+def test_failed_load_is_not_cached():
+    calls = []
+
+    def load(model_id):
+        calls.append(model_id)
+        if len(calls) == 1:
+            raise RuntimeError("disk hiccup")
+        return "model"
+
+    async def main():
+        pool = ModelPool(load)
+        with pytest.raises(RuntimeError):
+            await pool.get("m")
+        return await pool.get("m")
+
+    assert asyncio.run(main()) == "model" and calls == ["m", "m"]
+
+
+def test_server_batches_concurrent_http_requests(store, models):
+    """Through the app: concurrent completion and label-score requests land in shared forward passes
+    (the predictor is slowed down a little so that requests pile up as they would under load)."""
+    from tunelab.inference.predictor import load_predictor
+    from tunelab.server import create_app
+
+    calls: list[int] = []
+
+    def slow_loader(model_id, st):
+        predictor = load_predictor(model_id, st)
+        score = predictor.score_labels
+
+        def slow_score(prompts, **kwargs):
+            calls.append(len(prompts))
+            time.sleep(0.05)
+            return score(prompts, **kwargs)
+
+        predictor.score_labels = slow_score
+        return predictor
+
+    app = create_app(store, loader=slow_loader)
+    oa, http = make_client(app)
+    model = models["classifier"]
+    with http:
+        alone = oa.completions.create(model=model, prompt=PROMPT, max_tokens=1, temperature=0, logprobs=5)
+
+        def ask(i):
+            if i % 2:
+                return http.post("/v1/labels/score", json={"model": model, "prompt": PROMPT}).json()["data"][0]["label"]
+            return oa.completions.create(model=model, prompt=PROMPT, max_tokens=1, temperature=0,
+                                         logprobs=1 + i % 5).choices[0].text
+
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(ask, range(48)))
+        stats = http.get("/v1/tunelab/stats").json()["batching"][model]
+    assert set(answers) == {alone.choices[0].text}
+    assert max(calls) > 1, calls
+    assert stats["max_prompts_per_batch"] > 1 and stats["batches"] < stats["requests"]
+    assert sum(calls) == stats["prompts"]  # every prompt scored once
+
+
+def test_stats_as_dict():
+    stats = BatchStats()
+    stats.record(3, 5, 0.1)
+    stats.record(1, 1, 0.1)
+    assert stats.as_dict()["mean_prompts_per_batch"] == 3.0 and stats.as_dict()["max_prompts_per_batch"] == 5

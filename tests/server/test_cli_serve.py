@@ -1,0 +1,48 @@
+"""`tunelab serve` wiring (the live-server tests run the real command)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    calls = {}
+
+    def fake_run(app, **kwargs):
+        calls["app"] = app
+        calls.update(kwargs)
+
+    monkeypatch.setattr("uvicorn.run", fake_run)
+    return calls
+
+
+def test_serve_defaults_to_loopback(captured):
+    assert run_cli("serve") == 0
+    assert captured["host"] == "127.0.0.1" and captured["port"] == 8000
+    state = captured["app"].state.tunelab
+    assert state.settings["loopback_only"] and not state.settings["auth"]
+    assert state.settings["max_loaded_models"] == 2 and state.max_upload_bytes == 512 * 2**20
+
+
+def test_serve_options_and_env_key(captured, monkeypatch, capsys):
+    monkeypatch.setenv("TUNELAB_API_KEY", "sk-env")
+    assert run_cli("serve", "--host", "0.0.0.0", "--port", "9001", "--api-key", "sk-flag", "--max-loaded-models", "3",
+                   "--cors-origin", "http://localhost:3000", "--max-upload-mb", "2") == 0
+    state = captured["app"].state.tunelab
+    assert state.api_keys == ("sk-flag", "sk-env")
+    assert state.settings["cors_origins"] == ["http://localhost:3000"] and not state.settings["loopback_only"]
+    assert state.max_upload_bytes == 2 * 2**20 and state.pool.max_loaded == 3
+    assert "Warning" not in capsys.readouterr().err
+
+
+def test_serve_warns_when_open_without_key(captured, capsys):
+    assert run_cli("serve", "--host", "0.0.0.0") == 0
+    assert "without an API key" in capsys.readouterr().err
+
+
+def test_serve_rejects_bad_limits(captured):
+    assert run_cli("serve", "--max-loaded-models", "0") == 2
+    assert "app" not in captured
