@@ -183,7 +183,8 @@ class LiveServer:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         env = dict(os.environ, TUNELAB_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-                   TUNELAB_WORKER_IDLE="2", PYTHONPATH=str(REPO_ROOT / "src"))
+                   TUNELAB_WORKER_IDLE="2",
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH")])))
         env.pop("TUNELAB_API_KEY", None)
         if api_key:
             env["TUNELAB_API_KEY"] = api_key  # the CLI reads the key from the environment too

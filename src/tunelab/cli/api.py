@@ -7,7 +7,7 @@ import time
 from datetime import datetime
 
 from tunelab.cli.common import add_command, print_json
-from tunelab.errors import InvalidInputError
+from tunelab.errors import InvalidInputError, NotFoundError
 from tunelab.store import Store
 from tunelab.store.records import TERMINAL
 from tunelab.training.config import ClassificationOptions
@@ -56,7 +56,8 @@ def register(sub) -> None:
         if name == "fine_tunes.results":
             q.add_argument("--plot", nargs="?", const="", metavar="PNG",
                            help="also draw loss and accuracy curves to PNG (default: <job id>-curves.png)")
-    add_command(verbs, "fine_tunes.list", cmd_list, "list jobs as JSON")
+    q = add_command(verbs, "fine_tunes.list", cmd_list, "list jobs as JSON")
+    q.add_argument("--latest", action="store_true", help="print only the newest job id (for scripts)")
 
     f = add_command(verbs, "files.create", cmd_file_create, "upload a file")
     f.add_argument("-f", "--file", required=True)
@@ -136,7 +137,7 @@ def cmd_follow(args) -> int:
     return _follow(store, job.id)
 
 
-def _follow(store: Store, job_id: str) -> int:
+def _follow(store: Store, job_id: str, *, verbose: bool = True, desc: str = "Training") -> int:
     from tqdm import tqdm
 
     seq = 0
@@ -150,7 +151,7 @@ def _follow(store: Store, job_id: str) -> int:
                     if bar is None or bar.total != data["total_steps"]:
                         if bar is not None:
                             bar.close()
-                        bar = tqdm(total=data["total_steps"], unit="step", desc="Training", file=sys.stderr,
+                        bar = tqdm(total=data["total_steps"], unit="step", desc=desc, file=sys.stderr,
                                    dynamic_ncols=True)
                     bar.update(data["step"] - bar.n)
                     postfix = {"loss": f"{data['loss']:.4f}"} if "loss" in data else {}
@@ -159,6 +160,8 @@ def _follow(store: Store, job_id: str) -> int:
                     bar.set_postfix(postfix, refresh=False)
                     if not data.get("validation_loss") and data["step"] != data["total_steps"]:
                         continue
+                if not verbose and event.level == "info":
+                    continue
                 line = f"[{datetime.fromtimestamp(event.created_at):%Y-%m-%d %H:%M:%S}] {event.message}"
                 (bar.write if bar is not None else print)(line)
             job = store.get_job(job_id)
@@ -173,6 +176,8 @@ def _follow(store: Store, job_id: str) -> int:
         print(f"\nStream interrupted (the job goes on). To resume the stream, run:\n\n"
               f"  tunelab api fine_tunes.follow -i {store.get_job(job_id).legacy_id}\n")
         return 130
+    if not verbose:
+        return 0 if job.status == "succeeded" else 1
     print()
     if job.status == "succeeded":
         print(f"Job complete! Status: succeeded 🎉")
@@ -192,6 +197,12 @@ def cmd_get(args) -> int:
 
 def cmd_list(args) -> int:
     store = Store()
+    if args.latest:
+        jobs = store.list_jobs(limit=1)
+        if not jobs:
+            raise NotFoundError("No fine-tuning jobs yet.")
+        print(jobs[0].legacy_id)
+        return 0
     print_json({"object": "list",
                 "data": [legacy_job_view(store, j, with_events=False) for j in store.list_jobs()[::-1]]})
     return 0

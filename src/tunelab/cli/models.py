@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tunelab.cli.common import add_command, print_json
+from tunelab.errors import NotFoundError
 from tunelab.models.registry import list_base_models
 from tunelab.store import Store
 
@@ -12,6 +13,7 @@ def register(sub) -> None:
     verbs = models.add_subparsers(dest="verb", metavar="VERB")
     p = add_command(verbs, "list", cmd_list, "list base models and fine-tuned models")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--latest", action="store_true", help="print only the newest fine-tuned model id (for scripts)")
     p = add_command(verbs, "get", cmd_get, "show a fine-tuned model and its lineage")
     p.add_argument("model")
     p = add_command(verbs, "delete", cmd_delete, "delete a fine-tuned model")
@@ -21,6 +23,11 @@ def register(sub) -> None:
 def cmd_list(args) -> int:
     base = list_base_models()
     tuned = Store().list_models()
+    if args.latest:
+        if not tuned:
+            raise NotFoundError("No fine-tuned models yet.", hint="Create one with `tunelab api fine_tunes.create`.")
+        print(tuned[-1].id)
+        return 0
     if args.json:
         print_json({"base_models": base, "fine_tuned_models": [_view(m) for m in tuned]})
         return 0

