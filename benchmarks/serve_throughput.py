@@ -9,8 +9,11 @@ logprobs=5 on a fine-tuned classifier).
 Without --model it works in a temporary TUNELAB_HOME: it builds a random-weight BERT classifier
 (hidden 256, 4 layers, so that the forward pass and not HTTP dominates), fine-tunes it for one
 epoch with a real job, and serves that. With --model it uses $TUNELAB_HOME as it is. The server is
-a real `python -m tunelab serve` subprocess on a free loopback port; the clients are asyncio + httpx
-in this process. Prints requests/s for both phases, their ratio, p50/p99 latency and the machine.
+a real `python -m tunelab serve` subprocess on a free loopback port; the clients are asyncio
+coroutines in this process, each on its own keep-alive HTTP/1.1 connection (a minimal client, so
+that the load generator costs far less than the server). Both phases follow a warm-up. Prints
+requests/s for both phases, their ratio, p50/p99 latency, the server's forward passes, and the
+machine.
 """
 
 from __future__ import annotations
@@ -128,34 +131,69 @@ class Server:
             self.proc.kill()
 
 
+class Connection:
+    """A minimal keep-alive HTTP/1.1 client on one socket: the load generator must cost far less
+    than the server it measures (httpx's async pool does not, with 32 concurrent requests)."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader = self.writer = None
+
+    async def post(self, path: str, payload: dict) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        body = json.dumps(payload).encode()
+        self.writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                          f"Content-Type: application/json\r\nAuthorization: Bearer bench\r\n"
+                          f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        await self.writer.drain()
+        status = int((await self.reader.readline()).split()[1])
+        length, close = 0, False
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            elif name.lower() == "connection" and value.strip().lower() == "close":
+                close = True
+        data = await self.reader.readexactly(length)
+        if close:
+            await self.close()
+        return status, data
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.reader = self.writer = None
+
+
 async def phase(url: str, model: str, prompts: list[str], concurrency: int, seconds: float, max_requests: int):
     """`concurrency` clients, each sending its next request as soon as the previous one is answered."""
-    import httpx
-
+    host, port = url.removeprefix("http://").split(":")
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
     counter = iter(range(max_requests))
 
-    async def client(http: httpx.AsyncClient, worker: int) -> None:
+    async def client(worker: int) -> None:
         nonlocal errors
-        for i in counter:
-            if time.perf_counter() > deadline:
-                return
-            body = {"model": model, "prompt": prompts[(i * 7 + worker) % len(prompts)], "max_tokens": 1,
-                    "temperature": 0, "logprobs": 5}
-            t0 = time.perf_counter()
-            response = await http.post("/v1/completions", json=body)
-            latencies.append(time.perf_counter() - t0)
-            if response.status_code != 200:
-                errors += 1
+        conn = Connection(host, int(port))
+        try:
+            for i in counter:
+                if time.perf_counter() > deadline:
+                    return
+                body = {"model": model, "prompt": prompts[(i * 7 + worker) % len(prompts)], "max_tokens": 1,
+                        "temperature": 0, "logprobs": 5}
+                t0 = time.perf_counter()
+                status, data = await conn.post("/v1/completions", body)
+                latencies.append(time.perf_counter() - t0)
+                if status != 200 or b'"top_logprobs"' not in data:
+                    errors += 1
+        finally:
+            await conn.close()
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120,
-                                 headers={"Authorization": "Bearer bench"}) as http:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(http, w) for w in range(concurrency)))
-        elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*(client(w) for w in range(concurrency)))
+    elapsed = time.perf_counter() - started
     return {"requests": len(latencies), "errors": errors, "seconds": elapsed, "rps": len(latencies) / elapsed,
             "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * _quantile(latencies, 0.99)}
 
@@ -190,7 +228,8 @@ def main() -> int:
     parser.add_argument("--model", help="an existing fine-tuned model id in $TUNELAB_HOME (default: build one)")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase (default 10)")
-    parser.add_argument("--max-requests", type=int, default=20000, help="upper bound per phase")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds of warm-up before measuring (default 5)")
+    parser.add_argument("--max-requests", type=int, default=50000, help="upper bound per phase")
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--json", help="also write the results to this file")
@@ -216,7 +255,10 @@ def main() -> int:
         server.wait()
         rng = random.Random(1)
         prompts = [sentence(rng) for _ in range(256)]
-        asyncio.run(phase(server.url, model, prompts, 4, 3.0, 200))  # load the model, warm up
+        # Warm up: load the model, and let the device see the batch shapes both phases will use
+        # (on a GPU the first pass at a new (batch, length) shape is many times slower).
+        asyncio.run(phase(server.url, model, prompts, args.concurrency, args.warmup, args.max_requests))
+        asyncio.run(phase(server.url, model, prompts, 1, min(2.0, args.warmup), args.max_requests))
         before = server.batching(model)
         sequential = asyncio.run(phase(server.url, model, prompts, 1, args.seconds, args.max_requests))
         middle = server.batching(model)

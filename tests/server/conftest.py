@@ -108,7 +108,7 @@ def make_client(app, api_key: str = "sk-test", **kwargs):
 def app(store):
     from tunelab.server import create_app
 
-    return create_app(store)
+    return create_app(store, isolate_models=False)  # models in this process: no start-up per test
 
 
 @pytest.fixture

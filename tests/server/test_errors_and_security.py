@@ -122,7 +122,7 @@ def test_files_crud(client, tmp_path):
 def test_oversize_upload_is_413(store, tmp_path):
     from tunelab.server import create_app
 
-    oa, http = make_client(create_app(store, max_upload_bytes=10_000))
+    oa, http = make_client(create_app(store, max_upload_bytes=10_000, isolate_models=False))
     big = tmp_path / "big.jsonl"
     big.write_text('{"prompt": "%s", "completion": " 1"}\n' % ("x" * 20_000))
     with http:
@@ -138,7 +138,7 @@ def test_oversize_upload_is_413(store, tmp_path):
 def test_api_keys(store, models):
     from tunelab.server import create_app
 
-    app = create_app(store, api_keys=["sk-one", "sk-two"])
+    app = create_app(store, api_keys=["sk-one", "sk-two"], isolate_models=False)
     good, http = make_client(app, api_key="sk-two")
     bad, _ = make_client(app, api_key="sk-three")
     with http:

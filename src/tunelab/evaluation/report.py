@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tunelab.data.labels import label_sort_key, preview
 from tunelab.data.readers import Example, read_prompt_completion
 from tunelab.errors import InvalidInputError, NotFoundError
 from tunelab.evaluation import metrics as M
@@ -72,11 +73,11 @@ def map_labels(raw: Sequence[str], labels: Sequence[str], *, model_id: str, sour
             unseen.append(value)
             out.append(value)
     if unseen:
-        distinct = sorted(set(unseen), key=_label_key)
+        distinct = sorted(set(unseen), key=label_sort_key)
         raise InvalidInputError(
             f"{source} has {len(unseen)} row(s) whose completion is a label the model {model_id} never saw: "
-            f"{_preview(distinct)}.",
-            hint=f"The model's labels are: {_preview(labels, 40)}. Evaluate with a test file made for this model.")
+            f"{preview(distinct)}.",
+            hint=f"The model's labels are: {preview(labels, 40)}. Evaluate with a test file made for this model.")
     return out
 
 
@@ -107,7 +108,7 @@ def evaluate_model(model_id: str, test_path: str | Path, *, train_path: str | Pa
     else:
         # A free-form model (or a base model): score the labels the data uses.
         pool = [e.completion for e in test] + [e.completion for e in (train or [])]
-        labels = sorted(set(pool), key=_label_key)
+        labels = sorted(set(pool), key=label_sort_key)
         labels_from = "data"
         if len(labels) > MAX_FREEFORM_LABELS:
             raise InvalidInputError(
@@ -289,16 +290,3 @@ def format_report(report: dict) -> str:
 def _round(x, digits: int = 6):
     x = float(x)
     return round(x, digits) if math.isfinite(x) else None
-
-
-def _label_key(label: str):
-    text = str(label).strip()
-    try:
-        return (0, float(text), text)
-    except ValueError:
-        return (1, 0.0, text)
-
-
-def _preview(labels: Sequence[str], n: int = 8) -> str:
-    shown = ", ".join(repr(l) for l in labels[:n])
-    return shown + (f", … ({len(labels)} in all)" if len(labels) > n else "")

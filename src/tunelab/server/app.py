@@ -12,6 +12,7 @@ pool and batchers (server/batching.py).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable
 from contextlib import asynccontextmanager
 
@@ -33,7 +34,7 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
                cors_origins: Iterable[str] = (), max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 2**20,
                loopback_only: bool = False, max_batch: int = DEFAULT_MAX_BATCH,
                batch_window_s: float = DEFAULT_WINDOW_S, batch_gap_s: float = DEFAULT_GAP_S,
-               inference_threads: int = 4, loader: Callable | None = None) -> FastAPI:
+               inference_threads: int = 4, isolate_models: bool = True, loader: Callable | None = None) -> FastAPI:
     """Build the app.
 
     api_keys: when given, every request needs `Authorization: Bearer <one of them>`.
@@ -43,10 +44,16 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
     loopback_only: answer only requests addressed to localhost (set by `tunelab serve` on a
         loopback address, against DNS rebinding).
     max_batch / batch_window_s / batch_gap_s: on-the-fly batching (see server/batching.py).
-    loader: `(model_id, store) -> Predictor`, default tunelab.inference.predictor.load_predictor.
+    isolate_models: run each loaded model in its own process (server/model_process.py), so that
+        inference does not fight the HTTP thread for the GIL. False loads models in this process
+        (what the tests do, to skip the process start-up).
+    loader: `(model_id, store) -> Predictor` to load models in this process (implies isolate_models=False).
     """
     store = store or Store()
-    if loader is None:
+    isolated = loader is None and isolate_models
+    if isolated:
+        from tunelab.server.model_process import ProcessPredictor as loader
+    elif loader is None:
         from tunelab.inference.predictor import load_predictor as loader
     keys = tuple(k for k in api_keys if k)
     origins = tuple(o for o in cors_origins if o)
@@ -57,7 +64,7 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
         max_upload_bytes=int(max_upload_bytes), api_keys=keys,
         settings={"max_loaded_models": max_loaded_models, "cors_origins": list(origins), "max_batch": max_batch,
                   "batch_window_s": batch_window_s, "batch_gap_s": batch_gap_s, "loopback_only": loopback_only,
-                  "auth": bool(keys)})
+                  "auth": bool(keys), "model_processes": isolated})
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -84,6 +91,7 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
     def stats(st: ServerState = Depends(get_state)):
         """Loaded models and per-model batching counters (how many prompts each forward pass served)."""
         return {"object": "tunelab.stats", "loaded_models": st.pool.loaded(), "settings": st.settings,
+                "model_pids": {m: getattr(st.pool.peek(m), "pid", os.getpid()) for m in st.pool.loaded()},
                 "batching": {model: s.as_dict() for model, s in st.batchers.stats.items()}}
 
     # Middleware, innermost first: body limit, API key, local guard, then CORS outermost so that

@@ -13,8 +13,9 @@ same model are answered together:
   sending one request at a time (the previous batch had one request, nothing else queued) is not
   kept waiting at all.
 - If a batch fails, its requests are retried one by one, so one bad request cannot fail the others.
-- `ModelPool` keeps at most `max_loaded` predictors in memory, least recently used evicted first;
-  concurrent first requests for a model share one load.
+- `ModelPool` keeps at most `max_loaded` predictors loaded, least recently used evicted first;
+  concurrent first requests for a model share one load. With `tunelab serve` each predictor is a
+  `ProcessPredictor` (server/model_process.py): the model runs in its own process.
 """
 
 from __future__ import annotations
@@ -201,10 +202,17 @@ class ModelPool:
     def loaded(self) -> list[str]:
         return list(self._models)
 
+    def peek(self, model_id: str):
+        """The loaded model, without touching the LRU order (None when not loaded)."""
+        return self._models.get(model_id)
+
     async def get(self, model_id: str):
         if model_id in self._models:
-            self._models.move_to_end(model_id)
-            return self._models[model_id]
+            model = self._models[model_id]
+            if getattr(model, "alive", True):
+                self._models.move_to_end(model_id)
+                return model
+            self.evict(model_id)  # its process died: load it again
         if model_id in self._loading:
             return await asyncio.shield(self._loading[model_id])
         loop = asyncio.get_running_loop()
@@ -221,28 +229,37 @@ class ModelPool:
         self._models[model_id] = predictor
         self._models.move_to_end(model_id)
         while len(self._models) > self.max_loaded:
-            self._models.popitem(last=False)
-            _release_memory()
+            _, old = self._models.popitem(last=False)
+            _release(old)
         future.set_result(predictor)
         return predictor
 
     def evict(self, model_id: str) -> bool:
-        if self._models.pop(model_id, None) is None:
+        model = self._models.pop(model_id, None)
+        if model is None:
             return False
-        _release_memory()
+        _release(model)
         return True
 
     def clear(self) -> None:
+        models = list(self._models.values())
         self._models.clear()
-        _release_memory()
+        for model in models:
+            if hasattr(model, "close"):
+                model.close()
+        _release(None)
 
 
-def _release_memory() -> None:
+def _release(model) -> None:
+    """Unload a model: stop its process (after its current call), or free its memory here."""
+    if model is not None and hasattr(model, "close_in_background"):
+        model.close_in_background()
+        return
     gc.collect()
     try:
         import torch
 
-        if torch.cuda.is_available():
+        if torch.cuda.is_initialized():  # never create a CUDA context in the server just to empty it
             torch.cuda.empty_cache()
     except Exception:  # noqa: BLE001 - freeing memory is best effort
         pass

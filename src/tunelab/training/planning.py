@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from tunelab.data.labels import label_sort_key, preview
 from tunelab.data.readers import detect_classification, read_prompt_completion
 from tunelab.errors import InvalidInputError, TunelabError
 from tunelab.models.registry import CAUSAL, resolve_model
 from tunelab.store import JobRecord, Store
 from tunelab.store.ids import is_valid_id
+from tunelab.store.records import QUEUED, VALIDATING
 from tunelab.training.config import ClassificationOptions, Hyperparameters
 
 
@@ -54,24 +56,24 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
     is_classification = False
     if train_rows is not None:
         completions = [e.completion for e in train_rows]
-        labels = sorted(set(completions), key=_label_key)
+        labels = sorted(set(completions), key=label_sort_key)
         is_classification = detect_classification(completions) or (wants_classification and len(labels) <= 1000)
         if opts.classification_n_classes is not None:
             if opts.classification_n_classes != len(labels):
                 problems.append(f"--classification_n_classes {opts.classification_n_classes} does not match the "
                                 f"training data, which has {len(labels)} distinct completions: "
-                                f"{_preview(labels)}")
+                                f"{preview(labels)}")
         if opts.classification_positive_class is not None and labels is not None:
             names = {l.strip() for l in labels}
             if opts.classification_positive_class.strip() not in names:
                 problems.append(f"--classification_positive_class {opts.classification_positive_class!r} is not a "
-                                f"completion in the training data ({_preview(labels)})")
+                                f"completion in the training data ({preview(labels)})")
             elif len(labels) != 2:
                 problems.append(f"--classification_positive_class is for binary data; the training data has {len(labels)} classes")
         if valid_rows is not None and is_classification:
             unseen = sorted({e.completion for e in valid_rows} - set(labels))
             if unseen:
-                problems.append(f"the validation file has completions that never occur in the training file: {_preview(unseen)}")
+                problems.append(f"the validation file has completions that never occur in the training file: {preview(unseen)}")
 
     method = hp.method if hp else "auto"
     resolved = None
@@ -117,11 +119,15 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
     job = store.create_job(model=request.model, base_model=resolved.base_model, method=method,
                            training_file=train_id, validation_file=valid_id, hyperparams=hp.to_dict(),
                            options=options, seed=hp.seed, parent_model=parent.id if parent else None,
-                           suffix=request.suffix, organization_id=request.organization_id)
+                           suffix=request.suffix, organization_id=request.organization_id, status=VALIDATING)
     store.add_event(job.id, f"Created fine-tuning job: {job.id}")
-    store.add_event(job.id, "Validating training file" + (" and validation file" if valid_id else "") + ": ok")
+    store.add_event(job.id, "Validated training file" + (" and validation file" if valid_id else "") +
+                    f": {len(train_rows)}" + (f" and {len(valid_rows)}" if valid_rows is not None else "") + " examples.")
     for notice in notices:
         store.add_event(job.id, notice)
+    # The files were parsed above, before the job existed, so every problem was reported at once.
+    job = store.update_job(job.id, status=QUEUED)
+    store.add_event(job.id, "Job enqueued. It starts as soon as the worker is free.")
     return job, notices
 
 
@@ -146,16 +152,3 @@ def _load(store: Store, ref: str, role: str, problems: list[str]):
         problems.append(f"{role} file: {exc.message}")
         problems += [f"    {p}" for p in exc.problems[:20]]
         return None, None
-
-
-def _label_key(label: str):
-    text = label.strip()
-    try:
-        return (0, float(text), text)
-    except ValueError:
-        return (1, 0.0, text)
-
-
-def _preview(labels: list[str], n: int = 8) -> str:
-    shown = ", ".join(repr(l) for l in labels[:n])
-    return shown + (f", … ({len(labels)} in all)" if len(labels) > n else "")

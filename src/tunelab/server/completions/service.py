@@ -108,11 +108,18 @@ def refuse_unsupported(*, frequency_penalty=None, presence_penalty=None, logit_b
         raise bad_request("suffix (insertion) is not supported by tunelab.", param="suffix")
 
 
-def check_context(predictor: Predictor, prompts: list[str], max_tokens: int, param: str = "prompt") -> None:
+def context_limit(predictor) -> int | None:
+    """Positions the model has (a ProcessPredictor reports it; an in-process one has its config)."""
+    if hasattr(predictor, "max_positions"):
+        return predictor.max_positions
+    return getattr(getattr(getattr(predictor, "model", None), "config", None), "max_position_embeddings", None)
+
+
+def check_context(predictor, prompts: list[str], max_tokens: int, param: str = "prompt") -> None:
     """Generation must fit the model's positions; classification prompts are truncated like in training."""
     if predictor.is_classification:
         return
-    limit = getattr(getattr(predictor.model, "config", None), "max_position_embeddings", None)
+    limit = context_limit(predictor)
     if not limit:
         return
     for prompt in prompts:
