@@ -64,7 +64,12 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
     from accelerate import Accelerator
     from transformers import get_linear_schedule_with_warmup
 
+    from accelerate.state import AcceleratorState
+
     dev = pick_device()
+    # AcceleratorState is process-wide; a previous job (or a Trainer in the same process) may have
+    # set another precision. Reset it, but keep the distributed PartialState of `accelerate launch`.
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(mixed_precision="bf16" if use_bf16(dev) else "no", cpu=dev.type == "cpu")
     torch.manual_seed(hp.seed)
     params = [p for p in model.parameters() if p.requires_grad]
