@@ -142,30 +142,30 @@ def quick_worker(monkeypatch, tunelab_home):
 
 
 def stop_worker(home: Path, wait: float = 10.0) -> None:
-    lock = home / "worker.lock"
     try:
-        pid = int(lock.read_text().strip() or 0)
+        pid = int((home / "worker.lock").read_text().strip() or 0)
     except (OSError, ValueError):
         return
-    if not pid:
-        return
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.2)
-    if _alive(pid):
+    if pid and not wait_dead(pid, wait):
         os.kill(pid, signal.SIGTERM)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:  # a zombie of ours has exited
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
+def wait_dead(pid: int, timeout: float = 20.0) -> bool:
+    """True once the process has exited (a zombie counts as exited)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return True
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().split(")")[-1].split()[0] == "Z":
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def free_port() -> int:

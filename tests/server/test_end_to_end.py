@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from tests.server.conftest import LABELS, PROMPT, LiveServer
+from tests.server.conftest import LABELS, PROMPT, LiveServer, wait_dead
 from tests.helpers.tiny_models import build_tiny_encoder, write_classification_jsonl
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -110,8 +110,13 @@ def live(tmp_path_factory):
         server.model_id = job.fine_tuned_model
         server.job_id = job.id
         yield server
+        stats = httpx.get(f"{server.base_url}/tunelab/stats", headers={"Authorization": f"Bearer {server.api_key}"})
+        model_pids = list(stats.json()["model_pids"].values())
     finally:
         server.stop()
+    assert model_pids, "the model should have been served from its own process"
+    for pid in model_pids:  # stopping the server (Ctrl-C) stops its model processes
+        assert wait_dead(pid)
 
 
 def test_live_server_fine_tunes_and_completes(live):

@@ -8,7 +8,7 @@ import json
 import openai
 import pytest
 
-from tests.server.conftest import PROMPT, make_client
+from tests.server.conftest import make_client
 
 
 def assert_envelope(response, status: int, type_: str = "invalid_request_error") -> dict:
@@ -111,8 +111,12 @@ def test_files_crud(client, tmp_path):
     unzipped = client.files.create(file=open(zipped, "rb"), purpose="fine-tune")
     assert unzipped.filename == "more.jsonl"
     assert client.files.content(unzipped.id).content == b'{"prompt": "x", "completion": " 1"}\n'
-    assert [f.id for f in client.files.list()] == [unzipped.id, uploaded.id]
-    assert [f.id for f in client.files.list(order="asc")] == [uploaded.id, unzipped.id]
+    newest_first = [f.id for f in client.files.list()]
+    assert sorted(newest_first) == sorted([unzipped.id, uploaded.id])
+    assert [f.id for f in client.files.list(order="asc")] == newest_first[::-1]
+    one = client.files.list(limit=1)
+    assert [f.id for f in one.data] == newest_first[:1] and one.has_more
+    assert [f.id for f in client.files.list(limit=1, after=newest_first[0]).data] == newest_first[1:]
     assert client.files.retrieve(uploaded.id).filename == "data.csv"
     assert client.files.delete(uploaded.id).deleted
     with pytest.raises(openai.NotFoundError):

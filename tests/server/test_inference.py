@@ -91,6 +91,9 @@ def test_chat_completion_with_template(client, models):
     assert streamed[0].choices[0].delta.role == "assistant"
     assert "".join(c.choices[0].delta.content or "" for c in streamed) == choice.message.content
     assert streamed[-1].choices[0].finish_reason in ("stop", "length")
+    # without max_tokens: as much as fits in the model's 256 positions
+    free = client.chat.completions.create(model=model, messages=messages, temperature=0)
+    assert free.usage.prompt_tokens + free.usage.completion_tokens <= 256
 
 
 def test_chat_needs_a_template(client, models):

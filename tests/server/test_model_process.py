@@ -1,35 +1,17 @@
 """The default serving mode: every loaded model runs in its own process (no GIL contention with
 the HTTP thread). Same answers as in-process, typed errors across the pipe, a crashed model
-process reported as 503 and reloaded, evicted and shut-down models' processes stopped."""
+process reported as 503 and reloaded, the processes of unloaded models and of a stopped server ended."""
 
 from __future__ import annotations
 
 import os
 import signal
-import time
 
 import numpy as np
 import openai
 import pytest
 
-from tests.server.conftest import LABELS, PROMPT, make_client
-
-
-def wait_dead(pid: int, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return True
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                if fh.read().split(")")[-1].split()[0] == "Z":
-                    return True
-        except OSError:
-            return True
-        time.sleep(0.1)
-    return False
+from tests.server.conftest import LABELS, PROMPT, make_client, wait_dead
 
 
 def test_models_run_in_their_own_processes(store, models):
@@ -39,7 +21,7 @@ def test_models_run_in_their_own_processes(store, models):
     app = create_app(store, max_loaded_models=2)
     assert app.state.tunelab.settings["model_processes"]
     oa, http = make_client(app)
-    clf, lm, lab = models["classifier"], models["lm"], models["lm-labels"]
+    clf, lm = models["classifier"], models["lm"]
     with http:
         response = oa.completions.create(model=clf, prompt=PROMPT, max_tokens=1, temperature=0, logprobs=5)
         expected = load_predictor(clf, store).score_labels([PROMPT])[0]
@@ -76,9 +58,9 @@ def test_models_run_in_their_own_processes(store, models):
         new_clf_pid = http.get("/v1/tunelab/stats").json()["model_pids"][clf]
         assert new_clf_pid != pids[clf]
 
-        # a third model evicts the least recently used one (lm) and its process stops
-        oa.completions.create(model=lab, prompt=PROMPT, max_tokens=1, temperature=0)
-        assert app.state.tunelab.pool.loaded() == [clf, lab]
+        # deleting a model unloads it: its process stops
+        oa.models.delete(lm)
+        assert app.state.tunelab.pool.loaded() == [clf]
         assert wait_dead(pids[lm])
 
         # loading errors cross the process boundary as the library's typed errors

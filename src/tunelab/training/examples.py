@@ -64,7 +64,9 @@ def bucketed_batches(lengths: list[int], batch_size: int, *, seed: int, epoch: i
 def collate(items: list[Encoded], pad_id: int, *, left_pad: bool) -> dict[str, torch.Tensor]:
     """Left padding for causal LMs puts every completion at the end of its row, so the loss needs
     logits only for the last few positions of the batch."""
-    width = max(len(e.input_ids) for e in items)
+    # Widths in multiples of 8: fewer distinct shapes (bf16 kernels are slow on the first call at
+    # each new shape, notably on GPUs) at the cost of a few pad tokens.
+    width = -(-max(len(e.input_ids) for e in items) // 8) * 8
     ids = torch.full((len(items), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(items), width), dtype=torch.long)
     for row, e in enumerate(items):

@@ -25,7 +25,8 @@ from tunelab.training.examples import encode_classifier, encode_lm
 from tunelab.training.results import ResultsWriter, columns_for
 from tunelab.training.validation import classification_columns
 
-VALID_SAMPLE = 256  # rows of the validation file used for the per-step validation loss rows
+VALID_SAMPLE = 64  # validation rows for the per-step loss rows (OpenAI used one batch); the
+# classification columns still score the whole validation file
 KEEP_EPOCH_CHECKPOINTS = 3  # as OpenAI did: the last three epochs stay loadable
 
 

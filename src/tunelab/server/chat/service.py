@@ -16,10 +16,13 @@ from tunelab.server.chat.protocol import (
 from tunelab.server.common import SYSTEM_FINGERPRINT, ServerState, new_request_id, now
 from tunelab.server.completions.protocol import CompletionUsage
 from tunelab.server.completions.service import (
-    SamplingParams, _finite, check_context, normalize_stop, pieces, refuse_unsupported, run_completions, sse,
+    SamplingParams, _finite, check_context, context_limit, normalize_stop, pieces, refuse_unsupported,
+    run_completions, sse,
 )
 from tunelab.server.errors import bad_request
 from tunelab.server.models.service import get_predictor
+
+DEFAULT_MAX_TOKENS = 256
 
 
 def _messages(request: ChatCompletionRequest) -> list[dict[str, str]]:
@@ -76,9 +79,13 @@ async def create_chat_completion(state: ServerState, request: ChatCompletionRequ
     if request.top_logprobs is not None and not request.logprobs:
         raise bad_request("top_logprobs needs logprobs set to true.", param="top_logprobs")
     messages = _messages(request)
-    max_tokens = request.max_completion_tokens or request.max_tokens or 256
     predictor = await get_predictor(state, request.model)
     prompt = await run_in_threadpool(render_prompt, predictor, request.model, messages)
+    max_tokens = request.max_completion_tokens or request.max_tokens
+    if max_tokens is None:  # as much as fits, up to DEFAULT_MAX_TOKENS
+        limit = context_limit(predictor)
+        room = limit - predictor.count_tokens(prompt) - 2 if limit else DEFAULT_MAX_TOKENS
+        max_tokens = max(1, min(DEFAULT_MAX_TOKENS, room))
     check_context(predictor, [prompt], max_tokens, param="messages")
     params = SamplingParams(max_tokens=max_tokens, temperature=1.0 if request.temperature is None else request.temperature,
                             top_p=1.0 if request.top_p is None else request.top_p, n=n,

@@ -21,6 +21,7 @@ from tunelab.server.errors import APIError, bad_request
 from tunelab.server.models.service import get_predictor
 
 MAX_STOP = 4
+MAX_PROMPTS = 2048
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,9 @@ def normalize_prompts(prompt) -> list[str]:
         return [prompt]
     if not prompt:
         raise bad_request("'prompt' is an empty list; give a string or a non-empty list of strings.", param="prompt")
+    if len(prompt) > MAX_PROMPTS:
+        raise bad_request(f"'prompt' holds {len(prompt)} prompts; send at most {MAX_PROMPTS} per request.",
+                          param="prompt")
     if all(isinstance(p, str) for p in prompt):
         return list(prompt)
     raise bad_request("Token-id prompts are not supported by tunelab; send the prompt as text.", param="prompt")
