@@ -11,7 +11,6 @@ from tunelab.errors import InvalidInputError, NotFoundError
 from tunelab.store import Store
 from tunelab.store.records import TERMINAL
 from tunelab.training.config import ClassificationOptions
-from tunelab.training.views import file_view, legacy_job_view
 
 
 def register(sub) -> None:
@@ -187,6 +186,19 @@ def _follow(store: Store, job_id: str, *, verbose: bool = True, desc: str = "Tra
     reason = (job.error or {}).get("message", "")
     print(f"Job {job.status}." + (f" Reason: {reason}" if reason else ""))
     return 1 if job.status == "failed" else 0
+
+
+def legacy_job_view(store: Store, job, *, with_events: bool = True) -> dict:
+    # The same object the server's /v1/fine-tunes returns, so CLI and HTTP users see one shape.
+    from tunelab.server.fine_tunes.service import to_object
+
+    return to_object(store, job, with_events=with_events).model_dump(mode="json", exclude_none=True)
+
+
+def file_view(record) -> dict:
+    from tunelab.server.files.service import to_object
+
+    return to_object(record).model_dump(mode="json")
 
 
 def cmd_get(args) -> int:

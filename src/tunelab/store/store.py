@@ -55,7 +55,9 @@ class Store:
                  n_rows: int | None = None) -> FileRecord:
         source = Path(source)
         file_id = ids.new_id("file")
-        dest = self.files_dir / f"{file_id}{source.suffix or '.jsonl'}"
+        # Keep compound suffixes (".jsonl.gz") so readers still recognise the format.
+        suffix = "".join(source.suffixes[-2:]) if source.suffix == ".gz" else source.suffix
+        dest = self.files_dir / f"{file_id}{suffix or '.jsonl'}"
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name("." + dest.name + ".tmp")
         shutil.copyfile(source, tmp)

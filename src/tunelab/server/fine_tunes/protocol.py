@@ -38,6 +38,14 @@ class FineTuneHyperparams(ResponseModel):
     learning_rate_multiplier: float | None = None
     n_epochs: int | None = None
     prompt_loss_weight: float | None = None
+    compute_classification_metrics: bool | None = None
+    classification_n_classes: int | None = None
+    classification_positive_class: str | None = None
+    classification_betas: list[float] | None = None
+    # --- tunelab extensions ---
+    method: str | None = None
+    seed: int | None = None
+    lora: bool | None = None
 
 
 class FineTune(ResponseModel):
@@ -54,3 +62,11 @@ class FineTune(ResponseModel):
     validation_files: list[FileObject]
     training_files: list[FileObject]
     updated_at: int
+    # --- tunelab extensions ---
+    job_id: str | None = None
+    base_model: str | None = None
+    parent_model: str | None = None
+    cumulative_epochs: int | None = None
+    trained_tokens: int | None = None
+    train_seconds: float | None = None
+    error: dict | None = None

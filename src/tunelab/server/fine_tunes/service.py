@@ -50,17 +50,27 @@ def _files(store: Store, *ids: str | None):
 
 
 def to_object(store: Store, job: JobRecord, *, with_events: bool = False) -> FineTune:
+    """The legacy job object; `tunelab api fine_tunes.get/list` print this too."""
     hp = job.hyperparams
+    opts = job.options
+    classification = {k: opts.get(k) for k in ("compute_classification_metrics", "classification_n_classes",
+                                                "classification_positive_class", "classification_betas")
+                      if opts.get(k) not in (None, False, [])}
     return FineTune(
         id=job.legacy_id, model=job.model, created_at=job.created_at,
         events=[event_object(e) for e in store.list_events(job.id)] if with_events else None,
         fine_tuned_model=job.fine_tuned_model,
-        hyperparams=FineTuneHyperparams(batch_size=hp.get("batch_size") or job.options.get("default_batch_size"),
+        hyperparams=FineTuneHyperparams(batch_size=hp.get("batch_size") or opts.get("default_batch_size"),
                                         learning_rate_multiplier=hp.get("learning_rate_multiplier"),
-                                        n_epochs=hp.get("n_epochs"), prompt_loss_weight=hp.get("prompt_loss_weight")),
+                                        n_epochs=hp.get("n_epochs"), prompt_loss_weight=hp.get("prompt_loss_weight"),
+                                        method=job.method, seed=job.seed, lora=hp.get("lora") or None,
+                                        **classification),
         organization_id=job.organization_id, result_files=_files(store, job.result_file),
         status=LEGACY_STATUS.get(job.status, job.status), validation_files=_files(store, job.validation_file),
-        training_files=_files(store, job.training_file), updated_at=job.updated_at)
+        training_files=_files(store, job.training_file), updated_at=job.updated_at,
+        job_id=job.id, base_model=job.base_model, parent_model=job.parent_model,
+        cumulative_epochs=opts.get("cumulative_epochs"), trained_tokens=job.trained_tokens,
+        train_seconds=job.train_seconds, error=job.error)
 
 
 def list_all(store: Store) -> list[FineTune]:
