@@ -9,21 +9,9 @@ import re
 import pytest
 
 from tests.conftest import run_cli
-from tests.evaluation.test_report import shared_models
 
 PROMPT = "great good love fits\n\n###\n\n"
 
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return shared_models(tmp_path_factory)
-
-
-@pytest.fixture
-def home(models, monkeypatch, tmp_path):
-    monkeypatch.setenv("TUNELAB_HOME", str(models.home))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def _probabilities(text: str) -> dict[str, float]:

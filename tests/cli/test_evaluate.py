@@ -7,20 +7,7 @@ import json
 import pytest
 
 from tests.conftest import run_cli
-from tests.evaluation.test_report import shared_models
 
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return shared_models(tmp_path_factory)
-
-
-@pytest.fixture
-def home(models, monkeypatch, tmp_path):
-    """Point the CLI at the store holding the shared models, and run in an empty folder."""
-    monkeypatch.setenv("TUNELAB_HOME", str(models.home))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def test_evaluate_prints_all_metrics_and_writes_the_report(models, home, capsys):
