@@ -168,3 +168,11 @@ def test_build_bundled_keeps_canonical_membership(capsys, tmp_path):
         assert {r["completion"] for r in rows} == STARS
     meta = json.loads((out_dir / "labels.json").read_text())
     assert meta["preset"] == "clothing-stars" and meta["source"] == "clothing-reviews"
+
+
+def test_missing_input_is_named_before_columns(tmp_path, capsys):
+    code = run_cli("datasets", "build", tmp_path / "nope.csv", "--out", tmp_path / "out")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "nope.csv: no such file or bundled dataset" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

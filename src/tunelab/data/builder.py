@@ -85,6 +85,7 @@ def resolve_columns(source: str | Path, *, preset: str | None = None, text_colum
                     label_column: str | None = None) -> tuple[list[str], str, str | None]:
     """(text columns, label column, preset used): explicit columns override the preset, which
     overrides a bundled dataset's default preset."""
+    _check_source(source)  # a missing file is the first thing to say, before which columns
     dataset = _bundled(source)
     name = preset or (dataset.default_preset if dataset and not (text_columns and label_column) else None)
     chosen = get_preset(name) if name else None
@@ -100,15 +101,18 @@ def _bundled(source: str | Path) -> BundledDataset | None:
     return None if Path(source).exists() else get_bundled(str(source))
 
 
+def _check_source(source: str | Path) -> None:
+    if _bundled(source) is None and not Path(source).exists():
+        raise DataFileError(f"{source}: no such file or bundled dataset.",
+                            hint=f"Bundled datasets: {', '.join(BUNDLED)} (see `tunelab datasets list`).")
+
+
 def _load(source: str | Path) -> list[tuple[str | None, Table]]:
+    _check_source(source)
     dataset = _bundled(source)
     if dataset:
         return [(part, read_table(dataset.path(part))) for part in PARTS]
-    path = Path(source)
-    if not path.exists():
-        raise DataFileError(f"{source}: no such file or bundled dataset.",
-                            hint=f"Bundled datasets: {', '.join(BUNDLED)} (see `tunelab datasets list`).")
-    return [(None, read_table(path))]
+    return [(None, read_table(Path(source)))]
 
 
 def _check_columns(table: Table, wanted: Sequence[str], source: str | Path) -> None:
