@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -36,6 +37,7 @@ def test_kill_9_mid_job_resumes_from_checkpoint(tiny_dir, tmp_path):
     _wait(resume.exists)
     running = store.get_job(job.id)
     assert running.status == "running"
+    first_attempt_seconds = json.loads(resume.read_text())["elapsed"]
     os.kill(running.worker_pid, signal.SIGKILL)
     _wait(lambda: not _alive(running.worker_pid), timeout=10)
     assert store.get_job(job.id).status == "running"  # nobody has noticed yet
@@ -49,6 +51,8 @@ def test_kill_9_mid_job_resumes_from_checkpoint(tiny_dir, tmp_path):
     model = store.get_model(done.fine_tuned_model)
     assert (Path(model.path) / "model.safetensors").exists()
     assert done.attempts == 2
+    assert not resume.exists()  # resume state is cleaned up after success
+    assert done.train_seconds > first_attempt_seconds  # the killed attempt's training time is counted
     steps = [int(line.split(",")[0]) for line in open(store.get_file(done.result_file).path).read().splitlines()[1:]]
     assert steps == list(range(1, len(steps) + 1))  # no duplicated or missing rows after resume
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tunelab.errors import InvalidInputError, NotFoundError
 from tunelab.evaluation.baselines import BASELINES, TITLES
-from tunelab.evaluation.report import evaluate_model, load_examples, map_labels
+from tunelab.evaluation.report import _fmt, evaluate_model, load_examples, map_labels
 from tunelab.fsutil import atomic_open, write_json
 from tunelab.store import ids
 
@@ -163,35 +163,12 @@ def compare_models(model_ids: Sequence[str], test_path: str | Path, *, train_pat
     return result
 
 
-def _cell(value, fmt: str) -> str:
-    if value is None:
-        return "—"
-    if fmt == "f3":
-        return f"{value:.3f}"
-    if fmt == "int":
-        return f"{int(value):,}"
-    if fmt == "duration":
-        return _duration(value)
-    if fmt == "usd":
-        return f"${value:.4f}" if value < 1 else f"${value:,.2f}"
-    return str(value)
-
-
-def _duration(seconds: float) -> str:
-    seconds = float(seconds)
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, s = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m {s:02d}s" if hours else f"{minutes}m {s:02d}s"
-
-
 def to_markdown(result: dict) -> str:
     columns = result["columns"]
     lines = ["| metric | " + " | ".join(c.replace("|", "\\|") for c in columns) + " |",
              "|---|" + "---:|" * len(columns)]
     for row in result["rows"]:
-        cells = [_cell(row["values"].get(c), row["format"]) for c in columns]
+        cells = [_fmt(row["values"].get(c), row["format"]) for c in columns]
         lines.append(f"| {row['metric']} | " + " | ".join(cells) + " |")
     notes = [f"Test file: {result['test_file']} ({result['n']} rows)."]
     if result.get("threshold") is not None:

@@ -208,15 +208,26 @@ def write_report(report: dict, predictions: list[dict] | None, out_dir: str | Pa
 # -- terminal output -----------------------------------------------------------------------------
 
 def _fmt(value, kind: str = "f3") -> str:
+    """One cell of a report or comparison table: f1/f2/f3 decimals, int, duration or usd; — when missing."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
-    if kind == "f3":
-        return f"{value:.3f}"
-    if kind == "f2":
-        return f"{value:.2f}"
-    if kind == "f1":
-        return f"{value:.1f}"
+    if kind in ("f1", "f2", "f3"):
+        return f"{value:.{kind[1]}f}"
+    if kind == "int":
+        return f"{int(value):,}"
+    if kind == "duration":
+        return _duration(value)
+    if kind == "usd":
+        return f"${value:.4f}" if value < 1 else f"${value:,.2f}"
     return str(value)
+
+def _duration(seconds: float) -> str:
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, s = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {s:02d}s" if hours else f"{minutes}m {s:02d}s"
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

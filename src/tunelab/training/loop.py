@@ -53,6 +53,7 @@ class LoopOutcome:
     trained_tokens: int
     trained_examples: int
     final_metrics: dict = field(default_factory=dict)
+    elapsed_before: float = 0.0  # training seconds of earlier attempts, when resumed from a checkpoint
 
 
 def total_steps(n_examples: int, batch_size: int, n_epochs: int) -> int:
@@ -102,7 +103,8 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
         return lm_step(model, batch, hp.prompt_loss_weight)
 
     lengths = [len(e.input_ids) for e in data.train]
-    started = time.monotonic() - position["elapsed"]
+    elapsed_before = position["elapsed"]
+    started = time.monotonic() - elapsed_before
     last_ckpt = time.monotonic()
     last_cancel_check = 0.0
     left_pad = data.method != "classifier"
@@ -167,7 +169,7 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
         position.update(epoch=epoch + 1, step_in_epoch=0)
     accelerator.wait_for_everyone()
     return LoopOutcome(accelerator.unwrap_model(model), position["global_step"], position["tokens"],
-                       position["examples"], final_metrics)
+                       position["examples"], final_metrics, elapsed_before)
 
 
 @torch.no_grad()

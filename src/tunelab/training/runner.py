@@ -121,11 +121,10 @@ def _run(store: Store, job: JobRecord) -> JobRecord:
     store.add_event(job.id, "Job succeeded.")
     for stale in ("resume", "resume.old", "resume.tmp"):
         _rm(work / stale)
-    previous = float(store.get_job(job.id).train_seconds or 0.0) if resuming else 0.0
     return store.update_job(
         job.id, status=SUCCEEDED, finished_at=int(time.time()), fine_tuned_model=record.id,
         result_file=result_file.id, trained_tokens=outcome.trained_tokens, trained_examples=outcome.trained_examples,
-        train_seconds=previous + wall,
+        train_seconds=outcome.elapsed_before + wall,  # a resumed job counts its earlier attempts too
         options={**opts, "cpu_seconds": _cpu_seconds() - cpu_start, "device": str(next(outcome.model.parameters()).device),
                  "final_metrics": outcome.final_metrics, "steps": outcome.steps})
 
