@@ -1,9 +1,12 @@
 # The two set-up commands of the README:
 #   make demo   install, then run the chapter end to end on the bundled reviews
 #   make test   install (with test extras), then run the whole test suite
+# and, for development:
+#   make test-fast  the same without the tests marked slow (worker/server processes, training,
+#                   the packaged models, the README run): every package, in about a minute
 VENV ?= .venv
 
-.PHONY: setup setup-test demo test bench
+.PHONY: setup setup-test demo test test-fast bench
 
 setup:
 	bash scripts/setup.sh
@@ -16,6 +19,9 @@ demo: setup
 
 test: setup-test
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+test-fast: setup-test
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider -m "not slow"
 
 bench: setup
 	$(VENV)/bin/python benchmarks/train_throughput.py

@@ -1,4 +1,14 @@
-"""Shared fixtures. Every test gets its own TUNELAB_HOME so nothing touches the user's store."""
+"""Shared fixtures. Every test gets its own TUNELAB_HOME so nothing touches the user's store.
+
+- `tiny_models` (session): the one factory of tiny random-weight models (tests/helpers/tiny_models.py):
+  base encoder/decoder folders, untrained fine-tuned folders to register in a store, and models
+  trained by real tiny jobs, copied into a test's TUNELAB_HOME on request.
+- `fake_predictors`: weightless predictors (tests/helpers/fake_predictor.py) for route and CLI
+  tests; `tunelab.inference.predictor.load_predictor` answers with them while the fixture is used.
+
+Tiers: tests marked `slow` start processes, train, load the packaged models or run the README;
+`make test-fast` runs the rest (`-m "not slow"`), `make test` runs everything.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +38,28 @@ def tunelab_home(tmp_path, monkeypatch, model_cache) -> Path:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     return home
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Tiny random-weight models, built once per session (see TinyModels)."""
+    from tests.helpers.tiny_models import TinyModels
+
+    return TinyModels(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture
+def fake_predictors(tmp_path, monkeypatch):
+    """Register fake models with `fake_predictors.register(store, "classifier", labels=[...])`; the
+    CLI and `evaluate` load them through the patched `load_predictor`, and a server built with
+    `create_app(store, loader=fake_predictors.loader)` serves them. Any other model id is loaded
+    by the real `load_predictor`."""
+    from tests.helpers.fake_predictor import FakePredictors
+    from tunelab.inference import predictor
+
+    fakes = FakePredictors(tmp_path / "fake-models", fallback=predictor.load_predictor)
+    monkeypatch.setattr("tunelab.inference.predictor.load_predictor", fakes.load)
+    return fakes
 
 
 @pytest.fixture

@@ -41,8 +41,12 @@ def test_setup_commands_are_the_makefile_targets():
         assert f"make {target}" in text
         assert re.search(rf"^{target}:", makefile, re.M)
     assert "make test" in (REPO_ROOT / ".ci" / "run").read_text()
+    # the fast tier is everything but the slow marker, with the same set-up as `make test`
+    fast = re.search(r"^test-fast: setup-test\n\t(.+)$", makefile, re.M)
+    assert fast and '-m "not slow"' in fast.group(1) and "pytest" in fast.group(1), "make test-fast"
 
 
+@pytest.mark.slow  # runs the README: trains, evaluates, serves
 def test_walkthrough_commands_run(tmp_path):
     blocks = readme_blocks("walkthrough")
     assert len(blocks) >= 6
@@ -55,6 +59,7 @@ def test_walkthrough_commands_run(tmp_path):
     assert "good vs bad" in out.lower() or "good-vs-bad" in out.lower()
 
 
+@pytest.mark.slow  # runs `tunelab demo` as the README shows it
 def test_quick_demo_runs(tmp_path):
     (block,) = readme_blocks("demo")
     result = run_bash(block, tmp_path, timeout=900)

@@ -52,3 +52,12 @@ class ModelUnavailableError(TunelabError):
     """A base model is known but its weights are not installed on this machine."""
 
     exit_code = 5
+
+
+class JobFailedError(TunelabError):
+    """A fine-tuning job ended without a model (failed or cancelled), for callers that waited on it."""
+
+    def __init__(self, message: str, *, job_id: str, status: str, **kwargs):
+        self.job_id = job_id
+        self.status = status
+        super().__init__(message, **kwargs)

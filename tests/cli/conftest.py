@@ -1,18 +1,17 @@
-"""Fixtures for the CLI tests of evaluate/compare/complete: a store with small fine-tuned models."""
+"""Fixtures for the CLI tests of evaluate/compare/complete: small fine-tuned models in the test's
+own store (a copy of the ones the `tiny_models` factory trains once per session)."""
 
 import pytest
 
-from tests.evaluation.test_report import shared_models
 
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return shared_models(tmp_path_factory)
+@pytest.fixture
+def models(tiny_models, tunelab_home):
+    """The trained tiny models, copied into this test's TUNELAB_HOME."""
+    return tiny_models.install_trained(tunelab_home)
 
 
 @pytest.fixture
 def home(models, monkeypatch, tmp_path):
-    """Point the CLI at the store holding the shared models, and run in an empty folder."""
-    monkeypatch.setenv("TUNELAB_HOME", str(models.home))
+    """Run the CLI in an empty folder, on the store holding the models."""
     monkeypatch.chdir(tmp_path)
     return tmp_path

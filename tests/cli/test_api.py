@@ -10,21 +10,21 @@ import re
 import pytest
 
 from tests.conftest import run_cli
-from tests.helpers.tiny_models import build_tiny_encoder, write_classification_jsonl
+from tests.helpers.tiny_models import write_classification_jsonl
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli-tiny")
-    build_tiny_encoder(root / "enc")
     write_classification_jsonl(root / "train.jsonl", 80)
     write_classification_jsonl(root / "val.jsonl", 20, seed=1)
     return root
 
 
-def test_listing_4_2_then_results_and_continuation(tiny, capsys):
+@pytest.mark.slow  # a worker process trains two models
+def test_listing_4_2_then_results_and_continuation(tiny, tiny_models, capsys):
     code = run_cli("api", "fine_tunes.create", "-t", tiny / "train.jsonl", "-v", tiny / "val.jsonl",
-                   "--compute_classification_metrics", "--classification_n_classes", "5", "-m", tiny / "enc",
+                   "--compute_classification_metrics", "--classification_n_classes", "5", "-m", tiny_models.encoder,
                    "--n_epochs", "1", "--learning_rate_multiplier", "20")
     out = capsys.readouterr().out
     assert code == 0, out
@@ -58,8 +58,9 @@ def test_listing_4_2_then_results_and_continuation(tiny, capsys):
     assert [j["fine_tuned_model"] for j in listed] == [model_id, child]
 
 
-def test_no_follow_returns_at_once_and_follow_reattaches(tiny, capsys):
-    code = run_cli("api", "fine_tunes.create", "-t", tiny / "train.jsonl", "-m", tiny / "enc", "--no_follow")
+@pytest.mark.slow  # a worker process trains
+def test_no_follow_returns_at_once_and_follow_reattaches(tiny, tiny_models, capsys):
+    code = run_cli("api", "fine_tunes.create", "-t", tiny / "train.jsonl", "-m", tiny_models.encoder, "--no_follow")
     out = capsys.readouterr().out
     assert code == 0 and "Job complete" not in out
     job_id = re.search(r"Created fine-tune: (ft-\w+)", out).group(1)
@@ -77,8 +78,8 @@ def test_no_follow_returns_at_once_and_follow_reattaches(tiny, capsys):
     (["-m", "no-such-model", "--compute_classification_metrics", "-t", "missing.jsonl"],
      ["Unknown model", "need a validation file", "does not exist"]),
 ])
-def test_bad_input_one_clear_message_each(tiny, capsys, argv, expected):
-    base = {"-t": str(tiny / "train.jsonl"), "-m": str(tiny / "enc")}
+def test_bad_input_one_clear_message_each(tiny, tiny_models, capsys, argv, expected):
+    base = {"-t": str(tiny / "train.jsonl"), "-m": str(tiny_models.encoder)}
     args = list(argv)
     for flag, value in base.items():
         if flag not in args:

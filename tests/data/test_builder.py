@@ -7,14 +7,7 @@ from collections import Counter
 
 import pytest
 
-from tunelab.data.builder import (
-    DEFAULT_SEPARATOR,
-    build_dataset,
-    format_label,
-    make_prompt,
-    resolve_columns,
-    sort_labels,
-)
+from tunelab.data.builder import DEFAULT_SEPARATOR, build_dataset, make_prompt, resolve_columns
 from tunelab.errors import DataFileError, InvalidInputError
 
 
@@ -32,25 +25,12 @@ def make_csv(tmp_path, counts: dict[str, int], name="data.csv"):
     return path
 
 
-@pytest.mark.parametrize("value, expected", [
-    (5, "5"), (5.0, "5"), ("5.0", "5"), (" 4 ", "4"), ("-1", "-1"), (4.5, "4.5"), ("Tops", "Tops"),
-    ("", None), ("  ", None), (None, None), (float("nan"), None), ("12345678901234567890", "12345678901234567890"),
-])
-def test_format_label(value, expected):
-    assert format_label(value) == expected
-
-
 def test_make_prompt_joins_non_empty_fields():
     row = {"title": " Great ", "body": "Loved it.\nReally.", "empty": "", "none": None}
     expected = "Great\nLoved it.\nReally." + DEFAULT_SEPARATOR
     assert make_prompt(row, ["title", "empty", "none", "body", "absent"]) == expected
     assert make_prompt({"title": "", "body": None}, ["title", "body"]) == ""
     assert make_prompt({"age": 41}, ["age"], " ->") == "41 ->"
-
-
-def test_sort_labels():
-    assert sort_labels(["10", "2", "1"]) == ["1", "2", "10"]
-    assert sort_labels(["b", "10", "a"]) == ["10", "a", "b"]
 
 
 def test_resolve_columns_precedence(fixtures):

@@ -242,16 +242,6 @@ def test_output_paths(tmp_path, name, split, expected):
     assert all(p.parent == tmp_path for p in prepare.output_paths(tmp_path / name, split))
 
 
-@pytest.mark.parametrize("labels, expected", [
-    ([" no", " yes"], " yes"),
-    ([" 0", " 1"], " 1"),
-    ([" cat", " dog"], " cat"),  # no positive-sounding class: first in sorted order, like the legacy tool
-    ([" a", " b", " c"], None),
-])
-def test_positive_class(labels, expected):
-    assert prepare.positive_class(labels) == expected
-
-
 def test_next_command(tmp_path):
     train, valid = tmp_path / "t.jsonl", tmp_path / "v.jsonl"
     assert prepare.next_command(train, None, None, "m") == f'tunelab api fine_tunes.create -t "{train}" -m m'

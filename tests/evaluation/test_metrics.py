@@ -15,7 +15,7 @@ from sklearn.metrics import (
 
 from tests.conftest import FIXTURES
 from tunelab.evaluation.metrics import (
-    bootstrap_ci, calibration, classification_report, default_threshold, gold_logprob_summary, ordinal_values,
+    bootstrap_ci, calibration, classification_report, gold_logprob_summary,
 )
 
 LABELS = [" 1", " 2", " 3", " 4", " 5"]
@@ -143,15 +143,6 @@ def test_threshold_is_configurable():
     assert classification_report(gold, pred, None, gold, threshold=2)["good_vs_bad_accuracy"] == pytest.approx(4 / 5)
     assert classification_report(gold, pred, None, gold, threshold=1)["good_vs_bad_accuracy"] == pytest.approx(4 / 5)
     assert classification_report(gold, pred, None, gold, threshold=4)["good_vs_bad_accuracy"] == pytest.approx(3 / 5)
-
-
-def test_default_threshold_and_ordinal_detection():
-    assert ordinal_values([" 1", " 2", "3"]) == [1, 2, 3]
-    assert ordinal_values([" 1", " 2.5"]) is None
-    assert ordinal_values(["Dresses", "Tops"]) is None
-    assert default_threshold([" 1", " 2", " 3", " 4", " 5"]) == 3
-    assert default_threshold(["1", "10"]) == 5
-    assert default_threshold(["x"]) is None
 
 
 def test_categorical_labels_have_no_ordinal_metrics():

@@ -15,14 +15,6 @@ def _is_png(path) -> bool:
     return path.exists() and path.read_bytes()[:8] == PNG and path.stat().st_size > 1000
 
 
-def test_display_label_shows_spaces():
-    assert plots.display_label(" 4") == "␣4"
-    assert plots.display_label("4") == "4"
-    assert plots.display_label("  Dresses ") == "␣␣Dresses␣"
-    assert plots.display_label("\n") == "\\n"
-    assert plots.display_label(" ") == "␣"
-
-
 def test_training_curves_from_results_csv(tmp_path):
     csv_path = tmp_path / "results.csv"
     lines = ["step,elapsed_tokens,elapsed_examples,training_loss,training_sequence_accuracy,training_token_accuracy,"

@@ -1,85 +1,29 @@
 """evaluate_model and compare_models on real tiny fine-tuned models.
 
-`shared_models` trains them once per test session (tests/cli/test_evaluate.py and test_complete.py
-reuse it) in a store of its own, passed explicitly as `store=`.
+The `tiny_models` factory trains them once per test session (tests/cli/test_evaluate.py and
+test_complete.py use them too); this module works on its own copy of their store, passed
+explicitly as `store=`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.helpers.tiny_models import build_tiny_decoder, build_tiny_encoder, write_classification_jsonl
+from tests.helpers.tiny_models import TrainedModels
 from tunelab.errors import DataFileError, InvalidInputError, NotFoundError
 from tunelab.evaluation import compare_models, evaluate_model
 from tunelab.evaluation.metrics import classification_report
 from tunelab.evaluation.report import METRIC_KEYS, format_report
 
-CATEGORIES = ("dress", "shirt", "pants")
-
-
-@dataclass
-class EvalModels:
-    root: Path
-    home: Path
-    store: object
-    decoder_dir: Path
-    train: Path
-    test: Path
-    cat_train: Path
-    cat_test: Path
-    enc: str  # classifier head, labels " 1".." 5"
-    lm: str  # causal lm method, labels " 1".." 5"
-    child: str  # enc continued for one more epoch
-    cat: str  # classifier with categorical labels
-
-
-_CACHE: dict[str, EvalModels] = {}
-
-
-def shared_models(tmp_path_factory) -> EvalModels:
-    if "models" in _CACHE:
-        return _CACHE["models"]
-    from tunelab.store import Store
-    from tunelab.training.config import ClassificationOptions
-    from tunelab.training.planning import JobRequest, create_job
-    from tunelab.training.runner import run_job
-
-    root = tmp_path_factory.mktemp("eval-models")
-    enc_dir, dec_dir = build_tiny_encoder(root / "enc"), build_tiny_decoder(root / "dec")
-    train = write_classification_jsonl(root / "train.jsonl", 60)
-    val = write_classification_jsonl(root / "val.jsonl", 20, seed=1)
-    test = write_classification_jsonl(root / "test.jsonl", 30, seed=2)
-    cat_train = write_classification_jsonl(root / "cat-train.jsonl", 30, labels=CATEGORIES)
-    cat_val = write_classification_jsonl(root / "cat-val.jsonl", 15, seed=1, labels=CATEGORIES)
-    cat_test = write_classification_jsonl(root / "cat-test.jsonl", 15, seed=2, labels=CATEGORIES)
-    store = Store(home=root / "home")
-
-    def train_one(train_path, model, val_path, n_classes, **hp):
-        create_job(store, JobRequest(str(train_path), model, str(val_path),
-                                     {"n_epochs": 2, "learning_rate_multiplier": 50, "eval_every": 1000, **hp},
-                                     ClassificationOptions(True, n_classes)))
-        job = run_job(store, store.claim_next_job(os.getpid()))
-        assert job.status == "succeeded", job.error
-        return job.fine_tuned_model
-
-    enc = train_one(train, str(enc_dir), val, 5)
-    lm = train_one(train, str(dec_dir), val, 5, method="lm")
-    child = train_one(train, enc, val, 5, n_epochs=1)
-    cat = train_one(cat_train, str(enc_dir), cat_val, 3)
-    _CACHE["models"] = EvalModels(root, root / "home", store, dec_dir, train, test, cat_train, cat_test,
-                                  enc, lm, child, cat)
-    return _CACHE["models"]
-
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> EvalModels:
-    return shared_models(tmp_path_factory)
+def models(tiny_models, tmp_path_factory) -> TrainedModels:
+    """The session's trained tiny models, in a copy of their store for this module."""
+    return tiny_models.install_trained(tmp_path_factory.mktemp("eval") / "home")
 
 
 @pytest.fixture(scope="module")

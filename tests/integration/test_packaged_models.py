@@ -14,7 +14,7 @@ from tunelab.training.config import ClassificationOptions
 from tunelab.training.planning import JobRequest, create_job
 from tunelab.training.runner import run_job
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")

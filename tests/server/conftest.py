@@ -1,6 +1,7 @@
-"""Fixtures of the server tests: tiny fine-tuned models registered straight into the store (no
-training, so inference tests take a second), an in-process app driven by the official `openai`
-client through FastAPI's TestClient, and a real `tunelab serve` on a free loopback port."""
+"""Fixtures of the server tests: fake models (`models`, no weights: route tests take milliseconds)
+and tiny random-weight fine-tuned models (`real_models`, real inference) registered straight into
+the store, an in-process app driven by the official `openai` client through FastAPI's TestClient,
+and a real `tunelab serve` on a free loopback port (tests using it are marked slow)."""
 
 from __future__ import annotations
 
@@ -19,62 +20,9 @@ import openai
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.helpers.tiny_models import build_tiny_decoder, build_tiny_encoder, write_classification_jsonl
+from tests.helpers.tiny_models import CHAT_TEMPLATE, LABELS, write_classification_jsonl  # noqa: F401
 
-LABELS = [" 1", " 2", " 3", " 4", " 5"]
-CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-                 "{% if add_generation_prompt %}assistant:{% endif %}")
 PROMPT = "great good love perfect\n\n###\n\n"
-
-
-@pytest.fixture(scope="session")
-def tiny_bases(tmp_path_factory) -> dict[str, Path]:
-    """Random-weight base folders, built once: a BERT encoder and a Llama decoder with a chat template."""
-    root = tmp_path_factory.mktemp("tiny-bases")
-    enc = build_tiny_encoder(root / "enc")
-    dec = build_tiny_decoder(root / "dec")
-    config = json.loads((dec / "tokenizer_config.json").read_text())
-    config["chat_template"] = CHAT_TEMPLATE
-    (dec / "tokenizer_config.json").write_text(json.dumps(config))
-    return {"enc": enc, "dec": dec}
-
-
-@pytest.fixture(scope="session")
-def tiny_finetuned(tiny_bases, tmp_path_factory) -> dict[str, Path]:
-    """Model folders as a job leaves them (weights, tokenizer, tunelab.json), built once."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    from tunelab.models.loading import load_tokenizer, save_fine_tuned
-
-    root = tmp_path_factory.mktemp("tiny-finetuned")
-    torch.manual_seed(0)
-    enc, dec = tiny_bases["enc"], tiny_bases["dec"]
-    clf = AutoModelForSequenceClassification.from_pretrained(
-        str(enc), num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id={l: i for i, l in enumerate(LABELS)})
-    common = {"lora": False, "max_length": 64, "base_learning_rate": 1e-4, "default_batch_size": 8,
-              "epochs_this_job": 1, "job_id": None}
-    save_fine_tuned(clf, load_tokenizer(enc), root / "classifier",
-                    {**common, "method": "classifier", "labels": LABELS, "kind": "encoder", "base_model": str(enc),
-                     "classification": True})
-    lm = AutoModelForCausalLM.from_pretrained(str(dec))
-    save_fine_tuned(lm, load_tokenizer(dec), root / "lm",
-                    {**common, "method": "lm", "labels": None, "kind": "causal", "base_model": str(dec),
-                     "classification": False})
-    save_fine_tuned(lm, load_tokenizer(dec), root / "lm-labels",
-                    {**common, "method": "lm", "labels": LABELS, "kind": "causal", "base_model": str(dec),
-                     "classification": True})
-    return {"classifier": root / "classifier", "lm": root / "lm", "lm-labels": root / "lm-labels"}
-
-
-def register(store, folder: Path, tmp_path: Path, *, name: str, method: str, labels, suffix: str | None = None) -> str:
-    """Put a copy of a model folder into the store, as the runner does at the end of a job."""
-    copy = tmp_path / f"build-{name}-{suffix or ''}"
-    shutil.copytree(folder, copy)
-    record = store.register_model(base_id=name, built_dir=copy, base_model=name, method=method, labels=labels,
-                                  cumulative_epochs=1, suffix=suffix,
-                                  meta={"kind": "encoder" if method == "classifier" else "causal"})
-    return record.id
 
 
 @pytest.fixture
@@ -85,14 +33,24 @@ def store(tunelab_home):
 
 
 @pytest.fixture
-def models(store, tiny_finetuned, tmp_path) -> dict[str, str]:
-    """Ids of three registered fine-tuned models: classifier, free-form lm and lm with labels."""
+def models(store, fake_predictors) -> dict[str, str]:
+    """Ids of three registered fake models (no weights; see tests/helpers/fake_predictor.py):
+    classifier, free-form lm and lm with labels. The `app` serves them in milliseconds."""
     return {
-        "classifier": register(store, tiny_finetuned["classifier"], tmp_path, name="enc", method="classifier",
-                               labels=LABELS, suffix="clf"),
-        "lm": register(store, tiny_finetuned["lm"], tmp_path, name="dec", method="lm", labels=None, suffix="gen"),
-        "lm-labels": register(store, tiny_finetuned["lm-labels"], tmp_path, name="dec", method="lm", labels=LABELS,
-                              suffix="lab"),
+        "classifier": fake_predictors.register(store, "classifier", labels=LABELS, name="enc", suffix="clf"),
+        "lm": fake_predictors.register(store, "lm", labels=None, name="dec", suffix="gen"),
+        "lm-labels": fake_predictors.register(store, "lm", labels=LABELS, name="dec", suffix="lab"),
+    }
+
+
+@pytest.fixture
+def real_models(store, tiny_models) -> dict[str, str]:
+    """Ids of three registered tiny random-weight models (real inference): classifier, free-form lm
+    and lm with labels. The decoder's tokenizer has CHAT_TEMPLATE."""
+    return {
+        "classifier": tiny_models.register(store, "classifier", name="enc", suffix="clf"),
+        "lm": tiny_models.register(store, "lm", name="dec", suffix="gen"),
+        "lm-labels": tiny_models.register(store, "lm-labels", name="dec", suffix="lab"),
     }
 
 
@@ -105,10 +63,12 @@ def make_client(app, api_key: str = "sk-test", **kwargs):
 
 
 @pytest.fixture
-def app(store):
+def app(store, fake_predictors):
+    """Models load in this process (no start-up per test): fakes registered by `models`, and any
+    other model (`real_models`) through the real loader."""
     from tunelab.server import create_app
 
-    return create_app(store, isolate_models=False)  # models in this process: no start-up per test
+    return create_app(store, loader=fake_predictors.loader)
 
 
 @pytest.fixture

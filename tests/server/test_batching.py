@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.server.conftest import PROMPT, make_client
+from tests.server.conftest import LABELS, PROMPT, make_client
 from tunelab.server.batching import BatchStats, MicroBatcher, ModelPool
 
 
@@ -118,45 +118,47 @@ def test_failed_load_is_not_cached():
     assert asyncio.run(main()) == "model" and calls == ["m", "m"]
 
 
-def test_server_batches_concurrent_http_requests(store, models):
-    """Through the app: concurrent completion and label-score requests land in shared forward passes
-    (the predictor is slowed down a little so that requests pile up as they would under load)."""
-    from tunelab.inference.predictor import load_predictor
+def test_server_batches_concurrent_http_requests(store, models, fake_predictors):
+    """Through the app: concurrent completion and label-score requests land in shared predictor
+    calls (the fake predictor takes 50 ms a call, so that requests pile up as they would under load),
+    and each request gets its own answer."""
     from tunelab.server import create_app
 
-    calls: list[int] = []
-
-    def slow_loader(model_id, st):
-        predictor = load_predictor(model_id, st)
-        score = predictor.score_labels
-
-        def slow_score(prompts, **kwargs):
-            calls.append(len(prompts))
-            time.sleep(0.05)
-            return score(prompts, **kwargs)
-
-        predictor.score_labels = slow_score
-        return predictor
-
-    app = create_app(store, loader=slow_loader)
-    oa, http = make_client(app)
     model = models["classifier"]
+    fake = fake_predictors.get(model)
+    fake.delay = 0.05
+    app = create_app(store, loader=fake_predictors.loader)
+    oa, http = make_client(app)
+    prompts = [PROMPT, "bad awful\n\n###\n\n", "fine okay\n\n###\n\n"]
     with http:
-        alone = oa.completions.create(model=model, prompt=PROMPT, max_tokens=1, temperature=0, logprobs=5)
+        alone = {p: oa.completions.create(model=model, prompt=p, max_tokens=1, temperature=0, logprobs=5).choices[0]
+                 for p in prompts}
+        fake.calls.clear()
 
         def ask(i):
+            p = prompts[i % len(prompts)]
             if i % 2:
-                return http.post("/v1/labels/score", json={"model": model, "prompt": PROMPT}).json()["data"][0]["label"]
-            return oa.completions.create(model=model, prompt=PROMPT, max_tokens=1, temperature=0,
-                                         logprobs=1 + i % 5).choices[0].text
+                data = http.post("/v1/labels/score", json={"model": model, "prompt": p}).json()["data"][0]
+                return p, data["label"], data["logprobs"]
+            choice = oa.completions.create(model=model, prompt=p, max_tokens=1, temperature=0,
+                                           logprobs=1 + i % 5).choices[0]
+            return p, choice.text, choice.logprobs.top_logprobs[0]
 
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             answers = list(pool.map(ask, range(48)))
         stats = http.get("/v1/tunelab/stats").json()["batching"][model]
-    assert set(answers) == {alone.choices[0].text}
-    assert max(calls) > 1, calls
+    for i, (p, label, logprobs) in enumerate(answers):
+        assert label == alone[p].text
+        expected = alone[p].logprobs.top_logprobs[0]
+        if i % 2:
+            assert logprobs == pytest.approx(dict(zip(LABELS, fake.expected_scores(p))))
+        else:  # each request keeps its own top-k of the batch's larger one
+            assert list(logprobs) == list(expected)[:1 + i % 5]
+            assert logprobs == pytest.approx({k: expected[k] for k in logprobs})
+    sizes = [n for _, n in fake.calls]
+    assert max(sizes) > 1, fake.calls
     assert stats["max_prompts_per_batch"] > 1 and stats["batches"] < stats["requests"]
-    assert sum(calls) == stats["prompts"]  # every prompt scored once
+    assert sum(sizes) == stats["prompts"] - 3  # every prompt answered once (3 before the burst)
 
 
 def test_stats_as_dict():

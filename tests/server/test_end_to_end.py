@@ -13,9 +13,10 @@ import openai
 import pytest
 
 from tests.server.conftest import LABELS, PROMPT, LiveServer, wait_dead
-from tests.helpers.tiny_models import build_tiny_encoder, write_classification_jsonl
+from tests.helpers.tiny_models import write_classification_jsonl
 
 TERMINAL = ("succeeded", "failed", "cancelled")
+pytestmark = pytest.mark.slow  # a worker process trains; the live tests run `tunelab serve`
 
 
 def wait_for_job(client: openai.OpenAI, job_id: str, timeout: float = 240.0):
@@ -56,8 +57,8 @@ def check_listing_4_3(client: openai.OpenAI, model_id: str) -> None:
     assert response.model == model_id and response.object == "text_completion"
 
 
-def test_fine_tune_then_complete_in_process(client, tiny_bases, training_files):
-    job, train_file = fine_tune(client, str(tiny_bases["enc"]), *training_files)
+def test_fine_tune_then_complete_in_process(client, tiny_models, training_files):
+    job, train_file = fine_tune(client, str(tiny_models.encoder), *training_files)
     assert job.status == "succeeded", job.error
     assert job.fine_tuned_model and ":ft-personal:reviews-" in job.fine_tuned_model
     assert job.result_files and job.trained_tokens > 0
@@ -97,12 +98,12 @@ def test_fine_tune_then_complete_in_process(client, tiny_bases, training_files):
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
+def live(tmp_path_factory, tiny_models):
     """A real server with an API key and a 1 MB body limit, and a model fine-tuned through it."""
     root = tmp_path_factory.mktemp("live")
     server = LiveServer(root / "home", "--max-upload-mb", "1", "--max-loaded-models", "2", api_key="sk-live-key")
     try:
-        base = build_tiny_encoder(root / "enc")
+        base = tiny_models.encoder
         train = write_classification_jsonl(root / "train.jsonl", 60)
         valid = write_classification_jsonl(root / "valid.jsonl", 20, seed=1)
         job, _ = fine_tune(server.client(), str(base), train, valid)

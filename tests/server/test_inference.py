@@ -1,4 +1,6 @@
-"""Completions, chat and label scores on tiny registered models, through the official client."""
+"""Completions, chat and label scores on tiny random-weight models (real inference), through the
+official client: what the server answers is what the predictor computes. The routes' own logic is
+covered with fake predictors in test_routes.py."""
 
 from __future__ import annotations
 
@@ -11,10 +13,10 @@ import pytest
 from tests.server.conftest import LABELS, PROMPT
 
 
-def test_classifier_completion_matches_predictor(client, models, store):
+def test_classifier_completion_matches_predictor(client, real_models, store):
     from tunelab.inference.predictor import load_predictor
 
-    model = models["classifier"]
+    model = real_models["classifier"]
     response = client.completions.create(model=model, prompt=[PROMPT, "bad awful"], max_tokens=1, temperature=0,
                                          logprobs=5)
     assert [c.index for c in response.choices] == [0, 1]
@@ -27,8 +29,8 @@ def test_classifier_completion_matches_predictor(client, models, store):
         assert choice.finish_reason == "stop"
 
 
-def test_logprobs_top_k_and_n(client, models):
-    model = models["lm-labels"]
+def test_logprobs_top_k_and_n(client, real_models):
+    model = real_models["lm-labels"]
     response = client.completions.create(model=model, prompt=PROMPT, max_tokens=1, temperature=1.0, n=3, seed=1,
                                          logprobs=2)
     assert len(response.choices) == 3
@@ -43,8 +45,8 @@ def test_logprobs_top_k_and_n(client, models):
     assert plain.choices[0].logprobs is None
 
 
-def test_generation_with_logprobs_stop_echo(client, models):
-    model = models["lm"]
+def test_generation_with_logprobs_stop_echo(client, real_models):
+    model = real_models["lm"]
     response = client.completions.create(model=model, prompt="great good", max_tokens=5, temperature=0, logprobs=3)
     choice = response.choices[0]
     lp = choice.logprobs
@@ -63,8 +65,8 @@ def test_generation_with_logprobs_stop_echo(client, models):
         assert stopped.choices[0].text == "" and stopped.choices[0].finish_reason == "stop"
 
 
-def test_stream_completion(client, models):
-    model = models["lm"]
+def test_stream_completion(client, real_models):
+    model = real_models["lm"]
     full = client.completions.create(model=model, prompt="good", max_tokens=4, temperature=0)
     chunks = list(client.completions.create(model=model, prompt="good", max_tokens=4, temperature=0, stream=True,
                                             stream_options={"include_usage": True}))
@@ -72,8 +74,8 @@ def test_stream_completion(client, models):
     assert chunks[-1].usage.total_tokens == full.usage.total_tokens
 
 
-def test_chat_completion_with_template(client, models):
-    model = models["lm"]
+def test_chat_completion_with_template(client, real_models):
+    model = real_models["lm"]
     messages = [{"role": "system", "content": "be nice"}, {"role": "user", "content": "great dress"}]
     response = client.chat.completions.create(model=model, messages=messages, max_tokens=4, temperature=0,
                                               logprobs=True, top_logprobs=2)
@@ -96,54 +98,26 @@ def test_chat_completion_with_template(client, models):
     assert free.usage.prompt_tokens + free.usage.completion_tokens <= 256
 
 
-def test_chat_needs_a_template(client, models):
+def test_chat_needs_a_template(client, real_models):
     with pytest.raises(openai.BadRequestError) as excinfo:
-        client.chat.completions.create(model=models["classifier"], messages=[{"role": "user", "content": "hi"}])
+        client.chat.completions.create(model=real_models["classifier"], messages=[{"role": "user", "content": "hi"}])
     assert "chat template" in excinfo.value.message
 
 
-def test_label_scores_give_every_label(http, models, store):
+def test_label_scores_give_every_label(http, real_models, store):
     from tunelab.inference.predictor import load_predictor
 
     for kind in ("classifier", "lm-labels"):
-        response = http.post("/v1/labels/score", json={"model": models[kind], "prompt": [PROMPT, "bad"]})
+        response = http.post("/v1/labels/score", json={"model": real_models[kind], "prompt": [PROMPT, "bad"]})
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["labels"] == LABELS and len(body["data"]) == 2
-        expected = load_predictor(models[kind], store).score_labels([PROMPT, "bad"])
+        expected = load_predictor(real_models[kind], store).score_labels([PROMPT, "bad"])
         for item, row in zip(body["data"], expected):
             assert list(item["logprobs"]) == LABELS
             assert list(item["logprobs"].values()) == pytest.approx(list(row), abs=1e-5)
             assert item["label"] == LABELS[int(np.argmax(row))]
-    single = http.post("/v1/labels/score", json={"model": models["classifier"], "prompt": "x"}).json()
+    single = http.post("/v1/labels/score", json={"model": real_models["classifier"], "prompt": "x"}).json()
     assert len(single["data"]) == 1
-    bad = http.post("/v1/labels/score", json={"model": models["lm"], "prompt": "x"})
+    bad = http.post("/v1/labels/score", json={"model": real_models["lm"], "prompt": "x"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "not_a_classifier"
-
-
-def test_models_list_and_retrieve(client, models):
-    listed = {m.id: m for m in client.models.list()}
-    for name in ("minilm-l6", "smollm2-135m", "ada", "babbage", "curie", "davinci"):
-        assert name in listed
-    for model_id in models.values():
-        assert listed[model_id].owned_by == "user-personal"
-    clf = client.models.retrieve(models["classifier"])
-    assert clf.id == models["classifier"] and clf.object == "model"
-    assert client.models.retrieve("ada").owned_by == "tunelab"
-    with pytest.raises(openai.PermissionDeniedError):
-        client.models.delete("minilm-l6")
-    with pytest.raises(openai.NotFoundError):
-        client.models.retrieve("no-such-model:ft-personal-2024-01-01-00-00-00")
-
-
-def test_warm_pool_evicts_least_recently_used(store, models):
-    from tunelab.server import create_app
-    from tests.server.conftest import make_client
-
-    app = create_app(store, max_loaded_models=1, isolate_models=False)
-    oa, http = make_client(app)
-    with http:
-        oa.completions.create(model=models["classifier"], prompt="x", max_tokens=1)
-        assert app.state.tunelab.pool.loaded() == [models["classifier"]]
-        oa.completions.create(model=models["lm-labels"], prompt="x", max_tokens=1)
-        assert app.state.tunelab.pool.loaded() == [models["lm-labels"]]

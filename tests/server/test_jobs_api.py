@@ -23,47 +23,47 @@ def uploaded(client, training_files):
             client.files.create(file=open(valid, "rb"), purpose="fine-tune").id)
 
 
-def test_create_starts_the_worker_and_maps_auto(client, uploaded, tiny_bases, no_worker):
+def test_create_starts_the_worker_and_maps_auto(client, uploaded, tiny_models, no_worker):
     train, valid = uploaded
     job = client.fine_tuning.jobs.create(
-        model=str(tiny_bases["enc"]), training_file=train, validation_file=valid, seed=7,
+        model=str(tiny_models.encoder), training_file=train, validation_file=valid, seed=7,
         hyperparameters={"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": 0.5},
         metadata={"chapter": "4.6.3"})
     assert no_worker, "ensure_worker was not called"
     assert job.status == "queued" and job.seed == 7 and job.metadata == {"chapter": "4.6.3"}
     assert job.hyperparameters.n_epochs == 1  # "auto" is the default
     assert job.hyperparameters.learning_rate_multiplier == 0.5
-    assert job.hyperparameters_full["batch_size"] is None  # "auto": resolved to the base model's default
+    assert job.hyperparameters_full["batch_size"] == 16  # "auto": resolved to the base model's default
     assert job.hyperparameters.batch_size == 16
     assert job.method.type == "supervised"
     same = client.fine_tuning.jobs.retrieve(job.legacy_id)  # the legacy id names the same job
     assert same.id == job.id
 
 
-def test_method_object_and_tunelab_hyperparameters(client, uploaded, tiny_bases):
+def test_method_object_and_tunelab_hyperparameters(client, uploaded, tiny_models):
     train, _ = uploaded
     job = client.fine_tuning.jobs.create(
-        model=str(tiny_bases["enc"]), training_file=train,
+        model=str(tiny_models.encoder), training_file=train,
         method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 3}}},
         hyperparameters={"class_weights": True, "max_length": 64})  # tunelab's own hyperparameters too
     assert job.hyperparameters.n_epochs == 3
     assert job.hyperparameters_full["class_weights"] is True and job.hyperparameters_full["max_length"] == 64
     with pytest.raises(openai.BadRequestError) as excinfo:
-        client.fine_tuning.jobs.create(model=str(tiny_bases["enc"]), training_file=train,
+        client.fine_tuning.jobs.create(model=str(tiny_models.encoder), training_file=train,
                                        method={"type": "dpo", "dpo": {}})
     assert excinfo.value.param == "method.type"
 
 
-def test_validation_reports_every_problem(client, uploaded, tiny_bases, training_files):
+def test_validation_reports_every_problem(client, uploaded, tiny_models, training_files):
     train, valid = uploaded
     with pytest.raises(openai.BadRequestError) as excinfo:
-        client.fine_tuning.jobs.create(model=str(tiny_bases["enc"]), training_file=train,
+        client.fine_tuning.jobs.create(model=str(tiny_models.encoder), training_file=train,
                                        hyperparameters={"n_epochs": 0, "learning_rate_multiplier": -1},
                                        extra_body={"classification_n_classes": 3})
     message = excinfo.value.message
     assert "n_epochs" in message and "learning_rate_multiplier" in message
     with pytest.raises(openai.BadRequestError) as excinfo:
-        client.fine_tuning.jobs.create(model=str(tiny_bases["enc"]), training_file=train, validation_file=valid,
+        client.fine_tuning.jobs.create(model=str(tiny_models.encoder), training_file=train, validation_file=valid,
                                        extra_body={"classification_n_classes": 3})
     assert "classification_n_classes 3" in excinfo.value.message
     with pytest.raises(openai.BadRequestError) as excinfo:  # a server path is not a file id
@@ -80,9 +80,9 @@ def test_validation_reports_every_problem(client, uploaded, tiny_bases, training
     assert client.fine_tuning.jobs.list().data == []
 
 
-def test_list_pages_with_after(client, uploaded, tiny_bases):
+def test_list_pages_with_after(client, uploaded, tiny_models):
     train, _ = uploaded
-    ids = [client.fine_tuning.jobs.create(model=str(tiny_bases["enc"]), training_file=train).id for _ in range(3)]
+    ids = [client.fine_tuning.jobs.create(model=str(tiny_models.encoder), training_file=train).id for _ in range(3)]
     first = client.fine_tuning.jobs.list(limit=2)
     assert len(first.data) == 2 and first.has_more
     rest = client.fine_tuning.jobs.list(limit=2, after=first.data[-1].id)
@@ -91,9 +91,9 @@ def test_list_pages_with_after(client, uploaded, tiny_bases):
     assert [j.id for j in client.fine_tuning.jobs.list(limit=1)] == [j.id for j in first.data + rest.data]
 
 
-def test_cancel_and_conflict(client, uploaded, tiny_bases):
+def test_cancel_and_conflict(client, uploaded, tiny_models):
     train, _ = uploaded
-    job = client.fine_tuning.jobs.create(model=str(tiny_bases["enc"]), training_file=train)
+    job = client.fine_tuning.jobs.create(model=str(tiny_models.encoder), training_file=train)
     cancelled = client.fine_tuning.jobs.cancel(job.id)
     assert cancelled.status == "cancelled"
     with pytest.raises(openai.ConflictError) as excinfo:
@@ -103,25 +103,25 @@ def test_cancel_and_conflict(client, uploaded, tiny_bases):
     assert events[0] == "Job cancelled before it started."
 
 
-def test_file_in_use_by_a_queued_job_cannot_be_deleted(client, uploaded, tiny_bases):
+def test_file_in_use_by_a_queued_job_cannot_be_deleted(client, uploaded, tiny_models):
     train, _ = uploaded
-    job = client.fine_tuning.jobs.create(model=str(tiny_bases["enc"]), training_file=train)
+    job = client.fine_tuning.jobs.create(model=str(tiny_models.encoder), training_file=train)
     with pytest.raises(openai.ConflictError):
         client.files.delete(train)
     client.fine_tuning.jobs.cancel(job.id)
     assert client.files.delete(train).deleted
 
 
-def test_checkpoints_empty_before_training(client, uploaded, tiny_bases):
-    job = client.fine_tuning.jobs.create(model=str(tiny_bases["enc"]), training_file=uploaded[0])
+def test_checkpoints_empty_before_training(client, uploaded, tiny_models):
+    job = client.fine_tuning.jobs.create(model=str(tiny_models.encoder), training_file=uploaded[0])
     page = client.fine_tuning.jobs.checkpoints.list(job.id)
     assert page.data == [] and not page.has_more
 
 
-def test_legacy_fine_tunes(http, uploaded, tiny_bases):
+def test_legacy_fine_tunes(http, uploaded, tiny_models):
     train, valid = uploaded
     response = http.post("/v1/fine-tunes", json={"training_file": train, "validation_file": valid,
-                                                 "model": str(tiny_bases["enc"]), "n_epochs": 2,
+                                                 "model": str(tiny_models.encoder), "n_epochs": 2,
                                                  "compute_classification_metrics": True,
                                                  "classification_n_classes": 5})
     assert response.status_code == 200, response.text
@@ -149,5 +149,5 @@ def test_legacy_fine_tunes(http, uploaded, tiny_bases):
     lines = [l for l in streamed.text.split("\n\n") if l]
     assert lines[-1] == "data: [DONE]"
     assert [json.loads(l.removeprefix("data: "))["message"] for l in lines[:-1]] == [e["message"] for e in events]
-    bad = http.post("/v1/fine-tunes", json={"training_file": train, "model": str(tiny_bases["enc"]), "n_epochs": 0})
+    bad = http.post("/v1/fine-tunes", json={"training_file": train, "model": str(tiny_models.encoder), "n_epochs": 0})
     assert bad.status_code == 400 and "n_epochs" in bad.json()["error"]["message"]

@@ -13,15 +13,17 @@ import pytest
 
 from tests.server.conftest import LABELS, PROMPT, make_client, wait_dead
 
+pytestmark = pytest.mark.slow  # spawns a process per model
 
-def test_models_run_in_their_own_processes(store, models):
+
+def test_models_run_in_their_own_processes(store, real_models):
     from tunelab.inference.predictor import load_predictor
     from tunelab.server import create_app
 
     app = create_app(store, max_loaded_models=2)
     assert app.state.tunelab.settings["model_processes"]
     oa, http = make_client(app)
-    clf, lm = models["classifier"], models["lm"]
+    clf, lm = real_models["classifier"], real_models["lm"]
     with http:
         response = oa.completions.create(model=clf, prompt=PROMPT, max_tokens=1, temperature=0, logprobs=5)
         expected = load_predictor(clf, store).score_labels([PROMPT])[0]

@@ -1,4 +1,5 @@
-"""The engine end to end on tiny random-weight models: both methods, continuation, results CSV."""
+"""The engine end to end on tiny random-weight models: both methods, continuation, results CSV.
+(Model id allocation is tested on the store alone, in tests/store/test_store.py.)"""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ from tunelab.training.config import ClassificationOptions
 from tunelab.training.planning import JobRequest, create_job
 from tunelab.training.runner import run_job
 
+pytestmark = pytest.mark.slow  # every test trains
+
 FAST = {"n_epochs": 2, "learning_rate_multiplier": 50.0, "batch_size": 8}
 
 
-def _train(store, tiny_dir, model, hp=None, opts=None, validation=True):
+def _train(store, tiny_models, model, hp=None, opts=None, validation=True):
     job, _ = create_job(store, JobRequest(
-        training_file=str(tiny_dir / "train.jsonl"), model=model,
-        validation_file=str(tiny_dir / "valid.jsonl") if validation else None,
+        training_file=str(tiny_models.train), model=model,
+        validation_file=str(tiny_models.valid) if validation else None,
         hyperparameters={**FAST, **(hp or {})}, classification=opts or ClassificationOptions(True, 5)))
     claimed = store.claim_next_job(os.getpid())
     assert claimed.id == job.id
@@ -33,9 +36,9 @@ def _train(store, tiny_dir, model, hp=None, opts=None, validation=True):
     ("dec", {"method": "lm", "lora": True}, "lm"),
     ("enc", {"lora": True, "class_weights": True}, "classifier"),
 ])
-def test_methods_train_register_and_report(tiny_dir, model, hp, method):
+def test_methods_train_register_and_report(tiny_models, model, hp, method):
     store = Store()
-    job = _train(store, tiny_dir, str(tiny_dir / model), hp)
+    job = _train(store, tiny_models, str(tiny_models[model]), hp)
     assert job.status == "succeeded", job.error
     assert job.method == method
     record = store.get_model(job.fine_tuned_model)
@@ -58,16 +61,16 @@ def test_methods_train_register_and_report(tiny_dir, model, hp, method):
     assert sum(losses[-5:]) < sum(losses[:5])
 
 
-def test_classifier_learns_the_toy_task(tiny_dir):
+def test_classifier_learns_the_toy_task(tiny_models):
     store = Store()
-    job = _train(store, tiny_dir, str(tiny_dir / "enc"), {"n_epochs": 10})
+    job = _train(store, tiny_models, str(tiny_models.encoder), {"n_epochs": 10})
     assert job.options["final_metrics"]["classification/accuracy"] >= 0.8
 
 
-def test_continued_training_registers_a_child(tiny_dir):
+def test_continued_training_registers_a_child(tiny_models):
     store = Store()
-    parent = _train(store, tiny_dir, str(tiny_dir / "enc"), {"n_epochs": 1})
-    child = _train(store, tiny_dir, parent.fine_tuned_model, {"n_epochs": 3})
+    parent = _train(store, tiny_models, str(tiny_models.encoder), {"n_epochs": 1})
+    child = _train(store, tiny_models, parent.fine_tuned_model, {"n_epochs": 3})
     assert child.status == "succeeded", child.error
     model = store.get_model(child.fine_tuned_model)
     assert model.parent_id == parent.fine_tuned_model
@@ -76,13 +79,13 @@ def test_continued_training_registers_a_child(tiny_dir):
     assert model.id != parent.fine_tuned_model
 
 
-def test_binary_classification_columns(tiny_dir, tmp_path):
+def test_binary_classification_columns(tiny_models, tmp_path):
     from tests.helpers.tiny_models import write_classification_jsonl
 
     train = write_classification_jsonl(tmp_path / "t.jsonl", 60, labels=("yes", "no"))
     valid = write_classification_jsonl(tmp_path / "v.jsonl", 20, seed=3, labels=("yes", "no"))
     store = Store()
-    job, _ = create_job(store, JobRequest(str(train), str(tiny_dir / "enc"), str(valid), FAST,
+    job, _ = create_job(store, JobRequest(str(train), str(tiny_models.encoder), str(valid), FAST,
                                           ClassificationOptions(True, None, "yes", [0.5, 2.0])))
     job = run_job(store, store.claim_next_job(os.getpid()))
     assert job.status == "succeeded", job.error
@@ -94,7 +97,7 @@ def test_binary_classification_columns(tiny_dir, tmp_path):
         assert col in header
 
 
-def test_free_form_completions_train_with_lm(tiny_dir, tmp_path):
+def test_free_form_completions_train_with_lm(tiny_models, tmp_path):
     import json
 
     path = tmp_path / "gen.jsonl"
@@ -102,24 +105,8 @@ def test_free_form_completions_train_with_lm(tiny_dir, tmp_path):
         for i in range(40):
             fh.write(json.dumps({"prompt": f"great dress {i % 7}\n\n###\n\n", "completion": f" the fabric is fine {i}\n"}) + "\n")
     store = Store()
-    job, notices = create_job(store, JobRequest(str(path), str(tiny_dir / "dec"), None, FAST))
+    job, notices = create_job(store, JobRequest(str(path), str(tiny_models.decoder), None, FAST))
     assert job.method == "lm"
     job = run_job(store, store.claim_next_job(os.getpid()))
     assert job.status == "succeeded", job.error
     assert store.get_model(job.fine_tuned_model).labels is None
-
-
-def test_model_ids_unique_within_one_second(tiny_dir, tmp_path):
-    from datetime import datetime, timezone
-
-    store = Store()
-    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-    ids = []
-    for i in range(2):
-        built = tmp_path / f"m{i}"
-        built.mkdir()
-        (built / "w").write_text("x")
-        ids.append(store.register_model(base_id="ada", built_dir=built, base_model="minilm-l6", method="classifier",
-                                        labels=None, cumulative_epochs=1, when=when).id)
-    assert ids == ["ada:ft-personal-2026-01-02-03-04-05", "ada:ft-personal-2026-01-02-03-04-06"]
-    assert all(MODEL_ID.match(i) for i in ids)

@@ -8,6 +8,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.tiny_models import write_classification_jsonl
 from tunelab.store import Store
 from tunelab.training.config import ClassificationOptions
@@ -25,10 +27,11 @@ def _wait(predicate, timeout=180.0, every=0.2):
     raise AssertionError("timed out")
 
 
-def test_kill_9_mid_job_resumes_from_checkpoint(tiny_dir, tmp_path):
+@pytest.mark.slow  # worker processes, kill -9
+def test_kill_9_mid_job_resumes_from_checkpoint(tiny_models, tmp_path):
     train = write_classification_jsonl(tmp_path / "big.jsonl", 1500)
     store = Store()
-    job, _ = create_job(store, JobRequest(str(train), str(tiny_dir / "dec"), str(tiny_dir / "valid.jsonl"),
+    job, _ = create_job(store, JobRequest(str(train), str(tiny_models.decoder), str(tiny_models.valid),
                                           {"n_epochs": 6, "batch_size": 8, "checkpoint_seconds": 0.5,
                                            "method": "lm"},
                                           ClassificationOptions(True, 5)))
@@ -57,9 +60,9 @@ def test_kill_9_mid_job_resumes_from_checkpoint(tiny_dir, tmp_path):
     assert steps == list(range(1, len(steps) + 1))  # no duplicated or missing rows after resume
 
 
-def test_orphan_failed_after_too_many_attempts(tiny_dir):
+def test_orphan_failed_after_too_many_attempts(tiny_models):
     store = Store()
-    job, _ = create_job(store, JobRequest(str(tiny_dir / "train.jsonl"), str(tiny_dir / "enc")))
+    job, _ = create_job(store, JobRequest(str(tiny_models.train), str(tiny_models.encoder)))
     store.claim_next_job(999999)
     store.update_job(job.id, attempts=3)
     recover_orphans(store)
@@ -69,13 +72,14 @@ def test_orphan_failed_after_too_many_attempts(tiny_dir):
     assert store.list_models() == []
 
 
-def test_cancel_queued_and_running(tiny_dir, tmp_path):
+@pytest.mark.slow  # a worker process trains until cancelled
+def test_cancel_queued_and_running(tiny_models, tmp_path):
     store = Store()
-    queued, _ = create_job(store, JobRequest(str(tiny_dir / "train.jsonl"), str(tiny_dir / "enc")))
+    queued, _ = create_job(store, JobRequest(str(tiny_models.train), str(tiny_models.encoder)))
     assert store.request_cancel(queued.legacy_id).status == "cancelled"
 
     train = write_classification_jsonl(tmp_path / "big.jsonl", 3000)
-    job, _ = create_job(store, JobRequest(str(train), str(tiny_dir / "enc"), None, {"n_epochs": 20, "batch_size": 4}))
+    job, _ = create_job(store, JobRequest(str(train), str(tiny_models.encoder), None, {"n_epochs": 20, "batch_size": 4}))
     ensure_worker(store)
     _wait(lambda: store.get_job(job.id).status == "running")
     store.request_cancel(job.id)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import sys
-import time
-from datetime import datetime
 
 from tunelab.cli.common import add_command, print_json
 from tunelab.errors import InvalidInputError, NotFoundError
+from tunelab.jobs import submit, views
+from tunelab.jobs.files import results_path, upload_file
+from tunelab.jobs.progress import watch
+from tunelab.jobs.views import drop_none
 from tunelab.store import Store
-from tunelab.store.records import TERMINAL
-from tunelab.training.config import ClassificationOptions
+from tunelab.store.records import FAILED, SUCCEEDED
 
 
 def register(sub) -> None:
@@ -93,117 +94,57 @@ def _parse_numbers(args) -> None:
 
 
 def cmd_create(args) -> int:
-    from tunelab.training.planning import JobRequest, create_job
-    from tunelab.training.worker import ensure_worker
-
     _parse_numbers(args)
     hp = {k: getattr(args, k) for k in ("n_epochs", "batch_size", "learning_rate_multiplier", "prompt_loss_weight",
                                         "seed", "method", "lora", "class_weights", "shuffle", "max_length")}
-    hp = {k: v for k, v in hp.items() if v is not None}
-    opts = ClassificationOptions(
+    store = Store()
+    submission = submit.submit(store, submit.job_request(
+        args.training_file, args.model, args.validation_file, hyperparameters=hp,
         compute_classification_metrics=args.compute_classification_metrics,
         classification_n_classes=args.classification_n_classes,
         classification_positive_class=args.classification_positive_class,
-        classification_betas=list(args.classification_betas or []),
-    )
-    store = Store()
-    job, notices = create_job(store, JobRequest(training_file=args.training_file, model=args.model,
-                                                validation_file=args.validation_file, hyperparameters=hp,
-                                                classification=opts, suffix=args.suffix))
-    for notice in notices:
+        classification_betas=args.classification_betas, suffix=args.suffix))
+    job = submission.job
+    for notice in submission.notices:
         print(notice)
-    for role, ref, file_id in (("training", args.training_file, job.training_file),
-                               ("validation", args.validation_file, job.validation_file)):
-        if ref and file_id and ref != file_id:
-            print(f"Uploaded file from {ref}: {file_id}")
+    for ref, file_id in submission.uploads:
+        print(f"Uploaded file from {ref}: {file_id}")
     print(f"Created fine-tune: {job.legacy_id}")
-    ensure_worker(store)
     if args.no_follow:
         print(f"Follow it with: tunelab api fine_tunes.follow -i {job.legacy_id}")
         return 0
     print("Streaming events until fine-tuning is complete...")
     print("(Ctrl-C will interrupt the stream, but not cancel the fine-tune)")
-    return _follow(store, job.id)
+    return follow_job(store, job.id)
 
 
 def cmd_follow(args) -> int:
     store = Store()
-    job = store.get_job(args.id)
-    if not job.is_terminal:
-        from tunelab.training.worker import ensure_worker
-
-        ensure_worker(store)  # re-attaching after a reboot also restarts the work
-    return _follow(store, job.id)
+    return follow_job(store, submit.resume(store, args.id).id)
 
 
-def _follow(store: Store, job_id: str, *, verbose: bool = True, desc: str = "Training") -> int:
-    from tqdm import tqdm
-
-    seq = 0
-    bar = None
+def follow_job(store: Store, job_id: str) -> int:
+    """Stream the job's events to its end and say how to use the model; 0 once it succeeded."""
     try:
-        while True:
-            for event in store.list_events(job_id, after_seq=seq):
-                seq = event.seq
-                data = event.data or {}
-                if "total_steps" in data and "step" in data:
-                    if bar is None or bar.total != data["total_steps"]:
-                        if bar is not None:
-                            bar.close()
-                        bar = tqdm(total=data["total_steps"], unit="step", desc=desc, file=sys.stderr,
-                                   dynamic_ncols=True)
-                    bar.update(data["step"] - bar.n)
-                    postfix = {"loss": f"{data['loss']:.4f}"} if "loss" in data else {}
-                    if data.get("classification/accuracy") is not None:
-                        postfix["val_acc"] = f"{data['classification/accuracy']:.3f}"
-                    bar.set_postfix(postfix, refresh=False)
-                    if not data.get("validation_loss") and data["step"] != data["total_steps"]:
-                        continue
-                if not verbose and event.level == "info":
-                    continue
-                line = f"[{datetime.fromtimestamp(event.created_at):%Y-%m-%d %H:%M:%S}] {event.message}"
-                (bar.write if bar is not None else print)(line)
-            job = store.get_job(job_id)
-            if job.status in TERMINAL:
-                if bar is not None:
-                    bar.close()
-                break
-            time.sleep(0.5)
+        job = watch(store, job_id)
     except KeyboardInterrupt:
-        if bar is not None:
-            bar.close()
         print(f"\nStream interrupted (the job goes on). To resume the stream, run:\n\n"
               f"  tunelab api fine_tunes.follow -i {store.get_job(job_id).legacy_id}\n")
         return 130
-    if not verbose:
-        return 0 if job.status == "succeeded" else 1
     print()
-    if job.status == "succeeded":
-        print(f"Job complete! Status: succeeded 🎉")
+    if job.status == SUCCEEDED:
+        print("Job complete! Status: succeeded 🎉")
         print("Try out your fine-tuned model:\n")
         print(f"tunelab complete -m {job.fine_tuned_model} --prompt <YOUR_PROMPT> --max_tokens 1 --logprobs 5")
         return 0
     reason = (job.error or {}).get("message", "")
     print(f"Job {job.status}." + (f" Reason: {reason}" if reason else ""))
-    return 1 if job.status == "failed" else 0
-
-
-def legacy_job_view(store: Store, job, *, with_events: bool = True) -> dict:
-    # The same object the server's /v1/fine-tunes returns, so CLI and HTTP users see one shape.
-    from tunelab.server.fine_tunes.service import to_object
-
-    return to_object(store, job, with_events=with_events).model_dump(mode="json", exclude_none=True)
-
-
-def file_view(record) -> dict:
-    from tunelab.server.files.service import to_object
-
-    return to_object(record).model_dump(mode="json")
+    return 1 if job.status == FAILED else 0
 
 
 def cmd_get(args) -> int:
     store = Store()
-    print_json(legacy_job_view(store, store.get_job(args.id)))
+    print_json(drop_none(views.legacy_job_view(store, store.get_job(args.id), with_events=True)))
     return 0
 
 
@@ -216,23 +157,20 @@ def cmd_list(args) -> int:
         print(jobs[0].legacy_id)
         return 0
     print_json({"object": "list",
-                "data": [legacy_job_view(store, j, with_events=False) for j in store.list_jobs()[::-1]]})
+                "data": [drop_none(views.legacy_job_view(store, j)) for j in store.list_jobs()[::-1]]})
     return 0
 
 
 def cmd_events(args) -> int:
     store = Store()
     job = store.get_job(args.id)
-    print_json({"object": "list", "data": [
-        {"object": "fine-tune-event", "level": e.level, "message": e.message, "created_at": e.created_at}
-        for e in store.list_events(job.id)]})
+    print_json({"object": "list", "data": [views.legacy_event_view(e) for e in store.list_events(job.id)]})
     return 0
 
 
 def cmd_cancel(args) -> int:
     store = Store()
-    job = store.request_cancel(args.id)
-    print_json(legacy_job_view(store, job, with_events=False))
+    print_json(drop_none(views.legacy_job_view(store, store.request_cancel(args.id))))
     return 0
 
 
@@ -246,12 +184,8 @@ def cmd_delete(args) -> int:
 def cmd_results(args) -> int:
     store = Store()
     job = store.get_job(args.id)
-    path = store.get_file(job.result_file).path if job.result_file else store.job_dir(job.id) / "results.csv"
-    from pathlib import Path
-
-    if not Path(path).exists():
-        raise InvalidInputError(f"Job {job.legacy_id} has no results yet (status: {job.status}).")
-    sys.stdout.write(Path(path).read_text())
+    path = results_path(store, job)
+    sys.stdout.write(path.read_text())
     if args.plot is not None:
         from tunelab.evaluation.plots import plot_training_curves
 
@@ -261,21 +195,12 @@ def cmd_results(args) -> int:
 
 
 def cmd_file_create(args) -> int:
-    from pathlib import Path
-
-    from tunelab.data.readers import read_prompt_completion
-
-    path = Path(args.file)
-    if not path.exists():
-        raise InvalidInputError(f"File {path} does not exist.")
-    rows = read_prompt_completion(path) if args.purpose == "fine-tune" else None
-    record = Store().add_file(path, purpose=args.purpose, n_rows=len(rows) if rows is not None else None)
-    print_json(file_view(record))
+    print_json(views.file_view(upload_file(Store(), args.file, args.purpose)))
     return 0
 
 
 def cmd_file_list(args) -> int:
-    print_json({"object": "list", "data": [file_view(f) for f in Store().list_files()]})
+    print_json({"object": "list", "data": [views.file_view(f) for f in Store().list_files()]})
     return 0
 
 

@@ -14,6 +14,7 @@ import math
 import sys
 
 from tunelab.cli.common import add_command, print_json
+from tunelab.data.labels import display_label, is_star_rating, normalize_label
 from tunelab.errors import InvalidInputError
 
 PROMPT_HEAD = 200
@@ -86,22 +87,6 @@ def read_prompt(args: argparse.Namespace) -> str:
     return text
 
 
-def visible(token: str) -> str:
-    """Leading/trailing spaces as ␣ and line breaks as \\n, so " 4" and "4" look different."""
-    from tunelab.evaluation.plots import display_label
-
-    return display_label(token)
-
-
-def is_star_labels(labels) -> bool:
-    """1-5 star ratings (the book's "Predicted Star")."""
-    try:
-        values = {int(str(l).strip()) for l in labels}
-    except ValueError:
-        return False
-    return bool(values) and values <= {1, 2, 3, 4, 5}
-
-
 def complete_prompt(predictor, prompt: str, *, max_tokens: int = 1, logprobs: int = 5, temperature: float = 0.0,
                     all_labels: bool = False, seed: int | None = None) -> dict:
     """The prediction and its (label or first-token) probabilities, most probable first."""
@@ -114,7 +99,7 @@ def complete_prompt(predictor, prompt: str, *, max_tokens: int = 1, logprobs: in
     top = choice.top_logprobs[0] if choice.top_logprobs and choice.top_logprobs[0] else {}
     probs = sorted(((token, math.exp(lp)) for token, lp in top.items()), key=lambda kv: -kv[1])
     return {
-        "model": predictor.model_id, "prompt": prompt, "text": choice.text, "prediction": choice.text.strip(),
+        "model": predictor.model_id, "prompt": prompt, "text": choice.text, "prediction": normalize_label(choice.text),
         "classification": predictor.is_classification, "labels": predictor.labels,
         "probabilities": probs, "finish_reason": choice.finish_reason,
     }
@@ -124,13 +109,13 @@ def format_completion(result: dict) -> str:
     head = result["prompt"][:PROMPT_HEAD].rstrip()
     lines = ["Prompt:", f"{head} ...", ""]
     if result["classification"]:
-        title = "Predicted Star" if is_star_labels(result["labels"]) else "Predicted label"
+        title = "Predicted Star" if is_star_rating(result["labels"]) else "Predicted label"
         lines.append(f"{title}: {result['prediction']}")
     else:
         lines.append(f"Completion: {result['text']!r}")
     if result["probabilities"]:
         lines.append("Probabilities:" if result["classification"] else "Probabilities (first token):")
-        lines += [f"{visible(token)}: {p:.4f}" for token, p in result["probabilities"]]
+        lines += [f"{display_label(token)}: {p:.4f}" for token, p in result["probabilities"]]
     return "\n".join(lines)
 
 

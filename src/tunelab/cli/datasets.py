@@ -89,6 +89,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from tunelab.data.builder import build_dataset
+    from tunelab.data.labels import with_leading_space
     from tunelab.data.prepare import next_command
 
     result = build_dataset(
@@ -110,6 +111,6 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"  {label:<{width}} {counts[0]:>7} {counts[1]:>7} {counts[2]:>7}")
     for note in result.notes:
         print(f"Note: {note}")
-    completions = [" " + label for label in result.labels]
+    completions = [with_leading_space(label) for label in result.labels]
     print(f"\nNext:\n> {next_command(result.paths['train'], result.paths['valid'], completions, args.model)}")
     return 0

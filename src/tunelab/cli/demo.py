@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tunelab.cli.common import add_command
-from tunelab.errors import TunelabError
+from tunelab.errors import JobFailedError
 
 QUICK = {"train_size": 1200, "val_size": 200, "test_size": 1000}
 
@@ -38,15 +38,15 @@ def register(sub) -> None:
 
 
 def cmd_demo(args) -> int:
-    from tunelab.cli.api import _follow
-    from tunelab.cli.complete import complete_prompt, format_completion
     from tunelab.data.builder import build_dataset
     from tunelab.evaluation.compare import compare_models
+    from tunelab.inference.completion import complete_prompt, format_completion
     from tunelab.inference.predictor import load_predictor
+    from tunelab.jobs.progress import watch
+    from tunelab.jobs.submit import job_request, submit
     from tunelab.store import Store
-    from tunelab.training.config import ClassificationOptions
-    from tunelab.training.planning import JobRequest, create_job
-    from tunelab.training.worker import ensure_worker
+    from tunelab.store.records import SUCCEEDED
+    from tunelab.training.plan import JobStats
 
     started = time.monotonic()
     out = Path(args.out or f"tunelab-report/demo-{datetime.now():%Y%m%d-%H%M%S}").resolve()
@@ -66,18 +66,16 @@ def cmd_demo(args) -> int:
         _title(title)
         print(f"   tunelab api fine_tunes.create -t {data.paths['train']} -v {data.paths['valid']} "
               f"--compute_classification_metrics --classification_n_classes {n_classes} -m {model} --n_epochs {epochs}")
-        job, notices = create_job(store, JobRequest(
-            training_file=str(data.paths["train"]), validation_file=str(data.paths["valid"]), model=model,
-            hyperparameters={"n_epochs": epochs, "seed": args.seed},
-            classification=ClassificationOptions(True, n_classes)))
-        for notice in notices:
+        submission = submit(store, job_request(
+            data.paths["train"], model, data.paths["valid"], hyperparameters={"n_epochs": epochs, "seed": args.seed},
+            compute_classification_metrics=True, classification_n_classes=n_classes))
+        for notice in submission.notices:
             print(f"   {notice}")
-        ensure_worker(store)
-        if _follow(store, job.id, verbose=False, desc=f"   {job.legacy_id}") != 0:
-            job = store.get_job(job.id)
-            raise TunelabError(f"Job {job.legacy_id} {job.status}: {(job.error or {}).get('message', '')}")
-        job = store.get_job(job.id)
-        acc = (job.options.get("final_metrics") or {}).get("classification/accuracy")
+        job = watch(store, submission.job.id, verbose=False, desc=f"   {submission.job.legacy_id}")
+        if job.status != SUCCEEDED:
+            raise JobFailedError(f"Job {job.legacy_id} {job.status}: {(job.error or {}).get('message', '')}",
+                                 job_id=job.id, status=job.status)
+        acc = JobStats.from_job(job).final_metrics.get("classification/accuracy")
         print(f"   → {job.fine_tuned_model}  ({job.train_seconds:.0f} s"
               + (f", validation accuracy {acc:.3f})" if acc is not None else ")"))
         return job.fine_tuned_model

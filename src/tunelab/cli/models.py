@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tunelab.cli.common import add_command, print_json
 from tunelab.errors import NotFoundError
+from tunelab.jobs.views import model_view
 from tunelab.models.registry import list_base_models
 from tunelab.store import Store
 
@@ -42,9 +43,8 @@ def cmd_list(args) -> int:
 
 
 def _view(m) -> dict:
-    return {"id": m.id, "object": "model", "created": m.created_at, "owned_by": m.owned_by,
-            "base_model": m.base_model, "parent": m.parent_id, "job": m.job_id, "method": m.method,
-            "labels": m.labels, "cumulative_epochs": m.cumulative_epochs}
+    # /v1/models' object; "job" is the name this command used before it printed that object.
+    return {**model_view(m), "job": m.job_id}
 
 
 def cmd_get(args) -> int:

@@ -40,8 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from tunelab.errors import InvalidInputError
-    from tunelab.server.app import create_app
-    from tunelab.server.auth import is_loopback
+    from tunelab.server import create_app, is_loopback
 
     keys = list(args.api_keys)
     if os.environ.get("TUNELAB_API_KEY"):

@@ -10,7 +10,6 @@ each file (seeded random, or sorted by label to reproduce the "unshuffled" exper
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.data.bundled import BUNDLED, PARTS, BundledDataset, get_bundled, get_preset
+from tunelab.data.labels import COMPLETION_PREFIX, format_label, is_ordinal, sort_labels, with_leading_space
 from tunelab.data.readers import Table, read_table
 from tunelab.errors import DataFileError, InvalidInputError, TunelabError
 from tunelab.fsutil import write_json, write_jsonl
@@ -26,8 +26,6 @@ DEFAULT_SEPARATOR = "\n\n###\n\n"
 DEFAULT_HOLDOUT_FRACTION = 0.1  # validation and test each, when no size is given
 FILES = {"train": "train.jsonl", "valid": "valid.jsonl", "test": "test.jsonl"}
 DROP_REASONS = ("empty_text", "missing_label", "duplicate_prompt")
-_INTEGER = re.compile(r"[+-]?\d+(\.0*)?")
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)")
 
 
 @dataclass(frozen=True)
@@ -51,34 +49,12 @@ class _Row:
     where: str  # "file:line"
 
 
-def format_label(value: Any) -> str | None:
-    """Label text for the completion; None when missing. Integral numbers lose their ".0"
-    (5, 5.0 and "5.0" all become "5") so a numeric column read as float still gives " 5"."""
-    if value is None or isinstance(value, bool):
-        return None if value is None else str(value)
-    if isinstance(value, float):
-        if value != value:  # NaN
-            return None
-        return str(int(value)) if value.is_integer() else repr(value)
-    text = str(value).strip()
-    if not text:
-        return None
-    return str(int(text.split(".")[0])) if _INTEGER.fullmatch(text) else text
-
-
 def make_prompt(row: dict[str, Any], text_columns: Sequence[str], separator: str = DEFAULT_SEPARATOR) -> str:
     """The text fields joined with newlines plus the separator; "" when every field is empty.
     Fields are stripped: stray whitespace before the separator would change its tokens."""
     parts = [str(row.get(c)).strip() for c in text_columns if row.get(c) is not None]
     text = "\n".join(p for p in parts if p)
     return text + separator if text else ""
-
-
-def sort_labels(labels: Sequence[str]) -> list[str]:
-    """Numerically when every label is a number, else alphabetically."""
-    if labels and all(_NUMBER.fullmatch(label) for label in labels):
-        return sorted(labels, key=float)
-    return sorted(labels)
 
 
 def resolve_columns(source: str | Path, *, preset: str | None = None, text_columns: Sequence[str] | None = None,
@@ -253,7 +229,7 @@ def build_dataset(source: str | Path, *, out_dir: str | Path, text_columns: Sequ
     for name, split_rows in splits.items():
         for row in split_rows:
             label_counts[name][row.label] += 1
-    ordinal = all(_INTEGER.fullmatch(label) for label in labels)
+    ordinal = is_ordinal(labels)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"--out {out} is a file, not a directory.")
@@ -265,7 +241,7 @@ def build_dataset(source: str | Path, *, out_dir: str | Path, text_columns: Sequ
         "text_columns": list(text_columns),
         "label_column": label_column,
         "separator": separator,
-        "completion_prefix": " ",
+        "completion_prefix": COMPLETION_PREFIX,
         "source": str(source),
         "preset": preset,
         "seed": seed,
@@ -279,7 +255,8 @@ def build_dataset(source: str | Path, *, out_dir: str | Path, text_columns: Sequ
     paths["labels"] = out / "labels.json"
     try:
         for name, split_rows in splits.items():
-            write_jsonl(paths[name], ({"prompt": r.prompt, "completion": " " + r.label} for r in split_rows))
+            write_jsonl(paths[name], ({"prompt": r.prompt, "completion": with_leading_space(r.label)}
+                                      for r in split_rows))
         # labels.json last: its presence means the three data files are complete.
         write_json(paths["labels"], meta)
     except OSError as exc:

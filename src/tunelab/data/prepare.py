@@ -11,7 +11,8 @@ Choices (the legacy tool's, where it had one):
 - Lowercasing is proposed for a column when more than a third of its letters are upper case.
 - Classification: fewer distinct completions than a third of the rows (readers.detect_classification).
 - Binary classification: the positive class is a completion that reads as positive (yes, true, 1,
-  positive, ...); otherwise the first of the two in sorted order, as the legacy tool did.
+  positive, ...); otherwise the first of the two in sorted order, as the legacy tool did
+  (tunelab.data.labels.positive_class).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunelab.data.labels import has_leading_space, positive_class, with_leading_space
 from tunelab.data.readers import detect_classification, raise_problems, read_table, validate_messages
 from tunelab.errors import DataFileError, TunelabError
 from tunelab.fsutil import atomic_open
@@ -40,7 +42,6 @@ UPPER_CASE_SHARE = 1 / 3
 MIN_EXAMPLES = 100
 MAX_VALID = 1000
 VALID_FRACTION = 0.2
-POSITIVE_WORDS = ("1", "yes", "y", "true", "positive", "pos")
 MAX_ROWS_SHOWN = 50
 
 PROMPT_COMPLETION = "prompt-completion"
@@ -354,14 +355,14 @@ def _check_separator(df: pd.DataFrame) -> Check:
 
 
 def _check_leading_space(df: pd.DataFrame) -> Check:
-    rows = _where(df, [not c[:1].isspace() for c in df["completion"]])
+    rows = _where(df, [not has_leading_space(c) for c in df["completion"]])
     if not rows:
         return [], None
     return (
         [Finding(f"The completion should start with a whitespace character (` `); {len(rows)} do not. This tends "
                  f"to produce better results due to the tokenization. These are rows: {rows_text(rows)}", rows)],
         Action("add_leading_space", "Add a whitespace character to the beginning of the completion",
-               _map_column("completion", lambda c: c if c[:1].isspace() else " " + c), rows),
+               _map_column("completion", with_leading_space), rows),
     )
 
 
@@ -471,16 +472,6 @@ def classes(data: pd.DataFrame) -> list[str] | None:
     if "completion" not in data or not detect_classification(list(data["completion"])):
         return None
     return sorted(set(data["completion"]))
-
-
-def positive_class(labels: Sequence[str]) -> str | None:
-    """For two classes: the one that reads as positive, else the first in sorted order."""
-    if len(labels) != 2:
-        return None
-    for label in labels:
-        if label.strip().lower() in POSITIVE_WORDS:
-            return label
-    return sorted(labels)[0]
 
 
 def plan_split(data: pd.DataFrame, seed: int = 42) -> SplitPlan | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunelab.data.labels import normalize_label
 from tunelab.errors import DataFileError
 
 FORMATS = ("csv", "tsv", "xlsx", "json", "jsonl")
@@ -268,7 +269,7 @@ def detect_classification(completions: Sequence[str]) -> bool:
     the rows (the legacy OpenAI rule). Surrounding whitespace does not make a new class."""
     if not completions:
         return False
-    return len({str(c).strip() for c in completions}) < len(completions) / 3
+    return len({normalize_label(c) for c in completions}) < len(completions) / 3
 
 
 def validate_messages(messages: Any) -> list[str]:

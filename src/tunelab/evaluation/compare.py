@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tunelab.errors import InvalidInputError, NotFoundError
 from tunelab.evaluation.baselines import BASELINES, TITLES
-from tunelab.evaluation.report import _fmt, evaluate_model, load_examples, map_labels
+from tunelab.evaluation.report import evaluate_model, format_cell, load_examples, map_labels
 from tunelab.fsutil import atomic_open, write_json
 from tunelab.store import ids
 
@@ -168,7 +168,7 @@ def to_markdown(result: dict) -> str:
     lines = ["| metric | " + " | ".join(c.replace("|", "\\|") for c in columns) + " |",
              "|---|" + "---:|" * len(columns)]
     for row in result["rows"]:
-        cells = [_fmt(row["values"].get(c), row["format"]) for c in columns]
+        cells = [format_cell(row["values"].get(c), row["format"]) for c in columns]
         lines.append(f"| {row['metric']} | " + " | ".join(cells) + " |")
     notes = [f"Test file: {result['test_file']} ({result['n']} rows)."]
     if result.get("threshold") is not None:

@@ -3,7 +3,8 @@
 Definitions (chapter 4.6.1, Table 4.1):
 
 - accuracy: exact match, with a seeded bootstrap 95 % interval (1000 resamples, percentile method);
-- ordinal labels (every label parses as an integer, e.g. 1-5 stars) also get
+- ordinal labels (every label is an integer, e.g. 1-5 stars; the rules are in tunelab.data.labels)
+  also get
   - good-vs-bad accuracy: prediction and truth on the same side of `threshold`
     (both <= threshold, or both > threshold; 3 for 1-5 stars),
   - one-off accuracy: |pred - true| <= 1,
@@ -26,36 +27,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tunelab.data.labels import default_threshold, good_vs_bad, ordinal_values
+
 ECE_BINS = 15
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
-
-
-def ordinal_values(labels: Sequence[str]) -> list[int] | None:
-    """The labels as integers when every one of them parses as an integer (ignoring surrounding
-    whitespace, so " 4" is 4); otherwise None."""
-    if not labels:
-        return None
-    values = []
-    for label in labels:
-        text = str(label).strip()
-        try:
-            values.append(int(text))
-        except ValueError:
-            return None
-    return values
-
-
-def is_ordinal(labels: Sequence[str]) -> bool:
-    return ordinal_values(labels) is not None
-
-
-def default_threshold(labels: Sequence[str]) -> int | None:
-    """The good-vs-bad cut for ordinal labels: 3 for 1-5 stars (floor of the middle of the range)."""
-    values = ordinal_values(labels)
-    if values is None:
-        return None
-    return (min(values) + max(values)) // 2
 
 
 def bootstrap_ci(correct: Sequence[bool] | np.ndarray, *, n_resamples: int = BOOTSTRAP_RESAMPLES,
@@ -147,9 +123,11 @@ def classification_report(gold: Sequence[str], pred: Sequence[str], probs=None,
         gi = np.array([as_int[x] for x in gold])
         pi = np.array([as_int[x] for x in pred])
         diff = np.abs(gi - pi)
+        good = good_vs_bad(labels, threshold)
+        same_side = np.array([good[t] == good[q] for t, q in zip(gold, pred)])
         report.update(
             threshold=threshold,
-            good_vs_bad_accuracy=float(((gi <= threshold) == (pi <= threshold)).mean()),
+            good_vs_bad_accuracy=float(same_side.mean()),
             one_off_accuracy=float((diff <= 1).mean()),
             mae=float(diff.mean()),
             qwk=_qwk(gi, pi, sorted(set(values))),

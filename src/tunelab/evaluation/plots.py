@@ -9,6 +9,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from tunelab.data.labels import display_label
 from tunelab.errors import DataFileError, NotFoundError
 from tunelab.fsutil import atomic_open
 
@@ -28,16 +29,6 @@ def _save(fig, out_png: str | Path) -> Path:
     with atomic_open(out_png, "wb") as fh:
         fig.savefig(fh, format="png")
     return out_png
-
-
-def display_label(label: str) -> str:
-    """A label as shown in tables and plots: leading/trailing spaces made visible as ␣."""
-    text = str(label)
-    core = text.strip(" ")
-    lead = len(text) - len(text.lstrip(" "))
-    trail = len(text) - len(text.rstrip(" ")) if core else 0
-    core = core.replace("\n", "\\n").replace("\t", "\\t")
-    return "␣" * lead + core + "␣" * trail
 
 
 def plot_confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], out_png: str | Path,

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tunelab.data.labels import label_sort_key, preview
-from tunelab.data.readers import Example, read_prompt_completion
+from tunelab.data.files import load_data_file
+from tunelab.data.labels import display_label, find_label, label_sort_key, preview
+from tunelab.data.readers import Example
 from tunelab.errors import InvalidInputError, NotFoundError
 from tunelab.evaluation import metrics as M
-from tunelab.evaluation.plots import display_label
 from tunelab.fsutil import write_json, write_jsonl
 from tunelab.store import ids
 
@@ -37,48 +37,26 @@ def default_out_dir(model_id: str, base: str | Path | None = None) -> Path:
     return Path(base or Path.cwd()) / "tunelab-report" / ids.model_dir_name(model_id)
 
 
-def resolve_data_path(ref: str | Path, store, role: str = "test") -> Path:
-    """A path, or a file id from the store (`file-…`)."""
-    text = str(ref)
-    if ids.is_valid_id(text, "file"):
-        return Path(store.get_file(text).path)
-    path = Path(text).expanduser()
-    if not path.exists():
-        raise NotFoundError(f"The {role} file {text} does not exist.",
-                            hint="Give a path to a JSONL file with prompt/completion rows, or a file id (file-…).")
-    return path
-
-
 def load_examples(ref: str | Path, store, role: str = "test") -> tuple[Path, list[Example]]:
-    path = resolve_data_path(ref, store, role)
-    return path, read_prompt_completion(path)  # DataFileError (an InvalidInputError) on empty/bad files
+    """A path or a file id (`file-…`), read but never uploaded; DataFileError on empty/bad files."""
+    data = load_data_file(store, ref, role)
+    return data.path, data.rows
 
 
 def map_labels(raw: Sequence[str], labels: Sequence[str], *, model_id: str, source: str) -> list[str]:
-    """Map file completions onto the model's labels: exactly, or ignoring surrounding whitespace
-    when that is unambiguous ("4" -> " 4"). Completions that match no label are an error naming
-    them and the model's labels."""
+    """Map file completions onto the model's labels (`find_label`: "4" -> " 4"). Completions that
+    match no label are an error naming them and the model's labels."""
     labels = list(labels)
-    exact = set(labels)
-    stripped: dict[str, list[str]] = {}
-    for label in labels:
-        stripped.setdefault(label.strip(), []).append(label)
-    out, unseen = [], []
-    for value in raw:
-        if value in exact:
-            out.append(value)
-        elif len(stripped.get(value.strip(), [])) == 1:
-            out.append(stripped[value.strip()][0])
-        else:
-            unseen.append(value)
-            out.append(value)
+    # Files repeat a few distinct completions many times: match each distinct one once.
+    found = {value: find_label(value, labels) for value in set(raw)}
+    unseen = [value for value in raw if found[value] is None]
     if unseen:
         distinct = sorted(set(unseen), key=label_sort_key)
         raise InvalidInputError(
             f"{source} has {len(unseen)} row(s) whose completion is a label the model {model_id} never saw: "
             f"{preview(distinct)}.",
             hint=f"The model's labels are: {preview(labels, 40)}. Evaluate with a test file made for this model.")
-    return out
+    return [found[value] for value in raw]
 
 
 def evaluate_model(model_id: str, test_path: str | Path, *, train_path: str | Path | None = None,
@@ -129,7 +107,7 @@ def evaluate_model(model_id: str, test_path: str | Path, *, train_path: str | Pa
                                        threshold=threshold)
     report.update(
         test_file=str(test_file), train_file=str(train_file) if train_file else None,
-        method=predictor.method, base_model=(record.base_model if record else predictor.meta.get("base_model")),
+        method=predictor.method, base_model=(record.base_model if record else predictor.base_model),
         labels_from=labels_from, scoring_seconds=seconds,
         rows_per_second=(len(test) / seconds) if seconds > 0 else None, batch_size=batch_size,
     )
@@ -207,7 +185,7 @@ def write_report(report: dict, predictions: list[dict] | None, out_dir: str | Pa
 
 # -- terminal output -----------------------------------------------------------------------------
 
-def _fmt(value, kind: str = "f3") -> str:
+def format_cell(value, kind: str = "f3") -> str:
     """One cell of a report or comparison table: f1/f2/f3 decimals, int, duration or usd; — when missing."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
@@ -272,23 +250,22 @@ def format_report(report: dict) -> str:
     header = ["metric", "model"] + [TITLES[b] for b in names]
     rows = []
     for title, key, fmt in headline_rows(report):
-        rows.append([title, _fmt(report.get(key), fmt)] + [_fmt(baselines[b].get(key), fmt) for b in names])
+        rows.append([title, format_cell(report.get(key), fmt)]
+                    + [format_cell(baselines[b].get(key), fmt) for b in names])
         if key == "accuracy":
-            lo, hi = report["accuracy_ci95"]
-            rows.append(["  95% CI (bootstrap)", f"[{_fmt(lo)}, {_fmt(hi)}]"]
-                        + [f"[{_fmt(baselines[b]['accuracy_ci95'][0])}, {_fmt(baselines[b]['accuracy_ci95'][1])}]"
-                           for b in names])
+            cis = [report["accuracy_ci95"]] + [baselines[b]["accuracy_ci95"] for b in names]
+            rows.append(["  95% CI (bootstrap)"] + [f"[{format_cell(lo)}, {format_cell(hi)}]" for lo, hi in cis])
     blank = [""] * len(names)
-    rows.append(["mean log-prob of gold", _fmt(report.get("mean_logprob"))] + blank)
-    rows.append(["perplexity per gold token", _fmt(report.get("perplexity"))] + blank)
-    rows.append(["throughput (rows/s)", _fmt(report.get("rows_per_second"), "f1")] + blank)
+    rows.append(["mean log-prob of gold", format_cell(report.get("mean_logprob"))] + blank)
+    rows.append(["perplexity per gold token", format_cell(report.get("perplexity"))] + blank)
+    rows.append(["throughput (rows/s)", format_cell(report.get("rows_per_second"), "f1")] + blank)
     out.append(format_table(header, rows))
 
     out += ["", "Per class:"]
     per = report["per_class"]
     out.append(format_table(["label", "precision", "recall", "F1", "support"],
-                            [[display_label(l), _fmt(per[l]["precision"]), _fmt(per[l]["recall"]),
-                              _fmt(per[l]["f1"]), str(per[l]["support"])] for l in labels]))
+                            [[display_label(l), format_cell(per[l]["precision"]), format_cell(per[l]["recall"]),
+                              format_cell(per[l]["f1"]), str(per[l]["support"])] for l in labels]))
     if len(labels) <= 12:
         out += ["", "Confusion matrix (rows: true, columns: predicted):"]
         names_ = [display_label(l) for l in labels]

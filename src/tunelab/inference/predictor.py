@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from tunelab.errors import InvalidInputError
+from tunelab.models.meta import Method, ModelMeta
 from tunelab.inference.scoring import score_labels
 from tunelab.runtime import autocast, device
 
@@ -41,10 +42,11 @@ class Predictor:
     model_id: str
     model: object
     tokenizer: object
-    method: str  # "classifier" or "lm"
+    method: Method
     labels: list[str] | None
     max_length: int = 256
-    meta: dict = field(default_factory=dict)
+    meta: ModelMeta | None = None  # None for a base model served as is
+    base_model: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -60,7 +62,7 @@ class Predictor:
         labels = labels or self.labels
         if not labels:
             raise InvalidInputError(f"{self.model_id} is not a classification model; give the labels to score.")
-        if self.method == "classifier" and labels != self.labels:
+        if self.method == Method.CLASSIFIER and labels != self.labels:
             raise InvalidInputError(f"{self.model_id} can only score its own labels {self.labels}.")
         with self.lock:
             return score_labels(self.model, self.tokenizer, self.method, prompts, labels, batch_size=batch_size,
@@ -72,7 +74,7 @@ class Predictor:
         """For each prompt, `n` completions."""
         if self.is_classification:
             return self._complete_labels(prompts, temperature=temperature, n=n, logprobs=logprobs, echo=echo, seed=seed)
-        if self.method == "classifier":
+        if self.method == Method.CLASSIFIER:
             raise InvalidInputError(f"{self.model_id} is a classifier without labels.")
         return self._generate(prompts, max_tokens=max_tokens, temperature=temperature, top_p=top_p, n=n,
                               stop=stop or [], logprobs=logprobs, echo=echo, seed=seed)
@@ -183,8 +185,8 @@ def load_predictor(model_id: str, store=None) -> Predictor:
     if record is not None:
         model, tokenizer, meta = load_fine_tuned(record.path)
         model.to(dev)
-        return Predictor(model_id, model, tokenizer, meta["method"], meta.get("labels"),
-                         max_length=meta.get("max_length", 256), meta=meta)
+        return Predictor(model_id, model, tokenizer, meta.method, meta.labels, max_length=meta.max_length,
+                         meta=meta, base_model=meta.base_model)
     try:
         resolved = resolve_model(model_id, store, classification=False)
     except InvalidInputError:
@@ -194,8 +196,8 @@ def load_predictor(model_id: str, store=None) -> Predictor:
         raise InvalidInputError(f"{model_id} is an encoder base model; it has no completions until fine-tuned.")
     from transformers import AutoModelForCausalLM
 
-    from tunelab.models.loading import _quiet_transformers
+    from tunelab.models.loading import quiet_transformers
 
-    _quiet_transformers()
+    quiet_transformers()
     model = AutoModelForCausalLM.from_pretrained(str(resolved.path), dtype=torch.float32).to(dev).eval()
-    return Predictor(model_id, model, load_tokenizer(resolved.path), "lm", None, meta={"base_model": resolved.base_model})
+    return Predictor(model_id, model, load_tokenizer(resolved.path), Method.LM, None, base_model=resolved.base_model)

@@ -13,9 +13,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from tunelab.models.encoding import Encoded, collate, encode_classifier, encode_lm, model_inputs
 from tunelab.runtime import autocast
-from tunelab.training.examples import Encoded, collate, encode_classifier, encode_lm
-from tunelab.training.losses import model_inputs
 
 
 @torch.inference_mode()

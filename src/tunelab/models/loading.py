@@ -13,12 +13,15 @@ from pathlib import Path
 import torch
 
 from tunelab.errors import InvalidInputError
-from tunelab.models.registry import CAUSAL, ResolvedModel, resolve_model
+from tunelab.models.meta import CAUSAL, Method, ModelMeta
+from tunelab.models.registry import ResolvedModel, resolve_model
 
 META_FILE = "tunelab.json"
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
+    """Silence transformers/peft warnings that are expected here (a fresh head's untrained weights,
+    download bars) so they do not bury tunelab's own output."""
     import transformers
 
     transformers.logging.set_verbosity_error()
@@ -38,23 +41,23 @@ def load_tokenizer(path):
 def build_model(resolved: ResolvedModel, method: str, labels: list[str] | None, *, lora: bool, lora_r: int,
                 seed: int):
     """A model ready to train: a fresh head on a base model, or a fine-tuned model to continue."""
-    _quiet_transformers()
+    quiet_transformers()
     torch.manual_seed(seed)
     if resolved.parent is not None:
         model, tokenizer, meta = load_fine_tuned(resolved.parent.path, trainable=True)
-        if meta["method"] != method:
+        if meta.method != method:
             raise InvalidInputError(
-                f"{resolved.requested} was trained with the {meta['method']} method; it can only be continued "
+                f"{resolved.requested} was trained with the {meta.method} method; it can only be continued "
                 f"with the same method (got {method}).")
-        if method == "classifier" and list(meta["labels"]) != list(labels or []):
+        if method == Method.CLASSIFIER and list(meta.labels or []) != list(labels or []):
             raise InvalidInputError(
-                f"{resolved.requested} classifies into {meta['labels']}, but the training data has labels {labels}.",
+                f"{resolved.requested} classifies into {meta.labels}, but the training data has labels {labels}.",
                 hint="Continue a classifier only on data with the same label set.")
         return model, tokenizer
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     tokenizer = load_tokenizer(resolved.path)
-    if method == "classifier":
+    if method == Method.CLASSIFIER:
         model = AutoModelForSequenceClassification.from_pretrained(
             str(resolved.path), num_labels=len(labels), id2label=dict(enumerate(labels)),
             label2id={l: i for i, l in enumerate(labels)}, dtype=torch.float32)
@@ -66,47 +69,48 @@ def build_model(resolved: ResolvedModel, method: str, labels: list[str] | None, 
     if lora:
         from peft import LoraConfig, TaskType, get_peft_model
 
-        task = TaskType.SEQ_CLS if method == "classifier" else TaskType.CAUSAL_LM
+        task = TaskType.SEQ_CLS if method == Method.CLASSIFIER else TaskType.CAUSAL_LM
         model = get_peft_model(model, LoraConfig(task_type=task, r=lora_r, lora_alpha=2 * lora_r,
                                                  lora_dropout=0.05, target_modules="all-linear"))
     return model, tokenizer
 
 
-def save_fine_tuned(model, tokenizer, folder: Path, meta: dict) -> None:
+def save_fine_tuned(model, tokenizer, folder: Path, meta: ModelMeta) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
-    (folder / META_FILE).write_text(json.dumps(meta, indent=2))
+    (folder / META_FILE).write_text(json.dumps(meta.to_dict(), indent=2))
 
 
-def read_meta(folder) -> dict:
+def read_meta(folder) -> ModelMeta:
     path = Path(folder) / META_FILE
     if not path.exists():
         raise InvalidInputError(f"{folder} is not a tunelab model folder (no {META_FILE}).")
-    return json.loads(path.read_text())
+    return ModelMeta.from_dict(json.loads(path.read_text()))
 
 
 def load_fine_tuned(folder, *, trainable: bool = False):
     """(model, tokenizer, meta) from a folder written by save_fine_tuned."""
-    _quiet_transformers()
+    quiet_transformers()
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     folder = Path(folder)
     meta = read_meta(folder)
-    auto = AutoModelForSequenceClassification if meta["method"] == "classifier" else AutoModelForCausalLM
+    classifier = meta.method == Method.CLASSIFIER
+    auto = AutoModelForSequenceClassification if classifier else AutoModelForCausalLM
     tokenizer = load_tokenizer(folder)
-    if meta.get("lora"):
+    if meta.lora:
         from peft import PeftModel
 
-        base = resolve_model(meta["base_model"])
+        base = resolve_model(meta.base_model)
         kwargs = {}
-        if meta["method"] == "classifier":
-            labels = meta["labels"]
+        if classifier:
+            labels = meta.labels
             kwargs = dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
                           label2id={l: i for i, l in enumerate(labels)})
         model = auto.from_pretrained(str(base.path), dtype=torch.float32, **kwargs)
-        if meta["method"] == "classifier":
+        if classifier:
             model.config.pad_token_id = tokenizer.pad_token_id
         model = PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
     else:

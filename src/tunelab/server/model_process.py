@@ -50,7 +50,8 @@ class ProcessPredictor:
             raise
         self.method: str = info["method"]
         self.labels: list[str] | None = info["labels"]
-        self.meta: dict = info["meta"]
+        self.meta = info["meta"]
+        self.base_model: str | None = info["base_model"]
         self.max_positions: int | None = info["max_positions"]
         self.device: str = info["device"]
         from tunelab.models.loading import load_tokenizer
@@ -162,6 +163,7 @@ def _child_main(conn, model_id: str, home: str, url: str, threads: int | None) -
         config = getattr(predictor.model, "config", None)
         store.engine.dispose()
         conn.send(("ok", {"method": predictor.method, "labels": predictor.labels, "meta": predictor.meta,
+                          "base_model": predictor.base_model,
                           "max_positions": getattr(config, "max_position_embeddings", None),
                           "device": str(next(predictor.model.parameters()).device),
                           "tokenizer_path": str(tokenizer_path)}))

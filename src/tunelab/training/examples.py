@@ -1,4 +1,5 @@
-"""Turn prompt/completion examples into token ids, and into length-bucketed batches.
+"""Length-bucketed batch order for training epochs (the token ids and padding are in
+tunelab.models.encoding, shared with inference).
 
 Dynamic padding with length buckets is most of tunelab's CPU speed-up: review-length texts average
 ~50 tokens, so padding every batch to a fixed 128 or 256 wastes most of the compute.
@@ -7,39 +8,9 @@ Dynamic padding with length buckets is most of tunelab's CPU speed-up: review-le
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-
-import torch
 
 CLASSIFIER = "classifier"
 LM = "lm"
-
-
-@dataclass
-class Encoded:
-    input_ids: list[int]
-    n_completion: int  # lm: trailing tokens that are the completion; classifier: 0
-    label: int  # classifier: class index; lm: -1
-
-
-def encode_classifier(tokenizer, prompts: list[str], label_ids: list[int], max_length: int) -> list[Encoded]:
-    enc = tokenizer(prompts, truncation=True, max_length=max_length, add_special_tokens=True)
-    return [Encoded(ids, 0, y) for ids, y in zip(enc["input_ids"], label_ids)]
-
-
-def encode_lm(tokenizer, prompts: list[str], completions: list[str], max_length: int,
-              append_eos: bool) -> list[Encoded]:
-    """Prompt and completion are tokenized apart and joined, so ` 4` is the same tokens in
-    training and in label scoring. Over-long prompts lose their start, never the completion."""
-    p_ids = tokenizer(prompts, add_special_tokens=True)["input_ids"]
-    c_ids = tokenizer(completions, add_special_tokens=False)["input_ids"]
-    eos = [tokenizer.eos_token_id] if append_eos and tokenizer.eos_token_id is not None else []
-    out = []
-    for p, c in zip(p_ids, c_ids):
-        c = (c + eos)[: max_length - 1]
-        p = p[-(max_length - len(c)):]
-        out.append(Encoded(p + c, len(c), -1))
-    return out
 
 
 def bucketed_batches(lengths: list[int], batch_size: int, *, seed: int, epoch: int, shuffle: bool,
@@ -59,24 +30,3 @@ def bucketed_batches(lengths: list[int], batch_size: int, *, seed: int, epoch: i
         rng.shuffle(chunk_batches)
         batches.extend(chunk_batches)
     return batches
-
-
-def collate(items: list[Encoded], pad_id: int, *, left_pad: bool) -> dict[str, torch.Tensor]:
-    """Left padding for causal LMs puts every completion at the end of its row, so the loss needs
-    logits only for the last few positions of the batch."""
-    # Widths in multiples of 8: fewer distinct shapes (bf16 kernels are slow on the first call at
-    # each new shape, notably on GPUs) at the cost of a few pad tokens.
-    width = -(-max(len(e.input_ids) for e in items) // 8) * 8
-    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(items), width), dtype=torch.long)
-    for row, e in enumerate(items):
-        n = len(e.input_ids)
-        sl = slice(width - n, width) if left_pad else slice(0, n)
-        ids[row, sl] = torch.tensor(e.input_ids, dtype=torch.long)
-        mask[row, sl] = 1
-    batch = {"input_ids": ids, "attention_mask": mask}
-    if left_pad:
-        batch["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
-    batch["labels"] = torch.tensor([e.label for e in items], dtype=torch.long)
-    batch["n_completion"] = torch.tensor([e.n_completion for e in items], dtype=torch.long)
-    return batch

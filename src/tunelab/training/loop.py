@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from tunelab.models.encoding import Encoded, collate
 from tunelab.runtime import device as pick_device
 from tunelab.runtime import use_bf16
 from tunelab.training.config import Hyperparameters
-from tunelab.training.examples import Encoded, bucketed_batches, collate
+from tunelab.training.examples import bucketed_batches
 from tunelab.training.losses import BatchResult, classifier_step, lm_step
 from tunelab.training.results import ResultsWriter
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from tunelab.models.encoding import model_inputs
+
 
 @dataclass
 class BatchResult:
@@ -16,10 +18,6 @@ class BatchResult:
     token_correct: int
     seq_correct: int
     n_seqs: int
-
-
-def model_inputs(batch: dict) -> dict:
-    return {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
 
 
 def classifier_step(model, batch: dict, class_weights: torch.Tensor | None = None) -> BatchResult:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
+from tunelab.data.files import load_data_file
 from tunelab.data.labels import label_sort_key, preview
-from tunelab.data.readers import detect_classification, read_prompt_completion
-from tunelab.errors import InvalidInputError, TunelabError
-from tunelab.models.registry import CAUSAL, resolve_model
+from tunelab.data.readers import detect_classification
+from tunelab.errors import InvalidInputError, NotFoundError, TunelabError
+from tunelab.models.meta import CAUSAL, ENCODER, Method
+from tunelab.models.registry import ResolvedModel, resolve_model
 from tunelab.store import JobRecord, Store
-from tunelab.store.ids import is_valid_id
 from tunelab.store.records import QUEUED, VALIDATING
 from tunelab.training.config import ClassificationOptions, Hyperparameters
+from tunelab.training.plan import JobPlan
 
 
 @dataclass
@@ -82,43 +83,37 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
     except TunelabError as exc:
         problems.append(exc.message + (f" {exc.hint}" if exc.hint else ""))
     if resolved is not None and hp is not None and train_rows is not None:
-        if resolved.parent is not None:
-            parent_method = resolved.parent.method
+        parent_meta = resolved.parent_meta
+        if parent_meta is not None:
             if method == "auto":
-                method = parent_method
-            elif method != parent_method:
-                problems.append(f"{request.model} was trained with method {parent_method}; continue it with the same method")
+                method = parent_meta.method.value
+            elif method != parent_meta.method:
+                problems.append(f"{request.model} was trained with method {parent_meta.method}; "
+                                "continue it with the same method")
         elif method == "auto":
-            method = "classifier" if is_classification else "lm"
-            if not is_classification and resolved.kind != CAUSAL:
+            method = Method.CLASSIFIER.value if is_classification else Method.LM.value
+            if not is_classification and resolved.kind == ENCODER:
                 problems.append(f"{request.model} ({resolved.base_model}) is an encoder and can only learn classification, "
                                 f"but the training data looks like free-form completions ({len(labels)} distinct "
                                 f"completions in {len(train_rows)} rows); use -m smollm2-135m")
             else:
                 notices.append(f"Method: {method} (auto: {'classification data' if is_classification else 'free-form completions'} on {resolved.base_model}).")
-        if method == "classifier" and not is_classification and resolved.parent is None:
+        if method == Method.CLASSIFIER and not is_classification and parent_meta is None:
             problems.append("method classifier needs classification data (fewer distinct completions than a third of the rows)")
-        if method == "lm" and resolved.kind != CAUSAL and resolved.parent is None:
+        # An unknown kind (a hub id not downloaded yet) is taken at its word; the job checks it.
+        if method == Method.LM and resolved.kind == ENCODER and parent_meta is None:
             problems.append(f"{request.model} is an encoder; the lm method needs a causal model such as smollm2-135m")
     if problems:
         raise InvalidInputError("Cannot create the fine-tuning job:", problems=problems)
     if resolved.notice:
         notices.insert(0, resolved.notice)
 
-    hp.method = method
-    parent = resolved.parent
-    options = opts.to_dict()
-    options.update(labels=labels if (method == "classifier" or is_classification) else None,
-                   classification=is_classification, kind=resolved.kind, id_prefix=resolved.id_prefix,
-                   base_learning_rate=resolved.base_learning_rate, default_batch_size=resolved.default_batch_size,
-                   n_train=len(train_rows), n_valid=len(valid_rows) if valid_rows is not None else 0,
-                   cumulative_epochs=(parent.cumulative_epochs if parent else 0) + hp.n_epochs)
-    if parent is not None:
-        options.update(base_learning_rate=parent.meta.get("base_learning_rate", resolved.base_learning_rate),
-                       default_batch_size=parent.meta.get("default_batch_size", resolved.default_batch_size))
-    job = store.create_job(model=request.model, base_model=resolved.base_model, method=method,
-                           training_file=train_id, validation_file=valid_id, hyperparams=hp.to_dict(),
-                           options=options, seed=hp.seed, parent_model=parent.id if parent else None,
+    plan = _plan(Method.parse(method), hp, opts, resolved, labels, is_classification,
+                 n_train=len(train_rows), n_valid=len(valid_rows) if valid_rows is not None else 0)
+    hyperparams, options = plan.to_store()
+    job = store.create_job(model=request.model, base_model=plan.base_model, method=plan.method.value,
+                           training_file=train_id, validation_file=valid_id, hyperparams=hyperparams,
+                           options=options, seed=hp.seed, parent_model=plan.parent_model,
                            suffix=request.suffix, organization_id=request.organization_id, status=VALIDATING)
     store.add_event(job.id, f"Created fine-tuning job: {job.id}")
     store.add_event(job.id, "Validated training file" + (" and validation file" if valid_id else "") +
@@ -131,24 +126,34 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
     return job, notices
 
 
+def _plan(method: Method, hp: Hyperparameters, opts: ClassificationOptions, resolved: ResolvedModel,
+          labels: list[str] | None, is_classification: bool, *, n_train: int, n_valid: int) -> JobPlan:
+    """Every default resolved once: what the job will do, as the runner and the views read it."""
+    parent = resolved.parent_meta
+    base_lr = parent.base_learning_rate if parent else resolved.base_learning_rate
+    default_batch = parent.default_batch_size if parent else resolved.default_batch_size
+    hp.method = method.value
+    hp.batch_size = hp.batch_size or default_batch
+    kind = resolved.kind or (CAUSAL if method == Method.LM else ENCODER)
+    return JobPlan(
+        method=method, base_model=resolved.base_model, kind=kind, id_prefix=resolved.id_prefix,
+        hyperparameters=hp, learning_rate=base_lr * hp.learning_rate_multiplier, base_learning_rate=base_lr,
+        parent_model=resolved.parent.id if resolved.parent else None,
+        labels=labels if (method == Method.CLASSIFIER or is_classification) else None,
+        classification=is_classification, classification_options=opts, n_train=n_train, n_valid=n_valid,
+        cumulative_epochs=(resolved.parent.cumulative_epochs if resolved.parent else 0) + hp.n_epochs,
+    )
+
+
 def _load(store: Store, ref: str, role: str, problems: list[str]):
     """A path is uploaded into the store; a file id is looked up. Either way the rows are parsed."""
     try:
-        if is_valid_id(ref, "file"):
-            record = store.get_file(ref)
-            rows = read_prompt_completion(record.path)
-            return record.id, rows
-        path = Path(ref).expanduser()
-        if not path.exists():
-            problems.append(f"{role} file {ref} does not exist")
-            return None, None
-        rows = read_prompt_completion(path)
-        if not rows:
-            problems.append(f"{role} file {ref} has no examples")
-            return None, None
-        record = store.add_file(path, purpose="fine-tune", n_rows=len(rows))
-        return record.id, rows
+        data = load_data_file(store, ref, role, upload=True)
+    except NotFoundError as exc:  # "The training file X does not exist." already names the file
+        problems.append(exc.message.removeprefix("The ").rstrip("."))
+        return None, None
     except TunelabError as exc:
         problems.append(f"{role} file: {exc.message}")
         problems += [f"    {p}" for p in exc.problems[:20]]
         return None, None
+    return data.file_id, data.rows

@@ -15,13 +15,14 @@ import torch
 from tunelab.data.readers import read_prompt_completion
 from tunelab.errors import TunelabError
 from tunelab.fsutil import atomic_dir
+from tunelab.models.meta import Method, ModelMeta
 from tunelab.models.loading import build_model, save_fine_tuned
 from tunelab.models.registry import resolve_model
 from tunelab.store import JobRecord, Store
 from tunelab.store.records import CANCELLED, FAILED, SUCCEEDED
 from tunelab.training import loop
-from tunelab.training.config import Hyperparameters
-from tunelab.training.examples import encode_classifier, encode_lm
+from tunelab.training.plan import JobPlan, JobStats
+from tunelab.models.encoding import encode_classifier, encode_lm
 from tunelab.training.results import ResultsWriter, columns_for
 from tunelab.training.validation import classification_columns
 
@@ -53,9 +54,9 @@ def run_job(store: Store, job: JobRecord) -> JobRecord:
 def _run(store: Store, job: JobRecord) -> JobRecord:
     work = store.job_dir(job.id)
     work.mkdir(parents=True, exist_ok=True)
-    hp = Hyperparameters.from_dict(job.hyperparams)
-    opts = job.options
-    labels: list[str] | None = opts.get("labels")
+    plan = JobPlan.from_job(job)
+    hp = plan.hyperparameters
+    labels = plan.labels
     cpu_start = _cpu_seconds()
     wall_start = time.monotonic()
     resuming = (work / "resume" / "position.json").exists() or (work / "resume.old").exists()
@@ -64,80 +65,83 @@ def _run(store: Store, job: JobRecord) -> JobRecord:
 
     train_rows = read_prompt_completion(store.get_file(job.training_file).path)
     valid_rows = read_prompt_completion(store.get_file(job.validation_file).path) if job.validation_file else []
-    resolved = resolve_model(job.parent_model or job.model, store, classification=bool(opts.get("classification")))
-    model, tokenizer = build_model(resolved, job.method, labels, lora=hp.lora, lora_r=hp.lora_r, seed=hp.seed)
+    resolved = resolve_model(plan.parent_model or job.model, store, classification=plan.classification)
+    model, tokenizer = build_model(resolved, plan.method, labels, lora=hp.lora, lora_r=hp.lora_r, seed=hp.seed)
     if resolved.parent is not None:
         store.add_event(job.id, f"Continuing from {resolved.parent.id} "
                                 f"({resolved.parent.cumulative_epochs} epoch(s) so far).")
 
-    train, valid = _encode(job.method, tokenizer, train_rows, valid_rows, labels, hp, opts)
-    class_weights = _class_weights(train, len(labels)) if job.method == "classifier" and hp.class_weights else None
-    batch_size = hp.batch_size or opts.get("default_batch_size", 16)
-    learning_rate = opts.get("base_learning_rate", 5e-5) * hp.learning_rate_multiplier
-    data = loop.LoopData(train=train, valid=valid, method=job.method,
+    train, valid = _encode(plan, tokenizer, train_rows, valid_rows)
+    class_weights = (_class_weights(train, len(labels))
+                     if plan.method == Method.CLASSIFIER and hp.class_weights else None)
+    batch_size, learning_rate = plan.batch_size, plan.learning_rate
+    data = loop.LoopData(train=train, valid=valid, method=plan.method.value,
                          pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
                          class_weights=class_weights)
-    classification = None
-    if opts.get("compute_classification_metrics") and labels and valid_rows:
-        classification = "binary" if opts.get("classification_positive_class") else "multiclass"
-    results = ResultsWriter(work / "results.csv", columns_for(classification, opts.get("classification_betas") or []))
+    classification = plan.scores_classes if valid_rows else None
+    class_opts = plan.classification_options
+    results = ResultsWriter(work / "results.csv", columns_for(classification, class_opts.classification_betas))
     total = loop.total_steps(len(train), batch_size, hp.n_epochs)
     if not resuming:
-        store.add_event(job.id, f"Training {job.method} on {resolved.base_model}: {len(train)} examples, "
+        store.add_event(job.id, f"Training {plan.method} on {resolved.base_model}: {len(train)} examples, "
                                 f"{hp.n_epochs} epoch(s), batch size {batch_size}, {total} steps, "
                                 f"learning rate {learning_rate:.2g}.",
                         data={"total_steps": total, "n_train": len(train), "batch_size": batch_size})
 
     holder = {"model": model}
+    lora = hp.lora or bool(resolved.parent_meta and resolved.parent_meta.lora)
     hooks = loop.LoopHooks(
         on_progress=_progress_reporter(store, job.id),
         should_cancel=lambda: store.get_job(job.id).cancel_requested,
         on_epoch_end=lambda epoch, step, metrics: _epoch_checkpoint(
-            store, job, holder["model"], tokenizer, epoch, step, metrics, _meta(job, resolved, labels, hp, opts, epoch)),
+            store, job, holder["model"], tokenizer, epoch, step, metrics, _meta(job, plan, lora, epoch)),
     )
     if classification:
         v_prompts = [e.prompt for e in valid_rows]
         v_gold = [e.completion for e in valid_rows]
         hooks.classification_metrics = lambda: classification_columns(
-            holder["model"], tokenizer, job.method, v_prompts, v_gold, labels,
-            positive_class=opts.get("classification_positive_class"), betas=opts.get("classification_betas") or [],
+            holder["model"], tokenizer, plan.method.value, v_prompts, v_gold, labels,
+            positive_class=class_opts.classification_positive_class, betas=class_opts.classification_betas,
             batch_size=max(batch_size, 32), max_length=hp.max_length)
 
     outcome = loop.train(model, data, hp, batch_size=batch_size, learning_rate=learning_rate,
                          work_dir=work, results=results, hooks=hooks)
 
-    meta = _meta(job, resolved, labels, hp, opts, hp.n_epochs)
+    meta = _meta(job, plan, lora, hp.n_epochs)
     with atomic_dir(work / "final") as folder:
         save_fine_tuned(outcome.model, tokenizer, folder, meta)
     result_file = store.add_file(results.path, purpose="fine-tune-results", filename=f"{job.id}-results.csv")
     record = store.register_model(
-        base_id=opts.get("id_prefix") or resolved.id_prefix, built_dir=work / "final", base_model=resolved.base_model,
-        method=job.method, labels=labels, cumulative_epochs=opts.get("cumulative_epochs", hp.n_epochs),
-        parent_id=job.parent_model, job_id=job.id, organization_id=job.organization_id, suffix=job.suffix,
-        meta=meta)
+        base_id=plan.id_prefix, built_dir=work / "final", base_model=resolved.base_model,
+        method=plan.method.value, labels=labels, cumulative_epochs=plan.cumulative_epochs,
+        parent_id=plan.parent_model, job_id=job.id, organization_id=job.organization_id, suffix=job.suffix,
+        meta=meta.to_dict())
     wall = time.monotonic() - wall_start
     store.add_event(job.id, f"New fine-tuned model created: {record.id}",
                     data={"final_metrics": outcome.final_metrics})
     store.add_event(job.id, "Job succeeded.")
     for stale in ("resume", "resume.old", "resume.tmp"):
         _rm(work / stale)
+    stats = JobStats(cpu_seconds=_cpu_seconds() - cpu_start, device=str(next(outcome.model.parameters()).device),
+                     final_metrics=outcome.final_metrics, steps=outcome.steps)
     return store.update_job(
         job.id, status=SUCCEEDED, finished_at=int(time.time()), fine_tuned_model=record.id,
         result_file=result_file.id, trained_tokens=outcome.trained_tokens, trained_examples=outcome.trained_examples,
         train_seconds=outcome.elapsed_before + wall,  # a resumed job counts its earlier attempts too
-        options={**opts, "cpu_seconds": _cpu_seconds() - cpu_start, "device": str(next(outcome.model.parameters()).device),
-                 "final_metrics": outcome.final_metrics, "steps": outcome.steps})
+        options={**job.options, **stats.to_options()})
 
 
-def _encode(method, tokenizer, train_rows, valid_rows, labels, hp, opts):
+def _encode(plan: JobPlan, tokenizer, train_rows, valid_rows):
+    hp = plan.hyperparameters
     sample = list(valid_rows)
     if len(sample) > VALID_SAMPLE:
         sample = random.Random(hp.seed).sample(sample, VALID_SAMPLE)
-    if method == "classifier":
-        index = {l: i for i, l in enumerate(labels)}
+    if plan.method == Method.CLASSIFIER:
+        index = {l: i for i, l in enumerate(plan.labels)}
         enc = lambda rows: encode_classifier(tokenizer, [e.prompt for e in rows], [index[e.completion] for e in rows], hp.max_length)
     else:
-        eos = not opts.get("classification")
+        # Free-form completions end with EOS so generation learns to stop; a label does not need it.
+        eos = not plan.classification
         enc = lambda rows: encode_lm(tokenizer, [e.prompt for e in rows], [e.completion for e in rows], hp.max_length, eos)
     return enc(train_rows), enc(sample) if sample else []
 
@@ -149,17 +153,15 @@ def _class_weights(train, n_labels: int) -> torch.Tensor:
                         dtype=torch.float32)
 
 
-def _meta(job, resolved, labels, hp, opts, epochs_here: int) -> dict:
-    return {
-        "method": job.method, "labels": labels, "kind": resolved.kind, "base_model": resolved.base_model,
-        "lora": hp.lora or bool(resolved.parent and resolved.parent.meta.get("lora")),
-        "max_length": hp.max_length, "classification": bool(opts.get("classification")),
-        "base_learning_rate": opts.get("base_learning_rate"), "default_batch_size": opts.get("default_batch_size"),
-        "epochs_this_job": epochs_here, "job_id": job.id,
-    }
+def _meta(job: JobRecord, plan: JobPlan, lora: bool, epochs_here: int) -> ModelMeta:
+    return ModelMeta(
+        method=plan.method, kind=plan.kind, base_model=plan.base_model, labels=plan.labels, lora=lora,
+        max_length=plan.hyperparameters.max_length, classification=plan.classification,
+        base_learning_rate=plan.base_learning_rate, default_batch_size=plan.batch_size,
+        epochs_this_job=epochs_here, job_id=job.id)
 
 
-def _epoch_checkpoint(store, job, model, tokenizer, epoch, step, metrics, meta) -> None:
+def _epoch_checkpoint(store, job, model, tokenizer, epoch, step, metrics, meta: ModelMeta) -> None:
     work = store.job_dir(job.id)
     with atomic_dir(work / "checkpoints" / f"epoch-{epoch}") as folder:
         save_fine_tuned(model, tokenizer, folder, meta)

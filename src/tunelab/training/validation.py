@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn import metrics as skm
 
+from tunelab.data.labels import match_label
 from tunelab.inference.scoring import score_labels
 
 
@@ -18,7 +19,7 @@ def classification_columns(model, tokenizer, method: str, prompts: list[str], go
     if positive_class is None:
         out["classification/weighted_f1_score"] = skm.f1_score(gold, pred, average="weighted", zero_division=0)
         return out
-    pos = _match_label(positive_class, labels)
+    pos = match_label(positive_class, labels, what="positive class")
     y_true = np.array([g == pos for g in gold])
     y_pred = np.array([p == pos for p in pred])
     probs = np.exp(scores)
@@ -33,11 +34,3 @@ def classification_columns(model, tokenizer, method: str, prompts: list[str], go
         if float(beta) != 1.0:
             out[f"classification/f{beta}"] = skm.fbeta_score(y_true, y_pred, beta=float(beta), zero_division=0)
     return out
-
-
-def _match_label(positive: str, labels: list[str]) -> str:
-    """`--classification_positive_class " yes"` and `yes` both name the label ` yes`."""
-    for label in labels:
-        if label == positive or label.strip() == positive.strip():
-            return label
-    raise ValueError(f"positive class {positive!r} is not one of the labels {labels}")

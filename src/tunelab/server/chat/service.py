@@ -16,7 +16,7 @@ from tunelab.server.chat.protocol import (
 from tunelab.server.common import SYSTEM_FINGERPRINT, ServerState, new_request_id, now
 from tunelab.server.completions.protocol import CompletionUsage
 from tunelab.server.completions.service import (
-    SamplingParams, _finite, check_context, context_limit, normalize_stop, pieces, refuse_unsupported,
+    SamplingParams, finite, check_context, context_limit, normalize_stop, pieces, refuse_unsupported,
     run_completions, sse,
 )
 from tunelab.server.errors import bad_request
@@ -63,8 +63,8 @@ def _token_logprobs(c: Generated, top: int) -> list[TokenLogprob]:
     for t, token in enumerate(c.tokens):
         alternatives = list((c.top_logprobs[t] or {}).items())[:top] if top else []
         out.append(TokenLogprob(
-            token=token, logprob=_finite(c.token_logprobs[t]), bytes=list(token.encode()),
-            top_logprobs=[TopLogprob(token=k, logprob=_finite(v), bytes=list(k.encode())) for k, v in alternatives]))
+            token=token, logprob=finite(c.token_logprobs[t]), bytes=list(token.encode()),
+            top_logprobs=[TopLogprob(token=k, logprob=finite(v), bytes=list(k.encode())) for k, v in alternatives]))
     return out
 
 

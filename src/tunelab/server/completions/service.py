@@ -140,12 +140,12 @@ def _logprobs(c: Generated, requested: int | None) -> Logprobs | None:
         return None
     tops = None
     if requested:
-        tops = [{k: _finite(v) for k, v in t.items()} if t else {} for t in c.top_logprobs]
-    return Logprobs(tokens=c.tokens, token_logprobs=[_finite(v) for v in c.token_logprobs], top_logprobs=tops,
+        tops = [{k: finite(v) for k, v in t.items()} if t else {} for t in c.top_logprobs]
+    return Logprobs(tokens=c.tokens, token_logprobs=[finite(v) for v in c.token_logprobs], top_logprobs=tops,
                     text_offset=c.text_offset)
 
 
-def _finite(value: float | None) -> float | None:
+def finite(value: float | None) -> float | None:
     """JSON has no -Infinity: an impossible label is reported with the lowest float instead."""
     if value is None:
         return None
@@ -223,8 +223,8 @@ def _stream(completion_id, created, request: CompletionRequest, prompts, results
                 lp = None
                 if want is not None and t is not None:
                     top = c.top_logprobs[t]
-                    lp = Logprobs(tokens=[c.tokens[t]], token_logprobs=[_finite(c.token_logprobs[t])],
-                                  top_logprobs=[{k: _finite(v) for k, v in top.items()} if top else {}],
+                    lp = Logprobs(tokens=[c.tokens[t]], token_logprobs=[finite(c.token_logprobs[t])],
+                                  top_logprobs=[{k: finite(v) for k, v in top.items()} if top else {}],
                                   text_offset=[c.text_offset[t]])
                 yield chunk(CompletionChoice(text=text, index=index, logprobs=lp, finish_reason=None))
             yield chunk(CompletionChoice(text="", index=index, logprobs=None, finish_reason=c.finish_reason))

@@ -13,21 +13,22 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO
 
-from tunelab.data.readers import detect_format, read_prompt_completion
+from tunelab.data.readers import detect_format
 from tunelab.errors import DataFileError, NotFoundError
+from tunelab.jobs import views
+from tunelab.jobs.files import jobs_using, upload_file
+from tunelab.server.common import page
 from tunelab.server.errors import APIError, bad_request, not_found
 from tunelab.server.files.protocol import PURPOSES, FileDeleted, FileObject
 from tunelab.store import FileRecord, Store
 from tunelab.store.ids import is_valid_id
-from tunelab.store.records import TERMINAL
 
 _EXT = {"csv": ".csv", "tsv": ".tsv", "xlsx": ".xlsx", "json": ".json", "jsonl": ".jsonl"}
 _SAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 
 
 def to_object(record: FileRecord) -> FileObject:
-    return FileObject(id=record.id, bytes=record.bytes, created_at=record.created_at, filename=record.filename,
-                      purpose=record.purpose, n_rows=record.n_rows, sha256=record.sha256)
+    return FileObject.model_validate(views.file_view(record))
 
 
 def clean_filename(name: str | None) -> str:
@@ -58,13 +59,12 @@ def create_file(store: Store, stream: BinaryIO, filename: str | None, purpose: s
                 shutil.copyfileobj(stream, out, 1 << 20)
         if path.stat().st_size == 0:
             raise bad_request(f"{name} is empty.", param="file")
-        try:
-            rows = read_prompt_completion(path)
-        except DataFileError as exc:
-            message = exc.render().replace(str(path), name)
-            raise bad_request(f"Invalid file {name}: {message}", param="file", code="invalid_file") from None
         stored_name = name[:-3] if compressed and name.lower().endswith(".gz") else name
-        record = store.add_file(path, purpose=purpose, filename=stored_name, n_rows=len(rows))
+        try:
+            record = upload_file(store, path, purpose, filename=stored_name)
+        except DataFileError as exc:
+            message = exc.render().replace(str(path), name)  # the client's name, not our temporary path
+            raise bad_request(f"Invalid file {name}: {message}", param="file", code="invalid_file") from None
     return to_object(record)
 
 
@@ -84,18 +84,13 @@ def list_files(store: Store, *, purpose: str | None, limit: int, order: str, aft
         records = [r for r in records if r.purpose == purpose]
     if order == "asc":
         records = records[::-1]
-    if after:
-        ids = [r.id for r in records]
-        if after not in ids:
-            raise bad_request(f"No such File object: {after} (the `after` cursor).", param="after")
-        records = records[ids.index(after) + 1:]
-    return [to_object(r) for r in records[:limit]], len(records) > limit
+    records, more = page(records, after=after, limit=limit, unknown="No such File object: {after}")
+    return [to_object(r) for r in records], more
 
 
 def delete_file(store: Store, file_id: str) -> FileDeleted:
     record = get_record(store, file_id)
-    users = [j.id for j in store.list_jobs() if j.status not in TERMINAL
-             and record.id in (j.training_file, j.validation_file)]
+    users = jobs_using(store, record.id)
     if users:
         raise APIError(409, f"{record.id} is used by job(s) {', '.join(users)} that have not finished; "
                             "cancel them or wait before deleting it.", param="id", code="file_in_use")

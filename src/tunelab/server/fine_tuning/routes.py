@@ -35,7 +35,7 @@ def list_jobs(after: str | None = None, limit: int = Query(20, ge=1, le=1000),
 
 @router.get("/fine_tuning/jobs/{fine_tuning_job_id}", response_model=FineTuningJob)
 def retrieve_job(fine_tuning_job_id: str, state: ServerState = Depends(get_state)):
-    return service.to_object(state.store, service.get_job(state.store, fine_tuning_job_id))
+    return service.to_object(service.get_job(state.store, fine_tuning_job_id))
 
 
 @router.post("/fine_tuning/jobs/{fine_tuning_job_id}/cancel", response_model=FineTuningJob)

@@ -5,47 +5,25 @@ from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
 
-from tunelab.errors import TunelabError
-from tunelab.models.registry import ALIASES, BASE_MODELS, list_base_models
+from tunelab.errors import NotFoundError, TunelabError
+from tunelab.jobs import views
+from tunelab.models.registry import ALIASES, BASE_MODELS
 from tunelab.server.common import ServerState
 from tunelab.server.errors import APIError, from_tunelab_error, model_not_found
 from tunelab.server.models.protocol import Model, ModelDeleted
-from tunelab.store import ModelRecord, Store
+from tunelab.store import Store
 from tunelab.store.records import TERMINAL
-
-BASE_CREATED = 1704067200  # base models have no creation in this store; a fixed date keeps lists stable
-BASE_OWNER = "tunelab"
-
-
-def _fine_tuned(record: ModelRecord) -> Model:
-    return Model(id=record.id, created=record.created_at, owned_by=record.owned_by, kind="fine-tuned",
-                 status="ready", base_model=record.base_model, parent=record.parent_id, method=record.method,
-                 labels=record.labels, job_id=record.job_id, cumulative_epochs=record.cumulative_epochs,
-                 description=f"{record.method} fine-tuned from {record.parent_id or record.base_model}")
-
-
-def _base_models() -> list[Model]:
-    out = []
-    for row in list_base_models():
-        alias = row["kind"] == "alias"
-        out.append(Model(id=row["name"], created=BASE_CREATED, owned_by=BASE_OWNER,
-                         kind="alias" if alias else "base", status=row["status"], description=row["description"],
-                         base_model=ALIASES[row["name"]][1] if alias else row["name"]))
-    return out
 
 
 def list_models(store: Store) -> list[Model]:
-    return _base_models() + [_fine_tuned(r) for r in store.list_models()]
+    return [Model.model_validate(v) for v in views.model_views(store)]
 
 
 def retrieve_model(store: Store, model_id: str) -> Model:
-    record = store.find_model(model_id)
-    if record is not None:
-        return _fine_tuned(record)
-    for model in _base_models():
-        if model.id == model_id.lower():
-            return model
-    raise model_not_found(model_id)
+    try:
+        return Model.model_validate(views.find_model_view(store, model_id))
+    except NotFoundError:
+        raise model_not_found(model_id) from None
 
 
 def delete_model(state: ServerState, model_id: str) -> ModelDeleted:

@@ -1,0 +1,169 @@
+"""tunelab's Python API, for notebooks: the chapter's workflow without a shell.
+
+    import tunelab
+
+    job = tunelab.create_job("train.jsonl", model="ada", validation_file="valid.jsonl",
+                             n_epochs=1, compute_classification_metrics=True, classification_n_classes=5)
+    job.wait()                          # progress bar; raises JobFailedError if it fails or is cancelled
+    job.results()                       # the results CSV as a pandas DataFrame
+    tunelab.evaluate(job.fine_tuned_model, "test.jsonl", train_file="train.jsonl")["accuracy"]
+    tunelab.complete(job.fine_tuned_model, prompt, max_tokens=1, logprobs=5)["probabilities"]
+
+Jobs go through the same store and background worker as `tunelab api fine_tunes.create` and
+`tunelab serve`: a job created here can be followed from the CLI and called through the server.
+Every function takes an optional `store` (default: the store of $TUNELAB_HOME). Errors are the
+typed ones of tunelab.errors (InvalidInputError lists every problem of a request at once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tunelab.errors import JobFailedError
+from tunelab.jobs import files, follow, submit, views
+from tunelab.jobs.progress import watch
+from tunelab.store import JobRecord, Store
+from tunelab.store.records import SUCCEEDED
+
+
+class Job:
+    """A fine-tuning job in the store. Attributes read the row as of the last `refresh()` (which
+    `wait()` and `cancel()` do too)."""
+
+    def __init__(self, record: JobRecord, store: Store | None = None, notices: Sequence[str] = ()):
+        self.store = store or Store()
+        self.record = record
+        self.notices = list(notices)
+        """Notes from validation (e.g. how an alias was mapped); empty for a job looked up later."""
+
+    id = property(lambda self: self.record.id)
+    legacy_id = property(lambda self: self.record.legacy_id, doc="The same job as the legacy API names it (ft-…).")
+    status = property(lambda self: self.record.status, doc="validating_files, queued, running, succeeded, "
+                                                           "failed or cancelled.")
+    model = property(lambda self: self.record.model)
+    fine_tuned_model = property(lambda self: self.record.fine_tuned_model, doc="The new model's id once it succeeded.")
+    error = property(lambda self: self.record.error, doc="{code, message, param} of a failed job.")
+
+    def refresh(self) -> Job:
+        self.record = self.store.get_job(self.id)
+        return self
+
+    def wait(self, progress: bool = True, *, check: bool = True) -> Job:
+        """Block until the job ends. `progress`: a progress bar and the job's events as they come.
+        `check`: raise JobFailedError when it failed or was cancelled (so a notebook stops before
+        evaluating a model that does not exist); with check=False, look at `status` instead.
+        Interrupting (Ctrl-C, the stop button) stops the waiting, never the job."""
+        self.record = submit.resume(self.store, self.id)
+        if progress:
+            self.record = watch(self.store, self.id)
+        else:
+            for _ in follow.follow(self.store, self.id):
+                pass
+            self.refresh()
+        if check and self.status != SUCCEEDED:
+            reason = (self.error or {}).get("message", "")
+            raise JobFailedError(f"Job {self.legacy_id} {self.status}." + (f" Reason: {reason}" if reason else ""),
+                                 job_id=self.id, status=self.status)
+        return self
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every event so far, oldest first, as /v1/fine_tuning/jobs/{id}/events shows them."""
+        return [views.event_view(e) for e in self.store.list_events(self.id)]
+
+    def results(self):
+        """The results CSV (one row per step; classification columns on validation steps) as a
+        pandas DataFrame. A running job's rows so far; InvalidInputError before its first step."""
+        import pandas as pd
+
+        return pd.read_csv(files.results_path(self.store, self.refresh().record))
+
+    def cancel(self) -> Job:
+        """A queued job is cancelled at once, a running one at its next step (ConflictError if it
+        has already ended)."""
+        self.record = self.store.request_cancel(self.id)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job as /v1/fine_tuning/jobs shows it (hyperparameters resolved, final metrics)."""
+        return views.job_view(self.refresh().record, self.notices)
+
+    def __repr__(self) -> str:
+        model = f", fine_tuned_model={self.fine_tuned_model!r}" if self.fine_tuned_model else ""
+        return f"Job(id={self.id!r}, status={self.status!r}{model})"
+
+
+def create_job(training_file: str | Path, model: str = "ada", validation_file: str | Path | None = None, *,
+               n_epochs: int | None = None, batch_size: int | None = None,
+               learning_rate_multiplier: float | None = None, prompt_loss_weight: float | None = None,
+               seed: int | None = None, compute_classification_metrics: bool = False,
+               classification_n_classes: int | None = None, classification_positive_class: str | None = None,
+               classification_betas: Sequence[float] | None = None, suffix: str | None = None,
+               store: Store | None = None, **hyperparameters: Any) -> Job:
+    """Validate, queue and start a fine-tuning job, as `tunelab api fine_tunes.create --no_follow`
+    does; returns at once (`job.wait()` follows it). Files are paths (uploaded into the store) or
+    file ids. `model`: a base model (minilm-l6, smollm2-135m, the ada/babbage/curie/davinci
+    aliases, a local Hugging Face folder) or a fine-tuned model id to continue training. Extra
+    keyword arguments are tunelab's other hyperparameters (method="lm", lora=True, class_weights,
+    shuffle, max_length, ...); unknown names are an InvalidInputError naming the known ones."""
+    store = store or Store()
+    request = submit.job_request(
+        str(training_file), model, str(validation_file) if validation_file is not None else None,
+        hyperparameters=dict(n_epochs=n_epochs, batch_size=batch_size, learning_rate_multiplier=learning_rate_multiplier,
+                             prompt_loss_weight=prompt_loss_weight, seed=seed, **hyperparameters),
+        compute_classification_metrics=compute_classification_metrics,
+        classification_n_classes=classification_n_classes,
+        classification_positive_class=classification_positive_class,
+        classification_betas=classification_betas, suffix=suffix)
+    submission = submit.submit(store, request)
+    return Job(submission.job, store, submission.notices)
+
+
+def get_job(job_id: str, *, store: Store | None = None) -> Job:
+    """A job by id (`ftjob-…` or the legacy `ft-…`)."""
+    store = store or Store()
+    return Job(store.get_job(job_id), store)
+
+
+def list_jobs(*, store: Store | None = None) -> list[Job]:
+    """Every job, newest first (as OpenAI lists them)."""
+    store = store or Store()
+    return [Job(record, store) for record in store.list_jobs()]
+
+
+def evaluate(model: str, test_file: str | Path, *, train_file: str | Path | None = None,
+             out_dir: str | Path | None = None, threshold: float | None = None, batch_size: int = 32,
+             progress: bool = True, store: Store | None = None) -> dict[str, Any]:
+    """`tunelab evaluate` as a dict: accuracy with its bootstrap interval, good-vs-bad and one-off
+    accuracy, MAE and QWK (ordinal labels), F1 per class, calibration, perplexity; with
+    `train_file`, the majority and TF-IDF baselines under "baselines". Files are paths or file
+    ids. With `out_dir`, also writes metrics.json, predictions.jsonl and the plots there."""
+    from tunelab.evaluation.report import evaluate_model
+
+    return evaluate_model(model, test_file, train_path=train_file, out_dir=out_dir, store=store,
+                          batch_size=batch_size, progress=progress, threshold=threshold)
+
+
+def compare(models: Sequence[str], test_file: str | Path, *, train_file: str | Path | None = None,
+            out_dir: str | Path | None = None, threshold: float | None = None, batch_size: int = 32,
+            progress: bool = True, store: Store | None = None) -> dict[str, Any]:
+    """`tunelab compare` (the chapter's Table 4.1) as a dict: "markdown" is the table, "rows" its
+    cells, "reports" each model's evaluate() result, "training" each model's epochs and cost."""
+    from tunelab.evaluation.compare import compare_models
+
+    return compare_models(list(models), test_file, train_path=train_file, out_dir=out_dir, store=store,
+                          batch_size=batch_size, progress=progress, threshold=threshold)
+
+
+def complete(model: str, prompt: str, *, max_tokens: int = 1, logprobs: int = 5, temperature: float = 0.0,
+             seed: int | None = None, store: Store | None = None) -> dict[str, Any]:
+    """One completion, as Listing 4.3 calls it: "prediction", and "probabilities" as (token,
+    probability) pairs, most probable first (for a classification model, the labels). The model
+    is loaded for this call; for many prompts use `tunelab serve` and the openai client."""
+    from tunelab.inference.completion import complete_prompt
+    from tunelab.inference.predictor import load_predictor
+
+    predictor = load_predictor(model, store or Store())
+    return complete_prompt(predictor, prompt, max_tokens=max_tokens, logprobs=logprobs, temperature=temperature,
+                           seed=seed)

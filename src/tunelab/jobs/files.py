@@ -1,0 +1,37 @@
+"""Files of the store as jobs use them: uploads, the files a running job still needs, a job's
+results. ("A path or a file id" is resolved by tunelab.data.files, below planning.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tunelab.data.files import FINE_TUNE
+from tunelab.data.readers import read_prompt_completion
+from tunelab.errors import InvalidInputError
+from tunelab.store import FileRecord, JobRecord, Store
+from tunelab.store.records import TERMINAL
+
+
+def upload_file(store: Store, path: str | Path, purpose: str = FINE_TUNE, *,
+                filename: str | None = None) -> FileRecord:
+    """Validate (fine-tune data must parse) and store a file."""
+    path = Path(path)
+    if not path.exists():
+        raise InvalidInputError(f"File {path} does not exist.")
+    rows = read_prompt_completion(path) if purpose == FINE_TUNE else None
+    return store.add_file(path, purpose=purpose, filename=filename, n_rows=len(rows) if rows is not None else None)
+
+
+def jobs_using(store: Store, file_id: str) -> list[str]:
+    """Unfinished jobs that still need the file (deleting it would fail them)."""
+    return [j.id for j in store.list_jobs() if j.status not in TERMINAL
+            and file_id in (j.training_file, j.validation_file)]
+
+
+def results_path(store: Store, job: JobRecord) -> Path:
+    """The job's results CSV: the stored result file once it has finished, the growing one while
+    it runs (so a running job's progress can be read)."""
+    path = Path(store.get_file(job.result_file).path) if job.result_file else store.job_dir(job.id) / "results.csv"
+    if not path.exists():
+        raise InvalidInputError(f"Job {job.legacy_id} has no results yet (status: {job.status}).")
+    return path

@@ -1,0 +1,64 @@
+"""Submitting a job: validate and plan (training.planning reports every problem at once), persist,
+then wake the background worker. The CLI, the server and the Python API all submit through here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tunelab.store import JobRecord, Store
+from tunelab.training import worker  # ensure_worker is looked up per call, so tests can replace it
+from tunelab.training.config import ClassificationOptions
+from tunelab.training.planning import JobRequest, create_job
+
+
+@dataclass
+class Submission:
+    job: JobRecord
+    notices: list[str] = field(default_factory=list)
+    """Notes from validation to show the user (e.g. how an alias was mapped)."""
+    uploads: list[tuple[str, str]] = field(default_factory=list)
+    """(path as given, new file id) of each data file that was uploaded into the store."""
+
+
+def job_request(training_file: str, model: str, validation_file: str | None = None, *,
+                hyperparameters: Mapping[str, Any] | None = None, compute_classification_metrics: bool = False,
+                classification_n_classes: int | None = None, classification_positive_class: str | None = None,
+                classification_betas: Sequence[float] | None = None, suffix: str | None = None) -> JobRequest:
+    """A request from OpenAI's flat create parameters. Hyperparameters left out (or None) take the
+    model's defaults."""
+    return JobRequest(
+        training_file=str(training_file), model=str(model),
+        validation_file=str(validation_file) if validation_file is not None else None,
+        hyperparameters={k: v for k, v in (hyperparameters or {}).items() if v is not None},
+        classification=ClassificationOptions(
+            compute_classification_metrics=bool(compute_classification_metrics),
+            classification_n_classes=classification_n_classes,
+            classification_positive_class=classification_positive_class,
+            classification_betas=list(classification_betas or [])),
+        suffix=suffix)
+
+
+def submit(store: Store, request: JobRequest, *, metadata: Mapping[str, str] | None = None,
+           start_worker: bool = True) -> Submission:
+    """Queue the job (InvalidInputError listing every problem if it cannot run) and make sure a
+    worker will run it. `start_worker=False` leaves the job queued for a worker started later."""
+    job, notices = create_job(store, request)
+    if metadata:
+        job = store.update_job(job.id, options={**job.options, "metadata": dict(metadata)})
+    uploads = [(ref, file_id) for ref, file_id in ((request.training_file, job.training_file),
+                                                   (request.validation_file, job.validation_file))
+               if ref and file_id and ref != file_id]
+    if start_worker:
+        worker.ensure_worker(store)
+    return Submission(job=job, notices=list(notices), uploads=uploads)
+
+
+def resume(store: Store, job_id: str) -> JobRecord:
+    """The job, with a worker started if it has not ended: re-attaching after a reboot restarts
+    its work (from the last checkpoint)."""
+    job = store.get_job(job_id)
+    if not job.is_terminal:
+        worker.ensure_worker(store)
+    return job

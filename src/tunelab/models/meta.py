@@ -1,0 +1,78 @@
+"""What a fine-tuned model is: its method and the metadata saved next to its weights.
+
+`ModelMeta` travels in two places that must agree: `tunelab.json` inside the model folder (what
+inference loads) and the `meta` column of the store's `models` row (what listings show without
+loading weights). Both are written from one `to_dict()` and read back through `from_dict()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from enum import Enum
+
+from tunelab.errors import InvalidInputError
+
+ENCODER = "encoder"
+"""A base model that can only learn a classification head (BERT-style)."""
+CAUSAL = "causal"
+"""A base model that can learn a classification head or language modelling (decoder-only)."""
+
+
+class Method(str, Enum):
+    """How a job trains. A `str` enum so that stored rows and JSON keep the plain words."""
+
+    CLASSIFIER = "classifier"
+    """A sequence-classification head over the labels; scores every label in one forward pass."""
+    LM = "lm"
+    """Causal language modelling on the completion; needs a causal base model."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, value: "str | Method") -> "Method":
+        try:
+            return cls(str(value))
+        except ValueError:
+            raise InvalidInputError(f"Unknown method {value!r}.",
+                                    hint=f"Use one of: {', '.join(m.value for m in cls)}.") from None
+
+
+@dataclass
+class ModelMeta:
+    method: Method
+    """How the model was trained; decides how it is loaded and scored."""
+    kind: str
+    """ENCODER or CAUSAL: the architecture family of the base model."""
+    base_model: str
+    """Packaged name, local folder or hub id of the base model (a LoRA adapter is loaded onto it)."""
+    labels: list[str] | None = None
+    """Classification labels in head order (classifier), or the label set an lm model was trained on."""
+    lora: bool = False
+    """The folder holds a LoRA adapter, not full weights."""
+    max_length: int = 256
+    """Tokens per example the model was trained with; inference truncates the same way."""
+    classification: bool = False
+    """The training data was a small label set (scoring every label is meaningful)."""
+    base_learning_rate: float = 5e-5
+    """The base model's own learning rate, which `learning_rate_multiplier` scales when continuing."""
+    default_batch_size: int = 16
+    """Batch size the base model trains with unless a job says otherwise."""
+    epochs_this_job: int = 1
+    """Epochs of the job that produced this folder (a checkpoint records the epochs done so far)."""
+    job_id: str | None = None
+    """The job that trained it."""
+
+    def __post_init__(self) -> None:
+        self.method = Method.parse(self.method)
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["method"] = self.method.value
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelMeta":
+        # Unknown keys are ignored so that a model saved by a newer tunelab still loads.
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known and v is not None})

@@ -1,0 +1,107 @@
+"""tunelab's Python API for notebooks, end to end on a tiny model: the README's block as a reader
+runs it (with the tiny encoder in place of `ada`), then the rest of the API on the same store."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.helpers.tiny_models import write_classification_jsonl
+from tunelab.errors import ConflictError, InvalidInputError, JobFailedError, NotFoundError
+
+
+def readme_python_block() -> str:
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = re.search(r"<!-- readme-test:python-api:start -->(.*?)<!-- readme-test:python-api:end -->", text, re.S)
+    assert section, "README has no readme-test:python-api section"
+    (block,) = re.findall(r"```python\n(.*?)```", section.group(1), re.S)
+    return block
+
+
+@pytest.fixture
+def reviews(tmp_path, monkeypatch):
+    """The walkthrough's files, small, in the current folder."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reviews").mkdir()
+    write_classification_jsonl(tmp_path / "reviews" / "train.jsonl", 60)
+    write_classification_jsonl(tmp_path / "reviews" / "valid.jsonl", 20, seed=1)
+    write_classification_jsonl(tmp_path / "reviews" / "test.jsonl", 25, seed=2)
+    return tmp_path / "reviews"
+
+
+def test_readme_block_then_the_whole_api(reviews, tiny_models, quick_worker, store):
+    import tunelab
+
+    block = readme_python_block()
+    assert 'model="ada"' in block
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(block.replace('model="ada"', f"model={str(tiny_models.encoder)!r}"), "README.md", "exec"), {})
+    printed = out.getvalue()
+    assert "] Job succeeded." in printed  # wait() showed the job's events as they came
+    assert re.search(r"^succeeded enc:ft-personal-", printed, re.M)
+    assert "Predicted Star:" in printed and "majority baseline" in printed
+    assert len(re.findall(r"^' \d': \d\.\d{4}$", printed, re.M)) == 5  # five labels with their probabilities
+
+    (job,) = tunelab.list_jobs()
+    assert tunelab.get_job(job.legacy_id).id == job.id and job.status == "succeeded"
+    assert repr(job) == f"Job(id={job.id!r}, status='succeeded', fine_tuned_model={job.fine_tuned_model!r})"
+    events = job.events()
+    assert events[0]["message"].startswith("Created fine-tuning job") and events[-1]["message"] == "Job succeeded."
+    results = job.results()
+    assert list(results.columns[:2]) == ["step", "elapsed_tokens"] and results["classification/accuracy"].notna().any()
+    info = job.to_dict()
+    assert info["hyperparameters"]["n_epochs"] == 1 and info["final_metrics"] and info["training_method"] == "classifier"
+    with pytest.raises(ConflictError):
+        job.cancel()
+
+    model = job.fine_tuned_model
+    table = tunelab.compare([model], "reviews/test.jsonl", train_file="reviews/train.jsonl", progress=False)
+    assert model in table["markdown"] and table["reports"][model]["n"] == 25
+    report = tunelab.evaluate(model, "reviews/test.jsonl", progress=False)
+    assert report["n"] == 25 and report["baselines"] is None and report["files"] == {}
+    result = tunelab.complete(model, "great good love\n\n###\n\n", logprobs=2)
+    assert result["classification"] and len(result["probabilities"]) == 2
+
+
+def test_wait_raises_a_typed_error_unless_asked_not_to(store, tiny_models, no_worker):
+    import tunelab
+
+    job = tunelab.create_job(tiny_models.train, model=str(tiny_models.encoder), n_epochs=1, suffix="nb",
+                             class_weights=True)  # a tunelab hyperparameter beyond OpenAI's
+    assert job.status == "queued" and no_worker and job.to_dict()["hyperparameters_full"]["class_weights"] is True
+    job.cancel()
+    with pytest.raises(JobFailedError) as excinfo:
+        job.wait(progress=False)
+    assert excinfo.value.status == "cancelled" and excinfo.value.job_id == job.id
+    assert job.wait(progress=False, check=False).status == "cancelled"
+    with pytest.raises(InvalidInputError, match="results"):
+        job.results()
+
+
+def test_bad_requests_are_typed_errors_listing_every_problem(store, tiny_models, no_worker, tmp_path):
+    import tunelab
+
+    with pytest.raises(InvalidInputError) as excinfo:
+        tunelab.create_job(tmp_path / "missing.jsonl", model="no-such-model", n_epochs=0, bogus=1)
+    text = excinfo.value.render()
+    assert "bogus" in text and "missing.jsonl does not exist" in text and "no-such-model" in text
+    assert tunelab.list_jobs() == [] and not no_worker
+    with pytest.raises(NotFoundError):
+        tunelab.get_job("ft-doesnotexist0000")
+    with pytest.raises(NotFoundError, match="does not exist"):
+        tunelab.evaluate("ada", tmp_path / "missing.jsonl")
+
+
+def test_import_tunelab_stays_cheap():
+    code = ("import sys, tunelab; assert tunelab.create_job and tunelab.Job; "
+            "heavy = [m for m in ('torch', 'transformers', 'pandas', 'fastapi') if m in sys.modules]; "
+            "assert heavy == [], heavy; print(sorted(set(tunelab.__all__) - set(dir(tunelab))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr

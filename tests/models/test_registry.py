@@ -1,0 +1,166 @@
+"""`-m` resolution: packaged names, OpenAI aliases, fine-tuned ids from the store, local Hugging Face
+folders, hub ids, and unknown names. Nothing here loads weights or reaches a hub."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tunelab.errors import InvalidInputError, ModelUnavailableError
+from tunelab.models.registry import (
+    ALIASES, BASE_MODELS, CAUSAL, ENCODER, kind_of_config, list_base_models, resolve_model,
+)
+from tunelab.store import Store
+
+
+@pytest.fixture
+def store(tunelab_home) -> Store:
+    return Store()
+
+
+# -- packaged base models -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,kind,lr", [("minilm-l6", ENCODER, 2e-4), ("smollm2-135m", CAUSAL, 5e-5),
+                                          ("MiniLM-L6", ENCODER, 2e-4)])
+def test_packaged_names(name, kind, lr):
+    resolved = resolve_model(name, materialize=False)
+    assert resolved.base_model == name.lower() and resolved.id_prefix == name.lower()
+    assert resolved.kind == kind
+    assert resolved.base_learning_rate == lr and resolved.default_batch_size == 16
+    assert resolved.parent is None and resolved.notice is None
+
+
+def test_packaged_encoder_materializes_to_its_installed_folder():
+    resolved = resolve_model("minilm-l6")
+    folder = Path(resolved.path)
+    assert (folder / "config.json").is_file()
+    assert kind_of_config(folder / "config.json") == ENCODER == BASE_MODELS["minilm-l6"].kind
+
+
+def test_list_base_models_has_both_models_and_every_alias():
+    rows = {r["name"]: r for r in list_base_models()}
+    assert rows["minilm-l6"]["kind"] == ENCODER and rows["smollm2-135m"]["kind"] == CAUSAL
+    assert rows["minilm-l6"]["status"] in ("installed", "missing")
+    for alias in ALIASES:
+        assert rows[alias]["kind"] == "alias"
+    assert "minilm-l6 (classification) / smollm2-135m (completions)" in rows["ada"]["description"]
+
+
+# -- aliases --------------------------------------------------------------------------------------
+
+def test_ada_is_minilm_for_classification():
+    resolved = resolve_model("ada", classification=True, materialize=False)
+    assert resolved.base_model == "minilm-l6" and resolved.kind == ENCODER
+    assert resolved.id_prefix == "ada"  # fine-tuned ids read ada:ft-…
+    assert "'ada' is an alias" in resolved.notice and "minilm-l6" in resolved.notice
+
+
+def test_ada_is_smollm2_for_completions():
+    resolved = resolve_model("ada", classification=False, materialize=False)
+    assert resolved.base_model == "smollm2-135m" and resolved.kind == CAUSAL
+    assert resolved.id_prefix == "ada"
+    assert "smollm2-135m" in resolved.notice
+
+
+@pytest.mark.parametrize("alias", ["babbage", "curie", "Davinci"])
+def test_generation_aliases_are_smollm2_either_way(alias):
+    for classification in (True, False):
+        resolved = resolve_model(alias, classification=classification, materialize=False)
+        assert resolved.base_model == "smollm2-135m" and resolved.id_prefix == alias.lower()
+        assert resolved.notice and alias.lower() in resolved.notice
+
+
+# -- fine-tuned ids -------------------------------------------------------------------------------
+
+def test_fine_tuned_ids_come_from_the_store(store, tiny_models):
+    clf = tiny_models.register(store, "classifier", suffix="clf")
+    lm = tiny_models.register(store, "lm")
+    resolved = resolve_model(clf, store)
+    assert resolved.parent is not None and resolved.parent.id == clf
+    assert resolved.kind == ENCODER and resolved.id_prefix == "enc"
+    assert Path(resolved.path) == Path(store.get_model(clf).path)
+    assert resolved.base_model == str(tiny_models.encoder)
+    assert resolved.base_learning_rate == 1e-4 and resolved.default_batch_size == 8  # the parent's, not defaults
+    causal = resolve_model(lm, store, classification=False)
+    assert causal.kind == CAUSAL and causal.parent.method == "lm" and causal.id_prefix == "dec"
+
+
+def test_fine_tuned_id_without_a_store_or_weights(store, tiny_models):
+    model_id = tiny_models.register(store, "classifier")
+    with pytest.raises(InvalidInputError, match="Unknown model"):
+        resolve_model(model_id)  # no store given: not a name it knows
+    import shutil
+
+    shutil.rmtree(store.get_model(model_id).path)
+    with pytest.raises(ModelUnavailableError, match="missing"):
+        resolve_model(model_id, store)
+
+
+def test_an_unregistered_fine_tuned_id_is_unknown(store):
+    with pytest.raises(InvalidInputError) as excinfo:
+        resolve_model("ada:ft-personal-2023-03-31-05-30-46", store)
+    assert "ada:ft-personal-2023-03-31-05-30-46" in excinfo.value.message
+
+
+# -- local folders --------------------------------------------------------------------------------
+
+def test_local_encoder_and_decoder_folders(tiny_models):
+    enc = resolve_model(str(tiny_models.encoder))
+    assert enc.kind == ENCODER
+    assert enc.base_model == str(tiny_models.encoder.resolve()) and Path(enc.path) == tiny_models.encoder.resolve()
+    assert enc.id_prefix == tiny_models.encoder.name
+    dec = resolve_model(str(tiny_models.decoder), classification=False, materialize=False)
+    assert dec.kind == CAUSAL and dec.id_prefix == tiny_models.decoder.name and dec.notice is None
+
+
+def test_a_folder_without_config_is_refused(tmp_path):
+    (tmp_path / "weights").mkdir()
+    with pytest.raises(InvalidInputError, match="no config.json"):
+        resolve_model(str(tmp_path / "weights"))
+
+
+@pytest.mark.parametrize("config,kind", [
+    ({"architectures": ["BertModel"], "model_type": "bert"}, ENCODER),
+    ({"architectures": ["LlamaForCausalLM"], "model_type": "llama"}, CAUSAL),
+    ({"model_type": "qwen2"}, CAUSAL),
+    ({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"}, CAUSAL),
+    ({"architectures": ["RobertaForSequenceClassification"], "model_type": "roberta"}, ENCODER),
+])
+def test_kind_of_config(tmp_path, config, kind):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    assert kind_of_config(path) == kind
+
+
+# -- hub ids --------------------------------------------------------------------------------------
+
+def test_hub_id_without_materializing_is_not_assumed_an_encoder():
+    """Planning resolves with materialize=False (no download). A causal hub id must not come back as
+    an encoder then, or `--method lm` on SmolLM2 from the hub is refused."""
+    resolved = resolve_model("HuggingFaceTB/SmolLM2-135M", classification=False, materialize=False)
+    assert resolved.kind != ENCODER
+    assert resolved.base_model == "HuggingFaceTB/SmolLM2-135M" and str(resolved.path) == "HuggingFaceTB/SmolLM2-135M"
+    assert resolved.id_prefix == "SmolLM2-135M"
+
+
+def test_hub_id_offline_is_a_typed_error():
+    with pytest.raises(ModelUnavailableError, match="HF_HUB_OFFLINE"):
+        resolve_model("HuggingFaceTB/SmolLM2-135M")
+
+
+# -- unknown names --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["gpt-5", "no-such-model", "./not/here", "/definitely/not/a/folder"])
+def test_unknown_names_are_typed_errors_with_a_hint(name):
+    with pytest.raises(InvalidInputError) as excinfo:
+        resolve_model(name)
+    assert f"Unknown model {name!r}" in excinfo.value.message
+    assert "tunelab models list" in excinfo.value.hint
+    assert "Traceback" not in excinfo.value.render()
+
+
+def test_no_name_at_all():
+    with pytest.raises(InvalidInputError, match="No model given"):
+        resolve_model("")

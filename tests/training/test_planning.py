@@ -1,0 +1,131 @@
+"""Planning a job (`create_job`) without training it: method choice, model kind, aliases,
+continuation, and every problem reported at once with nothing queued."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.helpers.tiny_models import write_classification_jsonl
+from tunelab.errors import InvalidInputError
+from tunelab.store import Store
+from tunelab.training.config import ClassificationOptions
+from tunelab.training.planning import JobRequest, create_job
+
+
+@pytest.fixture
+def store(tunelab_home) -> Store:
+    return Store()
+
+
+@pytest.fixture
+def free_form(tmp_path):
+    path = tmp_path / "gen.jsonl"
+    with open(path, "w") as fh:
+        for i in range(40):
+            fh.write(json.dumps({"prompt": f"great dress {i % 7}\n\n###\n\n",
+                                 "completion": f" the fabric is fine {i}\n"}) + "\n")
+    return path
+
+
+def plan(store, train, model, hp=None, **kwargs):
+    return create_job(store, JobRequest(str(train), model, hyperparameters=hp, **kwargs))
+
+
+def test_classification_data_on_an_encoder_plans_a_classifier(store, tiny_models):
+    job, notices = plan(store, tiny_models.train, str(tiny_models.encoder), {"n_epochs": 2},
+                        validation_file=str(tiny_models.valid), classification=ClassificationOptions(True, 5))
+    assert job.status == "queued" and job.method == "classifier"
+    assert job.options["kind"] == "encoder" and job.options["labels"] == [" 1", " 2", " 3", " 4", " 5"]
+    assert job.options["cumulative_epochs"] == 2 and job.options["n_train"] == 120 and job.options["n_valid"] == 30
+    assert job.base_model == str(tiny_models.encoder.resolve())
+    assert any(n.startswith("Method: classifier (auto: classification data") for n in notices)
+    assert sorted(f.n_rows for f in store.list_files()) == [30, 120]  # both paths uploaded
+    assert [e.message for e in store.list_events(job.id)][-1].startswith("Job enqueued")
+
+
+def test_free_form_data_on_a_decoder_plans_lm(store, tiny_models, free_form):
+    job, notices = plan(store, free_form, str(tiny_models.decoder))
+    assert job.method == "lm" and job.options["kind"] == "causal"
+    assert job.options["labels"] is None and job.options["classification"] is False
+    assert any("free-form completions" in n for n in notices)
+
+
+def test_lm_method_on_a_local_causal_folder(store, tiny_models):
+    job, _ = plan(store, tiny_models.train, str(tiny_models.decoder), {"method": "lm"})
+    assert job.method == "lm" and job.options["kind"] == "causal"
+    assert job.options["labels"] == [" 1", " 2", " 3", " 4", " 5"]  # lm on classification data keeps its labels
+
+
+def test_lm_method_on_a_causal_hub_id_plans_as_causal(store, tiny_models):
+    """No download while planning: the hub id's architecture is unknown offline, and `--method lm`
+    says it is causal. It must not be refused as "an encoder"."""
+    job, _ = plan(store, tiny_models.train, "HuggingFaceTB/SmolLM2-135M", {"method": "lm"})
+    assert job.method == "lm" and job.options["kind"] == "causal"
+    assert job.base_model == "HuggingFaceTB/SmolLM2-135M"
+    assert job.options["id_prefix"] == "SmolLM2-135M"
+
+
+def test_lm_method_on_an_encoder_is_refused(store, tiny_models):
+    with pytest.raises(InvalidInputError) as excinfo:
+        plan(store, tiny_models.train, str(tiny_models.encoder), {"method": "lm"})
+    assert any("is an encoder" in p for p in excinfo.value.problems)
+    assert store.list_jobs() == []
+
+
+def test_free_form_data_on_an_encoder_is_refused(store, tiny_models, free_form):
+    with pytest.raises(InvalidInputError) as excinfo:
+        plan(store, free_form, str(tiny_models.encoder))
+    assert any("can only learn classification" in p and "smollm2-135m" in p for p in excinfo.value.problems)
+    with pytest.raises(InvalidInputError) as excinfo:
+        plan(store, free_form, str(tiny_models.decoder), {"method": "classifier"})
+    assert any("method classifier needs classification data" in p for p in excinfo.value.problems)
+    assert store.list_jobs() == []
+
+
+def test_ada_alias_plans_on_minilm_with_a_notice(store, tiny_models):
+    job, notices = plan(store, tiny_models.train, "ada")
+    assert notices[0] == "Note: 'ada' is an alias; it maps to the local model minilm-l6."
+    assert job.model == "ada" and job.base_model == "minilm-l6" and job.method == "classifier"
+    assert job.options["id_prefix"] == "ada" and job.options["kind"] == "encoder"
+    assert job.options["base_learning_rate"] == 2e-4
+
+
+def test_continuing_a_fine_tuned_model(store, tiny_models):
+    parent = tiny_models.register(store, "classifier")
+    job, _ = plan(store, tiny_models.train, parent, {"n_epochs": 3})
+    assert job.parent_model == parent and job.method == "classifier"  # "auto" takes the parent's method
+    assert job.options["cumulative_epochs"] == 1 + 3
+    assert job.options["base_learning_rate"] == 1e-4  # the parent's base rate, not the default
+    with pytest.raises(InvalidInputError) as excinfo:
+        plan(store, tiny_models.train, parent, {"method": "lm"})
+    assert any("trained with method classifier" in p for p in excinfo.value.problems)
+
+
+def test_every_problem_is_reported_at_once(store, tmp_path):
+    with pytest.raises(InvalidInputError) as excinfo:
+        create_job(store, JobRequest(str(tmp_path / "missing.jsonl"), "no-such-model",
+                                     hyperparameters={"n_epochs": 0},
+                                     classification=ClassificationOptions(True, 5), suffix="not ok!"))
+    text = "\n".join(excinfo.value.problems)
+    for needle in ("n_epochs", "missing.jsonl", "need a validation file", "suffix", "Unknown model 'no-such-model'"):
+        assert needle in text, needle
+    assert store.list_jobs() == [] and store.list_files() == []
+
+
+def test_class_count_and_positive_class_are_checked_against_the_data(store, tiny_models, tmp_path):
+    with pytest.raises(InvalidInputError) as excinfo:
+        plan(store, tiny_models.train, str(tiny_models.encoder), validation_file=str(tiny_models.valid),
+             classification=ClassificationOptions(True, 3))
+    assert any("does not match the training data, which has 5" in p for p in excinfo.value.problems)
+    binary = write_classification_jsonl(tmp_path / "yn.jsonl", 20, labels=("yes", "no"))
+    with pytest.raises(InvalidInputError) as excinfo:
+        plan(store, binary, str(tiny_models.encoder), validation_file=str(binary),
+             classification=ClassificationOptions(True, None, "maybe"))
+    assert any("'maybe' is not a completion" in p for p in excinfo.value.problems)
+    unseen = write_classification_jsonl(tmp_path / "unseen.jsonl", 10, labels=("yes", "no", "other"))
+    with pytest.raises(InvalidInputError) as excinfo:
+        plan(store, binary, str(tiny_models.encoder), validation_file=str(unseen),
+             classification=ClassificationOptions(True, None))
+    assert any("never occur in the training file" in p for p in excinfo.value.problems)
