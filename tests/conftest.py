@@ -12,6 +12,8 @@ Tiers: tests marked `slow` start processes, train, load the packaged models or r
 
 from __future__ import annotations
 
+import gc
+import importlib
 import os
 from pathlib import Path
 
@@ -19,6 +21,21 @@ import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_sessionstart(session):
+    """Import the heavy libraries once, then move their objects out of the garbage collector's
+    sight: every app shutdown unloads its models with gc.collect(), which otherwise walks torch's
+    and transformers' million objects (half a second each time on this machine)."""
+    for name in ("torch", "transformers", "transformers.models.bert.modeling_bert",
+                 "transformers.models.llama.modeling_llama", "fastapi", "openai", "pandas", "sklearn.linear_model",
+                 "matplotlib.pyplot"):
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - only a speed-up; the tests import what they need themselves
+            pass
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(scope="session")

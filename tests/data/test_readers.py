@@ -10,7 +10,6 @@ import pytest
 from tunelab.data.readers import (
     Example,
     detect_classification,
-    read_chat,
     read_prompt_completion,
     read_table,
     validate_messages,
@@ -186,14 +185,6 @@ def test_many_problems_are_capped_but_counted(tmp_path):
         read_prompt_completion(path)
     assert len(err.value.problems) == 51
     assert err.value.problems[-1] == "... and 30 more"
-
-
-def test_read_chat(fixtures, tmp_path):
-    examples = read_chat(fixtures / "chat_messages.jsonl")
-    assert len(examples) == 8 and examples[0].messages[-1]["role"] == "assistant"
-    bad = write(tmp_path / "c.jsonl", '{"messages": [{"role": "user", "content": "hi"}]}\n')
-    with pytest.raises(DataFileError, match="no assistant message"):
-        read_chat(bad)
 
 
 @pytest.mark.parametrize("messages, expected", [

@@ -48,8 +48,6 @@ def test_claim_takes_the_oldest_queued_job_first(store):
     assert store.claim_next_job(worker_pid=123) is None
 
 
-@pytest.mark.xfail(strict=True, reason="claim_next_job breaks created_at ties (same second) by the random id, "
-                                       "not by creation order")
 def test_claim_is_first_in_first_out_within_one_second(store, monkeypatch):
     from tunelab.store import ids
 

@@ -27,13 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tunelab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in GROUPS:
-        try:
-            module = importlib.import_module(f"tunelab.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"tunelab.cli.{name}":
-                continue  # verb group not built yet
-            raise
-        module.register(sub)
+        # A missing or renamed verb module is a packaging bug: let the import error say so.
+        importlib.import_module(f"tunelab.cli.{name}").register(sub)
     return parser
 
 

@@ -51,12 +51,6 @@ class Example:
     line: int
 
 
-@dataclass(frozen=True)
-class ChatExample:
-    messages: list[dict[str, Any]] = field(hash=False)
-    line: int
-
-
 def raise_problems(message: str, problems: Sequence[str], hint: str | None = None) -> None:
     """Raise one DataFileError listing every problem (capped, with the count of the rest)."""
     shown = list(problems[:MAX_PROBLEMS])
@@ -315,22 +309,6 @@ def read_prompt_completion(path: str | Path) -> list[Example]:
     if problems:
         raise_problems(f"{table.path} is not a valid prompt/completion file:", problems,
                        hint=f"Run `tunelab tools fine_tunes.prepare_data -f {table.path}` to fix it.")
-    if not examples:
-        raise DataFileError(f"{table.path} has no examples.")
-    return examples
-
-
-def read_chat(path: str | Path) -> list[ChatExample]:
-    """Read a chat (`messages`) training file, reporting every invalid line at once."""
-    table = read_table(path, default_format="jsonl")
-    examples, problems = [], []
-    for row, line in zip(table.rows, table.lines):
-        bad = validate_messages(row.get("messages"))
-        problems += [f"{table.path}:{line}: {p}" for p in bad]
-        if not bad:
-            examples.append(ChatExample(row["messages"], line))
-    if problems:
-        raise_problems(f"{table.path} is not a valid chat file:", problems)
     if not examples:
         raise DataFileError(f"{table.path} has no examples.")
     return examples

@@ -15,6 +15,7 @@ import torch
 
 from tunelab.models.encoding import Encoded, collate, encode_classifier, encode_lm, model_inputs
 from tunelab.runtime import autocast
+from tunelab.models.meta import Method
 
 
 @torch.inference_mode()
@@ -24,7 +25,7 @@ def score_labels(model, tokenizer, method: str, prompts: list[str], labels: list
     """Returns an array [len(prompts), len(labels)] of natural-log probabilities."""
     model.eval()
     dev = next(model.parameters()).device
-    if method == "classifier":
+    if method == Method.CLASSIFIER:
         encoded = encode_classifier(tokenizer, prompts, [0] * len(prompts), max_length)
         out = np.zeros((len(prompts), len(labels)), dtype=np.float64)
         for idx, batch in _batches(encoded, batch_size, tokenizer, left_pad=False, dev=dev):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tunelab.errors import InvalidInputError, ModelUnavailableError
 from tunelab.models import sources
-from tunelab.models.meta import CAUSAL, ENCODER, ModelMeta
+from tunelab.models.meta import CAUSAL, ENCODER, Method, ModelMeta
 from tunelab.store import ModelRecord, Store
 
 DEFAULT_LEARNING_RATE = 5e-5
@@ -98,7 +98,7 @@ def resolve_model(name: str, store: Store | None = None, *, classification: bool
         if record is not None:
             if not Path(record.path).exists():
                 raise ModelUnavailableError(f"The weights of {name} are missing from {record.path}.")
-            meta = ModelMeta.from_dict({"method": record.method, "kind": CAUSAL if record.method == "lm" else ENCODER,
+            meta = ModelMeta.from_dict({"method": record.method, "kind": CAUSAL if record.method == Method.LM else ENCODER,
                                         "base_model": record.base_model,
                                         **record.meta})
             return ResolvedModel(

@@ -39,7 +39,7 @@ class JobRecord:
     model: str  # as the user asked for it (alias, base name or fine-tuned id)
     base_model: str  # the packaged/local base model it resolves to
     parent_model: str | None  # fine-tuned model continued from, if any
-    method: str  # "classifier" or "lm"
+    method: str  # a tunelab.models.meta.Method value
     training_file: str
     validation_file: str | None
     hyperparams: dict[str, Any]
@@ -57,6 +57,7 @@ class JobRecord:
     worker_pid: int | None
     heartbeat_at: float | None
     attempts: int
+    enqueued_at: float | None = None  # sub-second, so the queue is first in, first out
 
     @property
     def legacy_id(self) -> str:

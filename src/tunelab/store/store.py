@@ -99,7 +99,7 @@ class Store:
             options=options, organization_id=organization_id, suffix=suffix, seed=seed,
             fine_tuned_model=None, result_file=None, error=None, trained_tokens=None,
             trained_examples=None, train_seconds=None, cancel_requested=False, worker_pid=None,
-            heartbeat_at=None, attempts=0,
+            heartbeat_at=None, attempts=0, enqueued_at=time.time(),
         )
         self._insert("jobs", values)
         return JobRecord(**values)
@@ -161,7 +161,8 @@ class Store:
 
     def claim_next_job(self, worker_pid: int) -> JobRecord | None:
         """Atomically move the oldest queued job to running for this worker."""
-        for job in self.list_jobs(status=QUEUED)[::-1]:
+        queued = self.list_jobs(status=QUEUED)
+        for job in sorted(queued, key=lambda j: (j.enqueued_at or j.created_at, j.created_at)):
             with self.engine.begin() as conn:
                 claimed = conn.execute(text(
                     "UPDATE jobs SET status = :r, worker_pid = :p, heartbeat_at = :h, updated_at = :t, "
@@ -299,7 +300,3 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
-
-
-def open_store() -> Store:
-    return Store()

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from tunelab.errors import InvalidInputError
+from tunelab.models.meta import Method
 
-METHODS = ("auto", "classifier", "lm")
+METHODS = ("auto", *(m.value for m in Method))
 
 
 @dataclass

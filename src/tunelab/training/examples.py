@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import random
 
-CLASSIFIER = "classifier"
-LM = "lm"
-
 
 def bucketed_batches(lengths: list[int], batch_size: int, *, seed: int, epoch: int, shuffle: bool,
                      window_batches: int = 32) -> list[list[int]]:

@@ -23,6 +23,7 @@ from tunelab.training.config import Hyperparameters
 from tunelab.training.examples import bucketed_batches
 from tunelab.training.losses import BatchResult, classifier_step, lm_step
 from tunelab.training.results import ResultsWriter
+from tunelab.models.meta import Method
 
 
 class Cancelled(Exception):
@@ -99,7 +100,7 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
             results.reset()
 
     def step_fn(batch) -> BatchResult:
-        if data.method == "classifier":
+        if data.method == Method.CLASSIFIER:
             return classifier_step(model, batch, class_weights)
         return lm_step(model, batch, hp.prompt_loss_weight)
 
@@ -108,7 +109,7 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
     started = time.monotonic() - elapsed_before
     last_ckpt = time.monotonic()
     last_cancel_check = 0.0
-    left_pad = data.method != "classifier"
+    left_pad = data.method != Method.CLASSIFIER
     final_metrics: dict = {}
 
     for epoch in range(position["epoch"], hp.n_epochs):
@@ -177,7 +178,7 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
 def _validate(model, data: LoopData, step_fn, batch_size: int, accelerator) -> dict:
     model.eval()
     loss_sum = tok_c = tok_n = seq_c = seq_n = 0.0
-    left_pad = data.method != "classifier"
+    left_pad = data.method != Method.CLASSIFIER
     for start in range(0, len(data.valid), batch_size):
         batch = collate(data.valid[start:start + batch_size], data.pad_id, left_pad=left_pad)
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}

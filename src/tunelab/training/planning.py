@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tunelab.data.files import load_data_file
-from tunelab.data.labels import label_sort_key, preview
+from tunelab.data.labels import find_label, label_sort_key, preview
 from tunelab.data.readers import detect_classification
 from tunelab.errors import InvalidInputError, NotFoundError, TunelabError
 from tunelab.models.meta import CAUSAL, ENCODER, Method
@@ -65,8 +65,7 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
                                 f"training data, which has {len(labels)} distinct completions: "
                                 f"{preview(labels)}")
         if opts.classification_positive_class is not None and labels is not None:
-            names = {l.strip() for l in labels}
-            if opts.classification_positive_class.strip() not in names:
+            if find_label(opts.classification_positive_class, labels) is None:
                 problems.append(f"--classification_positive_class {opts.classification_positive_class!r} is not a "
                                 f"completion in the training data ({preview(labels)})")
             elif len(labels) != 2:
