@@ -35,6 +35,7 @@ def reviews(tmp_path, monkeypatch):
     return tmp_path / "reviews"
 
 
+@pytest.mark.slow  # a worker process trains a tiny model
 def test_readme_block_then_the_whole_api(reviews, tiny_models, quick_worker, store):
     import tunelab
 
@@ -99,6 +100,7 @@ def test_bad_requests_are_typed_errors_listing_every_problem(store, tiny_models,
         tunelab.evaluate("ada", tmp_path / "missing.jsonl")
 
 
+@pytest.mark.slow  # starts a fresh interpreter (this one has torch loaded already)
 def test_import_tunelab_stays_cheap():
     code = ("import sys, tunelab; assert tunelab.create_job and tunelab.Job; "
             "heavy = [m for m in ('torch', 'transformers', 'pandas', 'fastapi') if m in sys.modules]; "

@@ -14,8 +14,6 @@ from tunelab.training.config import ClassificationOptions
 from tunelab.training.planning import JobRequest, create_job
 from tunelab.training.runner import run_job
 
-pytestmark = pytest.mark.slow  # every test trains
-
 FAST = {"n_epochs": 2, "learning_rate_multiplier": 50.0, "batch_size": 8}
 
 

@@ -20,6 +20,7 @@ from tunelab.evaluation.baselines import BASELINES, TITLES
 from tunelab.evaluation.report import evaluate_model, format_cell, load_examples, map_labels
 from tunelab.fsutil import atomic_open, write_json
 from tunelab.store import ids
+from tunelab.training.plan import JobStats
 
 ADA_TRAINING_USD_PER_1K_TOKENS = 0.0004
 ADA_PRICE_TITLE = "ada-equivalent price (reference)"
@@ -71,12 +72,13 @@ def training_summary(model_id: str, store) -> dict:
     cpu = gpu = 0.0
     devices = []
     for job in jobs:
-        dev = str(job.options.get("device") or "cpu")
+        stats = JobStats.from_job(job)
+        dev = stats.device or "cpu"
         devices.append(dev)
         if dev.startswith(("cuda", "mps", "xpu")):
             gpu += float(job.train_seconds or 0.0)
         else:
-            cpu += float(job.options.get("cpu_seconds") or job.train_seconds or 0.0)
+            cpu += float(stats.cpu_seconds or job.train_seconds or 0.0)
     parts = []
     if cpu:
         parts.append(f"{cpu:,.1f} CPU-s")
