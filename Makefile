@@ -2,8 +2,8 @@
 #   make demo   install, then run the chapter end to end on the bundled reviews
 #   make test   install (with test extras), then run the whole test suite
 # and, for development:
-#   make test-fast  the same without the tests marked slow (worker/server processes, training,
-#                   the packaged models, the README run): every package, in about a minute
+#   make test-fast  the same without the tests marked slow (worker/model/server processes, the
+#                   packaged models, the README run): every package, in under a minute
 VENV ?= .venv
 
 .PHONY: setup setup-test demo test test-fast bench

@@ -6,15 +6,15 @@
 - `fake_predictors`: weightless predictors (tests/helpers/fake_predictor.py) for route and CLI
   tests; `tunelab.inference.predictor.load_predictor` answers with them while the fixture is used.
 
-Tiers: tests marked `slow` start processes, train, load the packaged models or run the README;
-`make test-fast` runs the rest (`-m "not slow"`), `make test` runs everything.
+Tiers: tests marked `slow` start processes (workers, model processes, servers, `tunelab serve`),
+train or load the packaged models, or run the README; `make test-fast` runs the rest
+(`-m "not slow"`: tiny models still train in-process there), `make test` runs everything.
 """
 
 from __future__ import annotations
 
 import gc
 import importlib
-import os
 from pathlib import Path
 
 import pytest

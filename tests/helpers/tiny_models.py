@@ -168,8 +168,7 @@ class TinyModels:
         ref = self.trained()
         ref.store.engine.dispose()
         home = Path(home)
-        shutil.copytree(ref.home, home, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("*.db-wal", "*.db-shm", "worker.lock"))
+        shutil.copytree(ref.home, home, dirs_exist_ok=True, ignore=shutil.ignore_patterns("worker.lock"))
         engine = create_engine(f"sqlite:///{home / 'tunelab.db'}")
         old, new = str(ref.home), str(home)
         with engine.begin() as conn:

@@ -5,9 +5,7 @@ and a real `tunelab serve` on a free loopback port (tests using it are marked sl
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,7 +18,7 @@ import openai
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.helpers.tiny_models import CHAT_TEMPLATE, LABELS, write_classification_jsonl  # noqa: F401
+from tests.helpers.tiny_models import LABELS, write_classification_jsonl
 
 PROMPT = "great good love perfect\n\n###\n\n"
 
@@ -46,7 +44,7 @@ def models(store, fake_predictors) -> dict[str, str]:
 @pytest.fixture
 def real_models(store, tiny_models) -> dict[str, str]:
     """Ids of three registered tiny random-weight models (real inference): classifier, free-form lm
-    and lm with labels. The decoder's tokenizer has CHAT_TEMPLATE."""
+    and lm with labels. The decoder's tokenizer has a chat template (tests/helpers/tiny_models.py)."""
     return {
         "classifier": tiny_models.register(store, "classifier", name="enc", suffix="clf"),
         "lm": tiny_models.register(store, "lm", name="dec", suffix="gen"),
