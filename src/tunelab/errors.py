@@ -2,15 +2,43 @@
 
 Every error carries a message a user can act on. `problems` holds several findings when a check
 reports everything at once instead of stopping at the first problem.
+
+Exit codes of the CLI (`tunelab --help` and the README list them too); each error class carries its
+own as `exit_code`, and `tunelab.cli.main` returns it:
+
+    0    success
+    1    a fine-tuning job failed (JobFailedError, `fine_tunes.follow` of a failed job), or another
+         error that is not about the user's input
+    2    usage or input error: bad arguments or data, a request the object's state forbids
+         (InvalidInputError, DataFileError, ConflictError; argparse's own errors are 2 as well)
+    3    not found: an unknown file, job or model id, a missing path, a base model whose weights
+         are not installed (NotFoundError, ModelUnavailableError)
+    130  interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
 
 
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_FAILED: "a fine-tuning job failed (or another error that is not about your input)",
+    EXIT_USAGE: "usage or input error (bad arguments or data, or a request the object's state forbids)",
+    EXIT_NOT_FOUND: "not found (unknown file, job or model id; missing path; base model not installed)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+}
+"""The CLI's exit codes, for `tunelab --help` and the README."""
+
+
 class TunelabError(Exception):
     """Base of every error tunelab raises on purpose (never a bug)."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILED
 
     def __init__(self, message: str, *, problems: list[str] | None = None, hint: str | None = None):
         self.message = message
@@ -29,7 +57,7 @@ class TunelabError(Exception):
 class InvalidInputError(TunelabError):
     """The user's data or arguments cannot be used as given."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class DataFileError(InvalidInputError):
@@ -39,23 +67,25 @@ class DataFileError(InvalidInputError):
 class NotFoundError(TunelabError):
     """A file, job or model id that the store does not know."""
 
-    exit_code = 3
+    exit_code = EXIT_NOT_FOUND
 
 
 class ConflictError(TunelabError):
     """The request is valid but the object's state forbids it (e.g. cancelling a finished job)."""
 
-    exit_code = 4
+    exit_code = EXIT_USAGE
 
 
 class ModelUnavailableError(TunelabError):
     """A base model is known but its weights are not installed on this machine."""
 
-    exit_code = 5
+    exit_code = EXIT_NOT_FOUND
 
 
 class JobFailedError(TunelabError):
     """A fine-tuning job ended without a model (failed or cancelled), for callers that waited on it."""
+
+    exit_code = EXIT_FAILED
 
     def __init__(self, message: str, *, job_id: str, status: str, **kwargs):
         self.job_id = job_id

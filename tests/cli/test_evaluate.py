@@ -83,7 +83,8 @@ def test_compare_three_models(models, home, capsys):
     text = capsys.readouterr().out
     assert text.startswith("| metric | " + " | ".join([models.enc, models.lm, models.child, "majority", "tf-idf"]))
     for row in ("accuracy", "good-vs-bad accuracy", "one-off accuracy", "macro F1", "MAE", "ECE", "epochs",
-                "training examples", "training tokens", "training wall time", "compute",
+                "examples trained (all epochs, lineage)", "tokens trained (all epochs, lineage)",
+                "training wall time (lineage)", "compute (lineage)",
                 "ada-equivalent price (reference)"):
         assert f"| {row} |" in text
     for name in ("compare.md", "compare.csv", "compare.png", "compare.json"):

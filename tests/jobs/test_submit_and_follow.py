@@ -112,7 +112,7 @@ def test_afollow_streams_without_holding_the_event_loop(store, queued):
 def test_watch_draws_steps_as_a_bar_and_writes_the_rest(store, queued, capsys):
     thread = finish_later(store, queued.id)
     lines = []
-    job = watch(store, queued.id, write=lines.append, poll_s=0.05)
+    job = watch(store, queued.id, write=lines.append, poll_s=0.05, bar=True)  # as on a terminal
     thread.join()
     assert job.status == "succeeded" and job.fine_tuned_model
     assert lines[0].endswith(f"Created fine-tuning job: {queued.id}")

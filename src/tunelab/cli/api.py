@@ -3,72 +3,139 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 
-from tunelab.cli.common import add_command, print_json
-from tunelab.errors import InvalidInputError, NotFoundError
+from tunelab.cli.common import add_command, clip, format_columns, print_json
+from tunelab.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, InvalidInputError, NotFoundError
 from tunelab.jobs import submit, views
 from tunelab.jobs.files import results_path, upload_file
-from tunelab.jobs.progress import watch
+from tunelab.jobs.progress import event_line, watch
 from tunelab.jobs.views import drop_none
 from tunelab.store import Store
 from tunelab.store.records import FAILED, SUCCEEDED
 
 
-def register(sub) -> None:
-    api = sub.add_parser("api", help="fine-tuning jobs and files (the legacy `openai api` verbs)")
-    verbs = api.add_subparsers(dest="verb", metavar="VERB")
+AUTO = "auto, resolved from the model and the data and shown in the job"
 
-    p = add_command(verbs, "fine_tunes.create", cmd_create, "create a fine-tuning job and follow it")
-    p.add_argument("-t", "--training_file", required=True, help="JSONL path or file id")
-    p.add_argument("-v", "--validation_file", help="JSONL path or file id")
+
+def hyperparameter_default(name: str) -> str:
+    """The default of a hyperparameter as the help shows it, read from training.config so that the
+    help stays true when a default changes; None or "auto" is resolved per job."""
+    from dataclasses import MISSING, fields
+
+    from tunelab.training.config import Hyperparameters
+
+    field = next(f for f in fields(Hyperparameters) if f.name == name)
+    value = field.default if field.default is not MISSING else None
+    if value is None or value == "auto":
+        return AUTO
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def register(sub) -> None:
+    api = sub.add_parser("api", help="Fine-tuning jobs and files (the legacy `openai api` verbs).",
+                         description="Fine-tuning jobs and files (the legacy `openai api` verbs).")
+    verbs = api.add_subparsers(dest="verb", metavar="VERB")
+    d = hyperparameter_default
+
+    p = add_command(verbs, "fine_tunes.create", cmd_create, "Create a fine-tuning job and follow it to its end.")
+    p.add_argument("-t", "--training_file", required=True, metavar="FILE",
+                   help="Training data: a JSONL file of prompt/completion rows (uploaded into the store) or a "
+                        "file id (file-…).")
+    p.add_argument("-v", "--validation_file", metavar="FILE",
+                   help="Validation data, as for -t (default: none; --compute_classification_metrics needs it).")
     p.add_argument("-m", "--model", default="ada",
-                   help="base model (minilm-l6, smollm2-135m, ada/babbage/curie/davinci aliases, a local "
-                        "Hugging Face folder, a hub id) or a fine-tuned model id to continue (default: ada)")
-    p.add_argument("--n_epochs", type=str, default=None)
-    p.add_argument("--batch_size", type=str, default=None)
-    p.add_argument("--learning_rate_multiplier", type=str, default=None)
-    p.add_argument("--prompt_loss_weight", type=str, default=None)
-    p.add_argument("--compute_classification_metrics", action="store_true")
-    p.add_argument("--classification_n_classes", type=str)
-    p.add_argument("--classification_positive_class")
-    p.add_argument("--classification_betas", type=str, nargs="+", default=[])
-    p.add_argument("--suffix")
-    p.add_argument("--seed", type=str, default=None)
-    p.add_argument("--no_follow", action="store_true", help="return at once; the job runs in the background")
+                   help="Base model (minilm-l6, smollm2-135m, ada/babbage/curie/davinci aliases, a local "
+                        "Hugging Face folder, a hub id) or a fine-tuned model id to continue (default: ada).")
+    p.add_argument("--n_epochs", type=str, default=None, metavar="N",
+                   help=f"Passes over the training file (default: {d('n_epochs')}).")
+    p.add_argument("--batch_size", type=str, default=None, metavar="N",
+                   help=f"Examples per training step (default: {d('batch_size')}).")
+    p.add_argument("--learning_rate_multiplier", type=str, default=None, metavar="X",
+                   help=f"Multiplies the base model's own learning rate (default: {d('learning_rate_multiplier')}).")
+    p.add_argument("--prompt_loss_weight", type=str, default=None, metavar="W",
+                   help="For the lm method: weight of the prompt tokens in the loss, 0 to 1 "
+                        f"(default: {d('prompt_loss_weight')}; OpenAI's was 0.01).")
+    p.add_argument("--compute_classification_metrics", action="store_true",
+                   help="Score every label on the validation file at each evaluation, adding accuracy and "
+                        "weighted F1 to the results CSV (needs -v; default: off).")
+    p.add_argument("--classification_n_classes", type=str, metavar="N",
+                   help="Number of classes; the job fails validation if the data has another number "
+                        "(default: not checked).")
+    p.add_argument("--classification_positive_class", metavar="LABEL",
+                   help="Binary classification: the positive class, for precision, recall and AUROC "
+                        "(default: none).")
+    p.add_argument("--classification_betas", type=str, nargs="+", default=[], metavar="BETA",
+                   help="Binary classification: also report the F-beta score for each BETA (default: none).")
+    p.add_argument("--suffix", metavar="TEXT",
+                   help="Up to 40 letters, digits, - or _ put into the fine-tuned model's id (default: none).")
+    p.add_argument("--seed", type=str, default=None, metavar="N",
+                   help=f"Seed of new weights, dropout and batch order (default: {d('seed')}).")
+    p.add_argument("--no_follow", action="store_true",
+                   help="Return once the job is queued; it runs in the background (default: follow it).")
     ext = p.add_argument_group("tunelab extensions")
-    ext.add_argument("--method", choices=["auto", "classifier", "lm"], default=None)
-    ext.add_argument("--lora", action="store_true", default=None, help="train a LoRA adapter (peft)")
-    ext.add_argument("--class_weights", action="store_true", default=None, help="inverse-frequency class weights")
+    ext.add_argument("--method", choices=["auto", "classifier", "lm"], default=None,
+                     help="How to train: classifier (a sequence-classification head), lm (causal language "
+                          "modelling), or auto: classifier for classification data, else lm (default: auto; the job says "
+                          "what it picked).")
+    ext.add_argument("--lora", action="store_true", default=None,
+                     help=f"Train a LoRA adapter (peft) instead of every weight (default: {d('lora')}).")
+    ext.add_argument("--class_weights", action="store_true", default=None,
+                     help="Classifier: weight the loss by inverse class frequency, for imbalanced labels "
+                          f"(default: {d('class_weights')}).")
     ext.add_argument("--shuffle", action="store_true", default=None,
-                     help="shuffle each epoch (default: file order, as OpenAI did)")
-    ext.add_argument("--max_length", type=str, default=None)
+                     help=f"Shuffle the examples each epoch (default: {d('shuffle')}, which shuffles).")
+    ext.add_argument("--no_shuffle", action="store_false", dest="shuffle",
+                     help="Train in the file's order, as OpenAI did (a file sorted by label then trains sorted "
+                          "by label: the chapter's 'unshuffled' experiment).")
+    ext.add_argument("--warmup_ratio", type=str, default=None, metavar="X",
+                     help=f"Fraction of steps with a linear learning-rate warm-up (default: {d('warmup_ratio')}).")
+    ext.add_argument("--lr_schedule", choices=["linear", "cosine", "constant"], default=None,
+                     help=f"Learning rate after the warm-up (default: {d('lr_schedule')} decay to 0).")
+    ext.add_argument("--no_keep_best", action="store_false", dest="keep_best", default=None,
+                     help="Register the last epoch, not the epoch that scored best on the validation file "
+                          f"(default: {d('keep_best')}: keep the best when there is a validation file).")
+    ext.add_argument("--early_stopping_patience", type=str, default=None, metavar="N",
+                     help="Stop after N epochs without a better validation score, 0 never "
+                          f"(default: {d('early_stopping_patience')}).")
+    ext.add_argument("--max_length", type=str, default=None, metavar="N",
+                     help=f"Tokens kept per example, prompt and completion (default: {d('max_length')}).")
 
     for name, func, text in [
-        ("fine_tunes.follow", cmd_follow, "stream a job's events until it ends"),
-        ("fine_tunes.get", cmd_get, "print a job as JSON"),
-        ("fine_tunes.events", cmd_events, "print a job's events"),
-        ("fine_tunes.cancel", cmd_cancel, "cancel a queued or running job"),
-        ("fine_tunes.delete", cmd_delete, "delete a finished job and its artifacts (not its model)"),
-        ("fine_tunes.results", cmd_results, "print a job's results CSV"),
+        ("fine_tunes.follow", cmd_follow, "Stream a job's events until it ends (re-attach after Ctrl-C)."),
+        ("fine_tunes.get", cmd_get, "Print a job as JSON, with its events (--table: a short summary)."),
+        ("fine_tunes.events", cmd_events, "Print a job's events as JSON."),
+        ("fine_tunes.cancel", cmd_cancel, "Cancel a queued or running job."),
+        ("fine_tunes.delete", cmd_delete, "Delete a finished job and its artifacts (not its model)."),
+        ("fine_tunes.results", cmd_results, "Print a job's results CSV (one row per step)."),
     ]:
         q = add_command(verbs, name, func, text)
-        q.add_argument("-i", "--id", required=True, help="job id (ftjob-… or legacy ft-…)")
+        q.add_argument("-i", "--id", required=True, help="Job id (ftjob-… or the legacy ft-…).")
         if name == "fine_tunes.results":
             q.add_argument("--plot", nargs="?", const="", metavar="PNG",
-                           help="also draw loss and accuracy curves to PNG (default: <job id>-curves.png)")
-    q = add_command(verbs, "fine_tunes.list", cmd_list, "list jobs as JSON")
-    q.add_argument("--latest", action="store_true", help="print only the newest job id (for scripts)")
+                           help="Also draw the loss and accuracy curves to PNG (default without a name: "
+                                "<job id>-curves.png).")
+        if name == "fine_tunes.get":
+            q.add_argument("--table", action="store_true",
+                           help="A short summary and the last events instead of JSON (default: JSON).")
+    q = add_command(verbs, "fine_tunes.list", cmd_list, "List jobs as JSON, oldest first (--table: one line each).")
+    q.add_argument("--latest", action="store_true", help="Print only the newest job id (for scripts).")
+    q.add_argument("--table", action="store_true", help="One line per job instead of JSON (default: JSON).")
 
-    f = add_command(verbs, "files.create", cmd_file_create, "upload a file")
-    f.add_argument("-f", "--file", required=True)
-    f.add_argument("-p", "--purpose", default="fine-tune")
-    add_command(verbs, "files.list", cmd_file_list, "list files")
-    f = add_command(verbs, "files.delete", cmd_file_delete, "delete a file")
-    f.add_argument("-i", "--id", required=True)
+    f = add_command(verbs, "files.create", cmd_file_create, "Upload a file into the store.")
+    f.add_argument("-f", "--file", required=True, help="The file to upload (JSONL of prompt/completion rows).")
+    f.add_argument("-p", "--purpose", default="fine-tune", help="The file's purpose (default: fine-tune).")
+    add_command(verbs, "files.list", cmd_file_list, "List uploaded files as JSON.")
+    f = add_command(verbs, "files.delete", cmd_file_delete, "Delete an uploaded file.")
+    f.add_argument("-i", "--id", required=True, help="File id (file-…).")
 
 
 NUMERIC = {"n_epochs": int, "batch_size": int, "learning_rate_multiplier": float, "prompt_loss_weight": float,
-           "seed": int, "max_length": int, "classification_n_classes": int}
+           "seed": int, "max_length": int, "classification_n_classes": int, "warmup_ratio": float,
+           "early_stopping_patience": int}
+AUTO_ACCEPTED = ("n_epochs", "batch_size", "learning_rate_multiplier", "warmup_ratio", "early_stopping_patience")
 
 
 def _parse_numbers(args) -> None:
@@ -76,7 +143,7 @@ def _parse_numbers(args) -> None:
     problems = []
     for name, kind in NUMERIC.items():
         text = getattr(args, name, None)
-        if text is None:
+        if text is None or (text == "auto" and name in AUTO_ACCEPTED):  # "auto": resolved per job
             continue
         try:
             setattr(args, name, kind(text))
@@ -96,7 +163,8 @@ def _parse_numbers(args) -> None:
 def cmd_create(args) -> int:
     _parse_numbers(args)
     hp = {k: getattr(args, k) for k in ("n_epochs", "batch_size", "learning_rate_multiplier", "prompt_loss_weight",
-                                        "seed", "method", "lora", "class_weights", "shuffle", "max_length")}
+                                        "seed", "method", "lora", "class_weights", "shuffle", "max_length",
+                                        "warmup_ratio", "lr_schedule", "keep_best", "early_stopping_patience")}
     store = Store()
     submission = submit.submit(store, submit.job_request(
         args.training_file, args.model, args.validation_file, hyperparameters=hp,
@@ -114,8 +182,8 @@ def cmd_create(args) -> int:
         print(f"Follow it with: tunelab api fine_tunes.follow -i {job.legacy_id}")
         return 0
     print("Streaming events until fine-tuning is complete...")
-    print("(Ctrl-C will interrupt the stream, but not cancel the fine-tune)")
-    return follow_job(store, job.id)
+    print("(Ctrl-C will interrupt the stream, but not cancel the fine-tune)", flush=True)
+    return follow_job(store, job.id, shown=submission.notices)  # the notices are events too: once is enough
 
 
 def cmd_follow(args) -> int:
@@ -123,14 +191,15 @@ def cmd_follow(args) -> int:
     return follow_job(store, submit.resume(store, args.id).id)
 
 
-def follow_job(store: Store, job_id: str) -> int:
-    """Stream the job's events to its end and say how to use the model; 0 once it succeeded."""
+def follow_job(store: Store, job_id: str, shown=()) -> int:
+    """Stream the job's events to its end and say how to use the model. Exit code: 0 once it
+    succeeded (or was cancelled, as someone asked for that), 1 if it failed, 130 on Ctrl-C."""
     try:
-        job = watch(store, job_id)
+        job = watch(store, job_id, shown=shown)
     except KeyboardInterrupt:
         print(f"\nStream interrupted (the job goes on). To resume the stream, run:\n\n"
               f"  tunelab api fine_tunes.follow -i {store.get_job(job_id).legacy_id}\n")
-        return 130
+        return EXIT_INTERRUPTED
     print()
     if job.status == SUCCEEDED:
         print("Job complete! Status: succeeded 🎉")
@@ -139,12 +208,16 @@ def follow_job(store: Store, job_id: str) -> int:
         return 0
     reason = (job.error or {}).get("message", "")
     print(f"Job {job.status}." + (f" Reason: {reason}" if reason else ""))
-    return 1 if job.status == FAILED else 0
+    return EXIT_FAILED if job.status == FAILED else EXIT_OK
 
 
 def cmd_get(args) -> int:
     store = Store()
-    print_json(drop_none(views.legacy_job_view(store, store.get_job(args.id), with_events=True)))
+    job = store.get_job(args.id)
+    if args.table:
+        print(job_table(store, job))
+        return 0
+    print_json(drop_none(views.legacy_job_view(store, job, with_events=True)))
     return 0
 
 
@@ -156,9 +229,74 @@ def cmd_list(args) -> int:
             raise NotFoundError("No fine-tuning jobs yet.")
         print(jobs[0].legacy_id)
         return 0
-    print_json({"object": "list",
-                "data": [drop_none(views.legacy_job_view(store, j)) for j in store.list_jobs()[::-1]]})
+    jobs = store.list_jobs()[::-1]
+    if args.table:
+        if not jobs:
+            print("No fine-tuning jobs yet. Create one with `tunelab api fine_tunes.create`.")
+            return 0
+        print(format_columns(["ID", "STATUS", "CREATED", "MODEL (fine-tuned, or what it starts from)"],
+                             [[j.legacy_id, views.LEGACY_STATUS.get(j.status, j.status), _time(j.created_at),
+                               j.fine_tuned_model or f"from {j.model}"] for j in jobs]))
+        return 0
+    print_json({"object": "list", "data": [drop_none(views.legacy_job_view(store, j)) for j in jobs]})
     return 0
+
+
+TABLE_EVENTS = 8
+"""Events `fine_tunes.get --table` shows (the last ones; `fine_tunes.events` lists them all)."""
+
+
+def _time(timestamp) -> str:
+    return f"{datetime.fromtimestamp(timestamp):%Y-%m-%d %H:%M}" if timestamp else "—"
+
+
+def _number(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def job_table(store: Store, job) -> str:
+    """`fine_tunes.get --table`: the job on a dozen lines, then its last events; at most 100 columns."""
+    view = views.job_view(job)
+    rows = [("status", views.LEGACY_STATUS.get(job.status, job.status)
+             + (f" ({job.status})" if job.status in views.LEGACY_STATUS else ""))]
+    base = f" → {job.base_model}" if job.base_model and job.base_model != job.model else ""
+    rows.append(("model", f"{job.model}{base}, {view['training_method']}"))
+    if job.fine_tuned_model:
+        rows.append(("fine-tuned model", job.fine_tuned_model))
+    finished = f"; finished {_time(job.finished_at)}" if job.finished_at else ""
+    rows.append(("created", _time(job.created_at) + finished))
+    hp = {k: view["hyperparameters"].get(k) for k in ("n_epochs", "batch_size", "learning_rate_multiplier")}
+    hp["seed"] = view["seed"]
+    rows.append(("hyperparameters", ", ".join(f"{k} {_number(v)}" for k, v in hp.items() if v is not None)))
+    for title, file_id in (("training file", job.training_file), ("validation file", job.validation_file)):
+        if not file_id:
+            continue
+        try:
+            record = store.get_file(file_id)
+            rows.append((title, f"{file_id} {record.filename} ({record.n_rows:,} rows)" if record.n_rows is not None
+                         else f"{file_id} {record.filename}"))
+        except NotFoundError:
+            rows.append((title, f"{file_id} (deleted)"))
+    if job.trained_examples:
+        seconds = f" in {job.train_seconds:.1f} s" if job.train_seconds else ""
+        tokens = f", {job.trained_tokens:,} tokens" if job.trained_tokens else ""
+        rows.append(("trained", f"{job.trained_examples:,} examples{tokens}{seconds}"))
+    if view.get("final_metrics"):
+        rows.append(("final metrics", ", ".join(f"{k} {_number(v)}" for k, v in view["final_metrics"].items()
+                                                if v is not None)))
+    if job.error:
+        rows.append(("error", str(job.error.get("message") or job.error)))
+    events = store.list_events(job.id)
+    shown = events[-TABLE_EVENTS:]
+    rows.append(("events", f"{len(events)}" + (f", the last {len(shown)} below (all of them: fine_tunes.events)"
+                                                if len(shown) < len(events) else "")))
+    width = max(len(k) for k, _ in rows)
+    lines = [clip(f"Fine-tune {job.legacy_id} ({job.id})")]
+    lines += [clip(f"  {k:<{width}}  {v}") for k, v in rows]
+    lines += [clip(f"  {event_line(e)}") for e in shown]
+    return "\n".join(lines)
 
 
 def cmd_events(args) -> int:
@@ -189,7 +327,9 @@ def cmd_results(args) -> int:
     if args.plot is not None:
         from tunelab.evaluation.plots import plot_training_curves
 
-        out = plot_training_curves(path, args.plot or f"{job.legacy_id}-curves.png")
+        model = job.fine_tuned_model or f"{job.model} ({job.status})"
+        out = plot_training_curves(path, args.plot or f"{job.legacy_id}-curves.png",
+                                   title=f"Fine-tune {job.legacy_id}: {model}")
         print(f"Training curves written to {out}", file=sys.stderr)
     return 0
 

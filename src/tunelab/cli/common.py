@@ -27,3 +27,39 @@ def confirm(question: str, assume_yes: bool) -> bool:
     except EOFError:
         return True
     return answer in ("", "y", "yes")
+
+
+TABLE_WIDTH = 100
+"""Short views (`--table`) fit in this many columns."""
+
+
+def clip(text: str, width: int = TABLE_WIDTH) -> str:
+    """`text` cut to `width` characters, ending in … when cut."""
+    text = str(text)
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def clip_middle(text: str, width: int) -> str:
+    """`text` cut in the middle (ids keep their start and their date at the end)."""
+    text = str(text)
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+def format_columns(header: list[str], rows: list[list[str]], *, width: int = TABLE_WIDTH,
+                   right: frozenset[int] = frozenset(), cut_middle: bool = True) -> str:
+    """Columns separated by two spaces, at most `width` wide: the last column is cut when a row
+    would be wider, in the middle (ids keep their date) or, with cut_middle=False, at the end
+    (text). `right`: indexes of right-aligned columns."""
+    rows = [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    room = width - sum(widths[:-1]) - 2 * (len(widths) - 1)
+    widths[-1] = max(len(header[-1]), min(widths[-1], room))
+    lines = []
+    for row in [header, *rows]:
+        cells = [(clip_middle if cut_middle else clip)(c, widths[i]) for i, c in enumerate(row)]
+        cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells)]
+        lines.append(clip("  ".join(cells).rstrip(), width))
+    return "\n".join(lines)

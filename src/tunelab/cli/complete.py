@@ -53,9 +53,9 @@ def register(subparsers) -> None:
     source.add_argument("--prompt-file", "--prompt_file", dest="prompt_file", metavar="PATH",
                         help="Read the prompt from a file; - reads standard input.")
     parser.add_argument("--max_tokens", "--max-tokens", dest="max_tokens", type=_int_at_least(1), default=1,
-                        help="Tokens to generate (default 1; a classification model always answers one label).")
+                        help="Tokens to generate (default: 1; a classification model always answers one label).")
     parser.add_argument("--logprobs", type=_int_at_least(0), default=5,
-                        help="How many of the most probable first tokens (labels) to show (default 5).")
+                        help="How many of the most probable first tokens (labels) to show (default: 5).")
     parser.add_argument("--temperature", type=_temperature, default=0.0,
                         help="0 (default) picks the most probable; higher values sample.")
     parser.add_argument("--labels", action="store_true",
@@ -84,10 +84,33 @@ def read_prompt(args: argparse.Namespace) -> str:
     return text
 
 
+def separator_note(model: str, prompt: str) -> str | None:
+    """A note when the prompt lacks the separator the model's training prompts end with (the model
+    learnt to answer after it), with how to type it; None when it is there or unknown."""
+    from tunelab.data.prepare import show
+    from tunelab.jobs.files import prompt_separator
+    from tunelab.store import Store
+
+    separator = prompt_separator(Store(), model)
+    if not separator or prompt.endswith(separator):
+        return None
+    shown = show(separator)
+    if prompt.rstrip().endswith(shown.strip()):
+        how = (f"it ends with the characters `{shown}` instead: in bash, write the prompt as "
+               f"$'...{shown}' so that \\n becomes a line break.")
+    else:
+        how = f"add `{shown}` to its end (in bash: --prompt $'...{shown}'), as the training prompts had it."
+    return (f"Note: {model} was trained on prompts that end with `{shown}`, and this prompt does not, so its "
+            f"answer may be off; {how}")
+
+
 def cmd_complete(args: argparse.Namespace) -> int:
     from tunelab.inference.predictor import load_predictor
 
     prompt = read_prompt(args)
+    note = separator_note(args.model, prompt)
+    if note:
+        print(note, file=sys.stderr)
     predictor = load_predictor(args.model)
     result = complete_prompt(predictor, prompt, max_tokens=args.max_tokens, logprobs=args.logprobs,
                              temperature=args.temperature, all_labels=args.labels, seed=args.seed)

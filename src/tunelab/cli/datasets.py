@@ -50,15 +50,15 @@ def register(subparsers) -> None:
     parser.add_argument("--preset", metavar="NAME", help="Named column mapping (see `tunelab datasets list`).")
     parser.add_argument("--out", required=True, metavar="DIR", help="Output directory.")
     parser.add_argument("--train-size", type=_count, metavar="N", help="At most N training rows (stratified sample).")
-    parser.add_argument("--val-size", type=_count, metavar="N", help="Validation rows (default 10%% of the rows).")
-    parser.add_argument("--test-size", type=_count, metavar="N", help="Test rows (default 10%% of the rows).")
-    parser.add_argument("--seed", type=int, default=42, help="Seed of the split and the shuffle (default 42).")
+    parser.add_argument("--val-size", type=_count, metavar="N", help="Validation rows (default: 10%% of the rows).")
+    parser.add_argument("--test-size", type=_count, metavar="N", help="Test rows (default: 10%% of the rows).")
+    parser.add_argument("--seed", type=int, default=42, help="Seed of the split and the shuffle (default: 42).")
     parser.add_argument("-m", "--model", default=DEFAULT_MODEL,
-                        help=f"Base model to put in the suggested fine_tunes.create command (default {DEFAULT_MODEL}).")
+                        help=f"Base model to put in the suggested fine_tunes.create command (default: {DEFAULT_MODEL}).")
     parser.add_argument("--no-shuffle", action="store_true",
                         help="Keep rows sorted by label in every file (the 'unshuffled' experiment).")
     parser.add_argument("--separator", type=_unescape, default="\n\n###\n\n",
-                        help="Appended to every prompt; \\n and \\t are understood (default '\\n\\n###\\n\\n'). "
+                        help="Appended to every prompt; \\n and \\t are understood (default: '\\n\\n###\\n\\n'). "
                              "Write --separator='->' when the value starts with a dash.")
 
 

@@ -23,18 +23,25 @@ from tunelab.cli.common import add_command
 from tunelab.errors import JobFailedError
 
 QUICK = {"train_size": 1200, "val_size": 200, "test_size": 1000}
+SERVE_PORT = 8765  # the port of the README's walkthrough (`tunelab serve` alone listens on 8000)
 
 
 def register(sub) -> None:
-    p = add_command(sub, "demo", cmd_demo, "run the book chapter's experiments end to end on the bundled reviews")
-    p.add_argument("--model", "-m", default="ada", help="base model (default: ada → minilm-l6)")
-    p.add_argument("--train-size", type=int, default=None, help=f"training rows (default {QUICK['train_size']})")
-    p.add_argument("--val-size", type=int, default=None, help=f"validation rows (default {QUICK['val_size']})")
-    p.add_argument("--test-size", type=int, default=None, help=f"test rows (default {QUICK['test_size']})")
-    p.add_argument("--full", action="store_true", help="use every bundled row (about 17k for training; slow on CPU)")
-    p.add_argument("--continue-epochs", type=int, default=3, help="epochs of incremental learning (default 3)")
-    p.add_argument("--out", default=None, help="report folder (default ./tunelab-report/demo-<time>)")
-    p.add_argument("--seed", type=int, default=42)
+    p = add_command(sub, "demo", cmd_demo, "Run the book chapter's experiments end to end on the bundled reviews.")
+    p.add_argument("--model", "-m", default="ada", help="Base model (default: ada, which maps to minilm-l6).")
+    p.add_argument("--train-size", type=int, default=None, metavar="N",
+                   help=f"Training rows (default: {QUICK['train_size']}).")
+    p.add_argument("--val-size", type=int, default=None, metavar="N",
+                   help=f"Validation rows (default: {QUICK['val_size']}).")
+    p.add_argument("--test-size", type=int, default=None, metavar="N",
+                   help=f"Test rows (default: {QUICK['test_size']}).")
+    p.add_argument("--full", action="store_true",
+                   help="Use every bundled row, about 17k for training; slow on a CPU (default: off).")
+    p.add_argument("--continue-epochs", type=int, default=3, metavar="N",
+                   help="Epochs of incremental learning on top of the first model (default: 3).")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="Report folder (default: ./tunelab-report/demo-<date>-<time>/).")
+    p.add_argument("--seed", type=int, default=42, help="Seed of the data split and of training (default: 42).")
 
 
 def cmd_demo(args) -> int:
@@ -42,7 +49,7 @@ def cmd_demo(args) -> int:
     from tunelab.evaluation.compare import compare_models
     from tunelab.inference.completion import complete_prompt, format_completion
     from tunelab.inference.predictor import load_predictor
-    from tunelab.jobs.progress import watch
+    from tunelab.jobs.progress import interactive, watch
     from tunelab.jobs.submit import job_request, submit
     from tunelab.store import Store
     from tunelab.store.records import SUCCEEDED
@@ -62,16 +69,21 @@ def cmd_demo(args) -> int:
     print(f"   shuffled: {shuffled.out_dir}\n   sorted by label: {unshuffled.out_dir}")
     n_classes = len(shuffled.labels)
 
-    def fine_tune(title: str, data, model: str, epochs: int) -> str:
+    def fine_tune(title: str, data, model: str, epochs: int, file_order: bool = False) -> str:
         _title(title)
         print(f"   tunelab api fine_tunes.create -t {data.paths['train']} -v {data.paths['valid']} "
-              f"--compute_classification_metrics --classification_n_classes {n_classes} -m {model} --n_epochs {epochs}")
+              f"--compute_classification_metrics --classification_n_classes {n_classes} -m {model} --n_epochs {epochs}"
+              + (" --no_shuffle" if file_order else ""))
+        # The sorted run trains in file order, as OpenAI did; every other run shuffles (the default).
+        extra = {"shuffle": False} if file_order else {}
         submission = submit(store, job_request(
-            data.paths["train"], model, data.paths["valid"], hyperparameters={"n_epochs": epochs, "seed": args.seed},
+            data.paths["train"], model, data.paths["valid"],
+            hyperparameters={"n_epochs": epochs, "seed": args.seed, **extra},
             compute_classification_metrics=True, classification_n_classes=n_classes))
         for notice in submission.notices:
             print(f"   {notice}")
-        job = watch(store, submission.job.id, verbose=False, desc=f"   {submission.job.legacy_id}")
+        job = watch(store, submission.job.id, verbose=False, desc=f"   {submission.job.legacy_id}",
+                    write=lambda line: print(f"   {line}", flush=True))
         if job.status != SUCCEEDED:
             raise JobFailedError(f"Job {job.legacy_id} {job.status}: {(job.error or {}).get('message', '')}",
                                  job_id=job.id, status=job.status)
@@ -81,17 +93,17 @@ def cmd_demo(args) -> int:
         return job.fine_tuned_model
 
     first = fine_tune("2. Fine-tune 1 epoch on the shuffled data (Listing 4.2)", shuffled, args.model, 1)
-    sorted_model = fine_tune("3. Fine-tune 1 epoch on the data sorted by label", unshuffled, args.model, 1)
+    sorted_model = fine_tune("3. Fine-tune 1 epoch on the data sorted by label, in file order", unshuffled,
+                             args.model, 1, file_order=True)
     continued = fine_tune(f"4. Continue the first model for {args.continue_epochs} more epochs (incremental learning)",
                           shuffled, first, args.continue_epochs)
 
     _title("5. Evaluate on the held-out test split (Table 4.1), with baselines")
     models = [sorted_model, first, continued]
-    result = compare_models(models, shuffled.paths["test"], train_path=shuffled.paths["train"], out_dir=out / "compare",
-                            store=store)
-    print(result["markdown"])
     names = {sorted_model: "1 epoch, unshuffled", first: "1 epoch, shuffled", continued: f"{1 + args.continue_epochs} epochs, shuffled"}
-    print("   columns: " + "; ".join(f"{m} = {names[m]}" for m in models))
+    result = compare_models(models, shuffled.paths["test"], train_path=shuffled.paths["train"], out_dir=out / "compare",
+                            store=store, names=names, progress=interactive())
+    print(result["markdown"])
 
     _title("6. Qualitative check: first-token probabilities for one test review (Listing 4.3)")
     test_rows = [json.loads(line) for line in open(shuffled.paths["test"], encoding="utf-8")]
@@ -105,7 +117,7 @@ def cmd_demo(args) -> int:
     best = max(models, key=lambda m: result["reports"][m]["accuracy"])
     snippet = _snippet(best, review["prompt"])
     _title("7. Call the best model through the OpenAI-compatible server")
-    print("   Start the server:  tunelab serve --port 8000\n   Then, in Python:\n")
+    print(f"   Start the server:  tunelab serve --port {SERVE_PORT}\n   Then, in Python:\n")
     print(snippet)
     (out / "openai_client_snippet.py").write_text(snippet + "\n")
 
@@ -122,7 +134,7 @@ def _snippet(model_id: str, prompt: str) -> str:
     return f'''import math
 from openai import OpenAI
 
-client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="tunelab")  # any non-empty key
+client = OpenAI(base_url="http://127.0.0.1:{SERVE_PORT}/v1", api_key="tunelab")  # any non-empty key
 res = client.completions.create(
     model="{model_id}",
     prompt={json.dumps(prompt)},  # built as in training: title, body, then the separator

@@ -8,6 +8,8 @@ import argparse
 from pathlib import Path
 
 from tunelab.cli.common import add_command, print_json
+from tunelab.errors import InvalidInputError
+from tunelab.jobs.progress import interactive
 
 
 def _positive_int(text: str) -> int:
@@ -35,12 +37,12 @@ def register(subparsers) -> None:
              "good-vs-bad and one-off accuracy, MAE and QWK for ordinal labels, F1, calibration, perplexity.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Writes metrics.json, predictions.jsonl, confusion_matrix.png, reliability.png and per_class_f1.png\n"
-               "to --out (default ./tunelab-report/<model id>/). With --train, adds a majority-class and a\n"
+               "to --out (default: ./tunelab-report/<model id>/). With --train, adds a majority-class and a\n"
                "TF-IDF + logistic regression baseline trained on that file.",
     )
     ev.add_argument("-m", "--model", required=True, help="Fine-tuned model id (or a base model name).")
     ev.add_argument("-f", "--file", required=True, help="Test file (prompt/completion JSONL) or file id.")
-    _common(ev)
+    _common(ev, out_default="./tunelab-report/<model id>/")
 
     cmp_ = add_command(
         subparsers, "compare", cmd_compare,
@@ -48,47 +50,83 @@ def register(subparsers) -> None:
              "training examples/tokens, wall time and compute.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Writes compare.md, compare.csv, compare.png (and each model's evaluate report) to --out\n"
-               "(default ./tunelab-report/compare/).",
+               "(default: ./tunelab-report/compare/).\n\n"
+               "Name the columns and the chart's legend either way:\n"
+               "  tunelab compare MODEL1 MODEL2 --names \"1 epoch\" \"4 epochs\" -f test.jsonl\n"
+               "  tunelab compare \"1 epoch=MODEL1\" \"4 epochs=MODEL2\" -f test.jsonl",
     )
-    cmp_.add_argument("models", nargs="+", metavar="MODEL", help="Model ids to compare.")
+    cmp_.add_argument("models", nargs="+", metavar="MODEL",
+                      help="Model ids to compare, each optionally as NAME=MODEL to name its column.")
+    cmp_.add_argument("--names", nargs="+", metavar="NAME", default=None,
+                      help="One name per model, in order, for the table header and the chart legend "
+                           "(default: the model ids).")
     cmp_.add_argument("-f", "--file", required=True, help="Test file (prompt/completion JSONL) or file id.")
-    _common(cmp_)
+    _common(cmp_, out_default="./tunelab-report/compare/")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, *, out_default: str) -> None:
     parser.add_argument("--train", default=None, metavar="FILE",
                         help="Training file (path or file id) for the majority and TF-IDF baselines.")
-    parser.add_argument("--out", default=None, metavar="DIR", help="Output folder.")
-    parser.add_argument("--threshold", type=_number, default=None,
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help=f"Output folder (default: {out_default}).")
+    parser.add_argument("--threshold", type=_number, default=None, metavar="T",
                         help="Good-vs-bad cut for numeric labels: both <= T or both > T "
-                             "(default 3 for 1-5 stars, the middle of the range otherwise).")
-    parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=_positive_int, default=32,
-                        help="Rows scored at once (default 32).")
+                             "(default: 3 for 1-5 stars, the middle of the range otherwise).")
+    parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=_positive_int, default=32, metavar="N",
+                        help="Rows scored at once (default: 32).")
     parser.add_argument("--json", action="store_true", help="Print the metrics as JSON instead of tables.")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="No progress bar.")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="No progress bar (default: a bar while scoring, when stderr is a terminal).")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tunelab.evaluation.report import default_out_dir, evaluate_model, format_report
+    from tunelab.evaluation.verdict import verdict
 
     out = Path(args.out) if args.out else default_out_dir(args.model)
     report = evaluate_model(args.model, args.file, train_path=args.train, out_dir=out, batch_size=args.batch_size,
-                            progress=args.progress, threshold=args.threshold)
+                            progress=args.progress and interactive(), threshold=args.threshold)
     if args.json:
         print_json({k: v for k, v in report.items() if k != "calibration"})
         return 0
     print(format_report(report))
     print()
+    said = verdict(report, name=report["model"])
+    if said:
+        print(said)
+        print()
     print(f"Wrote the report to {out}/: " + ", ".join(Path(p).name for p in report["files"].values()))
     return 0
+
+
+def named_models(given: list[str], names: list[str] | None) -> tuple[list[str], dict[str, str]]:
+    """(model ids, {model id: name}) from `NAME=MODEL` arguments and/or --names. An argument with
+    "=" is NAME=MODEL unless it is an existing path (a model folder may contain "=")."""
+    models, named = [], {}
+    for text in given:
+        name, sep, model = text.partition("=")
+        if sep and name.strip() and model.strip() and not Path(text).exists():
+            models.append(model.strip())
+            named[model.strip()] = name.strip()
+        else:
+            models.append(text)
+    if names is not None:
+        if len(names) != len(models):
+            raise InvalidInputError(f"--names gives {len(names)} name(s) for {len(models)} model(s); "
+                                    "give one per model, in order.")
+        if named:
+            raise InvalidInputError("Name the models either with NAME=MODEL or with --names, not both.")
+        named = dict(zip(models, names))
+    return models, named
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from tunelab.evaluation.compare import compare_models
 
     out = Path(args.out) if args.out else Path.cwd() / "tunelab-report" / "compare"
-    result = compare_models(args.models, args.file, train_path=args.train, out_dir=out, batch_size=args.batch_size,
-                            progress=args.progress, threshold=args.threshold)
+    models, names = named_models(args.models, args.names)
+    result = compare_models(models, args.file, train_path=args.train, out_dir=out, batch_size=args.batch_size,
+                            progress=args.progress and interactive(), threshold=args.threshold, names=names)
     if args.json:
         print_json({k: v for k, v in result.items() if k not in ("reports", "markdown")})
         return 0

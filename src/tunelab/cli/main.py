@@ -13,7 +13,7 @@ import os
 import sys
 
 from tunelab import __version__
-from tunelab.errors import TunelabError
+from tunelab.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, TunelabError
 
 # Verb-group modules, each with register(subparsers). Listed here so the tree shows the CLI.
 GROUPS = ["tools", "api", "datasets", "models", "evaluate", "complete", "serve", "demo"]
@@ -23,13 +23,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tunelab",
         description="Fine-tune open language models locally with OpenAI's fine-tuning workflow.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `tunelab COMMAND --help` (e.g. `tunelab api fine_tunes.create --help`) for a command's options.\n\n"
+               "Exit codes:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES.items()),
     )
-    parser.add_argument("--version", action="version", version=f"tunelab {__version__}")
+    parser.add_argument("--version", action="version", version=f"tunelab {__version__}",
+                        help="Show the version and exit.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in GROUPS:
         # A missing or renamed verb module is a packaging bug: let the import error say so.
         importlib.import_module(f"tunelab.cli.{name}").register(sub)
+    for each in iter_parsers(parser):
+        # `tunelab api` without a verb shows the help of `api`, not of `tunelab`.
+        each.set_defaults(help_parser=each)
+        for action in each._actions:
+            if isinstance(action, argparse._HelpAction):
+                action.help = "Show this help message and exit."
     return parser
+
+
+def iter_parsers(parser: argparse.ArgumentParser):
+    """The parser and every sub-parser below it, depth first (for the help checks in the tests too)."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases name the same parser twice
+                yield from iter_parsers(child)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,15 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 0 if argv is None and len(sys.argv) == 1 else 2
+        # `tunelab` alone is a request for help; `tunelab api` without a verb is a usage error.
+        getattr(args, "help_parser", parser).print_help()
+        return EXIT_OK if argv is None and len(sys.argv) == 1 else EXIT_USAGE
     try:
-        return int(args.func(args) or 0)
+        return int(args.func(args) or EXIT_OK)
     except TunelabError as exc:
         print(f"Error: {exc.render()}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
-        return 0
+        return EXIT_OK

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tunelab.cli.common import add_command, print_json
+from tunelab.cli.common import add_command, format_columns, print_json
 from tunelab.errors import NotFoundError
 from tunelab.jobs.views import model_view
 from tunelab.models.registry import list_base_models
@@ -10,15 +10,19 @@ from tunelab.store import Store
 
 
 def register(sub) -> None:
-    models = sub.add_parser("models", help="base and fine-tuned models")
+    models = sub.add_parser("models", help="Base and fine-tuned models.", description="Base and fine-tuned models.")
     verbs = models.add_subparsers(dest="verb", metavar="VERB")
-    p = add_command(verbs, "list", cmd_list, "list base models and fine-tuned models")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--latest", action="store_true", help="print only the newest fine-tuned model id (for scripts)")
-    p = add_command(verbs, "get", cmd_get, "show a fine-tuned model and its lineage")
-    p.add_argument("model")
-    p = add_command(verbs, "delete", cmd_delete, "delete a fine-tuned model")
-    p.add_argument("model")
+    p = add_command(verbs, "list", cmd_list, "List base models and fine-tuned models (a short table by default).")
+    view = p.add_mutually_exclusive_group()
+    view.add_argument("--table", action="store_true",
+                      help="The short table, one line per model, at most 100 columns (the default).")
+    view.add_argument("--json", action="store_true", help="Print JSON instead of the table.")
+    view.add_argument("--latest", action="store_true",
+                      help="Print only the newest fine-tuned model id (for scripts).")
+    p = add_command(verbs, "get", cmd_get, "Show a fine-tuned model and its lineage as JSON.")
+    p.add_argument("model", help="Fine-tuned model id.")
+    p = add_command(verbs, "delete", cmd_delete, "Delete a fine-tuned model and its weights.")
+    p.add_argument("model", help="Fine-tuned model id.")
 
 
 def cmd_list(args) -> int:
@@ -33,12 +37,16 @@ def cmd_list(args) -> int:
         print_json({"base_models": base, "fine_tuned_models": [_view(m) for m in tuned]})
         return 0
     print("Base models (fine-tune with -m NAME):")
-    for row in base:
-        print(f"  {row['name']:<14} {row['kind']:<8} {row['status']:<10} {row['description']}")
-    print("\nFine-tuned models:" if tuned else "\nNo fine-tuned models yet.")
-    for m in tuned:
-        parent = f"  (continues {m.parent_id})" if m.parent_id else ""
-        print(f"  {m.id}  {m.method}, {m.cumulative_epochs} epoch(s), base {m.base_model}{parent}")
+    print(format_columns(["  NAME", "KIND", "STATUS", "DESCRIPTION"],
+                         [[f"  {row['name']}", row["kind"], "" if row["kind"] == "alias" else row["status"],
+                           row["description"]] for row in base], cut_middle=False))
+    if not tuned:
+        print("\nNo fine-tuned models yet.")
+        return 0
+    print("\nFine-tuned models:")
+    print(format_columns(["  ID", "METHOD", "EPOCHS", "FROM"],
+                         [[f"  {m.id}", m.method, str(m.cumulative_epochs), m.parent_id or m.base_model]
+                          for m in tuned], right=frozenset({2})))
     return 0
 
 

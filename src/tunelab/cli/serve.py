@@ -22,18 +22,23 @@ def register(subparsers) -> None:
         epilog="Use it from the openai client with base_url=\"http://HOST:PORT/v1\" and any api_key (or one of the\n"
                "--api-key values when keys are set). Listens on 127.0.0.1 unless --host says otherwise.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1, this machine only).")
-    parser.add_argument("--port", type=int, default=8000, help="Port (default 8000; 0 picks a free one).")
+    parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (default: 127.0.0.1, this machine only).")
+    parser.add_argument("--port", type=int, default=8000, help="Port (default: 8000; 0 picks a free one).")
     parser.add_argument("--api-key", action="append", default=[], dest="api_keys", metavar="KEY",
                         help="Require `Authorization: Bearer KEY` (repeat for several keys; also from TUNELAB_API_KEY).")
     parser.add_argument("--max-loaded-models", type=int, default=2,
-                        help="Models kept warm in memory; the least recently used is unloaded (default 2).")
+                        help="Models kept warm in memory; the least recently used is unloaded (default: 2).")
     parser.add_argument("--cors-origin", action="append", default=[], dest="cors_origins", metavar="ORIGIN",
                         help="Allow browser calls from ORIGIN, e.g. http://localhost:3000 (repeatable; default none).")
     parser.add_argument("--max-upload-mb", type=float, default=512,
-                        help="Largest request body (file upload) accepted, in MB (default 512).")
+                        help="Largest request body (file upload) accepted, in MB (default: 512).")
+    parser.add_argument("--decision", default="argmax", choices=["argmax", "median", "good_vs_bad"],
+                        help="Which label classification models with ordinal labels (star ratings) answer "
+                             "/v1/completions with: argmax, the most probable (default); median, the median of "
+                             "the distribution (fewest stars off on average); good_vs_bad, the more probable side "
+                             "of the good-vs-bad cut. Use the rule `tunelab evaluate` scored best.")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
-                        help="uvicorn's log level (default info).")
+                        help="Log level of uvicorn (default: info).")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -54,7 +59,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"Warning: listening on {args.host} without an API key: anyone who can reach this port can upload "
               "files, start jobs and use your models. Add --api-key KEY (or set TUNELAB_API_KEY).", file=sys.stderr)
     app = create_app(api_keys=keys, max_loaded_models=args.max_loaded_models, cors_origins=args.cors_origins,
-                     max_upload_bytes=int(args.max_upload_mb * 2**20), loopback_only=loopback)
+                     max_upload_bytes=int(args.max_upload_mb * 2**20), loopback_only=loopback,
+                     decision=args.decision)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"tunelab API on http://{shown}:{args.port}/v1 (store: {app.state.tunelab.store.home}"
           f"{', API key required' if keys else ''}). Ctrl-C stops it.", file=sys.stderr)

@@ -14,7 +14,8 @@ from tunelab.cli.datasets import DEFAULT_MODEL
 
 
 def register(subparsers) -> None:
-    tools = subparsers.add_parser("tools", help="Client-side tools (data preparation).")
+    tools = subparsers.add_parser("tools", help="Client-side tools (data preparation).",
+                                  description="Client-side tools (data preparation).")
     sub = tools.add_subparsers(dest="tool", metavar="TOOL")
     parser = add_command(
         sub, "fine_tunes.prepare_data", cmd_prepare_data,
@@ -26,9 +27,9 @@ def register(subparsers) -> None:
     parser.add_argument("-f", "--file", required=True, help="The data file to check.")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="Accept every recommended action without asking.")
-    parser.add_argument("--seed", type=int, default=42, help="Seed of the train/validation split (default 42).")
+    parser.add_argument("--seed", type=int, default=42, help="Seed of the train/validation split (default: 42).")
     parser.add_argument("-m", "--model", default=DEFAULT_MODEL,
-                        help=f"Base model to put in the suggested fine_tunes.create command (default {DEFAULT_MODEL}).")
+                        help=f"Base model to put in the suggested fine_tunes.create command (default: {DEFAULT_MODEL}).")
 
 
 def _ask(question: str, quiet: bool) -> bool:
@@ -72,7 +73,7 @@ def cmd_prepare_data(args: argparse.Namespace) -> int:
 
     paths = prepare.write_prepared(analysis.path, data, split)
     print(f"\nWrote {' and '.join(f'`{p}`' for p in paths)} ({len(data)} examples)")
-    print("\nNow use that file when fine-tuning:")
+    print(f"\nNow use {'these files' if len(paths) > 1 else 'that file'} when fine-tuning:")
     labels = prepare.classes(data)
     print(f"> {prepare.next_command(paths[0], paths[1] if split else None, labels, args.model)}")
     for note in prepare.usage_notes(data):

@@ -5,7 +5,9 @@ skipped) + separator; completion = " " + label. Any dataset works through the co
 (`text_columns`, `label_column`); presets only name common mappings.
 
 Split membership is always seeded and stratified; `shuffle` only decides the row order inside
-each file (seeded random, or sorted by label to reproduce the "unshuffled" experiment).
+each file (seeded random, or sorted by label to reproduce the "unshuffled" experiment). A bundled
+dataset, or a folder holding one file per split (e.g. SST-5's sst5_train/dev/test.jsonl), keeps its
+standard split: sizes then only sample within each part.
 """
 
 from __future__ import annotations
@@ -72,6 +74,34 @@ def resolve_columns(source: str | Path, *, preset: str | None = None, text_colum
     return text, label, name
 
 
+# Words that name a split in a file name (a folder of split files), in the order they are tried.
+SPLIT_WORDS = {"train": ("train",), "valid": ("valid", "validation", "val", "dev"), "test": ("test",)}
+TABLE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".xlsx", ".jsonl.gz", ".csv.gz", ".tsv.gz", ".json.gz")
+
+
+def split_files(folder: str | Path) -> dict[str, Path]:
+    """{part: file} of a folder holding one table per split, matched by a word of the file name
+    (train; valid/validation/val/dev; test). DataFileError when a part is missing or ambiguous."""
+    import re
+
+    folder = Path(folder)
+    tables = [f for f in sorted(folder.iterdir()) if f.is_file() and f.name.lower().endswith(TABLE_SUFFIXES)]
+    found: dict[str, Path] = {}
+    for part, words in SPLIT_WORDS.items():
+        matches = [f for f in tables
+                   if any(re.search(rf"(^|[^a-z]){w}([^a-z]|$)", f.name.lower()) for w in words)]
+        if len(matches) > 1:
+            raise DataFileError(f"{folder}: several files look like the {part} split: "
+                                f"{', '.join(m.name for m in matches)}.", hint="Keep one file per split in the folder.")
+        if matches:
+            found[part] = matches[0]
+    missing = [part for part in ("train", "test") if part not in found]
+    if missing:
+        raise DataFileError(f"{folder}: no {' or '.join(missing)} file (a folder source needs one file per split, "
+                            "named with train, valid/validation/val/dev and test).")
+    return found
+
+
 def _bundled(source: str | Path) -> BundledDataset | None:
     # A file of that name wins, so a bundled name can never hide the user's own data.
     return None if Path(source).exists() else get_bundled(str(source))
@@ -88,6 +118,8 @@ def _load(source: str | Path) -> list[tuple[str | None, Table]]:
     dataset = _bundled(source)
     if dataset:
         return [(part, read_table(dataset.path(part))) for part in PARTS]
+    if Path(source).is_dir():
+        return [(part, read_table(path)) for part, path in split_files(source).items()]
     return [(None, read_table(Path(source)))]
 
 
@@ -190,6 +222,17 @@ def _split(rows: list[_Row], bundled: bool, sizes: dict[str, int | None], seed: 
     return {"train": train, "valid": valid, "test": test}, splitter
 
 
+def _carve_valid(rows: list[_Row], val_size: int | None, seed: int) -> list[_Row]:
+    import numpy as np
+
+    train = np.array([i for i, r in enumerate(rows) if r.part == "train"], dtype=int)
+    k = _size(val_size, round(len(train) * DEFAULT_HOLDOUT_FRACTION), "--val-size")
+    taken, _ = _Splitter([r.label for r in rows], seed).take(train, k, "validation")
+    for i in taken:
+        rows[i].part = "valid"
+    return rows
+
+
 def _order(rows: list[_Row], idx, labels: list[str], shuffle: bool, seed: int) -> list[_Row]:
     import numpy as np
 
@@ -218,7 +261,11 @@ def build_dataset(source: str | Path, *, out_dir: str | Path, text_columns: Sequ
         raise DataFileError(f"{source}: no usable rows (every row has empty text, no label or a repeated prompt).")
     labels = sort_labels(sorted({r.label for r in rows}))
     sizes = {"train": train_size, "valid": val_size, "test": test_size}
-    indices, splitter = _split(rows, _bundled(source) is not None, sizes, seed)
+    fixed_parts = _bundled(source) is not None or Path(source).is_dir()
+    if fixed_parts and not any(r.part == "valid" for r in rows):
+        # A folder with train and test only: the validation rows come out of the training part.
+        rows = _carve_valid(rows, val_size, seed)
+    indices, splitter = _split(rows, fixed_parts, sizes, seed)
     splits = {name: _order(rows, idx, labels, shuffle, seed) for name, idx in indices.items()}
 
     notes = list(splitter.notes)

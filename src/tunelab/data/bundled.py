@@ -58,6 +58,9 @@ PRESETS: dict[str, Preset] = {
                "Clothing reviews: department (6 classes) from title and review text"),
         Preset("clothing-class", ("Title", "Review Text"), "Class Name",
                "Clothing reviews: product class (~20 imbalanced classes) from title and review text"),
+        Preset("sst5", ("text",), "label",
+               "SST-5 sentences (Stanford Sentiment Treebank): sentiment 0-4; a folder of its train/dev/test "
+               "files keeps the standard split"),
     ]
 }
 

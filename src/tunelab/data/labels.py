@@ -188,3 +188,50 @@ def match_label(name: str, labels: Sequence[str], *, what: str = "label") -> str
                                 hint="Give the label exactly as written, with its spaces.")
     raise InvalidInputError(f"The {what} {name!r} is not one of the labels: {preview(labels, 40)}.",
                             hint="Labels are matched ignoring surrounding spaces, so 'yes' names ' yes'.")
+
+
+# --- decision rules: which label a distribution answers with -----------------------------------
+
+DECISION_RULES = ("argmax", "median", "good_vs_bad")
+"""argmax: the most probable label (exact accuracy). For ordinal labels also: median, the label
+where the cumulative probability (in value order) first reaches 1/2, which minimises the expected
+absolute error |pred - true|; good_vs_bad, the more probable side of the good-vs-bad cut, then the
+most probable label on that side, which minimises the expected good-vs-bad error (the
+minimum-expected-cost answer when crossing the cut is the only mistake that costs)."""
+
+
+def check_decision_rule(rule: str, labels: Sequence[str] | None) -> str:
+    """`rule` if it applies to `labels`; InvalidInputError otherwise."""
+    if rule not in DECISION_RULES:
+        raise InvalidInputError(f"Unknown decision rule {rule!r}.", hint=f"Use one of: {', '.join(DECISION_RULES)}.")
+    if rule != "argmax" and (not labels or not is_ordinal(labels)):
+        raise InvalidInputError(f"The {rule} decision rule needs ordinal labels (integers such as star ratings); "
+                                f"these labels are {preview(list(labels or []))}.")
+    return rule
+
+
+def decide(probs, labels: Sequence[str], rule: str = "argmax", threshold: int | float | None = None):
+    """Index into `labels` of each row's answer under `rule` (an int array). `probs`: [n, len(labels)]
+    probabilities or log-probabilities' exp, in `labels` order; rows need not sum to 1."""
+    import numpy as np
+
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim == 1:
+        p = p[None, :]
+    check_decision_rule(rule, labels)
+    if rule == "argmax":
+        return p.argmax(axis=1)
+    p = np.clip(p, 0.0, None)
+    p = p / np.where(p.sum(axis=1, keepdims=True) > 0, p.sum(axis=1, keepdims=True), 1.0)
+    values = np.array(ordinal_values(labels))
+    order = np.argsort(values, kind="stable")  # labels may come in any order; the rules need value order
+    if rule == "median":
+        cumulative = np.cumsum(p[:, order], axis=1)
+        # A tiny tolerance: a row exactly at 1/2 (two equally likely neighbours) takes the lower one.
+        first = (cumulative >= 0.5 - 1e-12).argmax(axis=1)
+        return order[first]
+    good = np.array(list(good_vs_bad(labels, threshold).values()))
+    p_good = p[:, good].sum(axis=1)
+    side = p_good > 0.5
+    masked = np.where(side[:, None] == good[None, :], p, -1.0)
+    return masked.argmax(axis=1)

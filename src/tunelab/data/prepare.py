@@ -124,6 +124,13 @@ def _common_suffix(values: Sequence[str]) -> str:
     return os.path.commonprefix([v[::-1] for v in values])[::-1]
 
 
+def prompt_separator(prompts: Sequence[str]) -> str:
+    """The separator every prompt ends with ("\\n\\n###\\n\\n", " ->", ...), as prepare_data finds
+    it; "" when there is none (or fewer than two prompts to tell)."""
+    prompts = list(prompts)
+    return _marker(_common_suffix(prompts), SEPARATORS) if len(prompts) > 1 else ""
+
+
 def _marker(suffix: str, known: Sequence[str]) -> str:
     """The separator/stop sequence inside a common suffix: a known one it ends with, else the
     suffix without the word characters that prompts share by chance ("ing ->" -> " ->").

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tunelab.errors import InvalidInputError, NotFoundError
@@ -33,18 +33,23 @@ METRIC_ROWS = [
     ("macro F1", "macro_f1", "f3"),
     ("MAE", "mae", "f3"),
     ("ECE", "ece", "f3"),
+    ("ECE before calibration", "ece_uncalibrated", "f3"),
 ]
+# For ordinal labels: the same probabilities answered by the other decision rules.
+RULE_ROWS = [("accuracy", "accuracy"), ("good-vs-bad", "good_vs_bad_accuracy"), ("one-off", "one_off_accuracy"),
+             ("MAE", "mae")]
 TRAINING_ROWS = [
     ("epochs", "epochs", "int"),
-    ("training examples", "trained_examples", "int"),
-    ("training tokens", "trained_tokens", "int"),
-    ("training wall time", "train_seconds", "duration"),
-    ("compute", "compute", "text"),
+    # Sums over every epoch of the model's lineage (a 300-row file, 1 + 3 epochs: 1,200 examples).
+    ("examples trained (all epochs, lineage)", "trained_examples", "int"),
+    ("tokens trained (all epochs, lineage)", "trained_tokens", "int"),
+    ("training wall time (lineage)", "train_seconds", "duration"),
+    ("compute (lineage)", "compute", "text"),
     (ADA_PRICE_TITLE, "ada_equivalent_usd", "usd"),
 ]
 # Metrics drawn in compare.png (all on a 0-1 scale).
 CHART_METRICS = [("accuracy", "accuracy"), ("good-vs-bad", "good_vs_bad_accuracy"),
-                 ("one-off", "one_off_accuracy"), ("macro F1", "macro_f1"), ("ECE", "ece")]
+                 ("one-off", "one_off_accuracy"), ("macro F1", "macro_f1"), ("ECE (lower is better)", "ece")]
 
 
 def training_summary(model_id: str, store) -> dict:
@@ -96,7 +101,8 @@ def training_summary(model_id: str, store) -> dict:
 
 def compare_models(model_ids: Sequence[str], test_path: str | Path, *, train_path: str | Path | None = None,
                    out_dir: str | Path | None = None, store=None, batch_size: int = 32, progress: bool = True,
-                   threshold: int | float | None = None, reports: dict[str, dict] | None = None) -> dict:
+                   threshold: int | float | None = None, reports: dict[str, dict] | None = None,
+                   names: Mapping[str, str] | None = None) -> dict:
     """Evaluate each model once (or reuse `reports`, {model_id: evaluate_model result}) and build
     Table 4.1. Baselines (majority, tf-idf) are trained once on `train_path`. With `out_dir`,
     writes compare.md, compare.csv, compare.png and compare.json there, and each model's own
@@ -145,6 +151,14 @@ def compare_models(model_ids: Sequence[str], test_path: str | Path, *, train_pat
         if baselines:
             values.update({TITLES[b]: baselines[b].get(key) for b in BASELINES})
         rows.append({"metric": title, "key": key, "format": fmt, "values": values})
+    if any(reports[m].get("decision_rules") for m in model_ids):
+        for rule in ("median", "good_vs_bad"):
+            for title, key in RULE_ROWS:
+                values = {m: ((reports[m].get("decision_rules") or {}).get(rule) or {}).get(key) for m in model_ids}
+                if baselines:
+                    values.update({TITLES[b]: None for b in BASELINES})
+                rows.append({"metric": f"{title} ({rule.replace('_', '-')} rule)", "key": f"{rule}/{key}",
+                             "format": "f3", "values": values})
     for title, key, fmt in TRAINING_ROWS:
         values = {m: training[m].get(key) for m in model_ids}
         if baselines:
@@ -157,6 +171,7 @@ def compare_models(model_ids: Sequence[str], test_path: str | Path, *, train_pat
         "labels": first["labels"], "threshold": first.get("threshold"), "baselines": baselines,
         "training": training, "reports": reports, "ada_usd_per_1k_tokens": ADA_TRAINING_USD_PER_1K_TOKENS,
     }
+    result["names"] = display_names(model_ids, names)
     result["markdown"] = to_markdown(result)
     result["out_dir"] = None
     result["files"] = {}
@@ -165,14 +180,38 @@ def compare_models(model_ids: Sequence[str], test_path: str | Path, *, train_pat
     return result
 
 
+def display_names(model_ids: Sequence[str], names: Mapping[str, str] | None) -> dict[str, str]:
+    """{model id: what the table header and the chart legend call it}: the caller's names (e.g.
+    "1 epoch, unshuffled"), else the id. Names must be for compared models and distinct."""
+    names = {m: str(n).strip() for m, n in (names or {}).items() if n is not None and str(n).strip()}
+    unknown = sorted(set(names) - set(model_ids))
+    if unknown:
+        raise InvalidInputError(f"Names given for models that are not compared: {', '.join(unknown)}.")
+    shown = {m: names.get(m, m) for m in model_ids}
+    clashes = sorted({n for n in shown.values() if list(shown.values()).count(n) > 1 or n in TITLES.values()})
+    if clashes:
+        raise InvalidInputError(f"Each model needs its own name, distinct from the baselines': {', '.join(clashes)}.")
+    return shown
+
+
 def to_markdown(result: dict) -> str:
+    from tunelab.evaluation.verdict import verdict
+
     columns = result["columns"]
-    lines = ["| metric | " + " | ".join(c.replace("|", "\\|") for c in columns) + " |",
+    names = result.get("names") or {}
+    lines = ["| metric | " + " | ".join(names.get(c, c).replace("|", "\\|") for c in columns) + " |",
              "|---|" + "---:|" * len(columns)]
     for row in result["rows"]:
         cells = [format_cell(row["values"].get(c), row["format"]) for c in columns]
         lines.append(f"| {row['metric']} | " + " | ".join(cells) + " |")
+    verdicts = [verdict(result["reports"][m], result.get("baselines"),
+                        name=f"{names[m]} ({m})" if names.get(m, m) != m else m)
+                for m in result["models"] if m in (result.get("reports") or {})]
+    verdicts = [v for v in verdicts if v]
     notes = [f"Test file: {result['test_file']} ({result['n']} rows)."]
+    renamed = [f"{names[m]} = {m}" for m in result["models"] if names.get(m, m) != m]
+    if renamed:
+        notes.append("Columns: " + "; ".join(renamed) + ".")
     if result.get("threshold") is not None:
         t = result["threshold"]
         notes.append(f"Good-vs-bad: prediction and truth both <= {t} or both > {t}; one-off: |pred - true| <= 1.")
@@ -182,7 +221,8 @@ def to_markdown(result: dict) -> str:
     notes.append("Training cost sums the model's lineage (continued fine-tunes include their parents). "
                  f"{ADA_PRICE_TITLE}: the trained tokens at OpenAI's published legacy ada fine-tuning price, "
                  f"${ADA_TRAINING_USD_PER_1K_TOKENS} per 1K tokens, for reference only; nothing was billed.")
-    return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    return ("\n".join(lines) + "\n\n" + "".join(f"{v}\n" for v in verdicts) + ("\n" if verdicts else "")
+            + "\n".join(f"- {n}" for n in notes) + "\n")
 
 
 def to_csv(result: dict) -> str:
@@ -211,7 +251,8 @@ def write_compare(result: dict, out_dir: str | Path) -> dict:
     by_key = {r["key"]: r for r in result["rows"]}
     metrics = [(title, key) for title, key in CHART_METRICS
                if any(by_key[key]["values"].get(c) is not None for c in result["columns"])]
-    series = {c: [by_key[key]["values"].get(c) for _, key in metrics] for c in result["columns"]}
+    names = result.get("names") or {}
+    series = {names.get(c, c): [by_key[key]["values"].get(c) for _, key in metrics] for c in result["columns"]}
     plot_grouped_bars([t for t, _ in metrics], series, out / "compare.png",
                       title=f"Models on {Path(result['test_file']).name} ({result['n']} rows)")
     files = {"markdown": str(out / "compare.md"), "csv": str(out / "compare.csv"), "chart": str(out / "compare.png"),

@@ -23,6 +23,13 @@ def _figure(width: float, height: float):
     return fig
 
 
+def plot_labels(labels: Sequence[str]) -> list[str]:
+    """Labels as axis ticks: without the leading space of a completion (" 4" -> "4"), since ␣ in a
+    chart reads as noise; display_label's visible spaces only where two labels would look alike."""
+    names = [display_label(str(l).strip(" ")) if str(l).strip(" ") else display_label(l) for l in labels]
+    return names if len(set(names)) == len(names) else [display_label(l) for l in labels]
+
+
 def _save(fig, out_png: str | Path) -> Path:
     out_png = Path(out_png)
     fig.tight_layout()
@@ -45,7 +52,7 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str]
     share = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
-    names = [display_label(l) for l in labels]
+    names = plot_labels(labels)
     ax.set_xticks(range(k), names, rotation=90 if k > 8 else 0, fontsize=8 if k > 12 else 10)
     ax.set_yticks(range(k), names, fontsize=8 if k > 12 else 10)
     ax.set_xlabel("predicted")
@@ -59,45 +66,87 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str]
     return _save(fig, out_png)
 
 
+# Colours of the report plots, named so that every one has a legend entry.
+ACCURACY_BLUE = "#4C72B0"
+CONFIDENCE_RED = "#C44E52"
+F1_GREEN = "#55A868"
+
+
+def faded_below(n_rows: int) -> int:
+    """Rows from which a reliability bin is drawn at full strength: 5 % of the test rows, at least
+    10. Below it a bin's accuracy is mostly noise (one row is 0 or 1), so it is drawn fainter."""
+    return max(10, math.ceil(0.05 * n_rows))
+
+
+def bin_alpha(count: int, solid_from: int) -> float:
+    return 0.15 + 0.85 * min(1.0, count / solid_from)
+
+
 def plot_reliability(calibration: dict, out_png: str | Path, *, title: str = "Reliability diagram") -> Path:
-    """Accuracy against mean confidence per bin, with the diagonal of perfect calibration."""
+    """Accuracy per confidence bin (bars) against the bin's mean confidence (red ticks) and the
+    diagonal of perfect calibration. Each non-empty bin is labelled with its number of rows, and
+    bins with few rows are faded in proportion: a bin of one row, 0 % or 100 % accurate, would
+    otherwise look as weighty as the bin holding most of the test set."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     bins = calibration["bins"]
-    fig = _figure(6, 6.5)
-    grid = fig.add_gridspec(2, 1, height_ratios=[3, 1])
-    ax = fig.add_subplot(grid[0])
+    n = sum(b["count"] for b in bins)
+    solid_from = faded_below(n)
+    fig = _figure(6.5, 5.6)
+    ax = fig.add_subplot(1, 1, 1)
     width = bins[0]["upper"] - bins[0]["lower"] if bins else 1 / 15
-    centers = [(b["lower"] + b["upper"]) / 2 for b in bins]
-    acc = [b["accuracy"] if b["accuracy"] is not None else 0.0 for b in bins]
-    conf = [b["confidence"] if b["confidence"] is not None else (b["lower"] + b["upper"]) / 2 for b in bins]
-    ax.bar(centers, acc, width=width * 0.95, color="#4C72B0", edgecolor="black", linewidth=0.5, label="accuracy")
-    ax.bar(centers, [c - a if b["count"] else 0 for c, a, b in zip(conf, acc, bins)], bottom=acc,
-           width=width * 0.95, color="#DD8452", alpha=0.5, label="gap to confidence")
-    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    for b in bins:
+        if not b["count"] or b["accuracy"] is None:
+            continue
+        center = (b["lower"] + b["upper"]) / 2
+        alpha = bin_alpha(b["count"], solid_from)
+        ax.bar(center, b["accuracy"], width=width * 0.9, color=ACCURACY_BLUE, alpha=alpha, linewidth=0)
+        ax.plot([b["lower"] + width * 0.1, b["upper"] - width * 0.1], [b["confidence"]] * 2, color=CONFIDENCE_RED,
+                linewidth=2.2, alpha=max(alpha, 0.5), solid_capstyle="butt")
+        ax.text(center, max(b["accuracy"], b["confidence"]) + 0.015, f"{b['count']:,}", ha="center", va="bottom",
+                fontsize=7, color="black" if b["count"] >= solid_from else "gray")
+    ax.plot([0, 1], [0, 1], "--", color="gray", linewidth=1)
     ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.08)
+    ax.set_xlabel(f"confidence of the top label ({len(bins)} bins; the number over a bar: its rows)")
+    ax.set_ylabel("accuracy in the bin")
     ece = calibration.get("ece")
-    ax.set_title(f"{title} (ECE {ece:.3f})" if ece is not None else title)
-    ax.legend(loc="upper left", fontsize=8)
-    ax2 = fig.add_subplot(grid[1], sharex=ax)
-    ax2.bar(centers, [b["count"] for b in bins], width=width * 0.95, color="gray")
-    ax2.set_xlim(0, 1)
-    ax2.set_xlabel("confidence of the top label")
-    ax2.set_ylabel("rows")
+    ax.set_title(f"{title}\n{n:,} rows" + (f", ECE {ece:.3f}" if ece is not None else ""), fontsize=10)
+    handles = [
+        Patch(color=ACCURACY_BLUE, label=f"accuracy of a bin with ≥ {solid_from} rows"),
+        Patch(color=ACCURACY_BLUE, alpha=bin_alpha(1, solid_from), label="fewer rows: fainter (mostly noise)"),
+        Line2D([], [], color=CONFIDENCE_RED, linewidth=2.2, label="mean confidence in the bin"),
+        Line2D([], [], color="gray", linestyle="--", linewidth=1, label="perfect calibration"),
+    ]
+    ax.legend(handles=handles, loc="upper left", fontsize=8, framealpha=0.9)
     return _save(fig, out_png)
 
 
-def plot_per_class_f1(per_class: dict, out_png: str | Path, *, title: str = "F1 per class") -> Path:
+def plot_per_class_f1(per_class: dict, out_png: str | Path, *, title: str = "F1 per class",
+                      predicted: Sequence[int] | None = None) -> Path:
+    """F1 per class with its value over every bar, so that a class at F1 = 0 reads "0.00" (and
+    "never predicted" when `predicted`, the column sums of the confusion matrix, says so) instead
+    of a gap."""
     labels = list(per_class)
     k = len(labels)
     fig = _figure(min(18.0, max(5.0, 0.4 * k + 2)), 4.5)
     ax = fig.add_subplot(1, 1, 1)
     f1 = [per_class[l]["f1"] for l in labels]
-    ax.bar(range(k), f1, color="#55A868", edgecolor="black", linewidth=0.5)
-    ax.set_xticks(range(k), [f"{display_label(l)}\n(n={per_class[l]['support']})" if k <= 12 else display_label(l)
-                             for l in labels], rotation=90 if k > 12 else 0, fontsize=8 if k > 12 else 9)
-    ax.set_ylim(0, 1)
+    ax.bar(range(k), f1, color=F1_GREEN, edgecolor="black", linewidth=0.5)
+    small = k > 12
+    for i, (label, value) in enumerate(zip(labels, f1)):
+        never = predicted is not None and predicted[i] == 0
+        text = f"{value:.2f}" + ("\nnever\npredicted" if never and not small else "")
+        ax.text(i, value + 0.02, text, ha="center", va="bottom", fontsize=6 if small else 8,
+                rotation=90 if small else 0, color="#B03030" if value == 0 else "black")
+    names = plot_labels(labels)
+    ax.set_xticks(range(k), [f"{name}\n(n={per_class[l]['support']})" if not small else name
+                             for name, l in zip(names, labels)], rotation=90 if small else 0,
+                  fontsize=8 if small else 9)
+    ax.set_ylim(0, 1.12)
     ax.set_ylabel("F1")
+    ax.set_xlabel("true label (n: rows in the test file)" if not small else "true label")
     ax.set_title(title, fontsize=10)
     return _save(fig, out_png)
 
@@ -133,9 +182,20 @@ ACCURACY_COLUMNS = ("training_sequence_accuracy", "validation_sequence_accuracy"
                     "classification/accuracy", "classification/weighted_f1_score")
 
 
-def plot_training_curves(results_csv_path: str | Path, out_png: str | Path) -> Path:
-    """Training loss, validation loss and validation/classification accuracy over steps, from a
-    job's results CSV. Columns that are missing or empty are skipped. Returns the PNG's path."""
+# What the curves are called in the legend.
+CURVE_NAMES = {"training_loss": "training loss", "validation_loss": "validation loss",
+               "training_sequence_accuracy": "training accuracy (whole completion, this batch)",
+               "validation_sequence_accuracy": "validation accuracy (whole completion)",
+               "classification/accuracy": "validation accuracy (classification)",
+               "classification/weighted_f1_score": "validation weighted F1 (classification)"}
+
+
+def plot_training_curves(results_csv_path: str | Path, out_png: str | Path, *, title: str | None = None) -> Path:
+    """Training loss, validation loss, and validation accuracy and weighted F1 over steps, from a
+    job's results CSV. Columns that are missing or empty are skipped. `title` names the job (the
+    CLI passes its id and model). Returns the PNG's path."""
+    from matplotlib.ticker import MaxNLocator
+
     path = Path(results_csv_path)
     if not path.is_file():
         raise NotFoundError(f"No results file at {path}.")
@@ -160,20 +220,26 @@ def plot_training_curves(results_csv_path: str | Path, out_png: str | Path) -> P
     accs = {c: v for c, v in accs.items() if v[0]}
     if not losses and not accs:
         raise DataFileError(f"{path} has no loss or accuracy values to plot.")
-    panels = [p for p in (("loss", losses), ("accuracy", accs)) if p[1]]
-    fig = _figure(6.5 * len(panels), 4.5)
+    has_f1 = "classification/weighted_f1_score" in accs
+    score = "accuracy and F1" if has_f1 else "accuracy"
+    panels = [p for p in (("loss", losses), (score, accs)) if p[1]]
+    fig = _figure(6.5 * len(panels), 4.8 if title else 4.5)
     for i, (name, curves) in enumerate(panels, start=1):
         ax = fig.add_subplot(1, len(panels), i)
         for column, (xs, ys) in curves.items():
             sparse = len(xs) < 0.5 * len(rows)  # validation rows come every few steps: mark them
-            ax.plot(xs, ys, marker="o" if sparse else None, markersize=3, linewidth=1.2, label=column)
+            ax.plot(xs, ys, marker="o" if sparse else None, markersize=3, linewidth=1.2,
+                    label=CURVE_NAMES.get(column, column))
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         ax.set_ylabel(name)
-        if name == "accuracy":
+        if name != "loss":
             ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        ax.set_title(f"{'Loss' if name == 'loss' else 'Accuracy'} over steps")
+        ax.legend(fontsize=8, loc="best")
+        ax.set_title(f"{name[0].upper() + name[1:]} over steps")
+    if title:
+        fig.suptitle(title, fontsize=10)
     return _save(fig, out_png)
 
 

@@ -2,7 +2,10 @@
 chapter 4.6.1, next to simple baselines trained on the training file.
 
 Each test row is scored by the probability of every label (`Predictor.score_labels`, the same
-numbers `tunelab complete` and the server show); the prediction is the most probable label.
+numbers `tunelab complete` and the server show, calibrated by the model's temperature); the
+prediction is the most probable label, or another decision rule's answer (`decision`). Ordinal
+labels are also scored under every decision rule (tunelab.data.labels.DECISION_RULES), and the ECE
+is reported before and after the temperature.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from tunelab.data.files import load_data_file
-from tunelab.data.labels import display_label, find_label, label_sort_key, preview
+from tunelab.data.labels import (
+    DECISION_RULES, check_decision_rule, decide, display_label, find_label, label_sort_key, preview,
+)
 from tunelab.data.readers import Example
 from tunelab.errors import InvalidInputError, NotFoundError
 from tunelab.evaluation import metrics as M
 from tunelab.fsutil import write_json, write_jsonl
+from tunelab.inference.calibration import apply_temperature
 from tunelab.store import ids
 
 PROMPT_HEAD = 200
@@ -29,7 +35,9 @@ MAX_FREEFORM_LABELS = 200
 # Keys of metrics.json that the CLI, compare and the demo rely on.
 METRIC_KEYS = ("model", "accuracy", "accuracy_ci95", "good_vs_bad_accuracy", "one_off_accuracy", "mae", "qwk",
                "macro_f1", "weighted_f1", "ece", "per_class", "confusion_matrix", "labels", "n", "mean_logprob",
-               "perplexity", "rows_per_second", "baselines")
+               "perplexity", "rows_per_second", "baselines", "ece_uncalibrated", "temperature", "decision",
+               "decision_rules")
+RULE_KEYS = ("accuracy", "good_vs_bad_accuracy", "one_off_accuracy", "mae", "macro_f1")
 
 
 def default_out_dir(model_id: str, base: str | Path | None = None) -> Path:
@@ -61,13 +69,15 @@ def map_labels(raw: Sequence[str], labels: Sequence[str], *, model_id: str, sour
 
 def evaluate_model(model_id: str, test_path: str | Path, *, train_path: str | Path | None = None,
                    out_dir: str | Path | None = None, store=None, batch_size: int = 32, progress: bool = True,
-                   threshold: int | float | None = None, predictor=None) -> dict:
+                   threshold: int | float | None = None, predictor=None, decision: str = "argmax") -> dict:
     """Evaluate `model_id` on a test file (path or file id) and return the metrics dict (the
     content of metrics.json). With `train_path`, adds majority and TF-IDF baselines trained on it.
     With `out_dir`, writes metrics.json, predictions.jsonl, confusion_matrix.png, reliability.png
     and per_class_f1.png there (the dict's "files" says where); without it nothing is written.
     `threshold`: good-vs-bad cut for ordinal labels (None: 3 for 1-5 stars, the middle of the range
-    otherwise). `predictor`: an already loaded Predictor for `model_id` (skips loading)."""
+    otherwise). `predictor`: an already loaded Predictor for `model_id` (skips loading). `decision`:
+    the rule the headline metrics use (argmax, or for ordinal labels median / good_vs_bad); every
+    rule is scored under "decision_rules" anyway."""
     from tunelab.store import Store
 
     if batch_size < 1:
@@ -100,11 +110,20 @@ def evaluate_model(model_id: str, test_path: str | Path, *, train_path: str | Pa
         from tunelab.inference.predictor import load_predictor
 
         predictor = load_predictor(model_id, store)
+    check_decision_rule(decision, labels)
     prompts = [e.prompt for e in test]
-    logp, seconds = score_rows(predictor, prompts, labels if labels_from == "data" else None,
-                               batch_size=batch_size, progress=progress, desc=f"Scoring {model_id}")
+    temperature = float(((record.meta or {}).get("temperature") or 1.0) if record is not None else 1.0)
+    calibrated = temperature != 1.0 and labels_from == "model"
+    # The model's own numbers are calibrated; the raw ones (T = 1) give the ECE before calibration.
+    raw, seconds = score_rows(predictor, prompts, labels if labels_from == "data" else None,
+                              batch_size=batch_size, progress=progress, desc=f"Scoring {model_id}",
+                              calibrated=False if calibrated else None)
+    logp = apply_temperature(raw, temperature) if calibrated else raw
     report, predictions = build_report(model_id, test, gold, labels, logp, predictor.count_tokens,
-                                       threshold=threshold)
+                                       threshold=threshold, decision=decision)
+    report["temperature"] = temperature if calibrated else 1.0
+    report["ece_uncalibrated"] = (M.calibration([labels.index(g) for g in gold], np.exp(raw))["ece"]
+                                  if calibrated else report["ece"])
     report.update(
         test_file=str(test_file), train_file=str(train_file) if train_file else None,
         method=predictor.method, base_model=(record.base_model if record else predictor.base_model),
@@ -125,24 +144,27 @@ def evaluate_model(model_id: str, test_path: str | Path, *, train_path: str | Pa
 
 
 def score_rows(predictor, prompts: list[str], labels: list[str] | None, *, batch_size: int = 32,
-               progress: bool = True, desc: str = "Scoring") -> tuple[np.ndarray, float]:
-    """log P(label | prompt) for every row, batched, with a tqdm bar on stderr. Returns (logp, seconds)."""
+               progress: bool = True, desc: str = "Scoring", calibrated: bool | None = None) -> tuple[np.ndarray, float]:
+    """log P(label | prompt) for every row, batched, with a tqdm bar on stderr. Returns (logp, seconds).
+    `calibrated=False` asks for the scores before the model's temperature (None: the predictor's default)."""
+    extra = {} if calibrated is None else {"calibrated": calibrated}
     from tqdm.auto import tqdm
 
     with tqdm(total=len(prompts), desc=desc, unit="row", file=sys.stderr, disable=not progress,
               dynamic_ncols=True) as bar:
         start = time.perf_counter()
-        logp = predictor.score_labels(prompts, labels=labels, batch_size=batch_size, progress=bar.update)
+        logp = predictor.score_labels(prompts, labels=labels, batch_size=batch_size, progress=bar.update, **extra)
         seconds = time.perf_counter() - start
     return np.asarray(logp, dtype=np.float64), seconds
 
 
 def build_report(model_id: str, test: Sequence[Example], gold: Sequence[str], labels: Sequence[str], logp: np.ndarray,
-                 count_tokens, *, threshold=None) -> tuple[dict, list[dict]]:
-    """Metrics and per-row predictions from a [n, n_labels] matrix of label log-probabilities."""
+                 count_tokens, *, threshold=None, decision: str = "argmax") -> tuple[dict, list[dict]]:
+    """Metrics and per-row predictions from a [n, n_labels] matrix of label log-probabilities;
+    predictions by the `decision` rule, and for ordinal labels every rule's metrics too."""
     labels = list(labels)
     probs = np.exp(logp)
-    pred = [labels[i] for i in logp.argmax(axis=1)]
+    pred = [labels[i] for i in decide(probs, labels, decision, threshold)]
     index = {label: i for i, label in enumerate(labels)}
     gold_idx = np.array([index[g] for g in gold])
     gold_lp = logp[np.arange(len(gold)), gold_idx]
@@ -150,12 +172,30 @@ def build_report(model_id: str, test: Sequence[Example], gold: Sequence[str], la
     report = {"model": model_id}
     report.update(M.classification_report(gold, pred, probs, labels, threshold=threshold))
     report.update(M.gold_logprob_summary(gold_lp, [label_tokens[g] for g in gold]))
+    report["decision"] = decision
+    report["decision_rules"] = decision_rule_metrics(gold, probs, labels, report.get("threshold"))
     predictions = [
         {"line": ex.line, "prompt": ex.prompt[:PROMPT_HEAD], "gold": g, "pred": p, "correct": g == p,
          "gold_logprob": _round(lp), "probs": {label: _round(probs[i, j], 6) for j, label in enumerate(labels)}}
         for i, (ex, g, p, lp) in enumerate(zip(test, gold, pred, gold_lp))
     ]
     return report, predictions
+
+
+def decision_rule_metrics(gold: Sequence[str], probs: np.ndarray, labels: Sequence[str], threshold=None) -> dict | None:
+    """{rule: exact / good-vs-bad / one-off / MAE / macro-F1} for every decision rule, for ordinal
+    labels (None otherwise): how much the answer rule matters, from the same probabilities."""
+    from tunelab.data.labels import is_ordinal
+
+    labels = list(labels)
+    if not is_ordinal(labels):
+        return None
+    out = {}
+    for rule in DECISION_RULES:
+        pred = [labels[i] for i in decide(probs, labels, rule, threshold)]
+        metrics = M.classification_report(gold, pred, None, labels, threshold=threshold)
+        out[rule] = {k: metrics.get(k) for k in RULE_KEYS}
+    return out
 
 
 def write_report(report: dict, predictions: list[dict] | None, out_dir: str | Path) -> dict:
@@ -174,9 +214,10 @@ def write_report(report: dict, predictions: list[dict] | None, out_dir: str | Pa
         title=f"Confusion matrix\n{report['model']}"))
     if report.get("calibration"):
         files["reliability"] = str(plots.plot_reliability(report["calibration"], out / "reliability.png",
-                                                          title="Reliability"))
+                                                          title=f"Reliability diagram\n{report['model']}"))
+    predicted = [sum(column) for column in zip(*report["confusion_matrix"])]  # how often each label was predicted
     files["per_class_f1"] = str(plots.plot_per_class_f1(report["per_class"], out / "per_class_f1.png",
-                                                        title=f"F1 per class\n{report['model']}"))
+                                                        title=f"F1 per class\n{report['model']}", predicted=predicted))
     files["metrics"] = str(out / "metrics.json")
     report["files"] = files
     write_json(out / "metrics.json", report)
@@ -230,6 +271,8 @@ def headline_rows(report: dict) -> list[tuple[str, str, str]]:
                  ("MAE", "mae", "f3"), ("QWK (quadratic kappa)", "qwk", "f3")]
     rows += [("macro F1", "macro_f1", "f3"), ("weighted F1", "weighted_f1", "f3"),
              (f"ECE ({M.ECE_BINS} bins)", "ece", "f3")]
+    if report.get("temperature") not in (None, 1.0):
+        rows.append((f"ECE before calibration (T={report['temperature']:.2f})", "ece_uncalibrated", "f3"))
     return rows
 
 
@@ -261,6 +304,11 @@ def format_report(report: dict) -> str:
     rows.append(["throughput (rows/s)", format_cell(report.get("rows_per_second"), "f1")] + blank)
     out.append(format_table(header, rows))
 
+    rules = report.get("decision_rules")
+    if rules:
+        out += ["", f"Decision rules (which label answers; headline rows use {report.get('decision', 'argmax')}):"]
+        out.append(format_table(["rule", "accuracy", "good-vs-bad", "one-off", "MAE", "macro F1"],
+                                [[rule] + [format_cell(m.get(k)) for k in RULE_KEYS] for rule, m in rules.items()]))
     out += ["", "Per class:"]
     per = report["per_class"]
     out.append(format_table(["label", "precision", "recall", "F1", "support"],

@@ -36,8 +36,10 @@ def complete_prompt(predictor, prompt: str, *, max_tokens: int = 1, logprobs: in
 
 
 def format_completion(result: dict) -> str:
-    head = result["prompt"][:PROMPT_HEAD].rstrip()
-    lines = ["Prompt:", f"{head} ...", ""]
+    prompt = result["prompt"]
+    head = prompt[:PROMPT_HEAD].rstrip()
+    cut = len(prompt.rstrip()) > PROMPT_HEAD  # " ..." only where the prompt goes on
+    lines = ["Prompt:", f"{head} ..." if cut else head, ""]
     if result["classification"]:
         title = "Predicted Star" if is_star_rating(result["labels"]) else "Predicted label"
         lines.append(f"{title}: {result['prediction']}")

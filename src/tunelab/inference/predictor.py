@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from tunelab.data.labels import check_decision_rule, decide
 from tunelab.errors import InvalidInputError
+from tunelab.inference.calibration import apply_temperature
 from tunelab.models.meta import Method, ModelMeta
 from tunelab.inference.scoring import score_labels
 from tunelab.runtime import autocast, device
@@ -47,26 +49,42 @@ class Predictor:
     max_length: int = 256
     meta: ModelMeta | None = None  # None for a base model served as is
     base_model: str | None = None
+    decision: str = "argmax"
+    """Which label a greedy completion answers with: argmax, or for ordinal labels median or
+    good_vs_bad (tunelab.data.labels.DECISION_RULES); `tunelab serve --decision`."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        check_decision_rule(self.decision, self.labels)
 
     @property
     def is_classification(self) -> bool:
         return bool(self.labels)
 
+    @property
+    def temperature(self) -> float:
+        """The model's fitted temperature (1.0 when none was fitted)."""
+        return float(self.meta.temperature) if self.meta is not None else 1.0
+
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def score_labels(self, prompts: list[str], *, labels: list[str] | None = None, batch_size: int = 32,
-                     progress=None) -> np.ndarray:
-        """log P(label | prompt), shape [len(prompts), len(labels)], labels in `self.labels` order."""
+                     progress=None, calibrated: bool = True) -> np.ndarray:
+        """log P(label | prompt), shape [len(prompts), len(labels)], labels in `self.labels` order.
+        Calibrated by the model's temperature unless `calibrated=False` (or the labels are not the
+        model's own): every consumer (evaluate, complete, the server) gets the same numbers."""
         labels = labels or self.labels
         if not labels:
             raise InvalidInputError(f"{self.model_id} is not a classification model; give the labels to score.")
         if self.method == Method.CLASSIFIER and labels != self.labels:
             raise InvalidInputError(f"{self.model_id} can only score its own labels {self.labels}.")
         with self.lock:
-            return score_labels(self.model, self.tokenizer, self.method, prompts, labels, batch_size=batch_size,
-                                max_length=self.max_length, progress=progress)
+            raw = score_labels(self.model, self.tokenizer, self.method, prompts, labels, batch_size=batch_size,
+                               max_length=self.max_length, progress=progress)
+        if calibrated and labels == self.labels:
+            return apply_temperature(raw, self.temperature)
+        return raw
 
     def complete(self, prompts: list[str], *, max_tokens: int = 16, temperature: float = 1.0, top_p: float = 1.0,
                  n: int = 1, stop: list[str] | None = None, logprobs: int | None = None, echo: bool = False,
@@ -93,7 +111,7 @@ class Predictor:
                     p = np.exp((row - row.max()) / temperature)
                     pick = int(rng.choice(len(row), p=p / p.sum()))
                 else:
-                    pick = int(order[0])
+                    pick = int(decide(np.exp(row), self.labels, self.decision)[0])
                 label = self.labels[pick]
                 offset = len(prompt) if echo else 0
                 choices.append(Completion(
@@ -172,8 +190,9 @@ class Predictor:
                           completion_tokens=len(tokens))
 
 
-def load_predictor(model_id: str, store=None) -> Predictor:
-    """A fine-tuned model from the store, or a causal base model (plain completions)."""
+def load_predictor(model_id: str, store=None, *, decision: str = "argmax") -> Predictor:
+    """A fine-tuned model from the store, or a causal base model (plain completions). `decision`:
+    the rule a classification model's greedy completions answer with."""
     from tunelab.errors import NotFoundError
     from tunelab.models.loading import load_fine_tuned, load_tokenizer
     from tunelab.models.registry import CAUSAL, resolve_model
@@ -186,7 +205,7 @@ def load_predictor(model_id: str, store=None) -> Predictor:
         model, tokenizer, meta = load_fine_tuned(record.path)
         model.to(dev)
         return Predictor(model_id, model, tokenizer, meta.method, meta.labels, max_length=meta.max_length,
-                         meta=meta, base_model=meta.base_model)
+                         meta=meta, base_model=meta.base_model, decision=decision)
     try:
         resolved = resolve_model(model_id, store, classification=False)
     except InvalidInputError:
@@ -194,6 +213,7 @@ def load_predictor(model_id: str, store=None) -> Predictor:
                             hint="List models with `tunelab models list`.") from None
     if resolved.kind != CAUSAL:
         raise InvalidInputError(f"{model_id} is an encoder base model; it has no completions until fine-tuned.")
+    check_decision_rule(decision, None)
     from transformers import AutoModelForCausalLM
 
     from tunelab.models.loading import quiet_transformers

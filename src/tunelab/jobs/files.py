@@ -35,3 +35,25 @@ def results_path(store: Store, job: JobRecord) -> Path:
     if not path.exists():
         raise InvalidInputError(f"Job {job.legacy_id} has no results yet (status: {job.status}).")
     return path
+
+
+SEPARATOR_ROWS = 2000
+"""Training rows read to find a model's prompt separator."""
+
+
+def prompt_separator(store: Store, model_id: str) -> str | None:
+    """The separator that the prompts of a fine-tuned model's training file end with (e.g.
+    "\\n\\n###\\n\\n"), so that a prompt without it can be pointed out; None when unknown (a base
+    model, a deleted job or file, prompts without a common separator)."""
+    from tunelab.data.prepare import prompt_separator as common_separator
+    from tunelab.errors import TunelabError
+
+    record = store.find_model(model_id)
+    if record is None or not record.job_id:
+        return None
+    try:
+        job = store.get_job(record.job_id)
+        rows = read_prompt_completion(Path(store.get_file(job.training_file).path))
+    except (TunelabError, OSError):
+        return None
+    return common_separator([row.prompt for row in rows[:SEPARATOR_ROWS]]) or None

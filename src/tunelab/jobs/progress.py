@@ -1,14 +1,36 @@
 """What a person watching a job sees, in a terminal or a notebook: a progress bar drawn from the
-step events (loss, validation accuracy, ETA) and the other events as `[time] message` lines."""
+step events (loss, validation accuracy, ETA) and the other events as `[time] message` lines.
+
+The bar is drawn only where someone watches it: a terminal on stderr, or a notebook. Anywhere else
+(`make demo > log`, CI, `2>&1 | tee`) the events are plain lines, with no carriage returns."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 
 from tunelab.jobs.follow import POLL_SECONDS, follow
 from tunelab.store import EventRecord, JobRecord, Store
+
+
+def interactive(stream=None) -> bool:
+    """Whether a progress bar on `stream` (default stderr) is seen by a person: a terminal, or a
+    Jupyter kernel (where tqdm draws a widget). Pipes, files and CI logs get no bar."""
+    stream = stream if stream is not None else sys.stderr
+    try:
+        if stream.isatty():
+            return True
+    except (AttributeError, ValueError):  # closed or replaced streams
+        pass
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def print_line(line: str) -> None:
+    """print(), flushed at once so that a log file or pipe shows each event as it happens."""
+    print(line, flush=True)
 
 
 def event_line(event: EventRecord) -> str:
@@ -16,34 +38,45 @@ def event_line(event: EventRecord) -> str:
 
 
 def watch(store: Store, job_id: str, *, verbose: bool = True, desc: str = "Training",
-          write: Callable[[str], None] = print, poll_s: float = POLL_SECONDS) -> JobRecord:
-    """Follow the job to its end and return it. `verbose=False` shows only the bar and warnings or
-    errors. Ctrl-C (KeyboardInterrupt) stops the watching, never the job; the bar is closed first
-    so that the caller's message lands on a clean line."""
-    from tqdm.auto import tqdm
+          write: Callable[[str], None] = print_line, poll_s: float = POLL_SECONDS, bar: bool | None = None,
+          shown: Collection[str] = ()) -> JobRecord:
+    """Follow the job to its end and return it.
 
-    bar = None
+    `bar`: draw a progress bar on stderr (None: only where `interactive()`). Training-only steps
+    live in the bar; validation steps and the last step also get a line. Without a bar those step
+    lines are the progress, so `verbose=False` (only the bar and warnings or errors) still prints
+    them. `shown`: messages the caller has printed already (e.g. the notices of a submission),
+    not repeated. Ctrl-C (KeyboardInterrupt) stops the watching, never the job; the bar is closed
+    first so that the caller's message lands on a clean line."""
+    if bar is None:
+        bar = interactive()
+    shown = set(shown)
+    progress = None
     try:
         for event in follow(store, job_id, poll_s=poll_s):
+            if event.message in shown:
+                continue
             data = event.data or {}
-            if "total_steps" in data and "step" in data:
-                if bar is None or bar.total != data["total_steps"]:
-                    if bar is not None:
-                        bar.close()
-                    bar = tqdm(total=data["total_steps"], unit="step", desc=desc, file=sys.stderr,
-                               dynamic_ncols=True)
-                bar.update(data["step"] - bar.n)
+            step = "total_steps" in data and "step" in data
+            if step and bar:
+                from tqdm.auto import tqdm
+
+                if progress is None or progress.total != data["total_steps"]:
+                    if progress is not None:
+                        progress.close()
+                    progress = tqdm(total=data["total_steps"], unit="step", desc=desc, file=sys.stderr,
+                                    dynamic_ncols=True)
+                progress.update(data["step"] - progress.n)
                 postfix = {"loss": f"{data['loss']:.4f}"} if "loss" in data else {}
                 if data.get("classification/accuracy") is not None:
                     postfix["val_acc"] = f"{data['classification/accuracy']:.3f}"
-                bar.set_postfix(postfix, refresh=False)
-                # Training-only steps live in the bar; validation steps and the last one get a line too.
-                if not data.get("validation_loss") and data["step"] != data["total_steps"]:
-                    continue
-            if not verbose and event.level == "info":
+                progress.set_postfix(postfix, refresh=False)
+            if step and not data.get("validation_loss") and data["step"] != data["total_steps"]:
+                continue  # a training-only step: in the bar, or nowhere
+            if not verbose and event.level == "info" and not (step and not bar):
                 continue
-            (bar.write if bar is not None else write)(event_line(event))
+            (progress.write if progress is not None else write)(event_line(event))
     finally:
-        if bar is not None:
-            bar.close()
+        if progress is not None:
+            progress.close()
     return store.get_job(job_id)

@@ -62,6 +62,11 @@ class ModelMeta:
     """Epochs of the job that produced this folder (a checkpoint records the epochs done so far)."""
     job_id: str | None = None
     """The job that trained it."""
+    temperature: float = 1.0
+    """Temperature scaling fitted on the validation file after training (1.0: none): every label
+    distribution the model reports is softmax(log p / temperature) (tunelab.inference.calibration)."""
+    kept_epoch: int | None = None
+    """With keep_best: the epoch of the job whose weights these are (0: the parent's, unchanged)."""
 
     def __post_init__(self) -> None:
         self.method = Method.parse(self.method)

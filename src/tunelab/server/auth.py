@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -37,6 +38,17 @@ def _host_name(value: str) -> str:
     if value.count(":") == 1:
         return value.split(":", 1)[0]
     return value
+
+
+def api_key_id(authorization: str | None) -> str | None:
+    """A stable, non-secret id of the bearer token a request presented (`key-` and 12 hex digits of
+    its SHA-256), for the prediction log: with keys configured it names the key that was accepted;
+    without, it still tells clients apart. None when the request had no bearer token."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return "key-" + hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
 class APIKeyMiddleware:

@@ -45,8 +45,12 @@ class BatchStats:
     max_prompts: int = 0
     busy_seconds: float = 0.0
     recent: deque = field(default_factory=lambda: deque(maxlen=2000))  # prompts per batch
+    listener: Callable[[int, int, float], None] | None = field(default=None, repr=False, compare=False)
+    """Called with (requests, prompts, seconds) after each batch (the /metrics histograms)."""
 
     def record(self, n_requests: int, n_prompts: int, seconds: float) -> None:
+        if self.listener is not None:
+            self.listener(n_requests, n_prompts, seconds)
         self.batches += 1
         self.requests += n_requests
         self.prompts += n_prompts
@@ -269,7 +273,9 @@ class BatcherRegistry:
     """One MicroBatcher per key, created on demand and dropped when idle; stats kept per model."""
 
     def __init__(self, *, max_batch: int = DEFAULT_MAX_BATCH, window_s: float = DEFAULT_WINDOW_S,
-                 gap_s: float = DEFAULT_GAP_S, threads: int = 4):
+                 gap_s: float = DEFAULT_GAP_S, threads: int = 4,
+                 on_batch: Callable[[str, int, int, float], None] | None = None):
+        self.on_batch = on_batch  # (model, requests, prompts, seconds) after each batch
         self.max_batch = max_batch
         self.window_s = window_s
         self.gap_s = gap_s
@@ -281,7 +287,13 @@ class BatcherRegistry:
         full_key = (model_id, key)
         batcher = self._batchers.get(full_key)
         if batcher is None:
-            stats = self.stats.setdefault(model_id, BatchStats())
+            stats = self.stats.get(model_id)
+            if stats is None:
+                listener = None
+                if self.on_batch is not None:
+                    def listener(n_requests, n_prompts, seconds, model=model_id):
+                        self.on_batch(model, n_requests, n_prompts, seconds)
+                stats = self.stats[model_id] = BatchStats(listener=listener)
 
             def drop(b: MicroBatcher, k=full_key) -> None:
                 if self._batchers.get(k) is b and not b._queue:
@@ -291,6 +303,13 @@ class BatcherRegistry:
                                    gap_s=self.gap_s, stats=stats, on_idle=drop)
             self._batchers[full_key] = batcher
         return batcher
+
+    def queued_prompts(self) -> dict[str, int]:
+        """Prompts waiting for a forward pass, per model (the /metrics queue depth)."""
+        out: dict[str, int] = {}
+        for (model_id, _), batcher in list(self._batchers.items()):
+            out[model_id] = out.get(model_id, 0) + batcher.queued_prompts
+        return out
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -30,10 +30,16 @@ class ServerState:
     max_upload_bytes: int
     api_keys: tuple[str, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
+    recorder: Any = None
+    """tunelab.server.prediction_log.PredictionRecorder: the prediction log and the /metrics counters."""
+    metrics: Any = None
+    """tunelab.server.metrics.ServerMetrics (None: no /metrics)."""
 
     def close(self) -> None:
         self.batchers.close()
         self.pool.clear()
+        if self.recorder is not None:
+            self.recorder.close()  # writes what is still queued
 
 
 def get_state(request: Request) -> ServerState:

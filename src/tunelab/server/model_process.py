@@ -32,11 +32,11 @@ class ProcessPredictor:
     """A predictor loaded and run in a spawned child process. Construct it in a worker thread:
     it blocks until the model is loaded (or raises what loading raised)."""
 
-    def __init__(self, model_id: str, store, *, threads: int | None = None):
+    def __init__(self, model_id: str, store, *, threads: int | None = None, decision: str = "argmax"):
         ctx = multiprocessing.get_context("spawn")  # fork is unsafe with CUDA and with threads
         self._conn, child = ctx.Pipe()
         url = store.engine.url.render_as_string(hide_password=False)
-        self.process = ctx.Process(target=_child_main, args=(child, model_id, str(store.home), url, threads),
+        self.process = ctx.Process(target=_child_main, args=(child, model_id, str(store.home), url, threads, decision),
                                    name=f"tunelab-model:{model_id}", daemon=True)
         self.process.start()
         child.close()
@@ -133,7 +133,7 @@ def _rebuild(payload: dict[str, str]) -> Exception:
     return RuntimeError(f"{payload['type']} in the model process: {payload['message']}")
 
 
-def _child_main(conn, model_id: str, home: str, url: str, threads: int | None) -> None:
+def _child_main(conn, model_id: str, home: str, url: str, threads: int | None, decision: str = "argmax") -> None:
     # Ctrl-C reaches the whole process group; the server stops its children itself (or they see
     # the pipe close when it dies), so a child never dies halfway through a request.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -152,7 +152,8 @@ def _child_main(conn, model_id: str, home: str, url: str, threads: int | None) -
             cores = os.cpu_count() or 2
             torch.set_num_threads(threads or max(1, cores - (2 if cores > 4 else 1)))
         store = Store(home=home, url=url)
-        predictor = load_predictor(model_id, store)
+        # The model's temperature is in its meta, so score_labels and complete answer calibrated here.
+        predictor = load_predictor(model_id, store, decision=decision)
         record = store.find_model(model_id)
         if record is not None:
             tokenizer_path = record.path

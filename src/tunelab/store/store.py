@@ -105,12 +105,13 @@ class Store:
         return JobRecord(**values)
 
     def get_job(self, job_id: str) -> JobRecord:
+        given = job_id  # errors name the job as the caller did (ft-… stays ft-…)
         job_id = ids.normalize_job_id(job_id)
         row = None
         if ids.is_valid_id(job_id, "ftjob"):
             row = self._one("SELECT * FROM jobs WHERE id = :id", id=job_id)
         if row is None:
-            raise NotFoundError(f"No such fine-tuning job: {job_id}.",
+            raise NotFoundError(f"No such fine-tuning job: {given}.",
                                 hint="List jobs with `tunelab api fine_tunes.list`.")
         return decode(JobRecord, row)
 

@@ -10,14 +10,23 @@ from tunelab.models.meta import Method
 METHODS = ("auto", *(m.value for m in Method))
 
 
+AUTO = "auto"
+AUTO_FIELDS = ("n_epochs", "batch_size", "learning_rate_multiplier", "warmup_ratio", "shuffle", "keep_best",
+               "early_stopping_patience")
+"""Hyperparameters whose default is "auto" (None here): resolved once per job by
+`training.recipes.resolve` from the model, the number of examples and the method."""
+LR_SCHEDULES = ("linear", "cosine", "constant")
+
+
 @dataclass
 class Hyperparameters:
-    n_epochs: int = 1
-    """Passes over the training file (OpenAI: n_epochs)."""
+    n_epochs: int | None = None
+    """Passes over the training file (OpenAI: n_epochs); None is "auto" (see training/recipes.py)."""
     batch_size: int | None = None
-    """Examples per step; None picks the base model's default (OpenAI's "auto")."""
-    learning_rate_multiplier: float = 1.0
-    """Scales the base model's own learning rate (e.g. 1e-4 for minilm-l6), as OpenAI's multiplier did."""
+    """Examples per step; None is "auto" (the model's batch for this device, fewer for tiny files)."""
+    learning_rate_multiplier: float | None = None
+    """Scales the base model's own learning rate (e.g. 2e-4 for minilm-l6), as OpenAI's multiplier did;
+    None is "auto" (0.5 for a new model, 0.25 when continuing a fine-tuned one)."""
     prompt_loss_weight: float = 0.0
     """lm method: weight of prompt tokens in the loss. OpenAI's default was 0.01; 0 lets us compute
     full-vocabulary logits only on completion tokens, which is most of the cost of a causal LM step."""
@@ -33,12 +42,26 @@ class Hyperparameters:
     """classifier: weight the loss by inverse class frequency (imbalanced labels)."""
     max_length: int = 256
     """Tokens kept per example (prompt + completion); longer ones are truncated from the right."""
-    shuffle: bool = False
-    """Shuffle examples each epoch. Off by default, as with OpenAI: the file's order is the training
-    order (length bucketing only reorders within small windows), so a file sorted by label trains
-    sorted by label — the chapter's "unshuffled" experiment."""
-    warmup_ratio: float = 0.06
-    """Fraction of steps with a linear learning-rate warm-up."""
+    shuffle: bool | None = None
+    """Shuffle examples each epoch. None is "auto", which shuffles: a file sorted by label (as
+    published review dumps often are) would otherwise train sorted by label and collapse onto the
+    last label. False keeps the file's order, as OpenAI did (length bucketing only reorders within
+    small windows): the chapter's "unshuffled" experiment."""
+    warmup_ratio: float | None = None
+    """Fraction of steps with a linear learning-rate warm-up; None is "auto" (0.06 for a new model,
+    0 when continuing: a trained model needs no warm-up, and one would push it away from its optimum)."""
+    lr_schedule: str = "linear"
+    """After the warm-up: linear (decay to 0 at the last step), cosine (to 0) or constant."""
+    keep_best: bool | None = None
+    """Score the whole validation file after every epoch and register the best epoch (by validation
+    log-loss after temperature scaling; a continued job counts its starting point as epoch 0).
+    None is "auto": on whenever there is a validation file."""
+    early_stopping_patience: int | None = None
+    """With keep_best: stop after this many epochs without a better validation score (0 never
+    stops early). None is "auto": 2."""
+    calibrate: bool = True
+    """Fit a temperature on the validation file after training (classification data), stored with
+    the model and applied to every probability it reports."""
     eval_every: int = 0
     """Steps between validation rows in the results CSV; 0 picks ~10 per epoch."""
     checkpoint_seconds: float = 60.0
@@ -58,11 +81,11 @@ class Hyperparameters:
             elif expected == "bool" and not isinstance(value, bool):
                 problems.append(f"{f.name} must be true or false, got {value!r}")
         if not problems:
-            if self.n_epochs < 1 or self.n_epochs > 100:
+            if self.n_epochs is not None and not 1 <= self.n_epochs <= 100:
                 problems.append(f"n_epochs must be between 1 and 100, got {self.n_epochs}")
             if self.batch_size is not None and not 1 <= self.batch_size <= 4096:
                 problems.append(f"batch_size must be between 1 and 4096, got {self.batch_size}")
-            if not 0 < self.learning_rate_multiplier <= 100:
+            if self.learning_rate_multiplier is not None and not 0 < self.learning_rate_multiplier <= 100:
                 problems.append(f"learning_rate_multiplier must be > 0 and <= 100, got {self.learning_rate_multiplier}")
             if not 0 <= self.prompt_loss_weight <= 1:
                 problems.append(f"prompt_loss_weight must be between 0 and 1, got {self.prompt_loss_weight}")
@@ -72,8 +95,12 @@ class Hyperparameters:
                 problems.append(f"max_length must be between 8 and 8192, got {self.max_length}")
             if self.lora_r < 1:
                 problems.append(f"lora_r must be >= 1, got {self.lora_r}")
-            if not 0 <= self.warmup_ratio < 1:
+            if self.warmup_ratio is not None and not 0 <= self.warmup_ratio < 1:
                 problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+            if self.lr_schedule not in LR_SCHEDULES:
+                problems.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+            if self.early_stopping_patience is not None and self.early_stopping_patience < 0:
+                problems.append(f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}")
         if problems:
             raise InvalidInputError("Invalid hyperparameters:", problems=problems)
 
@@ -84,7 +111,15 @@ class Hyperparameters:
         if unknown:
             raise InvalidInputError("Unknown hyperparameters:", problems=unknown,
                                     hint=f"Known: {', '.join(sorted(known))}.")
-        return cls(**{k: v for k, v in values.items() if v is not None or k == "batch_size"})
+        bad_auto = sorted(k for k, v in values.items() if v == AUTO and k not in AUTO_FIELDS)
+        if bad_auto:
+            raise InvalidInputError(f"'auto' is only accepted for {', '.join(AUTO_FIELDS)}.", problems=bad_auto)
+        # "auto" (OpenAI's word) and None both mean: resolve from the model, the data and the method.
+        return cls(**{k: (None if v == AUTO else v) for k, v in values.items() if v is not None or k in AUTO_FIELDS})
+
+    def auto_fields(self) -> list[str]:
+        """The fields still "auto" (before planning resolves them)."""
+        return [name for name in AUTO_FIELDS if getattr(self, name) is None]
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -44,7 +44,8 @@ class LoopHooks:
     """What the job runner plugs in: progress reporting, cancellation, checkpoints, metrics."""
     on_progress: Callable[[dict], None] = lambda info: None
     should_cancel: Callable[[], bool] = lambda: False
-    on_epoch_end: Callable[[int, int, dict], None] = lambda epoch, step, metrics: None
+    on_epoch_end: Callable[[int, int, dict], bool | None] = lambda epoch, step, metrics: None
+    """Called after each epoch with (epoch, step, last results row); True stops training early."""
     classification_metrics: Callable[[], dict] | None = None
 
 
@@ -56,17 +57,27 @@ class LoopOutcome:
     trained_examples: int
     final_metrics: dict = field(default_factory=dict)
     elapsed_before: float = 0.0  # training seconds of earlier attempts, when resumed from a checkpoint
+    epochs_done: int = 0  # fewer than n_epochs when early stopping ended the job
+    stopped_early: bool = False
 
 
 def total_steps(n_examples: int, batch_size: int, n_epochs: int) -> int:
     return math.ceil(n_examples / batch_size) * n_epochs
 
 
+def make_scheduler(optimizer, hp: Hyperparameters, n_total: int):
+    """Linear warm-up over `warmup_ratio` of the steps, then `lr_schedule` (linear or cosine decay to
+    0, or constant)."""
+    from transformers import get_scheduler
+
+    name = {"constant": "constant_with_warmup"}.get(hp.lr_schedule, hp.lr_schedule)
+    return get_scheduler(name, optimizer, num_warmup_steps=int((hp.warmup_ratio or 0.0) * n_total),
+                         num_training_steps=n_total)
+
+
 def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learning_rate: float,
           work_dir: Path, results: ResultsWriter | None, hooks: LoopHooks, resume: bool = True) -> LoopOutcome:
     from accelerate import Accelerator
-    from transformers import get_linear_schedule_with_warmup
-
     from accelerate.state import AcceleratorState
 
     dev = pick_device()
@@ -79,10 +90,13 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.01)
     steps_per_epoch = math.ceil(len(data.train) / batch_size)
     n_total = steps_per_epoch * hp.n_epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(hp.warmup_ratio * n_total), n_total)
+    scheduler = make_scheduler(optimizer, hp, n_total)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     class_weights = data.class_weights.to(accelerator.device) if data.class_weights is not None else None
     eval_every = hp.eval_every or max(1, steps_per_epoch // 10)
+    # On an accelerator, reading a number back (loss, counts) waits for every queued kernel: do it
+    # for a block of steps at once. On CPU there is no queue, so every step is reported as it ends.
+    flush_every = 1 if accelerator.device.type == "cpu" else 25
 
     state_dir = Path(work_dir) / "resume"
     position = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "tokens": 0, "examples": 0,
@@ -111,9 +125,34 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
     last_cancel_check = 0.0
     left_pad = data.method != Method.CLASSIFIER
     final_metrics: dict = {}
+    pending: list[tuple] = []  # steps whose numbers are still on the device
+    stopped = False
+
+    def flush(extra: dict | None = None) -> None:
+        """Turn the pending steps into results rows and progress reports (one device sync)."""
+        if not pending:
+            return
+        stacked = torch.stack([torch.stack([torch.as_tensor(v, dtype=torch.float32, device=accelerator.device)
+                                            for v in entry[1:]]) for entry in pending]).tolist()
+        for k, (entry, values) in enumerate(zip(pending, stacked)):
+            step, epoch = entry[0]
+            loss, seq_c, tok_c, n_seqs, n_tok, tokens = values
+            position["tokens"] += int(tokens)
+            position["examples"] += int(n_seqs)
+            row = {"step": step, "elapsed_tokens": position["tokens"], "elapsed_examples": position["examples"],
+                   "training_loss": loss, "training_sequence_accuracy": seq_c / max(n_seqs, 1),
+                   "training_token_accuracy": tok_c / max(n_tok, 1)}
+            if k == len(pending) - 1 and extra:
+                row.update(extra)
+            if results is not None and accelerator.is_main_process:
+                results.write(row)
+            hooks.on_progress({"event": "step", "step": step, "total_steps": n_total, "epoch": epoch + 1,
+                               "loss": row["training_loss"], "elapsed": time.monotonic() - started,
+                               **{k2: v for k2, v in row.items() if k2.startswith(("validation", "classification"))}})
+        pending.clear()
 
     for epoch in range(position["epoch"], hp.n_epochs):
-        batches = bucketed_batches(lengths, batch_size, seed=hp.seed, epoch=epoch, shuffle=hp.shuffle)
+        batches = bucketed_batches(lengths, batch_size, seed=hp.seed, epoch=epoch, shuffle=bool(hp.shuffle))
         loader = DataLoader(data.train, batch_sampler=batches,
                             collate_fn=lambda items: collate(items, data.pad_id, left_pad=left_pad))
         loader = accelerator.prepare_data_loader(loader, device_placement=True)
@@ -132,29 +171,20 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
 
             position["global_step"] += 1
             position["step_in_epoch"] = i + 1
-            position["tokens"] += int(batch["attention_mask"].sum())
-            position["examples"] += len(batch["input_ids"])
             step = position["global_step"]
-            row = {
-                "step": step, "elapsed_tokens": position["tokens"], "elapsed_examples": position["examples"],
-                "training_loss": float(out.loss.detach()),
-                "training_sequence_accuracy": out.seq_correct / max(out.n_seqs, 1),
-                "training_token_accuracy": out.token_correct / max(out.n_tokens, 1),
-            }
+            pending.append(((step, epoch), out.loss.detach().float(), out.seq_correct, out.token_correct,
+                            out.n_seqs, out.n_tokens, batch["attention_mask"].sum()))
             last_of_epoch = i + 1 == steps_per_epoch
+            extra: dict = {}
             if data.valid and (step % eval_every == 0 or last_of_epoch):
-                row.update(_validate(model, data, step_fn, batch_size, accelerator))
+                extra.update(_validate(model, data, step_fn, batch_size, accelerator))
                 model.train()
             if last_of_epoch and hooks.classification_metrics is not None:
                 final_metrics = hooks.classification_metrics()
-                row.update(final_metrics)
+                extra.update(final_metrics)
                 model.train()
-            if results is not None and accelerator.is_main_process:
-                results.write(row)
-            elapsed = time.monotonic() - started
-            hooks.on_progress({"event": "step", "step": step, "total_steps": n_total, "epoch": epoch + 1,
-                               "loss": row["training_loss"], "elapsed": elapsed,
-                               **{k: v for k, v in row.items() if k.startswith(("validation", "classification"))}})
+            if extra or last_of_epoch or len(pending) >= flush_every:
+                flush(extra)
             now = time.monotonic()
             if now - last_cancel_check > 1.0:
                 last_cancel_check = now
@@ -162,16 +192,24 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
                     raise Cancelled()
             if last_of_epoch:
                 position.update(epoch=epoch + 1, step_in_epoch=0)
-                hooks.on_epoch_end(epoch + 1, step, row)
-            if now - last_ckpt > hp.checkpoint_seconds and not (last_of_epoch and epoch + 1 == hp.n_epochs):
+                stopped = bool(hooks.on_epoch_end(epoch + 1, step, {**extra, "step": step}))
+            last_step = stopped or (last_of_epoch and epoch + 1 == hp.n_epochs)
+            if now - last_ckpt > hp.checkpoint_seconds and not last_step:
+                flush()
                 position["elapsed"] = now - started
                 position["results_rows"] = results.rows if results is not None else 0
                 _save_state(accelerator, state_dir, position)
                 last_ckpt = time.monotonic()
+            if stopped:
+                break
+        flush()
         position.update(epoch=epoch + 1, step_in_epoch=0)
+        if stopped:
+            break
     accelerator.wait_for_everyone()
     return LoopOutcome(accelerator.unwrap_model(model), position["global_step"], position["tokens"],
-                       position["examples"], final_metrics, elapsed_before)
+                       position["examples"], final_metrics, elapsed_before, epochs_done=position["epoch"],
+                       stopped_early=stopped)
 
 
 @torch.no_grad()
@@ -185,9 +223,9 @@ def _validate(model, data: LoopData, step_fn, batch_size: int, accelerator) -> d
         with accelerator.autocast():
             out = step_fn(batch)
         loss_sum += float(out.loss) * out.n_seqs
-        tok_c += out.token_correct
-        tok_n += out.n_tokens
-        seq_c += out.seq_correct
+        tok_c += float(out.token_correct)
+        tok_n += float(out.n_tokens)
+        seq_c += float(out.seq_correct)
         seq_n += out.n_seqs
     return {"validation_loss": loss_sum / max(seq_n, 1), "validation_sequence_accuracy": seq_c / max(seq_n, 1),
             "validation_token_accuracy": tok_c / max(tok_n, 1)}

@@ -13,10 +13,13 @@ from tunelab.models.encoding import model_inputs
 
 @dataclass
 class BatchResult:
+    """Counts stay tensors on the model's device: reading them back forces a device sync, which the
+    loop does once per block of steps, not per step."""
+
     loss: torch.Tensor
-    n_tokens: int  # tokens the loss counted (completion tokens, or labels for the classifier)
-    token_correct: int
-    seq_correct: int
+    n_tokens: int | torch.Tensor  # tokens the loss counted (completion tokens, or labels for the classifier)
+    token_correct: int | torch.Tensor
+    seq_correct: int | torch.Tensor
     n_seqs: int
 
 
@@ -24,7 +27,7 @@ def classifier_step(model, batch: dict, class_weights: torch.Tensor | None = Non
     logits = model(**model_inputs(batch)).logits.float()
     labels = batch["labels"]
     loss = F.cross_entropy(logits, labels, weight=class_weights)
-    correct = int((logits.argmax(-1) == labels).sum())
+    correct = (logits.argmax(-1) == labels).sum()
     n = len(labels)
     return BatchResult(loss, n, correct, correct, n)
 
@@ -47,7 +50,7 @@ def lm_step(model, batch: dict, prompt_loss_weight: float = 0.0) -> BatchResult:
     loss = (nll * weights).sum() / weights.sum().clamp(min=1e-8)
     comp = is_completion & (tmask > 0)
     hit = (pred.argmax(-1) == targets) & comp
-    token_correct = int(hit.sum())
-    n_tokens = int(comp.sum())
-    seq_correct = int(((hit | ~comp).all(-1)).sum())
+    token_correct = hit.sum()
+    n_tokens = comp.sum()
+    seq_correct = (hit | ~comp).all(-1).sum()
     return BatchResult(loss, n_tokens, token_correct, seq_correct, len(ids))

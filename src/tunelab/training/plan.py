@@ -44,6 +44,10 @@ class JobPlan:
     """Examples in the validation file (0 without one)."""
     cumulative_epochs: int = 1
     """Epochs of the whole lineage once this job is done (parent's plus this job's)."""
+    auto_hyperparameters: list[str] = field(default_factory=list)
+    """Hyperparameters that were "auto" and were resolved by training/recipes.py."""
+    recipe: str = ""
+    """The resolved hyperparameters in one line, as the job's events show them."""
 
     @property
     def batch_size(self) -> int:
@@ -72,6 +76,7 @@ class JobPlan:
             "learning_rate": self.learning_rate, "base_learning_rate": self.base_learning_rate,
             "labels": self.labels, "classification": self.classification, "n_train": self.n_train,
             "n_valid": self.n_valid, "cumulative_epochs": self.cumulative_epochs,
+            "auto_hyperparameters": self.auto_hyperparameters, "recipe": self.recipe,
         }
         return hp, options
 
@@ -83,6 +88,11 @@ class JobPlan:
         # Rows written before plans were typed kept the base defaults apart from the batch size.
         if hp.batch_size is None:
             hp.batch_size = int(opts.get("default_batch_size") or 16)
+        # Older rows stored these before "auto" existed: their defaults were these values.
+        for name, old_default in (("n_epochs", 1), ("learning_rate_multiplier", 1.0), ("warmup_ratio", 0.06),
+                                  ("shuffle", False), ("keep_best", False), ("early_stopping_patience", 0)):
+            if getattr(hp, name) is None:
+                setattr(hp, name, old_default)
         base_lr = float(opts.get("base_learning_rate") or 5e-5)
         class_opts = ClassificationOptions(**{f.name: opts[f.name] for f in fields(ClassificationOptions)
                                               if opts.get(f.name) is not None})
@@ -94,6 +104,7 @@ class JobPlan:
             classification=bool(opts.get("classification")), classification_options=class_opts,
             n_train=int(opts.get("n_train") or 0), n_valid=int(opts.get("n_valid") or 0),
             cumulative_epochs=int(opts.get("cumulative_epochs") or hp.n_epochs),
+            auto_hyperparameters=list(opts.get("auto_hyperparameters") or []), recipe=opts.get("recipe") or "",
         )
 
 
@@ -109,6 +120,10 @@ class JobStats:
     """The last validation row: loss, accuracy and classification columns."""
     steps: int | None = None
     """Optimizer steps taken."""
+    kept_epoch: int | None = None
+    """The epoch whose weights were registered (keep_best; 0 is the parent's)."""
+    temperature: float | None = None
+    """The temperature fitted on the validation file (1.0: none)."""
 
     def to_options(self) -> dict:
         return asdict(self)
@@ -117,4 +132,5 @@ class JobStats:
     def from_job(cls, job: JobRecord) -> "JobStats":
         opts = job.options or {}
         return cls(cpu_seconds=opts.get("cpu_seconds"), device=opts.get("device"),
-                   final_metrics=dict(opts.get("final_metrics") or {}), steps=opts.get("steps"))
+                   final_metrics=dict(opts.get("final_metrics") or {}), steps=opts.get("steps"),
+                   kept_epoch=opts.get("kept_epoch"), temperature=opts.get("temperature"))

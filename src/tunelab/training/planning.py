@@ -11,7 +11,9 @@ from tunelab.errors import InvalidInputError, NotFoundError, TunelabError
 from tunelab.models.meta import CAUSAL, ENCODER, Method
 from tunelab.models.registry import ResolvedModel, resolve_model
 from tunelab.store import JobRecord, Store
+from tunelab.runtime import device
 from tunelab.store.records import QUEUED, VALIDATING
+from tunelab.training import recipes
 from tunelab.training.config import ClassificationOptions, Hyperparameters
 from tunelab.training.plan import JobPlan
 
@@ -50,6 +52,8 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
                         "--classification_positive_class, --classification_betas) need a validation file: add -v FILE")
     if opts.classification_betas and opts.classification_positive_class is None:
         problems.append("--classification_betas needs --classification_positive_class (it is for binary classification)")
+    if hp is not None and hp.keep_best and not request.validation_file:
+        problems.append("keep_best needs a validation file: add -v FILE (it picks the epoch that scores best on it)")
     if request.suffix is not None and not (0 < len(request.suffix) <= 40 and request.suffix.replace("-", "").replace("_", "").isalnum()):
         problems.append(f"suffix must be 1-40 letters, digits, - or _, got {request.suffix!r}")
 
@@ -119,6 +123,8 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
                     f": {len(train_rows)}" + (f" and {len(valid_rows)}" if valid_rows is not None else "") + " examples.")
     for notice in notices:
         store.add_event(job.id, notice)
+    store.add_event(job.id, plan.recipe, data={"hyperparameters": hyperparams,
+                                               "auto": plan.auto_hyperparameters})
     # The files were parsed above, before the job existed, so every problem was reported at once.
     job = store.update_job(job.id, status=QUEUED)
     store.add_event(job.id, "Job enqueued. It starts as soon as the worker is free.")
@@ -127,12 +133,19 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
 
 def _plan(method: Method, hp: Hyperparameters, opts: ClassificationOptions, resolved: ResolvedModel,
           labels: list[str] | None, is_classification: bool, *, n_train: int, n_valid: int) -> JobPlan:
-    """Every default resolved once: what the job will do, as the runner and the views read it."""
+    """Every default resolved once (the "auto" recipe of training/recipes.py): what the job will
+    do, as the runner and the views read it."""
     parent = resolved.parent_meta
     base_lr = parent.base_learning_rate if parent else resolved.base_learning_rate
-    default_batch = parent.default_batch_size if parent else resolved.default_batch_size
+    on_gpu = device().type != "cpu"
+    if parent:
+        model_batch = parent.default_batch_size
+    else:
+        model_batch = resolved.auto_batch_gpu if on_gpu else resolved.auto_batch_cpu
     hp.method = method.value
-    hp.batch_size = hp.batch_size or default_batch
+    recipe = recipes.resolve(hp, n_train=n_train, n_valid=n_valid, model_batch=model_batch,
+                             continuing=parent is not None)
+    hp = recipe.hyperparameters
     kind = resolved.kind or (CAUSAL if method == Method.LM else ENCODER)
     return JobPlan(
         method=method, base_model=resolved.base_model, kind=kind, id_prefix=resolved.id_prefix,
@@ -141,6 +154,7 @@ def _plan(method: Method, hp: Hyperparameters, opts: ClassificationOptions, reso
         labels=labels if (method == Method.CLASSIFIER or is_classification) else None,
         classification=is_classification, classification_options=opts, n_train=n_train, n_valid=n_valid,
         cumulative_epochs=(resolved.parent.cumulative_epochs if resolved.parent else 0) + hp.n_epochs,
+        auto_hyperparameters=recipe.auto, recipe=recipe.describe(),
     )
 
 

@@ -10,13 +10,16 @@ import traceback
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from tunelab.data.readers import read_prompt_completion
 from tunelab.errors import TunelabError
 from tunelab.fsutil import atomic_dir
 from tunelab.models.meta import Method, ModelMeta
-from tunelab.models.loading import build_model, save_fine_tuned
+from tunelab.inference.calibration import fit_temperature, nll
+from tunelab.inference.scoring import score_labels
+from tunelab.models.loading import build_model, load_fine_tuned, save_fine_tuned
 from tunelab.models.registry import resolve_model
 from tunelab.store import JobRecord, Store
 from tunelab.store.records import CANCELLED, FAILED, SUCCEEDED
@@ -85,50 +88,190 @@ def _run(store: Store, job: JobRecord) -> JobRecord:
     if not resuming:
         store.add_event(job.id, f"Training {plan.method} on {resolved.base_model}: {len(train)} examples, "
                                 f"{hp.n_epochs} epoch(s), batch size {batch_size}, {total} steps, "
-                                f"learning rate {learning_rate:.2g}.",
+                                f"learning rate {learning_rate:.2g}"
+                                + (f" (peak; {int(hp.warmup_ratio * total)} warm-up steps, then {hp.lr_schedule} decay)"
+                                   if hp.lr_schedule != "constant" else "") + ".",
                         data={"total_steps": total, "n_train": len(train), "batch_size": batch_size})
 
     holder = {"model": model}
     lora = hp.lora or bool(resolved.parent_meta and resolved.parent_meta.lora)
+    selector = _EpochSelector(store, job, plan, labels, valid_rows, tokenizer, batch_size)
+    if selector.keep_best and resolved.parent is not None:
+        # The starting point competes too: continuing must never register a model worse than its parent.
+        selector.score_start(model, resolved.parent.path)
+
+    def epoch_end(epoch: int, step: int, row: dict) -> bool:
+        scored = selector.record(epoch, row)
+        _epoch_checkpoint(store, job, holder["model"], tokenizer, epoch, step, row,
+                          _meta(job, plan, lora, epoch, scored.get("temperature", 1.0)),
+                          extra=scored, keep=selector.best_epoch)
+        return selector.should_stop(epoch)
+
     hooks = loop.LoopHooks(
         on_progress=_progress_reporter(store, job.id),
         should_cancel=lambda: store.get_job(job.id).cancel_requested,
-        on_epoch_end=lambda epoch, step, metrics: _epoch_checkpoint(
-            store, job, holder["model"], tokenizer, epoch, step, metrics, _meta(job, plan, lora, epoch)),
+        on_epoch_end=epoch_end,
     )
-    if classification:
-        v_prompts = [e.prompt for e in valid_rows]
-        v_gold = [e.completion for e in valid_rows]
-        hooks.classification_metrics = lambda: classification_columns(
-            holder["model"], tokenizer, plan.method.value, v_prompts, v_gold, labels,
-            positive_class=class_opts.classification_positive_class, betas=class_opts.classification_betas,
-            batch_size=max(batch_size, 32), max_length=hp.max_length)
+    if selector.scores_labels:
+        def epoch_metrics() -> dict:
+            logp = selector.score(holder["model"])
+            if not classification:
+                return {}
+            return classification_columns(
+                holder["model"], tokenizer, plan.method.value, selector.prompts, selector.gold, labels,
+                positive_class=class_opts.classification_positive_class, betas=class_opts.classification_betas,
+                batch_size=max(batch_size, 32), max_length=hp.max_length, scores=logp)
+        hooks.classification_metrics = epoch_metrics
 
     outcome = loop.train(model, data, hp, batch_size=batch_size, learning_rate=learning_rate,
                          work_dir=work, results=results, hooks=hooks)
 
-    meta = _meta(job, plan, lora, hp.n_epochs)
+    final_model, kept = outcome.model, outcome.epochs_done
+    if outcome.stopped_early:
+        store.add_event(job.id, f"Stopped early after epoch {outcome.epochs_done} of {hp.n_epochs}: "
+                                f"{hp.early_stopping_patience} epoch(s) without a better validation score.")
+    if selector.keep_best and selector.best_epoch is not None:
+        kept = selector.best_epoch
+        if kept != outcome.epochs_done:
+            source = resolved.parent.path if kept == 0 else work / "checkpoints" / f"epoch-{kept}"
+            final_model = load_fine_tuned(source)[0]
+        store.add_event(job.id, selector.kept_message(kept, outcome.epochs_done),
+                        data={"kept_epoch": kept, "epochs": selector.summary()})
+    temperature = selector.temperature_for(kept, final_model)
+
+    meta = _meta(job, plan, lora, kept, temperature)
+    meta.kept_epoch = kept if selector.keep_best else None
     with atomic_dir(work / "final") as folder:
-        save_fine_tuned(outcome.model, tokenizer, folder, meta)
+        save_fine_tuned(final_model, tokenizer, folder, meta)
     result_file = store.add_file(results.path, purpose="fine-tune-results", filename=f"{job.id}-results.csv")
+    # Epochs the registered weights have seen: the parent's, plus those of this job that were kept.
+    cumulative = plan.cumulative_epochs - plan.n_epochs + kept
     record = store.register_model(
         base_id=plan.id_prefix, built_dir=work / "final", base_model=resolved.base_model,
-        method=plan.method.value, labels=labels, cumulative_epochs=plan.cumulative_epochs,
+        method=plan.method.value, labels=labels, cumulative_epochs=cumulative,
         parent_id=plan.parent_model, job_id=job.id, organization_id=job.organization_id, suffix=job.suffix,
         meta=meta.to_dict())
     wall = time.monotonic() - wall_start
     store.add_event(job.id, f"New fine-tuned model created: {record.id}",
-                    data={"final_metrics": outcome.final_metrics})
+                    data={"final_metrics": outcome.final_metrics, "kept_epoch": kept, "temperature": temperature})
     store.add_event(job.id, "Job succeeded.")
     for stale in ("resume", "resume.old", "resume.tmp"):
         _rm(work / stale)
     stats = JobStats(cpu_seconds=_cpu_seconds() - cpu_start, device=str(next(outcome.model.parameters()).device),
-                     final_metrics=outcome.final_metrics, steps=outcome.steps)
+                     final_metrics=outcome.final_metrics, steps=outcome.steps, kept_epoch=kept,
+                     temperature=temperature)
     return store.update_job(
         job.id, status=SUCCEEDED, finished_at=int(time.time()), fine_tuned_model=record.id,
         result_file=result_file.id, trained_tokens=outcome.trained_tokens, trained_examples=outcome.trained_examples,
         train_seconds=outcome.elapsed_before + wall,  # a resumed job counts its earlier attempts too
         options={**job.options, **stats.to_options()})
+
+
+class _EpochSelector:
+    """Scores the whole validation file at the end of every epoch (one pass, shared with the
+    classification columns), fits a temperature to it, keeps the best epoch and says when to stop.
+
+    The score is the validation log-loss at the temperature fitted for that epoch: it ranks
+    epochs by how well they separate the labels, not by how (over-)confident they happen to be,
+    which temperature scaling fixes afterwards anyway. Without labels to score (free-form
+    completions), the sampled validation loss of the epoch's last row is used."""
+
+    def __init__(self, store: Store, job: JobRecord, plan: JobPlan, labels, valid_rows, tokenizer, batch_size: int):
+        hp = plan.hyperparameters
+        self.store, self.job, self.plan, self.labels, self.tokenizer = store, job, plan, labels, tokenizer
+        self.batch_size = max(batch_size, 32)
+        self.keep_best = bool(hp.keep_best and valid_rows)
+        self.patience = int(hp.early_stopping_patience or 0)
+        self.scores_labels = bool(labels and valid_rows and plan.classification)
+        self.calibrate = bool(hp.calibrate and self.scores_labels)
+        self.prompts = [e.prompt for e in valid_rows]
+        self.gold = [e.completion for e in valid_rows]
+        index = {label: i for i, label in enumerate(labels or [])}
+        self.gold_idx = np.array([index[g] for g in self.gold], dtype=np.int64) if self.scores_labels else None
+        self.history: dict[int, dict] = {}
+        self._logp: np.ndarray | None = None
+        # A resumed job gets the epochs it scored before from its checkpoint rows.
+        for ckpt in store.list_checkpoints(job.id):
+            m = ckpt.metrics or {}
+            if m.get("selection_score") is not None:
+                self.history[ckpt.epoch] = {"score": m["selection_score"], "temperature": m.get("temperature", 1.0),
+                                            "accuracy": m.get("selection_accuracy")}
+
+    def score(self, model) -> np.ndarray:
+        self._logp = score_labels(model, self.tokenizer, self.plan.method.value, self.prompts, self.labels,
+                                  batch_size=self.batch_size, max_length=self.plan.hyperparameters.max_length)
+        return self._logp
+
+    def _summarise(self, logp: np.ndarray) -> dict:
+        temperature = fit_temperature(logp, self.gold_idx) if self.calibrate else 1.0
+        return {"score": nll(logp, self.gold_idx, temperature), "temperature": temperature,
+                "accuracy": float((logp.argmax(1) == self.gold_idx).mean()), "raw_score": nll(logp, self.gold_idx)}
+
+    def score_start(self, model, path) -> None:
+        if not self.scores_labels:
+            return
+        entry = self._summarise(self.score(model))
+        self.history[0] = entry
+        self.store.add_event(self.job.id, f"Starting point (the parent's weights): validation log-loss "
+                                          f"{entry['score']:.4f}, accuracy {entry['accuracy']:.4f}.")
+        self._logp = None
+
+    def record(self, epoch: int, row: dict) -> dict:
+        """Score the epoch that just ended; returns what the checkpoint row keeps."""
+        if self._logp is not None:
+            entry = self._summarise(self._logp)
+            self._logp = None
+        elif row.get("validation_loss") is not None:
+            entry = {"score": float(row["validation_loss"]), "temperature": 1.0, "accuracy": None}
+        else:
+            return {}
+        best_before = self.best_epoch
+        self.history[epoch] = entry
+        if self.keep_best:
+            tail = "best so far" if self.best_epoch == epoch else f"best is still epoch {best_before}"
+            acc = f", accuracy {entry['accuracy']:.4f}" if entry.get("accuracy") is not None else ""
+            self.store.add_event(self.job.id, f"Epoch {epoch}: validation log-loss {entry['score']:.4f}{acc} "
+                                              f"({tail}).", data={"epoch": epoch, **entry})
+        return {"selection_score": entry["score"], "temperature": entry["temperature"],
+                "selection_accuracy": entry.get("accuracy")}
+
+    @property
+    def best_epoch(self) -> int | None:
+        if not self.history:
+            return None
+        # A later epoch must be strictly better to be kept: ties go to the earlier one (fewer epochs).
+        return min(sorted(self.history), key=lambda e: self.history[e]["score"])
+
+    def should_stop(self, epoch: int) -> bool:
+        best = self.best_epoch
+        return bool(self.keep_best and self.patience and best is not None and epoch - best >= self.patience
+                    and epoch < self.plan.n_epochs)
+
+    def kept_message(self, kept: int, done: int) -> str:
+        entry = self.history[kept]
+        if kept == 0:
+            return (f"Kept the starting point (the parent's weights): no epoch of this job did better on the "
+                    f"validation file (log-loss {entry['score']:.4f}).")
+        return f"Kept epoch {kept} of {done}: the best validation log-loss ({entry['score']:.4f})."
+
+    def summary(self) -> list[dict]:
+        return [{"epoch": e, **v} for e, v in sorted(self.history.items())]
+
+    def temperature_for(self, epoch: int, model) -> float:
+        """The kept weights' temperature: fitted when their epoch was scored, else fitted now."""
+        if not self.calibrate:
+            return 1.0
+        entry = self.history.get(epoch)
+        if entry is None or entry.get("temperature") is None:
+            entry = self._summarise(self.score(model))
+            self._logp = None
+        temperature = float(entry["temperature"])
+        raw = entry.get("raw_score")
+        self.store.add_event(self.job.id, f"Calibrated probabilities: temperature {temperature:.3f} fitted on the "
+                                          "validation file" + (f" (log-loss {raw:.4f} -> {entry['score']:.4f})."
+                                                               if raw is not None else "."),
+                             data={"temperature": temperature})
+        return temperature
 
 
 def _encode(plan: JobPlan, tokenizer, train_rows, valid_rows):
@@ -153,24 +296,28 @@ def _class_weights(train, n_labels: int) -> torch.Tensor:
                         dtype=torch.float32)
 
 
-def _meta(job: JobRecord, plan: JobPlan, lora: bool, epochs_here: int) -> ModelMeta:
+def _meta(job: JobRecord, plan: JobPlan, lora: bool, epochs_here: int, temperature: float = 1.0) -> ModelMeta:
     return ModelMeta(
         method=plan.method, kind=plan.kind, base_model=plan.base_model, labels=plan.labels, lora=lora,
         max_length=plan.hyperparameters.max_length, classification=plan.classification,
         base_learning_rate=plan.base_learning_rate, default_batch_size=plan.batch_size,
-        epochs_this_job=epochs_here, job_id=job.id)
+        epochs_this_job=epochs_here, job_id=job.id, temperature=temperature)
 
 
-def _epoch_checkpoint(store, job, model, tokenizer, epoch, step, metrics, meta: ModelMeta) -> None:
+def _epoch_checkpoint(store, job, model, tokenizer, epoch, step, metrics, meta: ModelMeta, *,
+                      extra: dict | None = None, keep: int | None = None) -> None:
+    """Save the epoch's weights; the last KEEP_EPOCH_CHECKPOINTS stay loadable, and so does epoch
+    `keep` (the best so far, which keep_best may register at the end)."""
     work = store.job_dir(job.id)
     with atomic_dir(work / "checkpoints" / f"epoch-{epoch}") as folder:
         save_fine_tuned(model, tokenizer, folder, meta)
     store.add_checkpoint(job.id, step=step, epoch=epoch, path=str(work / "checkpoints" / f"epoch-{epoch}"),
-                         metrics={k: v for k, v in metrics.items() if v is not None})
+                         metrics={k: v for k, v in {**metrics, **(extra or {})}.items() if v is not None})
     store.add_event(job.id, f"Completed epoch {epoch}; checkpoint saved at step {step}.")
     epochs = sorted(store.list_checkpoints(job.id), key=lambda c: c.epoch)
     for old in epochs[:-KEEP_EPOCH_CHECKPOINTS]:
-        _rm(Path(old.path))
+        if old.epoch != keep:
+            _rm(Path(old.path))
 
 
 def _progress_reporter(store: Store, job_id: str):

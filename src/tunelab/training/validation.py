@@ -12,8 +12,11 @@ from tunelab.inference.scoring import score_labels
 
 def classification_columns(model, tokenizer, method: str, prompts: list[str], gold: list[str],
                            labels: list[str], *, positive_class: str | None, betas: list[float],
-                           batch_size: int, max_length: int) -> dict:
-    scores = score_labels(model, tokenizer, method, prompts, labels, batch_size=batch_size, max_length=max_length)
+                           batch_size: int, max_length: int, scores: np.ndarray | None = None) -> dict:
+    """`scores`: log P(label | prompt) already computed for `prompts` (skips scoring them again)."""
+    if scores is None:
+        scores = score_labels(model, tokenizer, method, prompts, labels, batch_size=batch_size,
+                              max_length=max_length)
     pred = [labels[i] for i in scores.argmax(1)]
     out = {"classification/accuracy": skm.accuracy_score(gold, pred)}
     if positive_class is None:

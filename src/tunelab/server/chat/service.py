@@ -16,11 +16,12 @@ from tunelab.server.chat.protocol import (
 from tunelab.server.common import SYSTEM_FINGERPRINT, ServerState, new_request_id, now
 from tunelab.server.completions.protocol import CompletionUsage
 from tunelab.server.completions.service import (
-    SamplingParams, finite, check_context, context_limit, normalize_stop, pieces, refuse_unsupported,
-    run_completions, sse,
+    SamplingParams, finite, check_context, context_limit, label_logprobs, normalize_stop, pieces, prediction_of,
+    refuse_unsupported, run_completions_raw, sse, trim,
 )
 from tunelab.server.errors import bad_request
 from tunelab.server.models.service import get_predictor
+from tunelab.server.prediction_log import Caller, check_tags
 
 DEFAULT_MAX_TOKENS = 256
 
@@ -68,7 +69,9 @@ def _token_logprobs(c: Generated, top: int) -> list[TokenLogprob]:
     return out
 
 
-async def create_chat_completion(state: ServerState, request: ChatCompletionRequest):
+async def create_chat_completion(state: ServerState, request: ChatCompletionRequest, caller: Caller | None = None):
+    caller = caller or Caller.unknown()
+    check_tags(request.user, request.metadata)
     n = request.n or 1
     refuse_unsupported(frequency_penalty=request.frequency_penalty, presence_penalty=request.presence_penalty,
                        logit_bias=request.logit_bias, n=n)
@@ -92,9 +95,17 @@ async def create_chat_completion(state: ServerState, request: ChatCompletionRequ
                             stop=normalize_stop(request.stop), echo=False, seed=request.seed)
     top = request.top_logprobs or 0
     k = (max(top, 1) if request.logprobs else None)
-    (choices,) = await run_completions(state, request.model, predictor, [prompt], params, k)
+    recorder = state.recorder
+    full = recorder is not None and recorder.wants_distribution(predictor)
+    (raw,) = await run_completions_raw(state, request.model, predictor, [prompt], params, k, all_labels=full)
+    choices = [trim(c, k) for c in raw]
 
     chat_id = new_request_id("chatcmpl")
+    if recorder is not None and raw:
+        recorder.record(caller, endpoint="chat.completions", response_id=chat_id, model=request.model,
+                        predictor=predictor, prompts=[prompt], predictions=[prediction_of(raw[0], prompt, False)],
+                        logprobs=[label_logprobs(raw[0]) if full else None], prompt_tokens=[raw[0].prompt_tokens],
+                        user=request.user, metadata=request.metadata, store=request.store)
     created = now()
     completion_tokens = sum(c.completion_tokens for c in choices)
     prompt_tokens = choices[0].prompt_tokens if choices else 0

@@ -36,6 +36,11 @@ class CompletionRequest(RequestModel):
     temperature: float | None = Field(1.0, ge=0, le=2)
     top_p: float | None = Field(1.0, ge=0, le=1)
     user: str | None = None
+    # --- tunelab extensions (the prediction log; as in OpenAI's chat completions) ---
+    metadata: dict[str, str] | None = None
+    """Tags kept with the logged prediction (up to 16 string pairs, as OpenAI allows)."""
+    store: bool | None = None
+    """false: log the prediction without the prompt's text."""
 
 
 class Logprobs(ResponseModel):

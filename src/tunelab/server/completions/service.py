@@ -19,6 +19,7 @@ from tunelab.server.completions.protocol import (
 )
 from tunelab.server.errors import APIError, bad_request
 from tunelab.server.models.service import get_predictor
+from tunelab.server.prediction_log import Caller, check_tags
 
 MAX_STOP = 4
 MAX_PROMPTS = 2048
@@ -50,7 +51,19 @@ class SamplingParams:
 async def run_completions(state: ServerState, model_id: str, predictor: Predictor, prompts: list[str],
                           params: SamplingParams, logprobs: int | None) -> list[list[Generated]]:
     """`n` completions per prompt, computed in one batch with other requests' prompts."""
+    raw = await run_completions_raw(state, model_id, predictor, prompts, params, logprobs)
+    return [[_trim(c, logprobs) for c in choices] for choices in raw]
+
+
+async def run_completions_raw(state: ServerState, model_id: str, predictor: Predictor, prompts: list[str],
+                              params: SamplingParams, logprobs: int | None, *,
+                              all_labels: bool = False) -> list[list[Generated]]:
+    """`run_completions` before each request's top-k is cut from the batch's larger one. With
+    `all_labels` (a classification model), the top_logprobs hold every label: what the prediction
+    log keeps; `trim` then gives the request its own top-k."""
     params = params.normalized(predictor.is_classification)
+    if all_labels and predictor.is_classification:
+        logprobs = max(logprobs or 0, len(predictor.labels))
     kwargs = asdict(params)
     kwargs["stop"] = list(params.stop)
 
@@ -59,8 +72,24 @@ async def run_completions(state: ServerState, model_id: str, predictor: Predicto
         return predictor.complete([p for p, _ in items], logprobs=k, **kwargs)
 
     batcher = state.batchers.batcher(model_id, ("complete", id(predictor), params), run)
-    results = await batcher.submit([(p, logprobs) for p in prompts])
-    return [[_trim(c, logprobs) for c in choices] for choices in results]
+    return await batcher.submit([(p, logprobs) for p in prompts])
+
+
+def trim(c: Generated, k: int | None) -> Generated:
+    """A completion with the top-k a request asked for."""
+    return _trim(c, k)
+
+
+def label_logprobs(c: Generated) -> dict[str, float] | None:
+    """The label distribution of a label-mode completion computed with `all_labels`."""
+    return c.top_logprobs[0] if c.label_mode and c.top_logprobs and c.top_logprobs[0] else None
+
+
+def prediction_of(c: Generated, prompt: str, echo: bool) -> str:
+    """What the model answered, without an echoed prompt: the label (label mode) or the text."""
+    if c.label_mode and c.tokens:
+        return c.tokens[0]
+    return c.text[len(prompt):] if echo and c.text.startswith(prompt) else c.text
 
 
 def _trim(c: Generated, k: int | None) -> Generated:
@@ -152,7 +181,9 @@ def finite(value: float | None) -> float | None:
     return value if math.isfinite(value) else -3.4028234663852886e38
 
 
-async def create_completion(state: ServerState, request: CompletionRequest):
+async def create_completion(state: ServerState, request: CompletionRequest, caller: Caller | None = None):
+    caller = caller or Caller.unknown()
+    check_tags(request.user, request.metadata)
     prompts = normalize_prompts(request.prompt)
     n = request.n or 1
     refuse_unsupported(frequency_penalty=request.frequency_penalty, presence_penalty=request.presence_penalty,
@@ -165,9 +196,21 @@ async def create_completion(state: ServerState, request: CompletionRequest):
                             stop=normalize_stop(request.stop), echo=bool(request.echo), seed=request.seed)
     predictor = await get_predictor(state, request.model)
     check_context(predictor, prompts, max_tokens)
-    results = await run_completions(state, request.model, predictor, prompts, params, request.logprobs)
+    recorder = state.recorder
+    full = recorder is not None and recorder.wants_distribution(predictor)
+    raw = await run_completions_raw(state, request.model, predictor, prompts, params, request.logprobs,
+                                    all_labels=full)
+    results = [[_trim(c, request.logprobs) for c in choices] for choices in raw]
 
     completion_id = new_request_id("cmpl")
+    if recorder is not None:
+        firsts = [choices[0] for choices in raw]
+        recorder.record(caller, endpoint="completions", response_id=completion_id, model=request.model,
+                        predictor=predictor, prompts=prompts,
+                        predictions=[prediction_of(c, p, bool(request.echo)) for c, p in zip(firsts, prompts)],
+                        logprobs=[label_logprobs(c) if full else None for c in firsts],
+                        prompt_tokens=[c.prompt_tokens for c in firsts], user=request.user,
+                        metadata=request.metadata, store=request.store)
     created = now()
     choices, completion_tokens = [], 0
     for i, per_prompt in enumerate(results):

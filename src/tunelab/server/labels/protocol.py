@@ -10,6 +10,12 @@ from tunelab.server.common import RequestModel, ResponseModel
 class LabelScoreRequest(RequestModel):
     model: str
     prompt: str | list[str]
+    user: str | None = None
+    """An id of the end user, kept with the logged predictions (as OpenAI's `user`)."""
+    metadata: dict[str, str] | None = None
+    """Tags kept with the logged predictions (as OpenAI's `metadata`)."""
+    store: bool | None = None
+    """false: log the predictions without the prompts' text (as OpenAI's `store`)."""
 
 
 class LabelDistribution(ResponseModel):
@@ -28,6 +34,8 @@ class LabelUsage(ResponseModel):
 
 class LabelScores(ResponseModel):
     object: Literal["list"] = "list"
+    id: str
+    """The response id, to refer to these predictions later (POST /v1/feedback)."""
     model: str
     labels: list[str]
     data: list[LabelDistribution]

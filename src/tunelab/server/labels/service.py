@@ -7,15 +7,18 @@ import math
 
 import numpy as np
 
-from tunelab.server.common import ServerState
+from tunelab.server.common import ServerState, new_request_id
 from tunelab.server.errors import bad_request
 from tunelab.server.labels.protocol import LabelDistribution, LabelScoreRequest, LabelScores, LabelUsage
 from tunelab.server.models.service import get_predictor
+from tunelab.server.prediction_log import Caller, check_tags
 
 LOWEST = -3.4028234663852886e38  # JSON has no -Infinity
 
 
-async def score(state: ServerState, request: LabelScoreRequest) -> LabelScores:
+async def score(state: ServerState, request: LabelScoreRequest, caller: Caller | None = None) -> LabelScores:
+    caller = caller or Caller.unknown()
+    check_tags(request.user, request.metadata)
     prompts = [request.prompt] if isinstance(request.prompt, str) else list(request.prompt)
     if not prompts:
         raise bad_request("'prompt' is an empty list; give a string or a non-empty list of strings.", param="prompt")
@@ -36,6 +39,13 @@ async def score(state: ServerState, request: LabelScoreRequest) -> LabelScores:
         data.append(LabelDistribution(
             index=i, label=labels[int(np.argmax(row))],
             logprobs={label: (float(v) if math.isfinite(v) else LOWEST) for label, v in zip(labels, row)}))
-    tokens = sum(predictor.count_tokens(p) for p in prompts)
-    return LabelScores(model=request.model, labels=labels, data=data,
+    counts = [predictor.count_tokens(p) for p in prompts]
+    tokens = sum(counts)
+    response_id = new_request_id("labelscore")
+    if state.recorder is not None:
+        state.recorder.record(caller, endpoint="labels.score", response_id=response_id, model=request.model,
+                              predictor=predictor, prompts=prompts, predictions=[d.label for d in data],
+                              logprobs=list(rows), prompt_tokens=counts, user=request.user,
+                              metadata=request.metadata, store=request.store)
+    return LabelScores(id=response_id, model=request.model, labels=labels, data=data,
                        usage=LabelUsage(prompt_tokens=tokens, total_tokens=tokens))
