@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("tunelab.inference",),
     ("tunelab.training",),
     ("tunelab.evaluation",),
+    ("tunelab.monitoring",),
     ("tunelab.jobs",),
     ("tunelab.server", "tunelab.cli"),
     ("tunelab.__main__",),
@@ -291,7 +292,7 @@ def test_checks_catch_upward_imports_and_package_cycles(tmp_path):
     graph = import_graph(src)
     assert cycles(graph) == ["tunelab.data <-> tunelab.training"]
     assert upward_imports(graph) == [
-        "tunelab.cli.x:1 imports tunelab.server.app (layer 8 tunelab.server from layer 8 tunelab.cli)",
+        "tunelab.cli.x:1 imports tunelab.server.app (layer 9 tunelab.server from layer 9 tunelab.cli)",
         "tunelab.data.a:2 imports tunelab.training.b (layer 5 tunelab.training from layer 2 tunelab.data)",
     ]
     assert cli_imports_of_server(graph) == ["tunelab.cli.x:1 imports tunelab.server.app"]

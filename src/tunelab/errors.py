@@ -91,3 +91,15 @@ class JobFailedError(TunelabError):
         self.job_id = job_id
         self.status = status
         super().__init__(message, **kwargs)
+
+
+class DiskFullError(TunelabError):
+    """The disk filled up while tunelab was writing (a checkpoint, a model, a backup)."""
+
+    exit_code = EXIT_FAILED
+    code = "disk_full"
+    """The `error.code` of a job that failed for this reason."""
+
+    def __init__(self, message: str, *, folder: str, **kwargs):
+        self.folder = folder
+        super().__init__(message, **kwargs)

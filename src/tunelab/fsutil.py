@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -10,6 +11,8 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
+
+from tunelab.errors import DiskFullError
 
 
 @contextlib.contextmanager
@@ -58,3 +61,17 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def disk_full_names(folder: str | Path, what: str = "files") -> Iterator[None]:
+    """Turn "No space left on device" while writing `what` into `folder` into a DiskFullError that
+    names the folder (the OSError alone often names no file, or a temporary one)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise DiskFullError(f"No space left on the device while writing {what} to {folder}.", folder=str(folder),
+                            hint="Free space on that disk (`tunelab models prune` deletes old epoch checkpoints "
+                                 "and models you no longer need), then create the job again.") from exc

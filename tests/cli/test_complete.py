@@ -33,7 +33,7 @@ def test_listing_4_3_layout_and_consistency_with_score_labels(models, home, caps
     text = capsys.readouterr().out
     lines = text.splitlines()
     assert lines[0] == "Prompt:"
-    assert text.startswith("Prompt:\n" + PROMPT[:200].rstrip() + " ...\n\n")
+    assert text.startswith("Prompt:\n" + PROMPT[:200].rstrip() + "\n\n")  # not cut: no " ..."
     star = re.search(r"^Predicted Star: (\d)$", text, re.M)
     assert star, text
     probs = _probabilities(text)

@@ -38,7 +38,7 @@ def test_complete_prints_the_predictors_label_distribution(fakes, capsys):
     text = capsys.readouterr().out
     expected = {"␣" + l.strip(): math.exp(v) for l, v in zip(LABELS, fake.expected_scores(PROMPT))}
     best = max(expected, key=expected.get)
-    assert text.startswith("Prompt:\n" + PROMPT.rstrip() + " ...\n\nPredicted Star: " + best.lstrip("␣") + "\n")
+    assert text.startswith("Prompt:\n" + PROMPT.rstrip() + "\n\nPredicted Star: " + best.lstrip("␣") + "\n")
     probs = printed_probabilities(text)
     assert list(probs) == sorted(expected, key=expected.get, reverse=True)[:3]
     for key, value in probs.items():

@@ -184,7 +184,7 @@ def test_compare_writes_markdown_csv_and_chart(comparison, models):
     csv_text = (out / "compare.csv").read_text()
     assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
     rows = ["accuracy", "good-vs-bad accuracy", "one-off accuracy", "macro F1", "MAE", "ECE", "epochs",
-            "examples trained (all epochs, lineage)", "tokens trained (all epochs, lineage)",
+            "examples trained (all epochs of the lineage)", "tokens trained (all epochs of the lineage)",
             "training wall time (lineage)", "compute (lineage)",
             "ada-equivalent price (reference)"]
     for row in rows:

@@ -14,6 +14,11 @@ from tunelab.training.config import ClassificationOptions
 from tunelab.training.planning import JobRequest, create_job
 from tunelab.training.runner import run_job
 
+# Every test here trains (tiny models, in-process: seconds each, but a minute together on a busy
+# 2-core machine). The fast tier still runs the runner through the `tiny_models` factory's trained
+# models, and plans jobs in test_planning.py.
+pytestmark = pytest.mark.slow
+
 FAST = {"n_epochs": 2, "learning_rate_multiplier": 50.0, "batch_size": 8}
 
 

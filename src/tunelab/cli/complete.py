@@ -49,9 +49,9 @@ def register(subparsers) -> None:
     )
     parser.add_argument("-m", "--model", required=True, help="Fine-tuned model id (or a base model name).")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--prompt", help="The prompt text; - reads it from standard input.")
+    source.add_argument("--prompt", help="The prompt text; - reads it from standard input (default: standard input when piped).")
     source.add_argument("--prompt-file", "--prompt_file", dest="prompt_file", metavar="PATH",
-                        help="Read the prompt from a file; - reads standard input.")
+                        help="Read the prompt from a file; - reads standard input (default: none).")
     parser.add_argument("--max_tokens", "--max-tokens", dest="max_tokens", type=_int_at_least(1), default=1,
                         help="Tokens to generate (default: 1; a classification model always answers one label).")
     parser.add_argument("--logprobs", type=_int_at_least(0), default=5,
@@ -60,7 +60,7 @@ def register(subparsers) -> None:
                         help="0 (default) picks the most probable; higher values sample.")
     parser.add_argument("--labels", action="store_true",
                         help="Show the whole distribution over all of a classification model's labels.")
-    parser.add_argument("--seed", type=int, default=None, help="Seed for sampling (temperature > 0).")
+    parser.add_argument("--seed", type=int, default=None, help="Seed for sampling, with temperature > 0 (default: none, a new draw each time).")
     parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
 
 

@@ -42,6 +42,10 @@ def register(subparsers) -> None:
     )
     ev.add_argument("-m", "--model", required=True, help="Fine-tuned model id (or a base model name).")
     ev.add_argument("-f", "--file", required=True, help="Test file (prompt/completion JSONL) or file id.")
+    ev.add_argument("--decision", default="argmax", choices=["argmax", "median", "good_vs_bad"],
+                    help="Which label answers, for the headline rows: argmax, the most probable (default); for "
+                         "ordinal labels also median (fewest stars off) or good_vs_bad. Every rule is scored "
+                         "in the decision-rule table anyway; serve the one you pick with `tunelab serve --decision`.")
     _common(ev, out_default="./tunelab-report/<model id>/")
 
     cmp_ = add_command(
@@ -66,7 +70,8 @@ def register(subparsers) -> None:
 
 def _common(parser: argparse.ArgumentParser, *, out_default: str) -> None:
     parser.add_argument("--train", default=None, metavar="FILE",
-                        help="Training file (path or file id) for the majority and TF-IDF baselines.")
+                        help="Training file (path or file id) for the majority and TF-IDF baselines "
+                             "(default: no baselines).")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help=f"Output folder (default: {out_default}).")
     parser.add_argument("--threshold", type=_number, default=None, metavar="T",
@@ -85,7 +90,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else default_out_dir(args.model)
     report = evaluate_model(args.model, args.file, train_path=args.train, out_dir=out, batch_size=args.batch_size,
-                            progress=args.progress and interactive(), threshold=args.threshold)
+                            progress=args.progress and interactive(), threshold=args.threshold,
+                            decision=args.decision)
     if args.json:
         print_json({k: v for k, v in report.items() if k != "calibration"})
         return 0

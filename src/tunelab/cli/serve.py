@@ -25,7 +25,8 @@ def register(subparsers) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (default: 127.0.0.1, this machine only).")
     parser.add_argument("--port", type=int, default=8000, help="Port (default: 8000; 0 picks a free one).")
     parser.add_argument("--api-key", action="append", default=[], dest="api_keys", metavar="KEY",
-                        help="Require `Authorization: Bearer KEY` (repeat for several keys; also from TUNELAB_API_KEY).")
+                        help="Require `Authorization: Bearer KEY`; repeat for several keys, also read from TUNELAB_API_KEY "
+                             "(default: none, so any key is accepted).")
     parser.add_argument("--max-loaded-models", type=int, default=2,
                         help="Models kept warm in memory; the least recently used is unloaded (default: 2).")
     parser.add_argument("--cors-origin", action="append", default=[], dest="cors_origins", metavar="ORIGIN",

@@ -41,8 +41,8 @@ RULE_ROWS = [("accuracy", "accuracy"), ("good-vs-bad", "good_vs_bad_accuracy"), 
 TRAINING_ROWS = [
     ("epochs", "epochs", "int"),
     # Sums over every epoch of the model's lineage (a 300-row file, 1 + 3 epochs: 1,200 examples).
-    ("examples trained (all epochs, lineage)", "trained_examples", "int"),
-    ("tokens trained (all epochs, lineage)", "trained_tokens", "int"),
+    ("examples trained (all epochs of the lineage)", "trained_examples", "int"),
+    ("tokens trained (all epochs of the lineage)", "trained_tokens", "int"),
     ("training wall time (lineage)", "train_seconds", "duration"),
     ("compute (lineage)", "compute", "text"),
     (ADA_PRICE_TITLE, "ada_equivalent_usd", "usd"),

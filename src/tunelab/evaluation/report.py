@@ -112,7 +112,11 @@ def evaluate_model(model_id: str, test_path: str | Path, *, train_path: str | Pa
         predictor = load_predictor(model_id, store)
     check_decision_rule(decision, labels)
     prompts = [e.prompt for e in test]
-    temperature = float(((record.meta or {}).get("temperature") or 1.0) if record is not None else 1.0)
+    # The predictor's own temperature (what it applies); the models row's for predictors without one.
+    temperature = getattr(predictor, "temperature", None)
+    if temperature is None:
+        temperature = ((record.meta or {}).get("temperature") if record is not None else None) or 1.0
+    temperature = float(temperature)
     calibrated = temperature != 1.0 and labels_from == "model"
     # The model's own numbers are calibrated; the raw ones (T = 1) give the ECE before calibration.
     raw, seconds = score_rows(predictor, prompts, labels if labels_from == "data" else None,

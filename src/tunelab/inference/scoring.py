@@ -48,7 +48,7 @@ def _score_lm(model, tokenizer, prompts, labels, batch_size, max_length, dev, pr
     for idx, batch in _batches(encoded, batch_size * max(1, min(k, 4)), tokenizer, left_pad=True, dev=dev):
         ids, n_comp = batch["input_ids"], batch["n_completion"]
         width = ids.shape[1]
-        keep = int(n_comp.max()) + 1
+        keep = int(batch["max_completion"]) + 1
         with autocast(dev):
             logits = model(**model_inputs(batch), logits_to_keep=keep).logits
         logp = torch.log_softmax(logits[:, :-1].float(), -1)
@@ -71,4 +71,4 @@ def _batches(encoded: list[Encoded], batch_size: int, tokenizer, *, left_pad: bo
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         batch = collate([encoded[i] for i in idx], pad, left_pad=left_pad)
-        yield np.array(idx), {k: v.to(dev) for k, v in batch.items()}
+        yield np.array(idx), {k: (v.to(dev) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}

@@ -134,26 +134,29 @@ def list_jobs(*, store: Store | None = None) -> list[Job]:
 
 def evaluate(model: str, test_file: str | Path, *, train_file: str | Path | None = None,
              out_dir: str | Path | None = None, threshold: float | None = None, batch_size: int = 32,
-             progress: bool = True, store: Store | None = None) -> dict[str, Any]:
+             progress: bool = True, store: Store | None = None, decision: str = "argmax") -> dict[str, Any]:
     """`tunelab evaluate` as a dict: accuracy with its bootstrap interval, good-vs-bad and one-off
     accuracy, MAE and QWK (ordinal labels), F1 per class, calibration, perplexity; with
     `train_file`, the majority and TF-IDF baselines under "baselines". Files are paths or file
-    ids. With `out_dir`, also writes metrics.json, predictions.jsonl and the plots there."""
+    ids. With `out_dir`, also writes metrics.json, predictions.jsonl and the plots there. Probabilities
+    are calibrated by the model's temperature ("ece_uncalibrated" is the ECE before it); `decision`
+    picks the rule of the headline metrics, and ordinal labels get every rule under "decision_rules"."""
     from tunelab.evaluation.report import evaluate_model
 
     return evaluate_model(model, test_file, train_path=train_file, out_dir=out_dir, store=store,
-                          batch_size=batch_size, progress=progress, threshold=threshold)
+                          batch_size=batch_size, progress=progress, threshold=threshold, decision=decision)
 
 
 def compare(models: Sequence[str], test_file: str | Path, *, train_file: str | Path | None = None,
             out_dir: str | Path | None = None, threshold: float | None = None, batch_size: int = 32,
-            progress: bool = True, store: Store | None = None) -> dict[str, Any]:
+            progress: bool = True, store: Store | None = None, names: dict[str, str] | None = None) -> dict[str, Any]:
     """`tunelab compare` (the chapter's Table 4.1) as a dict: "markdown" is the table, "rows" its
-    cells, "reports" each model's evaluate() result, "training" each model's epochs and cost."""
+    cells, "reports" each model's evaluate() result, "training" each model's epochs and cost.
+    `names`: {model id: name} for the table's header and the chart's legend (default: the ids)."""
     from tunelab.evaluation.compare import compare_models
 
     return compare_models(list(models), test_file, train_path=train_file, out_dir=out_dir, store=store,
-                          batch_size=batch_size, progress=progress, threshold=threshold)
+                          batch_size=batch_size, progress=progress, threshold=threshold, names=names)
 
 
 def complete(model: str, prompt: str, *, max_tokens: int = 1, logprobs: int = 5, temperature: float = 0.0,

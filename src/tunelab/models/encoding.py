@@ -56,6 +56,9 @@ def collate(items: list[Encoded], pad_id: int, *, left_pad: bool) -> dict[str, t
         batch["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
     batch["labels"] = torch.tensor([e.label for e in items], dtype=torch.long)
     batch["n_completion"] = torch.tensor([e.n_completion for e in items], dtype=torch.long)
+    # A host-side int: the loss needs it to slice logits, and reading it from the device copy of
+    # n_completion would wait for the GPU on every step.
+    batch["max_completion"] = max(e.n_completion for e in items)
     return batch
 
 

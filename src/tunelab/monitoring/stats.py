@@ -188,7 +188,7 @@ def text_drift(reference_texts: Sequence[str], window_texts: Sequence[str], *, s
     except ValueError:  # no term occurs twice: nothing to tell the sides apart by
         out["auc"] = 0.5
         return out
-    model = LogisticRegression(C=1.0, max_iter=1000)
+    model = LogisticRegression(C=1.0, solver="liblinear")
     cv = StratifiedKFold(n_splits=min(folds, size), shuffle=True, random_state=seed)
     scores = cross_val_predict(model, x, y, cv=cv, method="predict_proba")[:, 1]
     out["auc"] = float(roc_auc_score(y, scores))

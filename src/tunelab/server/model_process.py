@@ -64,6 +64,11 @@ class ProcessPredictor:
         return bool(self.labels)
 
     @property
+    def temperature(self) -> float:
+        """The model's fitted temperature, which the child applies to every label distribution."""
+        return float(getattr(self.meta, "temperature", 1.0) or 1.0)
+
+    @property
     def alive(self) -> bool:
         return not self.closed and self.process.is_alive()
 

@@ -6,6 +6,8 @@ POST /v1/feedback can refer to it), the time, the model, the API key's id (a has
 the request's `user` and `metadata`, the prompt (unless the request says `store: false` or the
 server runs with --no-log-text), the prediction, and for classifiers the whole label distribution
 (renormalised to sum to 1), the top-1 probability and its margin over the second, and the latency.
+A request with `store: false` (OpenAI's field: do not store this answer) is not logged at all; it
+still counts in /metrics. `tunelab serve --no-log-text` logs every answer without its prompt's text.
 
 The request path only builds a small dict and appends it to the writer's queue; hashing, quality
 flags, JSON and SQL happen in the writer's thread.
@@ -124,21 +126,20 @@ class PredictionRecorder:
             return
         labels = list(predictor.labels or [])
         latency_ms = (time.perf_counter() - caller.started) * 1000.0
-        keep_text = store is not False
+        write = self.writer is not None and store is not False
         for i, prompt in enumerate(prompts):
             label_probs = top1 = margin = None
             if labels and logprobs[i] is not None:
                 label_probs, top1, margin = distribution(logprobs[i], labels)
             if self.metrics is not None:
                 self.metrics.observe_prediction(model, endpoint, predictions[i] if labels else None)
-            if self.writer is None:
+            if not write:
                 continue
             self.writer.put({
                 "response_id": response_id, "prompt_index": i, "created_at": caller.received, "model": model,
                 "endpoint": endpoint, "api_key_id": caller.api_key_id, "end_user": user, "metadata": metadata,
                 "prompt": prompt, "prompt_tokens": prompt_tokens[i], "prediction": predictions[i],
                 "label_probs": label_probs, "top1_prob": top1, "margin": margin, "latency_ms": latency_ms,
-                "keep_text": keep_text,
             })
 
     def close(self) -> None:

@@ -1,7 +1,11 @@
-"""Numbered schema migrations (`migrations/NNN_name.sql`), each applied once and recorded."""
+"""Numbered schema migrations (`migrations/NNN_name.sql`), each applied once and recorded.
+
+A statement preceded by a line `-- only: postgresql` (or `sqlite`) runs on that database alone, for
+the few changes portable SQL cannot say (SQLite has no ALTER COLUMN; PostgreSQL's REAL is 4 bytes)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from importlib import resources
@@ -9,6 +13,9 @@ from importlib import resources
 from sqlalchemy import Engine, text
 
 _NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+_ONLY = re.compile(r"^--\s*only:\s*([a-z]+)\s*$")
+
+MIGRATION_LOCK = 0x74756E656C6162  # "tunelab": the pg_advisory_lock key every tunelab process agrees on
 
 
 def available() -> list[tuple[int, str, str]]:
@@ -21,21 +28,41 @@ def available() -> list[tuple[int, str, str]]:
 
 
 def migrate(engine: Engine) -> list[int]:
-    """Apply pending migrations in order; returns the versions applied now."""
-    with engine.begin() as conn:
+    """Apply pending migrations in order; returns the versions applied now.
+
+    On PostgreSQL several workers may start at the same moment against a fresh database: a session
+    advisory lock makes them take turns, so each migration runs once and the others find it recorded
+    (without it, two concurrent `CREATE TABLE` race into a duplicate-key error on the catalog)."""
+    if engine.dialect.name != "postgresql":
+        return _apply(engine.begin, engine.dialect.name)
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
+        conn.commit()
+        try:
+            @contextlib.contextmanager
+            def begin():
+                with conn.begin():
+                    yield conn
+            return _apply(begin, "postgresql")
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
+            conn.commit()
+
+
+def _apply(begin, dialect: str) -> list[int]:
+    with begin() as conn:
         conn.execute(text(
             "CREATE TABLE IF NOT EXISTS schema_migrations "
             "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
         ))
     applied_now = []
     for version, name, sql in available():
-        with engine.begin() as conn:
+        with begin() as conn:
             done = conn.execute(text("SELECT 1 FROM schema_migrations WHERE version = :v"), {"v": version}).first()
             if done:
                 continue
-            for statement in (s.strip() for s in _strip_comments(sql).split(";")):
-                if statement:
-                    conn.execute(text(statement))
+            for statement in statements(sql, dialect):
+                conn.execute(text(statement))
             conn.execute(
                 text("INSERT INTO schema_migrations (version, name, applied_at) VALUES (:v, :n, :t)"),
                 {"v": version, "n": name, "t": int(time.time())},
@@ -44,5 +71,30 @@ def migrate(engine: Engine) -> list[int]:
     return applied_now
 
 
-def _strip_comments(sql: str) -> str:
-    return "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
+def statements(sql: str, dialect: str) -> list[str]:
+    """The migration's statements for this database, comments removed (before splitting on `;`,
+    which comments may contain)."""
+    lines = []
+    for line in sql.splitlines():
+        stripped = line.strip()
+        m = _ONLY.match(stripped)
+        if m:
+            lines.append(f"{_MARK}{m.group(1)}")
+        elif not stripped.startswith("--"):
+            lines.append(line)
+    out = []
+    for chunk in "\n".join(lines).split(";"):
+        only = None
+        body = []
+        for line in chunk.splitlines():
+            if line.startswith(_MARK):
+                only = line[len(_MARK):]
+            else:
+                body.append(line)
+        statement = "\n".join(body).strip()
+        if statement and only in (None, dialect):
+            out.append(statement)
+    return out
+
+
+_MARK = "\x00only:"

@@ -384,15 +384,28 @@ class PredictionLogWriter:
             except Exception as exc:  # noqa: BLE001 - one bad row must not lose the batch
                 self.stats.failed += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        from sqlalchemy.exc import OperationalError
+
         for attempt in range(5):
             try:
                 self.log.insert(rows)
                 self.stats.written += len(rows)
                 self.stats.batches += 1
                 return
-            except Exception as exc:  # noqa: BLE001 - a locked or unreachable database: retry, then count
+            except OperationalError as exc:  # locked or unreachable database: wait and retry
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 time.sleep(0.05 * 2**attempt)
+            except Exception as exc:  # noqa: BLE001 - a bad row (e.g. a duplicate id): write the others
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                for row in rows:
+                    try:
+                        self.log.insert([row])
+                        self.stats.written += 1
+                    except Exception as single:  # noqa: BLE001
+                        self.stats.failed += 1
+                        self.stats.last_error = f"{type(single).__name__}: {single}"
+                self.stats.batches += 1
+                return
         self.stats.failed += len(rows)
         log.error("Could not write %d prediction log rows: %s", len(rows), self.stats.last_error)
 

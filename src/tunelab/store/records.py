@@ -58,6 +58,7 @@ class JobRecord:
     heartbeat_at: float | None
     attempts: int
     enqueued_at: float | None = None  # sub-second, so the queue is first in, first out
+    worker_id: str | None = None  # the worker holding a running job (host:pid:tag), on a shared store
 
     @property
     def legacy_id(self) -> str:
@@ -66,6 +67,21 @@ class JobRecord:
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
+
+
+@dataclass
+class WorkerRecord:
+    """A worker process serving a shared (PostgreSQL) store, as it last reported itself."""
+    id: str
+    host: str
+    pid: int
+    device: str | None
+    launcher: str | None
+    status: str  # running | stopped | lost (its lease expired and its job went to another worker)
+    started_at: float
+    heartbeat_at: float
+    stopped_at: float | None
+    job_id: str | None
 
 
 @dataclass

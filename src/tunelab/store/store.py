@@ -4,7 +4,10 @@ runs on SQLite (default) and on PostgreSQL when several workers share one job qu
 from __future__ import annotations
 
 import hashlib
+import os
+import secrets
 import shutil
+import socket
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,9 +22,13 @@ from tunelab.home import database_url, tunelab_home
 from tunelab.store import ids
 from tunelab.store.migrations import migrate
 from tunelab.store.records import (
-    CANCELLED, QUEUED, RUNNING, TERMINAL,
-    CheckpointRecord, EventRecord, FileRecord, JobRecord, ModelRecord, decode, encode,
+    CANCELLED, FAILED, QUEUED, RUNNING, TERMINAL,
+    CheckpointRecord, EventRecord, FileRecord, JobRecord, ModelRecord, WorkerRecord, decode, encode,
 )
+
+# Worker and lease times come from the database's clock on PostgreSQL, so that workers on machines
+# whose clocks disagree still agree on whose lease has run out.
+_PG_CLOCK = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
 
 
 def _now() -> int:
@@ -34,10 +41,18 @@ class Store:
         self.home.mkdir(parents=True, exist_ok=True)
         if url is None:
             url = f"sqlite:///{self.home / 'tunelab.db'}" if home else database_url()
-        self.engine = create_engine(url, future=True)
+        url = _driver_url(url)
+        # pre_ping: a worker runs for days; a PostgreSQL restart must not leave it with dead connections.
+        self.engine = create_engine(url, future=True, **({} if url.startswith("sqlite") else {"pool_pre_ping": True}))
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         migrate(self.engine)
+
+    @property
+    def shared(self) -> bool:
+        """True on PostgreSQL: several workers, on one machine or many, may serve this store at once
+        (SQLite has one worker per TUNELAB_HOME)."""
+        return self.engine.dialect.name == "postgresql"
 
     # -- paths -------------------------------------------------------------------------------
     @property
@@ -60,7 +75,11 @@ class Store:
         dest = self.files_dir / f"{file_id}{suffix or '.jsonl'}"
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name("." + dest.name + ".tmp")
-        shutil.copyfile(source, tmp)
+        try:
+            shutil.copyfile(source, tmp)
+        except BaseException:  # e.g. a full disk: leave no partial copy behind
+            tmp.unlink(missing_ok=True)
+            raise
         digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
         tmp.replace(dest)
         record = FileRecord(id=file_id, filename=filename or source.name, purpose=purpose,
@@ -160,20 +179,135 @@ class Store:
             self.add_event(job.id, "Cancellation requested.")
         return job
 
-    def claim_next_job(self, worker_pid: int) -> JobRecord | None:
+    def claim_next_job(self, worker_pid: int, worker_id: str | None = None) -> JobRecord | None:
         """Atomically move the oldest queued job to running for this worker."""
+        if self.shared:
+            return self._claim_locked(worker_pid, worker_id)
         queued = self.list_jobs(status=QUEUED)
         for job in sorted(queued, key=lambda j: (j.enqueued_at or j.created_at, j.created_at)):
             with self.engine.begin() as conn:
                 claimed = conn.execute(text(
-                    "UPDATE jobs SET status = :r, worker_pid = :p, heartbeat_at = :h, updated_at = :t, "
+                    "UPDATE jobs SET status = :r, worker_pid = :p, worker_id = :w, heartbeat_at = :h, updated_at = :t, "
                     "started_at = COALESCE(started_at, :t), attempts = attempts + 1 "
                     "WHERE id = :id AND status = :q"),
-                    {"r": RUNNING, "p": worker_pid, "h": time.time(), "t": _now(), "id": job.id, "q": QUEUED},
+                    {"r": RUNNING, "p": worker_pid, "w": worker_id, "h": time.time(), "t": _now(), "id": job.id,
+                     "q": QUEUED},
                 ).rowcount
             if claimed:
                 return self.get_job(job.id)
         return None
+
+    def _claim_locked(self, worker_pid: int, worker_id: str | None) -> JobRecord | None:
+        """PostgreSQL: lock the oldest queued row, skipping rows another worker is claiming right now,
+        so concurrent workers each get a different job without retrying. A worker whose lease was
+        declared lost claims nothing until it registers again."""
+        with self.engine.begin() as conn:
+            if worker_id is not None and conn.execute(text(
+                    "SELECT 1 FROM workers WHERE id = :w AND status = :r FOR UPDATE"),
+                    {"w": worker_id, "r": RUNNING}).first() is None:
+                return None
+            row = conn.execute(text(
+                "SELECT id FROM jobs WHERE status = :q ORDER BY COALESCE(enqueued_at, created_at), created_at, id "
+                "LIMIT 1 FOR UPDATE SKIP LOCKED"), {"q": QUEUED}).first()
+            if row is None:
+                return None
+            conn.execute(text(
+                f"UPDATE jobs SET status = :r, worker_pid = :p, worker_id = :w, heartbeat_at = {_PG_CLOCK}, "
+                "updated_at = :t, started_at = COALESCE(started_at, :t), attempts = attempts + 1 WHERE id = :id"),
+                {"r": RUNNING, "p": worker_pid, "w": worker_id, "t": _now(), "id": row.id})
+            if worker_id is not None:
+                conn.execute(text("UPDATE workers SET job_id = :j WHERE id = :w"), {"j": row.id, "w": worker_id})
+        return self.get_job(row.id)
+
+    def hand_back_job(self, job_id: str, worker_id: str | None) -> bool:
+        """Put a running job of this worker back in the queue without counting the attempt (the
+        worker was asked to stop; the job did nothing wrong). False if it is no longer this worker's."""
+        with self.engine.begin() as conn:
+            sql = ("UPDATE jobs SET status = :q, worker_id = NULL, worker_pid = NULL, updated_at = :t, "
+                   "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END WHERE id = :id AND status = :r")
+            params = {"q": QUEUED, "r": RUNNING, "t": _now(), "id": job_id}
+            if worker_id is not None:
+                sql += " AND worker_id = :w"
+                params["w"] = worker_id
+            return bool(conn.execute(text(sql), params).rowcount)
+
+    # -- workers (shared stores) ---------------------------------------------------------------
+    def _clock(self) -> str:
+        return _PG_CLOCK if self.shared else ":now"
+
+    def register_worker(self, *, device: str | None = None, launcher: str | None = None) -> WorkerRecord:
+        worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        with self.engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO workers (id, host, pid, device, launcher, status, started_at, heartbeat_at) "
+                f"VALUES (:id, :host, :pid, :device, :launcher, :r, {self._clock()}, {self._clock()})"),
+                {"id": worker_id, "host": socket.gethostname(), "pid": os.getpid(), "device": device,
+                 "launcher": launcher, "r": RUNNING, "now": time.time()})
+        return self.get_worker(worker_id)
+
+    def get_worker(self, worker_id: str) -> WorkerRecord:
+        row = self._one("SELECT * FROM workers WHERE id = :id", id=worker_id)
+        if row is None:
+            raise NotFoundError(f"No such worker: {worker_id}.")
+        return decode(WorkerRecord, row)
+
+    def list_workers(self, *, include_stopped: bool = False, alive_within: float | None = None) -> list[WorkerRecord]:
+        """Registered workers, oldest first: running ones (all of them with include_stopped);
+        alive_within keeps those that heartbeated in the last so many seconds."""
+        where = [] if include_stopped else ["status = :r"]
+        if alive_within is not None:
+            where.append(f"heartbeat_at >= {self._clock()} - :within")
+        sql = "SELECT * FROM workers" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY started_at, id"
+        return [decode(WorkerRecord, r) for r in self._all(sql, r=RUNNING, within=alive_within, now=time.time())]
+
+    def heartbeat_worker(self, worker_id: str) -> bool:
+        """Renew this worker's lease (and its running job's heartbeat). False once another worker has
+        declared it lost and taken its job: it must stop that job and write nothing more about it."""
+        with self.engine.begin() as conn:
+            alive = conn.execute(text(
+                f"UPDATE workers SET heartbeat_at = {self._clock()} WHERE id = :w AND status = :r"),
+                {"w": worker_id, "r": RUNNING, "now": time.time()}).rowcount
+            if alive:
+                conn.execute(text(f"UPDATE jobs SET heartbeat_at = {self._clock()} WHERE worker_id = :w AND status = :r"),
+                             {"w": worker_id, "r": RUNNING, "now": time.time()})
+        return bool(alive)
+
+    def stop_worker(self, worker_id: str) -> None:
+        self._exec(f"UPDATE workers SET status = 'stopped', stopped_at = {self._clock()}, job_id = NULL "
+                   "WHERE id = :w AND status = :r", w=worker_id, r=RUNNING, now=time.time())
+
+    def release_expired_jobs(self, lease_seconds: float, max_attempts: int) -> list[tuple[JobRecord, str]]:
+        """Running jobs whose worker has not heartbeated within the lease (killed, frozen, its machine
+        gone) or has stopped without them: each goes back to the queue to resume from its last
+        checkpoint, or fails once it has had `max_attempts` attempts. Their workers are marked lost.
+        Returns (the job as it was, its new status). Safe to call from every worker at once: the rows
+        are locked, and a row another worker is releasing is skipped."""
+        lock = " FOR UPDATE OF j SKIP LOCKED" if self.shared else ""
+        released = []
+        with self.engine.begin() as conn:
+            rows = conn.execute(text(
+                "SELECT j.* FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id WHERE j.status = :r AND ("
+                f"(w.id IS NOT NULL AND (w.status <> :r OR w.heartbeat_at < {self._clock()} - :lease)) OR "
+                f"(w.id IS NULL AND (j.heartbeat_at IS NULL OR j.heartbeat_at < {self._clock()} - :lease)))" + lock),
+                {"r": RUNNING, "lease": float(lease_seconds), "now": time.time()}).all()
+            for row in rows:
+                job = decode(JobRecord, row)
+                if job.attempts >= max_attempts:
+                    error = {"code": "worker_died", "param": None,
+                             "message": f"The worker running this job stopped heartbeating {job.attempts} times "
+                                        f"(last: {job.worker_id or job.worker_pid})."}
+                    conn.execute(text("UPDATE jobs SET status = :f, finished_at = :t, updated_at = :t, error = :e, "
+                                      "worker_id = NULL WHERE id = :id"),
+                                 {"f": FAILED, "t": _now(), "e": encode({"error": error})["error"], "id": job.id})
+                    released.append((job, FAILED))
+                else:
+                    conn.execute(text("UPDATE jobs SET status = :q, worker_id = NULL, worker_pid = NULL, "
+                                      "updated_at = :t WHERE id = :id"), {"q": QUEUED, "t": _now(), "id": job.id})
+                    released.append((job, QUEUED))
+                if job.worker_id:
+                    conn.execute(text("UPDATE workers SET status = 'lost', job_id = NULL WHERE id = :w AND status = :r"),
+                                 {"w": job.worker_id, "r": RUNNING})
+        return released
 
     def delete_job(self, job_id: str) -> JobRecord:
         job = self.get_job(job_id)
@@ -269,8 +403,23 @@ class Store:
     def list_models(self) -> list[ModelRecord]:
         return [decode(ModelRecord, r) for r in self._all("SELECT * FROM models ORDER BY created_at, id")]
 
+    def model_dependents(self, model_id: str) -> list[str]:
+        """What still needs this model's files: LoRA adapters trained on its weights (they load them
+        at every use) and jobs not yet ended that continue it."""
+        record = self.get_model(model_id)
+        refs = {record.id, record.path}
+        found = [f"{m.id} is a LoRA adapter on its weights" for m in self.list_models()
+                 if m.id != record.id and (m.meta or {}).get("lora") and (m.meta or {}).get("base_model") in refs]
+        found += [f"job {j.id} ({j.status}) trains from it" for j in self.list_jobs()
+                  if not j.is_terminal and refs & {j.model, j.parent_model, j.base_model}]
+        return found
+
     def delete_model(self, model_id: str) -> ModelRecord:
         record = self.get_model(model_id)
+        blockers = self.model_dependents(model_id)
+        if blockers:
+            raise ConflictError(f"{model_id} was not deleted: other models or jobs depend on it.", problems=blockers,
+                                hint="Delete the dependent models first, or wait for the jobs to end (or cancel them).")
         self._exec("DELETE FROM models WHERE id = :id", id=model_id)
         shutil.rmtree(record.path, ignore_errors=True)
         return record
@@ -293,6 +442,15 @@ class Store:
     def _all(self, sql: str, **params):
         with self.engine.connect() as conn:
             return conn.execute(text(sql), params).all()
+
+
+def _driver_url(url: str) -> str:
+    """psycopg (3) is the PostgreSQL driver tunelab installs; to SQLAlchemy a bare postgresql:// means
+    psycopg2, so the plain URL everyone writes is pointed at psycopg."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme):]
+    return url
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from tunelab.fsutil import disk_full_names
 from tunelab.models.encoding import Encoded, collate
 from tunelab.runtime import device as pick_device
 from tunelab.runtime import use_bf16
@@ -79,12 +80,16 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
           work_dir: Path, results: ResultsWriter | None, hooks: LoopHooks, resume: bool = True) -> LoopOutcome:
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
+    from accelerate.utils import DataLoaderConfiguration, send_to_device
 
     dev = pick_device()
     # AcceleratorState is process-wide; a previous job (or a Trainer in the same process) may have
     # set another precision. Reset it, but keep the distributed PartialState of `accelerate launch`.
     AcceleratorState._reset_state(reset_partial_state=False)
-    accelerator = Accelerator(mixed_precision="bf16" if use_bf16(dev) else "no", cpu=dev.type == "cpu")
+    # split_batches: under `accelerate launch` each batch is split across the processes (below), so the
+    # global batch and the number of steps are those of one process, and the scheduler steps once a step.
+    accelerator = Accelerator(mixed_precision="bf16" if use_bf16(dev) else "no", cpu=dev.type == "cpu",
+                              dataloader_config=DataLoaderConfiguration(split_batches=True))
     torch.manual_seed(hp.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.01)
@@ -133,9 +138,16 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
         if not pending:
             return
         stacked = torch.stack([torch.stack([torch.as_tensor(v, dtype=torch.float32, device=accelerator.device)
-                                            for v in entry[1:]]) for entry in pending]).tolist()
+                                            for v in entry[1:]]) for entry in pending])
+        if accelerator.num_processes > 1:
+            # Every process saw its share of each batch: the loss is their mean, the counts their sum
+            # (a batch too small to split was seen whole by each, so each adds 1/N of its counts).
+            n = accelerator.num_processes
+            weights = torch.tensor([[1.0 / n] + [entry[0][2]] * 5 for entry in pending], device=accelerator.device)
+            stacked = accelerator.reduce(stacked * weights, "sum")
+        stacked = stacked.tolist()
         for k, (entry, values) in enumerate(zip(pending, stacked)):
-            step, epoch = entry[0]
+            step, epoch, _ = entry[0]
             loss, seq_c, tok_c, n_seqs, n_tok, tokens = values
             position["tokens"] += int(tokens)
             position["examples"] += int(n_seqs)
@@ -153,14 +165,16 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
 
     for epoch in range(position["epoch"], hp.n_epochs):
         batches = bucketed_batches(lengths, batch_size, seed=hp.seed, epoch=epoch, shuffle=bool(hp.shuffle))
-        loader = DataLoader(data.train, batch_sampler=batches,
-                            collate_fn=lambda items: collate(items, data.pad_id, left_pad=left_pad))
-        loader = accelerator.prepare_data_loader(loader, device_placement=True)
         skip = position["step_in_epoch"] if epoch == position["epoch"] else 0
-        if skip:
-            loader = accelerator.skip_first_batches(loader, skip)
+        # Sharded here rather than by Accelerate's data loader, which would give each process whole
+        # batches (N times the global batch, 1/N of the steps): every process takes its share of each.
+        shards = [_shard(b, accelerator.process_index, accelerator.num_processes) for b in batches[skip:]]
+        loader = DataLoader(data.train, batch_sampler=[indices for indices, _ in shards],
+                            collate_fn=lambda items: collate(items, data.pad_id, left_pad=left_pad))
         model.train()
         for i, batch in enumerate(loader, start=skip):
+            batch = send_to_device(batch, accelerator.device)
+            share = shards[i - skip][1]
             with accelerator.autocast():
                 out = step_fn(batch)
             accelerator.backward(out.loss)
@@ -172,29 +186,32 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
             position["global_step"] += 1
             position["step_in_epoch"] = i + 1
             step = position["global_step"]
-            pending.append(((step, epoch), out.loss.detach().float(), out.seq_correct, out.token_correct,
+            pending.append(((step, epoch, share), out.loss.detach().float(), out.seq_correct, out.token_correct,
                             out.n_seqs, out.n_tokens, batch["attention_mask"].sum()))
             last_of_epoch = i + 1 == steps_per_epoch
             extra: dict = {}
             if data.valid and (step % eval_every == 0 or last_of_epoch):
                 extra.update(_validate(model, data, step_fn, batch_size, accelerator))
                 model.train()
-            if last_of_epoch and hooks.classification_metrics is not None:
+            if last_of_epoch and hooks.classification_metrics is not None and accelerator.is_main_process:
                 final_metrics = hooks.classification_metrics()
                 extra.update(final_metrics)
                 model.train()
             if extra or last_of_epoch or len(pending) >= flush_every:
                 flush(extra)
             now = time.monotonic()
-            if now - last_cancel_check > 1.0:
+            cancel = False
+            if now - last_cancel_check > 1.0 and accelerator.is_main_process:
                 last_cancel_check = now
-                if hooks.should_cancel():
-                    raise Cancelled()
+                cancel = hooks.should_cancel()
+            cancel, save_due = _agree(accelerator, cancel, now - last_ckpt > hp.checkpoint_seconds)
+            if cancel:
+                raise Cancelled()
             if last_of_epoch:
                 position.update(epoch=epoch + 1, step_in_epoch=0)
-                stopped = bool(hooks.on_epoch_end(epoch + 1, step, {**extra, "step": step}))
+                stopped, = _agree(accelerator, bool(hooks.on_epoch_end(epoch + 1, step, {**extra, "step": step})))
             last_step = stopped or (last_of_epoch and epoch + 1 == hp.n_epochs)
-            if now - last_ckpt > hp.checkpoint_seconds and not last_step:
+            if save_due and not last_step:
                 flush()
                 position["elapsed"] = now - started
                 position["results_rows"] = results.rows if results is not None else 0
@@ -219,7 +236,7 @@ def _validate(model, data: LoopData, step_fn, batch_size: int, accelerator) -> d
     left_pad = data.method != Method.CLASSIFIER
     for start in range(0, len(data.valid), batch_size):
         batch = collate(data.valid[start:start + batch_size], data.pad_id, left_pad=left_pad)
-        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        batch = {k: (v.to(accelerator.device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
         with accelerator.autocast():
             out = step_fn(batch)
         loss_sum += float(out.loss) * out.n_seqs
@@ -231,15 +248,51 @@ def _validate(model, data: LoopData, step_fn, batch_size: int, accelerator) -> d
             "validation_token_accuracy": tok_c / max(tok_n, 1)}
 
 
+def _shard(batch: list[int], index: int, n: int) -> tuple[list[int], float]:
+    """This process's share of a batch, and the fraction of the batch's counts it reports. Strided,
+    so that the shares of a length-sorted batch are alike in length. A batch with fewer examples than
+    processes is trained whole by each (identical gradients, so their mean is the batch's)."""
+    if n == 1:
+        return batch, 1.0
+    if len(batch) < n:
+        return batch, 1.0 / n
+    return batch[index::n], 1.0
+
+
+def _agree(accelerator, *flags: bool) -> list[bool]:
+    """The main process's decisions, for every process. Cancelling, checkpointing and stopping early
+    depend on the clock or the store, and every process must take the same branch, or the next
+    collective operation waits forever."""
+    if accelerator.num_processes == 1:
+        return list(flags)
+    from accelerate.utils import broadcast
+
+    decided = broadcast(torch.tensor([float(f) for f in flags], device=accelerator.device), from_process=0)
+    return [bool(v) for v in decided.tolist()]
+
+
 def _save_state(accelerator, state_dir: Path, position: dict) -> None:
-    """Write to a sibling folder, then swap, so a kill mid-save keeps the previous state."""
+    """Write to a sibling folder, then swap, so a kill mid-save keeps the previous state. Every
+    process saves its part (its RNG state); the main process alone moves folders."""
     tmp = state_dir.with_name("resume.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.save_state(str(tmp))
-    (tmp / "position.json").write_text(json.dumps(position))
-    old = state_dir.with_name("resume.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if state_dir.exists():
-        os.replace(state_dir, old)
-    os.replace(tmp, state_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    try:
+        with disk_full_names(state_dir.parent, "the resumable checkpoint"):
+            accelerator.save_state(str(tmp))
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                (tmp / "position.json").write_text(json.dumps(position))
+    except BaseException:
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)  # the previous state stays, complete
+        raise
+    if accelerator.is_main_process:
+        old = state_dir.with_name("resume.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if state_dir.exists():
+            os.replace(state_dir, old)
+        os.replace(tmp, state_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()

@@ -37,7 +37,10 @@ def lm_step(model, batch: dict, prompt_loss_weight: float = 0.0) -> BatchResult:
     positions get full-vocabulary logits (`logits_to_keep`), which is most of a step's cost."""
     ids, mask, n_comp = batch["input_ids"], batch["attention_mask"], batch["n_completion"]
     width = ids.shape[1]
-    keep = width if prompt_loss_weight > 0 else int(n_comp.max()) + 1
+    max_completion = batch.get("max_completion")
+    if max_completion is None:
+        max_completion = int(n_comp.max())
+    keep = width if prompt_loss_weight > 0 else int(max_completion) + 1
     logits = model(**model_inputs(batch), logits_to_keep=keep).logits
     # logits[:, j] predicts token at absolute position width - keep + j + 1
     pred = logits[:, :-1].float()

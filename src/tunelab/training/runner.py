@@ -8,6 +8,7 @@ import resource
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import torch
 
 from tunelab.data.readers import read_prompt_completion
 from tunelab.errors import TunelabError
-from tunelab.fsutil import atomic_dir
+from tunelab.fsutil import atomic_dir, disk_full_names
 from tunelab.models.meta import Method, ModelMeta
 from tunelab.inference.calibration import fit_temperature, nll
 from tunelab.inference.scoring import score_labels
@@ -23,7 +24,7 @@ from tunelab.models.loading import build_model, load_fine_tuned, save_fine_tuned
 from tunelab.models.registry import resolve_model
 from tunelab.store import JobRecord, Store
 from tunelab.store.records import CANCELLED, FAILED, SUCCEEDED
-from tunelab.training import loop
+from tunelab.training import distributed, loop
 from tunelab.training.plan import JobPlan, JobStats
 from tunelab.models.encoding import encode_classifier, encode_lm
 from tunelab.training.results import ResultsWriter, columns_for
@@ -34,16 +35,27 @@ VALID_SAMPLE = 64  # validation rows for the per-step loss rows (OpenAI used one
 KEEP_EPOCH_CHECKPOINTS = 3  # as OpenAI did: the last three epochs stay loadable
 
 
-def run_job(store: Store, job: JobRecord) -> JobRecord:
+class JobAbandoned(Exception):
+    """This worker lost the job (its lease ran out and another worker may hold it now): stop, and
+    write nothing more about it."""
+
+
+def run_job(store: Store, job: JobRecord, *, abandoned: Callable[[], bool] | None = None) -> JobRecord:
+    """Run a claimed job to its end. `abandoned` says when the worker lost its lease on the job."""
+    if not distributed.is_main_process():
+        return _run_secondary(store, job)
     try:
-        return _run(store, job)
+        return _run(store, job, abandoned or (lambda: False))
+    except JobAbandoned:
+        return store.get_job(job.id)
     except loop.Cancelled:
         store.add_event(job.id, "Job cancelled.")
         return store.update_job(job.id, status=CANCELLED, finished_at=int(time.time()))
     except TunelabError as exc:
         store.add_event(job.id, f"Job failed: {exc.render()}", level="error")
         return store.update_job(job.id, status=FAILED, finished_at=int(time.time()),
-                                error={"code": type(exc).__name__, "message": exc.render(), "param": None})
+                                error={"code": getattr(exc, "code", None) or type(exc).__name__,
+                                       "message": exc.render(), "param": None})
     except Exception as exc:  # a bug or a resource problem: keep the trace in the job's log
         trace = traceback.format_exc()
         log = store.job_dir(job.id) / "error.log"
@@ -54,7 +66,18 @@ def run_job(store: Store, job: JobRecord) -> JobRecord:
                                 error={"code": "internal_error", "message": f"{type(exc).__name__}: {exc}", "param": None})
 
 
-def _run(store: Store, job: JobRecord) -> JobRecord:
+def _run_secondary(store: Store, job: JobRecord) -> JobRecord:
+    """A process other than the main one under `accelerate launch`: it trains its share and writes
+    nothing. Its errors propagate, so that the launcher stops every process and the worker fails the
+    job with the log."""
+    try:
+        _run(distributed.SecondaryStore(store), job, lambda: False, main=False)
+    except loop.Cancelled:
+        pass
+    return store.get_job(job.id)
+
+
+def _run(store: Store, job: JobRecord, abandoned: Callable[[], bool], main: bool = True) -> JobRecord:
     work = store.job_dir(job.id)
     work.mkdir(parents=True, exist_ok=True)
     plan = JobPlan.from_job(job)
@@ -101,6 +124,8 @@ def _run(store: Store, job: JobRecord) -> JobRecord:
         selector.score_start(model, resolved.parent.path)
 
     def epoch_end(epoch: int, step: int, row: dict) -> bool:
+        if not main:
+            return False  # the main process decides whether to stop, and the loop tells the others
         scored = selector.record(epoch, row)
         _epoch_checkpoint(store, job, holder["model"], tokenizer, epoch, step, row,
                           _meta(job, plan, lora, epoch, scored.get("temperature", 1.0)),
@@ -109,7 +134,7 @@ def _run(store: Store, job: JobRecord) -> JobRecord:
 
     hooks = loop.LoopHooks(
         on_progress=_progress_reporter(store, job.id),
-        should_cancel=lambda: store.get_job(job.id).cancel_requested,
+        should_cancel=lambda: _check_lease(abandoned) or store.get_job(job.id).cancel_requested,
         on_epoch_end=epoch_end,
     )
     if selector.scores_labels:
@@ -124,7 +149,10 @@ def _run(store: Store, job: JobRecord) -> JobRecord:
         hooks.classification_metrics = epoch_metrics
 
     outcome = loop.train(model, data, hp, batch_size=batch_size, learning_rate=learning_rate,
-                         work_dir=work, results=results, hooks=hooks)
+                         work_dir=work, results=results if main else None, hooks=hooks)
+    if not main:
+        return store.get_job(job.id)
+    _check_lease(abandoned)
 
     final_model, kept = outcome.model, outcome.epochs_done
     if outcome.stopped_early:
@@ -141,9 +169,11 @@ def _run(store: Store, job: JobRecord) -> JobRecord:
 
     meta = _meta(job, plan, lora, kept, temperature)
     meta.kept_epoch = kept if selector.keep_best else None
-    with atomic_dir(work / "final") as folder:
+    with disk_full_names(work / "final", "the model"), atomic_dir(work / "final") as folder:
         save_fine_tuned(final_model, tokenizer, folder, meta)
-    result_file = store.add_file(results.path, purpose="fine-tune-results", filename=f"{job.id}-results.csv")
+    with disk_full_names(store.files_dir, "the results file"):
+        result_file = store.add_file(results.path, purpose="fine-tune-results", filename=f"{job.id}-results.csv")
+    _check_lease(abandoned)
     # Epochs the registered weights have seen: the parent's, plus those of this job that were kept.
     cumulative = plan.cumulative_epochs - plan.n_epochs + kept
     record = store.register_model(
@@ -309,8 +339,10 @@ def _epoch_checkpoint(store, job, model, tokenizer, epoch, step, metrics, meta: 
     """Save the epoch's weights; the last KEEP_EPOCH_CHECKPOINTS stay loadable, and so does epoch
     `keep` (the best so far, which keep_best may register at the end)."""
     work = store.job_dir(job.id)
-    with atomic_dir(work / "checkpoints" / f"epoch-{epoch}") as folder:
-        save_fine_tuned(model, tokenizer, folder, meta)
+    folder = work / "checkpoints" / f"epoch-{epoch}"
+    # atomic_dir removes the half-written folder first; the checkpoint row is only added after it.
+    with disk_full_names(folder, f"the epoch {epoch} checkpoint"), atomic_dir(folder) as tmp:
+        save_fine_tuned(model, tokenizer, tmp, meta)
     store.add_checkpoint(job.id, step=step, epoch=epoch, path=str(work / "checkpoints" / f"epoch-{epoch}"),
                          metrics={k: v for k, v in {**metrics, **(extra or {})}.items() if v is not None})
     store.add_event(job.id, f"Completed epoch {epoch}; checkpoint saved at step {step}.")
@@ -318,6 +350,12 @@ def _epoch_checkpoint(store, job, model, tokenizer, epoch, step, metrics, meta: 
     for old in epochs[:-KEEP_EPOCH_CHECKPOINTS]:
         if old.epoch != keep:
             _rm(Path(old.path))
+
+
+def _check_lease(abandoned: Callable[[], bool]) -> bool:
+    if abandoned():
+        raise JobAbandoned()
+    return False
 
 
 def _progress_reporter(store: Store, job_id: str):

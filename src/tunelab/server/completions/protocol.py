@@ -40,7 +40,7 @@ class CompletionRequest(RequestModel):
     metadata: dict[str, str] | None = None
     """Tags kept with the logged prediction (up to 16 string pairs, as OpenAI allows)."""
     store: bool | None = None
-    """false: log the prediction without the prompt's text."""
+    """false: do not keep this answer in the prediction log (as OpenAI's `store`)."""
 
 
 class Logprobs(ResponseModel):

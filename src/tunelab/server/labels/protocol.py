@@ -15,7 +15,7 @@ class LabelScoreRequest(RequestModel):
     metadata: dict[str, str] | None = None
     """Tags kept with the logged predictions (as OpenAI's `metadata`)."""
     store: bool | None = None
-    """false: log the predictions without the prompts' text (as OpenAI's `store`)."""
+    """false: do not keep these answers in the prediction log (as OpenAI's `store`)."""
 
 
 class LabelDistribution(ResponseModel):

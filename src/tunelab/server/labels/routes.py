@@ -18,7 +18,7 @@ async def score_labels(request: LabelScoreRequest, state: ServerState = Depends(
     """The full label distribution of a classification model — a tunelab extension.
 
     Request: `{"model": "<fine-tuned classification model>", "prompt": "text" | ["text", ...]}`, and
-    optionally `user`, `metadata` and `store` (false: the prediction log keeps no text), as OpenAI's.
+    optionally `user`, `metadata` and `store` (false: not kept in the prediction log), as in OpenAI's API.
     The response's `id` names these predictions for POST /v1/feedback.
 
     Response: for each prompt, the log-probability of EVERY label of the model (no top-k cap, unlike

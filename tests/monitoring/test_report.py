@@ -1,0 +1,129 @@
+"""`tunelab.monitoring.report.monitor` over a real prediction log: a tiny fine-tuned classifier
+(trained by a real job, so it has training and validation files) served in-process, its answers
+logged, feedback given, then the report read back."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from tunelab.errors import InvalidInputError, NotFoundError
+from tunelab.monitoring import feedback as F
+from tunelab.monitoring.report import format_report, monitor, parse_time
+from tunelab.monitoring.thresholds import Thresholds
+from tunelab.store.predictions import PredictionLog
+
+
+@pytest.fixture
+def served(tiny_models, tunelab_home):
+    """The trained tiny models in this test's store, and a function that sends prompts to the
+    in-process server (real inference) and returns the responses."""
+    from fastapi.testclient import TestClient
+
+    from tunelab.data.readers import read_prompt_completion
+    from tunelab.server import create_app
+
+    models = tiny_models.install_trained(tunelab_home)
+    app = create_app(models.store, isolate_models=False)
+    http = TestClient(app)
+
+    def send(prompts, model=models.enc):
+        out = []
+        for prompt in prompts:
+            r = http.post("/v1/completions", json={"model": model, "prompt": prompt, "max_tokens": 1,
+                                                   "temperature": 0, "logprobs": 5},
+                          headers={"Authorization": "Bearer sk-1"})
+            assert r.status_code == 200, r.text
+            out.append(r.json())
+        app.state.tunelab.recorder.writer.flush()
+        return out
+
+    test_rows = read_prompt_completion(models.test)
+    with http:
+        yield models, send, test_rows
+
+
+def test_monitor_report_on_served_predictions(served, tmp_path):
+    models, send, test_rows = served
+    responses = send([r.prompt for r in test_rows] * 2)  # 60 predictions of in-distribution text
+    for res, row in list(zip(responses, test_rows * 2))[:40]:  # people label 40 of them
+        F.add_feedback(models.store, response_id=res["id"], label=row.completion)
+    report = monitor(models.store, models.enc, window="30")
+    assert report["n"] == 60 and [w["n"] for w in report["windows"]] == [30, 30] and report["feedback"] == 40
+    ref = report["reference"]
+    assert ref["source"] == "validation file" and ref["n"] == 20 and not ref["cached"]
+    assert report["calibrated"] is (report["temperature"] != 1.0)
+    w = report["windows"][0]
+    assert set(w["predicted"]) == set(models.store.get_model(models.enc).labels)
+    assert w["label_drift"]["p_value"] is not None and w["confidence_drift"]["ks"] is not None
+    assert w["text_drift"]["auc"] is not None and w["latency_ms"]["p50"] > 0
+    assert 0 < w["expected"]["accuracy"] <= 1 and w["realized"]["n"] == 30
+    assert w["quality"]["duplicates"] == 0 and report["windows"][1]["quality"]["duplicates"] == 1.0
+    names = {c["name"] for c in w["checks"]}
+    assert {"label_drift", "confidence_drift", "estimated_accuracy", "text_drift", "empty", "non_text",
+            "truncated", "duplicates"} <= names
+    json.dumps(report)  # --json
+    text = format_report(report)
+    assert models.enc in text and "est.acc" in text and "window(s)" in text or "No window" in text
+    # the reference is scored once, then read from the cache
+    assert monitor(models.store, models.enc, window="1d")["reference"]["cached"]
+
+
+def test_monitor_alarms_on_junk_and_plots(served, tmp_path):
+    from tunelab.monitoring.plots import plot_timeline
+
+    models, send, _ = served
+    junk = [f"{random.Random(i).random():.6f} {i * 7919} {i % 13}\n\n###\n\n" for i in range(40)]
+    send(junk)
+    report = monitor(models.store, models.enc, window="1h")
+    (w,) = report["windows"]
+    assert report["alarm"] and "non_text" in w["alarms"] and "text_drift" in w["alarms"], w["alarms"]
+    assert "ALARM" in format_report(report)
+    png = plot_timeline(report, tmp_path / "timeline.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a few rows raise nothing: too few to judge
+    quiet = monitor(models.store, models.enc, window="1h", thresholds=Thresholds(min_rows=1000))
+    assert not quiet["alarm"] or quiet["windows"][0]["alarms"] == ["text_drift"]
+
+
+def test_monitor_without_predictions_and_bad_input(served):
+    models, _, _ = served
+    report = monitor(models.store, models.enc, window="1d", since=parse_time("2020-01-01"),
+                     until=parse_time("2020-01-02"))
+    assert report["windows"] == [] and not report["alarm"]
+    assert "No predictions" in format_report(report)
+    with pytest.raises(NotFoundError):
+        monitor(models.store, "enc:ft-personal-2020-01-01-00-00-00")
+    with pytest.raises(InvalidInputError):
+        monitor(models.store, models.enc, window="fortnight")
+
+
+def test_review_queue_and_export(served, tmp_path):
+    models, send, test_rows = served
+    responses = send([r.prompt for r in test_rows])
+    queue = F.review_queue(models.store, models.enc, limit=50)
+    assert len(queue) == 30 and [q.margin for q in queue] == sorted(q.margin for q in queue)
+    for res, row in zip(responses[:20], test_rows):
+        F.add_feedback(models.store, response_id=res["id"], label=row.completion.strip(), source="test")
+    assert len(F.review_queue(models.store, models.enc, limit=50)) == 10
+    # a text-only example, and the same text twice with different labels: the latest wins
+    F.add_feedback(models.store, model=models.enc, text="great good love", label="5")
+    F.add_feedback(models.store, model=models.enc, text="great good love\n\n###\n\n", label="4")
+    result = F.export_feedback(models.store, models.enc, tmp_path / "out", holdout=0.25)
+    c = result.counts
+    assert c["examples"] == 21 and c["train"] + c["heldout"] == 21 and c["skipped_conflicting_labels"] == 1
+    assert result.separator == "\n\n###\n\n"
+    lines = [json.loads(l) for l in (tmp_path / "out" / "train.jsonl").read_text().splitlines()]
+    held = [json.loads(l) for l in (tmp_path / "out" / "heldout.jsonl").read_text().splitlines()]
+    everything = lines + held
+    assert all(r["prompt"].endswith("\n\n###\n\n") and r["completion"].startswith(" ") for r in everything)
+    assert len({r["prompt"] for r in everything}) == 21
+    assert {"prompt": "great good love\n\n###\n\n", "completion": " 4"} in everything
+    provenance = json.loads((tmp_path / "out" / "provenance.json").read_text())
+    assert provenance["model"] == models.enc and len(provenance["examples"]) == 21
+    assert {e["source"] for e in provenance["examples"]} == {"test", "human"}
+    with pytest.raises(InvalidInputError):
+        F.export_feedback(models.store, models.enc, tmp_path / "x", holdout=1.5)
+    assert PredictionLog(models.store).count(models.enc) == 30

@@ -1,0 +1,121 @@
+"""The prediction log's tables and its batching writer (tunelab.store.predictions)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tunelab.errors import InvalidInputError
+from tunelab.store import Store
+from tunelab.store.predictions import PredictionLog, PredictionLogWriter, PredictionRecord
+
+
+def row(i: int, *, model: str = "m", t: float | None = None, prompt: str = "a dress\n\n###\n\n", **extra) -> dict:
+    return {"response_id": f"cmpl-{i:06d}", "prompt_index": 0, "created_at": t if t is not None else time.time(),
+            "model": model, "endpoint": "completions", "prompt": prompt, "prediction": " 4",
+            "label_probs": {" 4": 0.75, " 5": 0.25}, "top1_prob": 0.75, "margin": 0.5, "latency_ms": 3.0, **extra}
+
+
+@pytest.fixture
+def store(tunelab_home):
+    return Store()
+
+
+def test_insert_get_and_round_trip(store):
+    log = PredictionLog(store)
+    assert log.insert([row(1, metadata={"a": "b"}, end_user="u1", non_text=False)]) == 1
+    got = log.get("cmpl-000001")
+    assert isinstance(got, PredictionRecord) and got.label_probs == {" 4": 0.75, " 5": 0.25}
+    assert got.metadata == {"a": "b"} and got.end_user == "u1" and got.non_text is False
+    assert log.get("cmpl-000001", 1) is None and log.get("nope") is None
+
+
+def test_writer_batches_and_flushes(store):
+    writer = PredictionLogWriter(store, flush_rows=100, flush_ms=5000)
+    for i in range(1000):
+        assert writer.put(row(i))
+    assert writer.flush(timeout=30)
+    assert PredictionLog(store).count() == 1000
+    assert writer.stats.written == 1000 and 10 <= writer.stats.batches <= 20
+    writer.close()
+    assert not writer.put(row(5000))  # closed
+
+
+def test_writer_flushes_on_time(store):
+    writer = PredictionLogWriter(store, flush_rows=1000, flush_ms=50)
+    writer.put(row(1))
+    deadline = time.monotonic() + 5
+    while PredictionLog(store).count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert PredictionLog(store).count() == 1
+    writer.close()
+
+
+def test_writer_derives_columns_and_can_drop_text(store):
+    writer = PredictionLogWriter(store, keep_text=False, enrich=lambda p: {"prompt_chars": len(p), "prompt_sha256": "h"})
+    writer.put(row(1, prompt="secret"))
+    writer.put({**row(2, prompt="free text"), "label_probs": None, "prediction": "generated secret"})
+    writer.close()
+    first, second = PredictionLog(store).predictions()
+    assert first.prompt is None and first.prompt_chars == 6 and first.prompt_sha256 == "h" and first.prediction == " 4"
+    assert second.prompt is None and second.prediction is None  # free text may repeat the user's words
+
+
+def test_a_bad_row_does_not_lose_its_batch(store):
+    writer = PredictionLogWriter(store, flush_rows=10, flush_ms=10)
+    for i in range(5):
+        writer.put(row(i))
+    writer.put(row(3))  # the same response id and index again: refused by the primary key
+    writer.close()
+    assert PredictionLog(store).count() == 5 and writer.stats.failed == 1
+
+
+def test_full_queue_drops_and_counts(store):
+    writer = PredictionLogWriter(store, max_queue=0)
+    assert not writer.put(row(1)) and writer.stats.dropped == 1
+
+
+def test_writer_settings_are_checked(store):
+    with pytest.raises(InvalidInputError):
+        PredictionLogWriter(store, flush_rows=0)
+    with pytest.raises(InvalidInputError):
+        PredictionLogWriter(store, keep_days=0)
+
+
+def test_prune_and_retention(store):
+    log = PredictionLog(store)
+    old = time.time() - 10 * 86400
+    log.insert([row(1, t=old), row(2, t=old, model="other"), row(3)])
+    log.add_feedback([{"model": "m", "label": " 4", "source": "human", "response_id": "cmpl-000001",
+                       "prompt_index": 0, "created_at": old}])
+    assert log.prune(time.time() - 5 * 86400, model="m") == (1, 0)
+    assert [r.response_id for r in log.predictions()] == ["cmpl-000002", "cmpl-000003"]
+    assert len(log.feedback()) == 1  # feedback is training data: kept unless asked
+    assert log.prune(time.time() - 5 * 86400, feedback=True) == (1, 1)
+    # the server's --log-keep-days prunes when it starts
+    log.insert([row(4, t=old)])
+    writer = PredictionLogWriter(store, keep_days=5)
+    writer.start()
+    writer.close()
+    assert [r.response_id for r in log.predictions()] == ["cmpl-000003"]
+
+
+def test_feedback_is_added_never_overwritten(store):
+    log = PredictionLog(store)
+    log.insert([row(1), row(2)])
+    first = log.add_feedback([{"model": "m", "label": " 5", "source": "a", "response_id": "cmpl-000001",
+                               "prompt_index": 0}])
+    log.add_feedback([{"model": "m", "label": " 3", "source": "b", "response_id": "cmpl-000001", "prompt_index": 0}])
+    assert log.get("cmpl-000001").prediction == " 4"  # the model's answer stays as it was
+    assert len(log.feedback("m")) == 2 and first[0].id.startswith("fb-")
+    assert log.latest_feedback("m")[("cmpl-000001", 0)].label == " 3"
+    assert [r.response_id for r in log.unreviewed("m")] == ["cmpl-000002"]
+    with pytest.raises(InvalidInputError):
+        log.add_feedback([{"model": "m", "label": "", "source": "x"}])
+
+
+def test_unreviewed_most_uncertain_first(store):
+    log = PredictionLog(store)
+    log.insert([row(i, margin=m) for i, m in enumerate([0.5, 0.01, 0.2, None])])
+    assert [r.margin for r in log.unreviewed("m", limit=10)] == [0.01, 0.2, 0.5]

@@ -1,0 +1,98 @@
+"""Best-epoch selection and early stopping (runner._EpochSelector), and a continued job that keeps
+its starting point when training only makes it worse."""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+import pytest
+
+from tunelab.store import Store
+from tunelab.training.config import ClassificationOptions
+from tunelab.training.planning import JobRequest, create_job
+from tunelab.training.runner import _EpochSelector, run_job
+
+
+class FakeStore:
+    def __init__(self):
+        self.events = []
+
+    def add_event(self, job_id, message, **kwargs):
+        self.events.append(message)
+
+    def list_checkpoints(self, job_id):
+        return []
+
+
+def selector(patience=2, n_epochs=6):
+    hp = SimpleNamespace(keep_best=True, early_stopping_patience=patience, calibrate=False, max_length=64)
+    plan = SimpleNamespace(hyperparameters=hp, classification=False, n_epochs=n_epochs,
+                           method=SimpleNamespace(value="classifier"))
+    rows = [SimpleNamespace(prompt="p", completion=" 1")]
+    return _EpochSelector(FakeStore(), SimpleNamespace(id="ftjob-x"), plan, None, rows, None, 16)
+
+
+def test_keeps_the_best_epoch_and_stops_after_patience():
+    sel = selector(patience=2)
+    stops = []
+    for epoch, loss in enumerate([1.0, 0.8, 0.85, 0.9, 0.7], start=1):
+        sel.record(epoch, {"validation_loss": loss})
+        stops.append(sel.should_stop(epoch))
+    # epoch 4 is two epochs after the best one (2): stop there
+    assert stops == [False, False, False, True, False]
+    assert sel.best_epoch == 5  # epoch 5 only exists if the caller ignored the stop
+    assert any("best so far" in e for e in sel.store.events)
+
+
+def test_ties_keep_the_earlier_epoch_and_zero_patience_never_stops():
+    sel = selector(patience=0)
+    for epoch, loss in enumerate([0.5, 0.5, 0.9], start=1):
+        sel.record(epoch, {"validation_loss": loss})
+        assert not sel.should_stop(epoch)
+    assert sel.best_epoch == 1
+    assert sel.kept_message(1, 3).startswith("Kept epoch 1 of 3")
+
+
+@pytest.fixture
+def store(tunelab_home) -> Store:
+    return Store()
+
+
+def _run(store, train, model, valid, **hp):
+    create_job(store, JobRequest(str(train), model, str(valid), {"eval_every": 1000, **hp},
+                                 ClassificationOptions(True, 5)))
+    job = run_job(store, store.claim_next_job(os.getpid()))
+    assert job.status == "succeeded", job.error
+    return job
+
+
+def _rotated(src, dst):
+    """The same prompts with every label moved one star up: training on it can only hurt."""
+    import json
+
+    rows = [json.loads(line) for line in open(src)]
+    with open(dst, "w") as fh:
+        for row in rows:
+            row["completion"] = f" {int(row['completion']) % 5 + 1}"
+            fh.write(json.dumps(row) + "\n")
+    return dst
+
+
+def test_continued_training_that_only_hurts_keeps_the_parent(store, tiny_models, tmp_path):
+    parent = _run(store, tiny_models.train, str(tiny_models.encoder), tiny_models.valid,
+                  n_epochs=3, learning_rate_multiplier=50)
+    parent_meta = store.find_model(parent.fine_tuned_model).meta
+    assert parent_meta["temperature"] > 0 and parent_meta["kept_epoch"] in (1, 2, 3)
+    # Wrong labels at a high rate undo what the parent learnt: every epoch scores worse than the start.
+    wrong = _rotated(tiny_models.train, tmp_path / "wrong.jsonl")
+    child = _run(store, wrong, parent.fine_tuned_model, tiny_models.valid, n_epochs=3,
+                 learning_rate_multiplier=100, early_stopping_patience=1)
+    messages = [e.message for e in store.list_events(child.id)]
+    assert any(m.startswith("Starting point (the parent's weights)") for m in messages)
+    assert any(m.startswith("Kept the starting point") for m in messages), messages
+    assert any(m.startswith("Stopped early after epoch 1 of 3") for m in messages), messages
+    record = store.find_model(child.fine_tuned_model)
+    assert record.meta["kept_epoch"] == 0 and record.parent_id == parent.fine_tuned_model
+    assert record.cumulative_epochs == store.find_model(parent.fine_tuned_model).cumulative_epochs
+    assert record.labels == store.find_model(parent.fine_tuned_model).labels
