@@ -5,6 +5,7 @@ logprobs=5 on a fine-tuned classifier).
     python benchmarks/serve_throughput.py                      # builds and fine-tunes a small BERT
     python benchmarks/serve_throughput.py --model ada:ft-...   # an existing fine-tuned model
     python benchmarks/serve_throughput.py --seconds 20 --concurrency 64
+    python benchmarks/serve_throughput.py --log-rounds 0         # skip the prediction-log comparison
 
 Without --model it works in a temporary TUNELAB_HOME: it builds a random-weight BERT classifier
 (hidden 256, 4 layers, so that the forward pass and not HTTP dominates), fine-tunes it for one
@@ -14,6 +15,12 @@ coroutines in this process, each on its own keep-alive HTTP/1.1 connection (a mi
 that the load generator costs far less than the server). Both phases follow a warm-up. Prints
 requests/s for both phases, their ratio, p50/p99 latency, the server's forward passes, and the
 machine.
+
+The cost of the prediction log (issue 12), in the same run: a second server on the same store runs
+with `--no-log`; both are warm, and 32-client phases alternate between them (on, off, off, on, ...)
+for --log-rounds rounds, so drifts of a shared machine hit both alike. Prints the median req/s
+with the log on and off and the overhead (target <= 5 %), and checks that the logged server wrote
+one row per request it answered.
 """
 
 from __future__ import annotations
@@ -95,14 +102,14 @@ def fine_tune(work: Path, hidden: int, layers: int) -> str:
 
 
 class Server:
-    def __init__(self, home: Path):
+    def __init__(self, home: Path, *extra: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, TUNELAB_HOME=str(home),
                    PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])))
         env.pop("TUNELAB_API_KEY", None)
         self.proc = subprocess.Popen([sys.executable, "-m", "tunelab", "serve", "--port", str(self.port),
-                                      "--log-level", "warning"], env=env)
+                                      "--log-level", "warning", *extra], env=env)
 
     def wait(self, timeout: float = 120.0) -> None:
         import httpx
@@ -232,6 +239,8 @@ def main() -> int:
     parser.add_argument("--max-requests", type=int, default=50000, help="upper bound per phase")
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--log-rounds", type=int, default=4,
+                        help="rounds of the prediction log on/off comparison (default 4; 0 skips it)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -251,8 +260,12 @@ def main() -> int:
     print(f"Model: {model}", flush=True)
 
     server = Server(home)
+    unlogged = Server(home, "--no-log") if args.log_rounds > 0 else None
+    logging_result = None
     try:
         server.wait()
+        if unlogged is not None:
+            unlogged.wait()
         rng = random.Random(1)
         prompts = [sentence(rng) for _ in range(256)]
         # Warm up: load the model, and let the device see the batch shapes both phases will use
@@ -266,8 +279,15 @@ def main() -> int:
         after = server.batching(model)
         sequential["server"] = _delta(before, middle)
         concurrent["server"] = _delta(middle, after)
+        if unlogged is not None:
+            logging_result = compare_logging(server, unlogged, model, prompts, args)
+            logging_result["requests_answered"] = server.batching(model).get("requests", 0)
     finally:
         server.stop()
+        if unlogged is not None:
+            unlogged.stop()
+        if logging_result is not None:
+            logging_result["rows_logged"] = count_rows(home, model)
         if tmp is not None:
             tmp.cleanup()
 
@@ -281,10 +301,46 @@ def main() -> int:
         print(f"{name:<22}{r['requests']:>9}{r['rps']:>9.1f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['errors']:>8}"
               f"{b['batches']:>8}{b['prompts_per_pass']:>14.1f}{b['ms_per_pass']:>9.1f}")
     print(f"\nThroughput ratio: {ratio:.1f}x (target >= 5x)")
+    if logging_result is not None:
+        lr = logging_result
+        print(f"\nPrediction log, {args.concurrency} concurrent clients, {args.log_rounds} alternating rounds of "
+              f"{args.seconds:g} s each:")
+        for name in ("on", "off"):
+            rounds = ", ".join(f"{r:.1f}" for r in lr[name])
+            print(f"  log {name:<3}  median {lr[name + '_median']:7.1f} req/s  (rounds: {rounds})")
+        print(f"  overhead of logging: {100 * lr['overhead']:.1f} % (target <= 5 %)")
+        print(f"  rows in the prediction log: {lr['rows_logged']} for the {lr['requests_answered']} requests the "
+              "logging server answered (warm-up included)")
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine(), "model": model, "sequential": sequential,
-                                               "concurrent": concurrent, "ratio": ratio}, indent=2))
+                                               "concurrent": concurrent, "ratio": ratio,
+                                               "prediction_log": logging_result}, indent=2))
     return 0 if not (sequential["errors"] or concurrent["errors"]) else 1
+
+
+def compare_logging(logged: Server, unlogged: Server, model: str, prompts: list[str], args) -> dict:
+    """32-client phases alternating between the server that logs and the one that does not."""
+    asyncio.run(phase(unlogged.url, model, prompts, args.concurrency, args.warmup, args.max_requests))
+    results = {"on": [], "off": []}
+    requests_logged = 0
+    for r in range(args.log_rounds):
+        order = (("on", logged), ("off", unlogged)) if r % 2 == 0 else (("off", unlogged), ("on", logged))
+        for name, srv in order:
+            result = asyncio.run(phase(srv.url, model, prompts, args.concurrency, args.seconds, args.max_requests))
+            results[name].append(result["rps"])
+            if name == "on":
+                requests_logged += result["requests"] - result["errors"]
+    on, off = statistics.median(results["on"]), statistics.median(results["off"])
+    return {**results, "on_median": on, "off_median": off, "overhead": 1 - on / off,
+            "requests_logged": requests_logged}
+
+
+def count_rows(home: Path, model: str) -> int:
+    """Rows the logging server wrote for `model` (it has stopped, so everything is flushed)."""
+    import sqlite3
+
+    with sqlite3.connect(home / "tunelab.db") as conn:
+        return conn.execute("SELECT COUNT(*) FROM prediction_log WHERE model = ?", (model,)).fetchone()[0]
 
 
 if __name__ == "__main__":

@@ -97,6 +97,18 @@ def fixtures() -> Path:
     return FIXTURES
 
 
+@pytest.fixture
+def postgres_url(monkeypatch) -> str:
+    """A fresh PostgreSQL database for this test (dropped afterwards), also set as
+    TUNELAB_DATABASE_URL for the test and the processes it starts; the test is skipped, with the
+    reason, when no PostgreSQL server answers (tests/helpers/postgres.py)."""
+    from tests.helpers.postgres import fresh_database
+
+    with fresh_database() as url:
+        monkeypatch.setenv("TUNELAB_DATABASE_URL", url)
+        yield url
+
+
 def run_cli(*argv: str) -> int:
     from tunelab.cli.main import main
 

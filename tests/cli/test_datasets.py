@@ -47,7 +47,7 @@ def test_list_json(capsys):
     assert data["datasets"][0]["name"] == "clothing-reviews"
     assert data["datasets"][0]["rows"] == {"train": 15849, "valid": 2264, "test": 4529}
     assert {p["name"] for p in data["presets"]} == {"amazon-stars", "amazon-category", "clothing-stars",
-                                                    "clothing-department", "clothing-class"}
+                                                    "clothing-department", "clothing-class", "sst5"}
 
 
 @pytest.mark.parametrize("fixture, preset, n_rows", [

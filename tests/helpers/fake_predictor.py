@@ -101,6 +101,11 @@ class FakePredictor:
         return bool(self.labels)
 
     @property
+    def temperature(self) -> float:
+        """A calibrated model's fitted temperature; the fake's scores are already what it reports."""
+        return 1.0
+
+    @property
     def alive(self) -> bool:
         return not self.closed
 
@@ -268,14 +273,14 @@ class FakePredictors:
             self.loaded[model_id] = FakePredictor(model_id, **self.specs[model_id])
         return self.loaded[model_id]
 
-    def load(self, model_id: str, store=None) -> FakePredictor:
+    def load(self, model_id: str, store=None, **options) -> FakePredictor:
         from tunelab.errors import InvalidInputError, NotFoundError
 
         self.loads.append(model_id)
         if model_id in self.specs:
             return self.get(model_id)
         if self.fallback is not None:
-            return self.fallback(model_id, store)
+            return self.fallback(model_id, store, **options)
         if model_id.lower() in ("minilm-l6", "ada"):
             raise InvalidInputError(f"{model_id} is an encoder base model; it has no completions until fine-tuned.")
         raise NotFoundError(f"The model {model_id!r} does not exist.", hint="List models with `tunelab models list`.")

@@ -31,10 +31,12 @@ def test_create_starts_the_worker_and_maps_auto(client, uploaded, tiny_models, n
         metadata={"chapter": "4.6.3"})
     assert no_worker, "ensure_worker was not called"
     assert job.status == "queued" and job.seed == 7 and job.metadata == {"chapter": "4.6.3"}
-    assert job.hyperparameters.n_epochs == 1  # "auto" is the default
+    # "auto" is the default, resolved by training/recipes.py: a small file gets the most epochs (6)
+    # and a batch of an eighth of its rows; the explicit multiplier wins
+    assert job.hyperparameters.n_epochs == 6
     assert job.hyperparameters.learning_rate_multiplier == 0.5
-    assert job.hyperparameters_full["batch_size"] == 16  # "auto": resolved to the base model's default
-    assert job.hyperparameters.batch_size == 16
+    assert job.hyperparameters_full["batch_size"] == job.hyperparameters.batch_size
+    assert job.hyperparameters.batch_size == 60 // 8
     assert job.method.type == "supervised"
     same = client.fine_tuning.jobs.retrieve(job.legacy_id)  # the legacy id names the same job
     assert same.id == job.id

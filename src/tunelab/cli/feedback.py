@@ -18,10 +18,10 @@ def register(subparsers) -> None:
 
     add = add_command(sub, "add", cmd_add, help="Give the right label for a logged prediction (or for a text).")
     add.add_argument("--id", default=None, dest="response_id",
-                     help="The response id of the prediction (cmpl-…, chatcmpl-…, labelscore-…).")
+                     help="The response id of the prediction (cmpl-…, chatcmpl-…, labelscore-…; default: none, give --text).")
     add.add_argument("--index", type=int, default=0, help="Which prompt of that response (default 0).")
-    add.add_argument("-m", "--model", default=None, help="Without --id: the model the text is for.")
-    add.add_argument("--text", default=None, help="Without --id: the text (prompt) the label is for.")
+    add.add_argument("-m", "--model", default=None, help="Without --id: the model the text is for (default: none).")
+    add.add_argument("--text", default=None, help="Without --id: the text (prompt) the label is for (default: none).")
     add.add_argument("--label", required=True, help="The right label ('4' names the model's ' 4').")
     add.add_argument("--source", default=None, help="Who says so (default human).")
 
@@ -33,7 +33,7 @@ def register(subparsers) -> None:
                              '  {"id": "cmpl-…", "label": "4"}\n'
                              '  {"text": "Lovely dress, runs small", "label": "4", "model": "ada:ft-…"}')
     imp.add_argument("file", metavar="FILE", help="The file to import.")
-    imp.add_argument("-m", "--model", default=None, help="Model of rows that give a text and no model.")
+    imp.add_argument("-m", "--model", default=None, help="Model of rows that give a text and no model (default: none).")
     imp.add_argument("--source", default=None, help="Source of rows without one (default import).")
 
     queue = add_command(sub, "queue", cmd_queue,
@@ -41,7 +41,7 @@ def register(subparsers) -> None:
                              "the two most probable labels).")
     queue.add_argument("-m", "--model", required=True, help="Fine-tuned classification model id.")
     queue.add_argument("--limit", type=int, default=20, help="How many (default 20).")
-    queue.add_argument("--since", default=None, help="Only predictions from then on (ISO time, 7d, ...).")
+    queue.add_argument("--since", default=None, help="Only predictions from then on (ISO time, 7d, ...; default: all).")
     queue.add_argument("--json", action="store_true", help="Print JSON (with the whole prompts).")
 
     export = add_command(
@@ -57,7 +57,7 @@ def register(subparsers) -> None:
     export.add_argument("--seed", type=int, default=42, help="Seed of the held-out split (default 42).")
     export.add_argument("--corrections-only", action="store_true",
                         help="Only examples whose label differs from the model's prediction.")
-    export.add_argument("--since", default=None, help="Only feedback given from then on (ISO time, 30d, ...).")
+    export.add_argument("--since", default=None, help="Only feedback given from then on (ISO time, 30d, ...; default: all).")
 
 
 def _iso(t: float) -> str:

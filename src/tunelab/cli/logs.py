@@ -14,14 +14,14 @@ def register(subparsers) -> None:
     sub = logs.add_subparsers(dest="logs_command", metavar="COMMAND")
     ls = add_command(sub, "list", cmd_list,
                      help="Models in the log with their counts, or with -m the latest predictions of one model.")
-    ls.add_argument("-m", "--model", default=None, help="Show this model's latest predictions.")
+    ls.add_argument("-m", "--model", default=None, help="Show this model's latest predictions (default: list the models).")
     ls.add_argument("--limit", type=int, default=20, help="How many predictions (default 20).")
     ls.add_argument("--json", action="store_true", help="Print JSON.")
     prune = add_command(sub, "prune", cmd_prune,
                         help="Delete logged predictions older than --keep-days (what `tunelab serve --log-keep-days` "
                              "does hourly).")
     prune.add_argument("--keep-days", type=float, required=True, help="Keep the predictions of this many days.")
-    prune.add_argument("-m", "--model", default=None, help="Only this model's predictions.")
+    prune.add_argument("-m", "--model", default=None, help="Only this model's predictions (default: every model's).")
     prune.add_argument("--feedback", action="store_true",
                        help="Delete feedback given before then too (kept by default: it is training data).")
 

@@ -17,7 +17,7 @@ from tunelab.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Tu
 
 # Verb-group modules, each with register(subparsers). Listed here so the tree shows the CLI.
 GROUPS = ["tools", "api", "datasets", "models", "evaluate", "complete", "serve", "monitor", "feedback", "logs",
-          "demo"]
+          "worker", "store", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""`tunelab models list|get|delete`: base models that can be fine-tuned here, and fine-tuned ones."""
+"""`tunelab models list|get|delete|prune`: base models that can be fine-tuned here, and fine-tuned ones."""
 
 from __future__ import annotations
 
@@ -23,6 +23,14 @@ def register(sub) -> None:
     p.add_argument("model", help="Fine-tuned model id.")
     p = add_command(verbs, "delete", cmd_delete, "Delete a fine-tuned model and its weights.")
     p.add_argument("model", help="Fine-tuned model id.")
+    p = add_command(verbs, "prune", cmd_prune,
+                    "Free disk space: keep the last N epoch checkpoints of each finished job, or delete one model.")
+    p.add_argument("--keep", type=int, default=1, metavar="N",
+                   help="Epoch checkpoints kept per finished job; running jobs keep all (default: 1).")
+    p.add_argument("--model", metavar="ID",
+                   help="Delete this fine-tuned model's files and its record instead (refused while a LoRA adapter "
+                        "or an unfinished job depends on it; default: none).")
+    p.add_argument("--dry-run", action="store_true", help="Show what would be deleted; delete nothing.")
 
 
 def cmd_list(args) -> int:
@@ -65,6 +73,35 @@ def cmd_get(args) -> int:
         lineage.append(cursor.id)
     print_json({**_view(model), "lineage": lineage, "path": model.path})
     return 0
+
+
+def cmd_prune(args) -> int:
+    from tunelab.store.maintenance import prune_checkpoints
+
+    store = Store()
+    if args.model:
+        if args.dry_run:
+            blockers = store.model_dependents(store.get_model(args.model).id)
+            print(f"Would delete {args.model}" + (f"; refused: {'; '.join(blockers)}" if blockers else "") + ".")
+            return 0
+        model = store.delete_model(args.model)
+        print(f"Deleted {model.id} and its files ({model.path}).")
+        return 0
+    report = prune_checkpoints(store, keep=args.keep, dry_run=args.dry_run)
+    verb = "Would delete" if args.dry_run else "Deleted"
+    for item in report.removed:
+        print(f"{verb} {item.path} ({_size(item.bytes)}): {item.reason}")
+    print(f"{verb} {len(report.removed)} folder(s), {_size(report.bytes)}." if report.removed
+          else "Nothing to prune.")
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
 
 
 def cmd_delete(args) -> int:

@@ -52,14 +52,14 @@ def register(subparsers) -> None:
     parser.add_argument("--window", default="1d",
                         help="Window: a duration (30m, 6h, 1d, 1w) or a number of predictions (500). Default 1d.")
     parser.add_argument("--since", default=None,
-                        help="Only predictions from then on: ISO date/time (UTC), a duration ago (7d), Unix seconds.")
-    parser.add_argument("--until", default=None, help="Only predictions before then (same formats).")
+                        help="Only predictions from then on: ISO date/time (UTC), a duration ago (7d), Unix seconds (default: from the first).")
+    parser.add_argument("--until", default=None, help="Only predictions before then (same formats; default: up to now).")
     parser.add_argument("--reference", default=None, metavar="FILE",
-                        help="Prompt/completion file to compare with instead of the model's validation/training file.")
+                        help="Prompt/completion file to compare with (default: the model's validation file, else its training file).")
     parser.add_argument("--no-text-drift", dest="text_drift", action="store_false",
                         help="Skip the text-drift classifier (the slowest check).")
     parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
-    parser.add_argument("--plot", default=None, metavar="PNG", help="Also draw the timeline to this PNG.")
+    parser.add_argument("--plot", default=None, metavar="PNG", help="Also draw the timeline to this PNG (default: no plot).")
     th = parser.add_argument_group("thresholds (a window alarms when it crosses one)")
     th.add_argument("--alpha", type=_fraction, default=d.alpha,
                     help=f"Significance level of the chi-square and KS tests (default {d.alpha}).")

@@ -38,6 +38,20 @@ def register(subparsers) -> None:
                              "/v1/completions with: argmax, the most probable (default); median, the median of "
                              "the distribution (fewest stars off on average); good_vs_bad, the more probable side "
                              "of the good-vs-bad cut. Use the rule `tunelab evaluate` scored best.")
+    log = parser.add_argument_group(
+        "prediction log (every answer of a fine-tuned model, for `tunelab monitor` and `tunelab feedback`)")
+    log.add_argument("--no-log", dest="prediction_log", action="store_false",
+                     help="Keep no prediction log (Prometheus /metrics still counts requests).")
+    log.add_argument("--no-log-text", dest="log_text", action="store_false",
+                     help="Log predictions without the prompts' text (a hash still finds duplicates).")
+    log.add_argument("--log-keep-days", type=float, default=None, metavar="DAYS",
+                     help="Delete logged predictions older than DAYS, on start and then hourly (default: keep all; "
+                          "`tunelab logs prune` does it by hand).")
+    log.add_argument("--log-flush-rows", type=int, default=256, metavar="N",
+                     help="Write the log every N rows, or every --log-flush-ms, whichever comes first (default 256).")
+    log.add_argument("--log-flush-ms", type=float, default=200, metavar="MS",
+                     help="Write the log every MS milliseconds, or every --log-flush-rows rows (default 200). A server "
+                          "killed with kill -9 loses the rows answered in its last MS milliseconds at most.")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                         help="Log level of uvicorn (default: info).")
 
@@ -55,13 +69,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise InvalidInputError("--max-loaded-models must be at least 1.")
     if args.max_upload_mb <= 0:
         raise InvalidInputError("--max-upload-mb must be positive.")
+    if args.log_keep_days is not None and args.log_keep_days <= 0:
+        raise InvalidInputError("--log-keep-days must be positive.")
+    if args.log_flush_rows < 1 or args.log_flush_ms <= 0:
+        raise InvalidInputError("--log-flush-rows must be at least 1 and --log-flush-ms positive.")
     loopback = is_loopback(args.host)
     if not loopback and not keys:
         print(f"Warning: listening on {args.host} without an API key: anyone who can reach this port can upload "
               "files, start jobs and use your models. Add --api-key KEY (or set TUNELAB_API_KEY).", file=sys.stderr)
     app = create_app(api_keys=keys, max_loaded_models=args.max_loaded_models, cors_origins=args.cors_origins,
                      max_upload_bytes=int(args.max_upload_mb * 2**20), loopback_only=loopback,
-                     decision=args.decision)
+                     decision=args.decision, prediction_log=args.prediction_log, log_text=args.log_text,
+                     log_keep_days=args.log_keep_days, log_flush_rows=args.log_flush_rows,
+                     log_flush_ms=args.log_flush_ms)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"tunelab API on http://{shown}:{args.port}/v1 (store: {app.state.tunelab.store.home}"
           f"{', API key required' if keys else ''}). Ctrl-C stops it.", file=sys.stderr)

@@ -252,9 +252,11 @@ def write_compare(result: dict, out_dir: str | Path) -> dict:
     metrics = [(title, key) for title, key in CHART_METRICS
                if any(by_key[key]["values"].get(c) is not None for c in result["columns"])]
     names = result.get("names") or {}
-    series = {names.get(c, c): [by_key[key]["values"].get(c) for _, key in metrics] for c in result["columns"]}
+    legend = {c: names.get(c, c) if c in result["models"] else f"{c} (baseline)" for c in result["columns"]}
+    series = {legend[c]: [by_key[key]["values"].get(c) for _, key in metrics] for c in result["columns"]}
     plot_grouped_bars([t for t, _ in metrics], series, out / "compare.png",
-                      title=f"Models on {Path(result['test_file']).name} ({result['n']} rows)")
+                      title=f"Models on {Path(result['test_file']).name} ({result['n']} rows)",
+                      muted=[legend[c] for c in result["columns"] if c not in result["models"]])
     files = {"markdown": str(out / "compare.md"), "csv": str(out / "compare.csv"), "chart": str(out / "compare.png"),
              "json": str(out / "compare.json")}
     result["out_dir"] = str(out)

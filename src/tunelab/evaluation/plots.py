@@ -151,9 +151,13 @@ def plot_per_class_f1(per_class: dict, out_png: str | Path, *, title: str = "F1 
     return _save(fig, out_png)
 
 
+BASELINE_COLOURS = ("#B0B0B0", "#707070")
+
+
 def plot_grouped_bars(metrics: Sequence[str], series: dict[str, Sequence[float | None]], out_png: str | Path,
-                      *, title: str = "Comparison", ylabel: str = "score") -> Path:
-    """One group of bars per metric, one bar per series (model or baseline); None is left out."""
+                      *, title: str = "Comparison", ylabel: str = "score", muted: Sequence[str] = ()) -> Path:
+    """One group of bars per metric, one bar per series (model or baseline); None is left out.
+    Series named in `muted` (the baselines) are drawn in hatched greys after the models' colours."""
     import numpy as np
 
     m, s = len(metrics), max(1, len(series))
@@ -161,9 +165,12 @@ def plot_grouped_bars(metrics: Sequence[str], series: dict[str, Sequence[float |
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / s
     x = np.arange(m)
+    greys = iter(BASELINE_COLOURS * len(series))
     for i, (name, values) in enumerate(series.items()):
         heights = [v if v is not None and math.isfinite(v) else 0.0 for v in values]
-        bars = ax.bar(x + (i - (s - 1) / 2) * width, heights, width * 0.95, label=name)
+        style = ({"color": next(greys), "hatch": "//", "edgecolor": "white", "linewidth": 0} if name in muted
+                 else {"color": f"C{i}"})
+        bars = ax.bar(x + (i - (s - 1) / 2) * width, heights, width * 0.95, label=name, **style)
         for bar, v in zip(bars, values):
             if v is not None:
                 ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.01, f"{v:.2f}",
@@ -172,7 +179,7 @@ def plot_grouped_bars(metrics: Sequence[str], series: dict[str, Sequence[float |
     ax.set_ylim(0, 1.1)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(3, s))
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(4, s))
     return _save(fig, out_png)
 
 

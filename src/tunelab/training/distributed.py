@@ -45,7 +45,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_command(job_id: str, *, num_processes: int, worker_id: str | None = None,
+def launch_command(job_id: str, *, num_processes: int, worker_id: str | None = None, worker_pid: int | None = None,
                    port: int | None = None) -> list[str]:
     """`accelerate launch` running this job in `num_processes` processes on this machine. Every option
     is given, so that no accelerate config file on the machine changes what runs; a port of its own,
@@ -58,4 +58,21 @@ def launch_command(job_id: str, *, num_processes: int, worker_id: str | None = N
     cmd += ["-m", "tunelab.training.launched", job_id]
     if worker_id:
         cmd += ["--worker-id", worker_id]
+    if worker_pid:
+        cmd += ["--worker-pid", str(worker_pid)]
     return cmd
+
+
+def process_alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, killed but not yet reaped by its parent, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True

@@ -8,6 +8,7 @@ import argparse
 
 from tunelab.store import Store
 from tunelab.store.records import RUNNING
+from tunelab.training.distributed import process_alive
 from tunelab.training.runner import run_job
 
 
@@ -15,13 +16,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tunelab.training.launched")
     parser.add_argument("job_id")
     parser.add_argument("--worker-id")
+    parser.add_argument("--worker-pid", type=int)
     args = parser.parse_args(argv)
     store = Store()
     job = store.get_job(args.job_id)
     if job.status != RUNNING or (args.worker_id and job.worker_id != args.worker_id):
         # The launching worker lost the job in the meantime; whoever holds it now runs it.
         return 0
-    run_job(store, job)
+
+    def abandoned() -> bool:
+        # The worker that launched these processes holds the job's lease. Killed (kill -9), it can no
+        # longer stop them, and another worker will resume the job once the lease runs out: stop first.
+        if args.worker_pid and not process_alive(args.worker_pid):
+            return True
+        return bool(args.worker_id) and store.get_job(job.id).worker_id != args.worker_id
+
+    run_job(store, job, abandoned=abandoned)
     return 0
 
 

@@ -62,7 +62,7 @@ class Recipe:
         if hp.keep_best:
             parts.append(f"keeps the best epoch on the validation file{mark('keep_best')}"
                          + (f", stops after {hp.early_stopping_patience} epochs without improvement"
-                            if hp.early_stopping_patience else ""))
+                            f"{mark('early_stopping_patience')}" if hp.early_stopping_patience else ""))
         return "Hyperparameters: " + ", ".join(parts) + "."
 
 

@@ -117,6 +117,7 @@ def _run(store: Store, job: JobRecord, abandoned: Callable[[], bool], main: bool
                         data={"total_steps": total, "n_train": len(train), "batch_size": batch_size})
 
     holder = {"model": model}
+    lease = _LeaseCheck(abandoned)
     lora = hp.lora or bool(resolved.parent_meta and resolved.parent_meta.lora)
     selector = _EpochSelector(store, job, plan, labels, valid_rows, tokenizer, batch_size)
     if selector.keep_best and resolved.parent is not None:
@@ -134,7 +135,7 @@ def _run(store: Store, job: JobRecord, abandoned: Callable[[], bool], main: bool
 
     hooks = loop.LoopHooks(
         on_progress=_progress_reporter(store, job.id),
-        should_cancel=lambda: _check_lease(abandoned) or store.get_job(job.id).cancel_requested,
+        should_cancel=lambda: lease.check() or store.get_job(job.id).cancel_requested,
         on_epoch_end=epoch_end,
     )
     if selector.scores_labels:
@@ -148,11 +149,16 @@ def _run(store: Store, job: JobRecord, abandoned: Callable[[], bool], main: bool
                 batch_size=max(batch_size, 32), max_length=hp.max_length, scores=logp)
         hooks.classification_metrics = epoch_metrics
 
-    outcome = loop.train(model, data, hp, batch_size=batch_size, learning_rate=learning_rate,
-                         work_dir=work, results=results if main else None, hooks=hooks)
+    try:
+        outcome = loop.train(model, data, hp, batch_size=batch_size, learning_rate=learning_rate,
+                             work_dir=work, results=results if main else None, hooks=hooks)
+    except loop.Cancelled:
+        if lease.lost:
+            raise JobAbandoned() from None
+        raise
     if not main:
         return store.get_job(job.id)
-    _check_lease(abandoned)
+    lease.require()
 
     final_model, kept = outcome.model, outcome.epochs_done
     if outcome.stopped_early:
@@ -173,7 +179,7 @@ def _run(store: Store, job: JobRecord, abandoned: Callable[[], bool], main: bool
         save_fine_tuned(final_model, tokenizer, folder, meta)
     with disk_full_names(store.files_dir, "the results file"):
         result_file = store.add_file(results.path, purpose="fine-tune-results", filename=f"{job.id}-results.csv")
-    _check_lease(abandoned)
+    lease.require()
     # Epochs the registered weights have seen: the parent's, plus those of this job that were kept.
     cumulative = plan.cumulative_epochs - plan.n_epochs + kept
     record = store.register_model(
@@ -352,10 +358,22 @@ def _epoch_checkpoint(store, job, model, tokenizer, epoch, step, metrics, meta: 
             _rm(Path(old.path))
 
 
-def _check_lease(abandoned: Callable[[], bool]) -> bool:
-    if abandoned():
-        raise JobAbandoned()
-    return False
+class _LeaseCheck:
+    """Whether this worker still holds the job. During training a lost lease stops the loop the way a
+    cancellation does (so that under `accelerate launch` every process stops together), and is then
+    told apart from one; afterwards it stops the run before the model is registered."""
+
+    def __init__(self, abandoned: Callable[[], bool]):
+        self.abandoned = abandoned
+        self.lost = False
+
+    def check(self) -> bool:
+        self.lost = self.lost or bool(self.abandoned())
+        return self.lost
+
+    def require(self) -> None:
+        if self.check():
+            raise JobAbandoned()
 
 
 def _progress_reporter(store: Store, job_id: str):

@@ -320,7 +320,8 @@ def _run_launched(store: Store, job: JobRecord, options: WorkerOptions, lease: L
                TUNELAB_DATABASE_URL=store.engine.url.render_as_string(hide_password=False))
     if options.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""  # accelerate picks gloo on CPU only when it sees no GPU
-    cmd = launch_command(job.id, num_processes=options.num_processes, worker_id=lease.worker_id if lease else None)
+    cmd = launch_command(job.id, num_processes=options.num_processes, worker_id=lease.worker_id if lease else None,
+                         worker_pid=os.getpid())
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
