@@ -308,7 +308,10 @@ def main() -> int:
         for name in ("on", "off"):
             rounds = ", ".join(f"{r:.1f}" for r in lr[name])
             print(f"  log {name:<3}  median {lr[name + '_median']:7.1f} req/s  (rounds: {rounds})")
-        print(f"  overhead of logging: {100 * lr['overhead']:.1f} % (target <= 5 %)")
+        print(f"  overhead of logging in req/s: {100 * lr['overhead']:.1f} % (target <= 5 %)")
+        print(f"  server CPU per request: {lr['cpu_ms_on_median']:.2f} ms with the log, {lr['cpu_ms_off_median']:.2f} ms "
+              f"without ({100 * lr['cpu_overhead']:+.1f} %); HTTP process alone {lr['http_cpu_ms_on_median']:.2f} "
+              f"vs {lr['http_cpu_ms_off_median']:.2f} ms")
         print(f"  rows in the prediction log: {lr['rows_logged']} for the {lr['requests_answered']} requests the "
               "logging server answered (warm-up included)")
     if args.json:
@@ -319,20 +322,45 @@ def main() -> int:
 
 
 def compare_logging(logged: Server, unlogged: Server, model: str, prompts: list[str], args) -> dict:
-    """32-client phases alternating between the server that logs and the one that does not."""
+    """32-client phases alternating between the server that logs and the one that does not. Besides
+    req/s (noisy on a shared machine), the CPU time the server's processes (HTTP process and model
+    process) spent per request: on a saturated server, throughput is CPU per request."""
     asyncio.run(phase(unlogged.url, model, prompts, args.concurrency, args.warmup, args.max_requests))
-    results = {"on": [], "off": []}
-    requests_logged = 0
+    results = {"on": [], "off": [], "cpu_ms_on": [], "cpu_ms_off": [], "http_cpu_ms_on": [], "http_cpu_ms_off": []}
     for r in range(args.log_rounds):
         order = (("on", logged), ("off", unlogged)) if r % 2 == 0 else (("off", unlogged), ("on", logged))
         for name, srv in order:
+            before = cpu_seconds(srv.proc.pid)
             result = asyncio.run(phase(srv.url, model, prompts, args.concurrency, args.seconds, args.max_requests))
+            after = cpu_seconds(srv.proc.pid)
+            n = max(1, result["requests"])
             results[name].append(result["rps"])
-            if name == "on":
-                requests_logged += result["requests"] - result["errors"]
-    on, off = statistics.median(results["on"]), statistics.median(results["off"])
-    return {**results, "on_median": on, "off_median": off, "overhead": 1 - on / off,
-            "requests_logged": requests_logged}
+            results[f"cpu_ms_{name}"].append(1000 * (after[1] - before[1]) / n)
+            results[f"http_cpu_ms_{name}"].append(1000 * (after[0] - before[0]) / n)
+    med = {k: statistics.median(v) for k, v in results.items()}
+    return {**results, "on_median": med["on"], "off_median": med["off"], "overhead": 1 - med["on"] / med["off"],
+            "cpu_ms_on_median": med["cpu_ms_on"], "cpu_ms_off_median": med["cpu_ms_off"],
+            "cpu_overhead": med["cpu_ms_on"] / med["cpu_ms_off"] - 1,
+            "http_cpu_ms_on_median": med["http_cpu_ms_on"], "http_cpu_ms_off_median": med["http_cpu_ms_off"]}
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(CPU seconds of the process, of the process and its children), user + system, from /proc."""
+    def own(p: int) -> float:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    mine = own(pid)
+    return mine, mine + sum(own(c) for c in children)
 
 
 def count_rows(home: Path, model: str) -> int:

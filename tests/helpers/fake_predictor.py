@@ -4,7 +4,8 @@ than inference: deterministic label distributions and deterministic text, in mil
 It has the interface the server and the CLI use (`tunelab.inference.predictor.Predictor`, and
 `tunelab.server.model_process.ProcessPredictor` as the server's pool sees it): `model_id`, `method`,
 `labels`, `meta`, `is_classification`, `tokenizer` (with a chat template for causal models),
-`count_tokens`, `score_labels`, `complete`, `max_positions`, `alive`, `pid`.
+`count_tokens`, `score_labels`, `complete`, `max_positions`, `base_model`, `temperature`, `alive`,
+`pid`.
 
 Inject it with the `fake_predictors` fixture (tests/conftest.py), which both patches
 `tunelab.inference.predictor.load_predictor` (what the CLI, `evaluate` and the server's in-process
@@ -36,13 +37,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.helpers.tiny_models import CHAT_TEMPLATE  # the same template as the tiny real decoder's
 from tunelab.inference.predictor import Completion
 
 WORDS = (" good", " bad", " fine", " dress", " fits", " love", " small", " great")
 EOS_WORD = "</s>"  # never emitted as text; the word after `stop_after` tokens
 LM_LABEL_MASS = 0.9
-CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-                 "{% if add_generation_prompt %}assistant:{% endif %}")
 _TOKEN = re.compile(r"\s*\S+|\s+")
 
 

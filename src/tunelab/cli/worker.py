@@ -72,7 +72,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             report(f"Worker (pid {os.getpid()}) serving {store.home} (SQLite: the only worker for this home).")
         ran = run_worker(store, options, report)
     except _Terminated:
-        report("Stopped by SIGTERM; a running job went back to the queue.")
+        report("Stopped by SIGTERM (a job it was running, if any, is back in the queue).")
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)

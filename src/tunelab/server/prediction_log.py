@@ -41,8 +41,8 @@ class Caller:
         return cls(None, time.perf_counter(), time.time())
 
 
-def get_caller(request: Request) -> Caller:
-    """FastAPI dependency: the caller of this request."""
+async def get_caller(request: Request) -> Caller:
+    """FastAPI dependency: the caller of this request (async: run inline, not in a worker thread)."""
     return Caller(api_key_id(request.headers.get("authorization")), time.perf_counter(), time.time())
 
 

@@ -116,14 +116,22 @@ class PredictionLog:
 
     # -- predictions ---------------------------------------------------------------------------
     def insert(self, records: Iterable[PredictionRecord | dict]) -> int:
+        """Insert rows in one transaction. The driver's executemany is called directly (no
+        SQLAlchemy statement processing per row): the server's log writer calls this."""
         rows = [_encode(r.__dict__ if isinstance(r, PredictionRecord) else r) for r in records]
         if not rows:
             return 0
-        rows = [{c: r.get(c) for c in LOG_COLUMNS} for r in rows]
-        sql = (f"INSERT INTO prediction_log ({', '.join(LOG_COLUMNS)}) "
-               f"VALUES ({', '.join(':' + c for c in LOG_COLUMNS)})")
+        style = self.engine.dialect.paramstyle
+        if style in ("named", "pyformat"):
+            marks = [f":{c}" if style == "named" else f"%({c})s" for c in LOG_COLUMNS]
+            params = [{c: r.get(c) for c in LOG_COLUMNS} for r in rows]
+        else:
+            marks = {"qmark": ["?"] * len(LOG_COLUMNS), "format": ["%s"] * len(LOG_COLUMNS)}.get(
+                style, [f":{i + 1}" for i in range(len(LOG_COLUMNS))])
+            params = [tuple(r.get(c) for c in LOG_COLUMNS) for r in rows]
+        sql = f"INSERT INTO prediction_log ({', '.join(LOG_COLUMNS)}) VALUES ({', '.join(marks)})"
         with self.engine.begin() as conn:
-            conn.execute(text(sql), rows)
+            conn.exec_driver_sql(sql, params)
         return len(rows)
 
     def get(self, response_id: str, prompt_index: int = 0) -> PredictionRecord | None:

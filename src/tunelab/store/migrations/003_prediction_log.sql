@@ -2,7 +2,7 @@
 -- `tunelab serve`, and the labels people gave afterwards in a table of their own, so that a
 -- correction never overwrites what the model said. Portable SQL (SQLite and PostgreSQL):
 -- DOUBLE PRECISION for times and probabilities; JSON kept as TEXT; no column named `user`
--- (a reserved word in PostgreSQL), hence end_user.
+-- (a reserved word in PostgreSQL), hence end_user. Few indexes: every served answer inserts a row.
 CREATE TABLE prediction_log (
     response_id TEXT NOT NULL,
     prompt_index INTEGER NOT NULL,
@@ -26,7 +26,6 @@ CREATE TABLE prediction_log (
     PRIMARY KEY (response_id, prompt_index)
 );
 CREATE INDEX prediction_log_model_time ON prediction_log (model, created_at);
-CREATE INDEX prediction_log_time ON prediction_log (created_at);
 
 CREATE TABLE prediction_feedback (
     id TEXT PRIMARY KEY,

@@ -1,0 +1,128 @@
+"""`tunelab worker` on both stores, without worker processes (jobs run in the test's process):
+options, one worker per SQLite home, --once, --list, handing a job back when stopped, and a worker
+that lost its lease writing nothing more about the job."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.helpers.tiny_models import write_classification_jsonl
+from tunelab.errors import InvalidInputError
+from tunelab.store import Store
+from tunelab.training import worker as worker_mod
+from tunelab.training.planning import JobRequest, create_job
+from tunelab.training.runner import run_job
+from tunelab.training.worker import WorkerOptions
+
+
+@pytest.fixture
+def small_job(tiny_models, tmp_path):
+    store = Store()
+    train = write_classification_jsonl(tmp_path / "train.jsonl", 24)
+    job, _ = create_job(store, JobRequest(str(train), str(tiny_models.encoder), None, {"n_epochs": 1, "batch_size": 8}))
+    return store, job
+
+
+def test_options_are_checked_together():
+    with pytest.raises(InvalidInputError) as err:
+        WorkerOptions(device="tpu", num_processes=2, lease_seconds=0)
+    text = err.value.render()
+    assert "device must be cpu, cuda or cuda:N" in text and "--launcher accelerate" in text and "lease" in text
+    WorkerOptions(device="cuda:1", launcher="accelerate", num_processes=2, lease_seconds=5)
+
+
+def test_lease_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TUNELAB_LEASE_SECONDS", "7.5")
+    assert WorkerOptions().lease_seconds == 7.5
+    monkeypatch.setenv("TUNELAB_LEASE_SECONDS", "soon")
+    with pytest.raises(InvalidInputError, match="TUNELAB_LEASE_SECONDS"):
+        WorkerOptions()
+
+
+def test_once_runs_one_job_and_exits(small_job, capsys, monkeypatch):
+    monkeypatch.setenv("TUNELAB_DEVICE", "cpu")  # --device sets it for the process; restored afterwards
+    store, job = small_job
+    second, _ = create_job(store, JobRequest(job.training_file, job.model, None, {"n_epochs": 1, "batch_size": 8}))
+    assert run_cli("worker", "--once", "--device", "cpu") == 0
+    out = capsys.readouterr().out
+    assert f"{job.id}: succeeded" in out and "Worker exiting after 1 job(s)." in out
+    assert store.get_job(job.id).status == "succeeded"
+    assert store.get_job(second.id).status == "queued"
+
+
+def test_once_with_an_empty_queue_exits_at_once(capsys):
+    Store()
+    assert run_cli("worker", "--once") == 0
+    assert "after 0 job(s)" in capsys.readouterr().out
+
+
+def test_a_second_worker_on_a_sqlite_home_is_refused(capsys):
+    store = Store()
+    with open(store.home / "worker.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.write("4242")
+        lock.flush()
+        assert run_cli("worker", "--once") == 2
+        err = capsys.readouterr().err
+        assert "Another worker (pid 4242)" in err and "PostgreSQL" in err
+        assert run_cli("worker", "--list") == 0
+        assert "it is running" in capsys.readouterr().out
+
+
+def test_a_stopped_worker_hands_its_job_back(small_job, monkeypatch):
+    store, job = small_job
+
+    def interrupted(store, job, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("tunelab.training.runner.run_job", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        worker_mod.run_worker(store, WorkerOptions(once=True))
+    back = store.get_job(job.id)
+    assert back.status == "queued" and back.attempts == 0  # the interruption is not counted
+    assert "is back in the queue" in store.list_events(job.id)[-1].message
+
+
+def test_a_job_whose_lease_is_lost_is_left_alone(small_job):
+    store, job = small_job
+    claimed = store.claim_next_job(os.getpid())
+    events_before = len(store.list_events(job.id))
+    after = run_job(store, claimed, abandoned=lambda: True)
+    assert after.status == "running"  # whoever holds it now finishes it
+    assert store.list_models() == []
+    new = [e.message for e in store.list_events(job.id)][events_before:]
+    assert not any(m.startswith(("Job failed", "Job cancelled", "Job succeeded")) for m in new)
+
+
+def test_postgres_worker_registers_and_stops(postgres_url, capsys):
+    assert run_cli("worker", "--once", "--lease", "5") == 0
+    out = capsys.readouterr().out
+    assert "serving postgresql+psycopg://" in out and "(lease 5 s)" in out
+    store = Store()
+    assert store.list_workers() == []
+    assert [w.status for w in store.list_workers(include_stopped=True)] == ["stopped"]
+    live = store.register_worker(device="cuda:0", launcher="inprocess")
+    assert run_cli("worker", "--list") == 0
+    listed = capsys.readouterr().out
+    assert live.id in listed and "cuda:0" in listed
+
+
+def test_ensure_worker_on_postgres_starts_one_only_when_none_heartbeats(postgres_url, monkeypatch):
+    started = []
+
+    class FakePopen:
+        def __init__(self, cmd, env, **kwargs):
+            started.append(env)
+            self.pid = 12345
+
+    monkeypatch.setattr(worker_mod.subprocess, "Popen", FakePopen)
+    store = Store()
+    assert worker_mod.ensure_worker(store) == 12345
+    assert started[0]["TUNELAB_DATABASE_URL"].startswith("postgresql+psycopg://")
+    store.register_worker()
+    assert worker_mod.ensure_worker(store) is None
+    assert len(started) == 1
