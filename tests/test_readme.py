@@ -47,6 +47,7 @@ def test_setup_commands_are_the_makefile_targets():
 
 
 @pytest.mark.slow  # runs the README: trains, evaluates, serves
+@pytest.mark.timeout(960)  # the bash session's own 900 s limit reports first, with the output so far
 def test_walkthrough_commands_run(tmp_path):
     blocks = readme_blocks("walkthrough")
     assert len(blocks) >= 6
@@ -60,6 +61,7 @@ def test_walkthrough_commands_run(tmp_path):
 
 
 @pytest.mark.slow  # runs `tunelab demo` as the README shows it
+@pytest.mark.timeout(960)
 def test_quick_demo_runs(tmp_path):
     (block,) = readme_blocks("demo")
     result = run_bash(block, tmp_path, timeout=900)

@@ -82,6 +82,22 @@ class ModelUnavailableError(TunelabError):
     exit_code = EXIT_NOT_FOUND
 
 
+class TemporarilyUnavailableError(TunelabError):
+    """A request that could not be served now but may succeed when sent again: a model process
+    that crashed and crashed again when reloaded, memory that ran out, a deadline that passed
+    while the request waited. `retry_after`: the seconds a client should wait before retrying."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, **kwargs):
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class OverloadedError(TemporarilyUnavailableError):
+    """More work is waiting for a model than the server accepts (`tunelab serve --max-queue`)."""
+
+
 class JobFailedError(TunelabError):
     """A fine-tuning job ended without a model (failed or cancelled), for callers that waited on it."""
 

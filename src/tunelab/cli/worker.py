@@ -32,13 +32,13 @@ def register(sub) -> None:
                "  tunelab worker --launcher accelerate --num-processes 2   # each job in 2 processes\n"
                "  tunelab worker --list                     # the workers serving this store")
     parser.add_argument("--device", metavar="DEVICE",
-                        help="cpu, cuda or cuda:N (default: each job uses the GPU when there is one, else the CPU).")
+                        help="The device: cpu, cuda or cuda:N (default: each job uses the GPU when there is one, else the CPU).")
     parser.add_argument("--once", action="store_true",
                         help="Run one job, then exit (waiting up to --idle-exit seconds for one to be queued).")
     parser.add_argument("--idle-exit", type=float, metavar="SECONDS",
                         help="Exit after this many seconds without a job (default: never; with --once, do not wait).")
     parser.add_argument("--launcher", choices=LAUNCHERS, default="inprocess",
-                        help="inprocess trains in the worker process; accelerate runs each job under "
+                        help="How each job trains: inprocess, in the worker process; accelerate, under "
                              "`accelerate launch` (default: inprocess).")
     parser.add_argument("--num-processes", type=int, default=1, metavar="N",
                         help="Training processes per job with --launcher accelerate: the batch is split across "

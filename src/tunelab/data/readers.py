@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunelab.data import safejson
 from tunelab.data.labels import normalize_label
 from tunelab.errors import DataFileError
 
@@ -26,6 +27,12 @@ _SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".xlsx": "xlsx", ".xls
              ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 # A report with thousands of bad lines is unreadable; the count of the rest is still given.
 MAX_PROBLEMS = 50
+# No model reads more than a few thousand tokens of a row (about 4 characters each), so a row of a
+# million characters is not data but an accident or an attack; refusing it early spares the memory
+# and the minutes of tokenizing it.
+MAX_ROW_CHARS = 1_000_000
+_LONG_ROW_HINT = (f"A row may hold at most {MAX_ROW_CHARS:,} characters; models read a few thousand tokens. "
+                  "Shorten or split the long rows.")
 CHAT_ROLES = ("system", "user", "assistant")
 
 
@@ -118,7 +125,7 @@ def _read_text(path: Path, compressed: bool) -> str:
     except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
         raise DataFileError(f"{path}: cannot read the file: {exc}") from None
     try:
-        return data.decode("utf-8-sig")  # -sig: a leading BOM (Excel, Notepad) is not data
+        text = data.decode("utf-8-sig")  # -sig: a leading BOM (Excel, Notepad) is not data
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         where = " of the decompressed data" if compressed else ""
@@ -128,6 +135,14 @@ def _read_text(path: Path, compressed: bool) -> str:
             hint="Re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 IN > OUT` "
                  "or 'Save as: CSV UTF-8' in a spreadsheet program.",
         ) from None
+    nul = text.find("\x00")
+    if nul >= 0:  # no text format allows it: a binary file, or UTF-16 text without its BOM
+        raise DataFileError(
+            f"{path}: line {text.count(chr(10), 0, nul) + 1} holds a NUL byte (\\x00), so this is not a text file"
+            + (" (after decompression)" if compressed else "") + ".",
+            hint="Export the data as UTF-8 text (CSV or JSON Lines); a file saved as UTF-16 has a NUL byte in "
+                 "every other position.")
+    return text
 
 
 def _columns_of(rows: Iterable[dict[str, Any]]) -> list[str]:
@@ -142,6 +157,10 @@ def _json_error(exc: json.JSONDecodeError) -> str:
     return f"{exc.msg} (column {exc.colno})"
 
 
+def _too_long(length: int) -> str:
+    return f"{length:,} characters long; a row may hold at most {MAX_ROW_CHARS:,}"
+
+
 def _read_jsonl(path: Path, text: str) -> Table:
     rows, lines, problems = [], [], []
     # split("\n") rather than splitlines(): JSON strings may legally hold U+2028 etc., and the
@@ -149,10 +168,16 @@ def _read_jsonl(path: Path, text: str) -> Table:
     for number, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue  # blank lines (e.g. a trailing one) carry no row
+        if len(raw) > MAX_ROW_CHARS:
+            problems.append(f"line {number}: {_too_long(len(raw))}")
+            continue
         try:
-            obj = json.loads(raw)
+            obj = safejson.loads(raw)
         except json.JSONDecodeError as exc:
             problems.append(f"line {number}: malformed JSON: {_json_error(exc)}")
+            continue
+        except safejson.JSONValueError as exc:
+            problems.append(f"line {number}: {exc.message}")
             continue
         if not isinstance(obj, dict):
             problems.append(f"line {number}: expected a JSON object {{...}}, found {type(obj).__name__}")
@@ -160,13 +185,14 @@ def _read_jsonl(path: Path, text: str) -> Table:
         rows.append(obj)
         lines.append(number)
     if problems:
+        long_rows = any("characters long" in p for p in problems)
         raise_problems(f"{path}: {len(problems)} line(s) cannot be read as JSON Lines:", problems,
-                       hint="Each line must hold one complete JSON object.")
+                       hint=_LONG_ROW_HINT if long_rows else "Each line must hold one complete JSON object.")
     return Table(path, "jsonl", _columns_of(rows), rows, lines)
 
 
 def _read_json(path: Path, text: str) -> Table:
-    decoder = json.JSONDecoder()
+    decoder = safejson.decoder()
     start = len(text) - len(text.lstrip())
     if not text.startswith("[", start):
         # A .json file holding one object per line is common; read it as JSON Lines.
@@ -174,14 +200,18 @@ def _read_json(path: Path, text: str) -> Table:
             _, end = decoder.raw_decode(text, start)
         except json.JSONDecodeError as exc:
             raise DataFileError(f"{path}: malformed JSON at line {exc.lineno}: {_json_error(exc)}") from None
+        except RecursionError:
+            raise DataFileError(f"{path}: line 1: nested more than {safejson.MAX_DEPTH} levels deep.") from None
         if text[end:].strip():
             return _read_jsonl(path, text)
         raise DataFileError(f"{path}: expected a JSON array of objects, found a single value.",
                             hint="Write the rows as [{...}, {...}] or as JSON Lines (.jsonl).")
     try:
-        json.loads(text)
+        safejson.loads(text)
     except json.JSONDecodeError as exc:
         raise DataFileError(f"{path}: malformed JSON at line {exc.lineno}: {_json_error(exc)}") from None
+    except safejson.JSONValueError:
+        pass  # the element-by-element pass below says on which line
     # Decode element by element to learn the line each row starts on.
     rows, lines, problems = [], [], []
     pos, line, counted = start + 1, 1, 0
@@ -190,8 +220,20 @@ def _read_json(path: Path, text: str) -> Table:
         pos = ws.match(text, pos).end()
         if text.startswith("]", pos):
             break
-        obj, end = decoder.raw_decode(text, pos)
         line, counted = line + text.count("\n", counted, pos), pos
+        try:
+            obj, end = decoder.raw_decode(text, pos)
+            safejson.check(obj, max_depth=safejson.MAX_DEPTH - 1)  # the array is the first level
+        except RecursionError:
+            raise DataFileError(f"{path}: line {line}: nested more than {safejson.MAX_DEPTH} levels deep.") from None
+        except safejson.JSONValueError as exc:
+            problems.append(f"line {line}: {exc.message}")
+            pos = end
+            continue
+        if end - pos > MAX_ROW_CHARS:
+            problems.append(f"line {line}: the element is {_too_long(end - pos)}")
+            pos = end
+            continue
         if isinstance(obj, dict):
             rows.append(obj)
             lines.append(line)
@@ -199,7 +241,7 @@ def _read_json(path: Path, text: str) -> Table:
             problems.append(f"line {line}: expected a JSON object {{...}}, found {type(obj).__name__}")
         pos = end
     if problems:
-        raise_problems(f"{path}: {len(problems)} element(s) are not objects:", problems)
+        raise_problems(f"{path}: {len(problems)} element(s) cannot be read as rows:", problems)
     return Table(path, "json", _columns_of(rows), rows, lines)
 
 
@@ -225,6 +267,10 @@ def _read_delimited(path: Path, text: str, fmt: str) -> Table:
             if len(record) != len(header):
                 problems.append(f"line {start}: {len(record)} fields, but the header has {len(header)} "
                                 "(an unquoted separator or quote in a field?)")
+                continue
+            size = sum(len(value) for value in record)
+            if size > MAX_ROW_CHARS:
+                problems.append(f"line {start}: the row is {_too_long(size)}")
                 continue
             rows.append(dict(zip(header, record)))
             lines.append(start)
