@@ -85,17 +85,22 @@ class ModelUnavailableError(TunelabError):
 class TemporarilyUnavailableError(TunelabError):
     """A request that could not be served now but may succeed when sent again: a model process
     that crashed and crashed again when reloaded, memory that ran out, a deadline that passed
-    while the request waited. `retry_after`: the seconds a client should wait before retrying."""
+    while the request waited. `retry_after`: the seconds a client should wait before retrying;
+    `code`: what happened, in a word (the `error.code` of an HTTP answer)."""
 
     exit_code = EXIT_FAILED
 
-    def __init__(self, message: str, *, retry_after: float = 1.0, **kwargs):
+    def __init__(self, message: str, *, retry_after: float = 1.0, code: str = "temporarily_unavailable", **kwargs):
         self.retry_after = retry_after
+        self.code = code
         super().__init__(message, **kwargs)
 
 
 class OverloadedError(TemporarilyUnavailableError):
     """More work is waiting for a model than the server accepts (`tunelab serve --max-queue`)."""
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, code: str = "queue_full", **kwargs):
+        super().__init__(message, retry_after=retry_after, code=code, **kwargs)
 
 
 class JobFailedError(TunelabError):

@@ -119,3 +119,22 @@ def test_unreviewed_most_uncertain_first(store):
     log = PredictionLog(store)
     log.insert([row(i, margin=m) for i, m in enumerate([0.5, 0.01, 0.2, None])])
     assert [r.margin for r in log.unreviewed("m", limit=10)] == [0.01, 0.2, 0.5]
+
+
+def test_the_log_on_postgresql(postgres_url, tunelab_home):
+    """The same tables and writer on PostgreSQL (skipped when no server answers): migration 003 is
+    portable, the driver's executemany takes its parameter style, JSON and floats round-trip."""
+    store = Store()
+    assert store.engine.dialect.name == "postgresql"
+    writer = PredictionLogWriter(store, flush_rows=50, flush_ms=20, enrich=lambda p: {"prompt_sha256": "h"})
+    for i in range(120):
+        writer.put(row(i, metadata={"k": "v"}, margin=i / 1000, empty_prompt=False))
+    writer.close()
+    log = PredictionLog(store)
+    assert log.count("m") == 120 and writer.stats.failed == 0
+    got = log.get("cmpl-000007")
+    assert got.label_probs == {" 4": 0.75, " 5": 0.25} and got.metadata == {"k": "v"} and got.empty_prompt is False
+    assert isinstance(got.created_at, float) and got.prompt_sha256 == "h"
+    log.add_feedback([{"model": "m", "label": " 5", "source": "x", "response_id": "cmpl-000000", "prompt_index": 0}])
+    assert [r.response_id for r in log.unreviewed("m", limit=2)] == ["cmpl-000001", "cmpl-000002"]
+    assert log.prune(time.time() + 1) == (120, 0)

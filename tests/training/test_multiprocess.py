@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 
@@ -143,6 +144,28 @@ def test_kill_9_of_the_worker_resumes_in_two_processes(tiny_models, tmp_path, cp
     assert messages.count("Job succeeded.") == 1
     assert [int(r["step"]) for r in _rows(store, done)] == list(range(1, total + 1))
     assert [m.job_id for m in store.list_models()].count(done.id) == 1
+
+
+def test_cancelling_stops_both_processes(tiny_models, tmp_path, cpu_fp32):
+    store = Store()
+    train = write_classification_jsonl(tmp_path / "big.jsonl", 900)
+    job = _job(store, tiny_models, train, {"n_epochs": 3, "eval_every": 1000})
+    runner = threading.Thread(target=run_worker, args=(store, WorkerOptions(launcher="accelerate", num_processes=2,
+                                                                            device="cpu", once=True)))
+    runner.start()
+    try:
+        _wait(lambda: any(e.message.startswith("Step 3/") for e in store.list_events(job.id)), 300)
+        store.request_cancel(job.id)
+    finally:
+        runner.join(300)
+    assert not runner.is_alive()
+    done = store.get_job(job.id)
+    log = (store.job_dir(job.id) / "launch.log").read_text()
+    assert done.status == "cancelled", log[-3000:]
+    messages = [e.message for e in store.list_events(job.id)]
+    assert messages.count("Job cancelled.") == 1
+    assert store.list_models() == []
+    assert "Traceback" not in log  # both processes stopped together, at the same step
 
 
 def _group_gone(launch_log) -> bool:

@@ -119,6 +119,9 @@ def test_ensure_worker_on_postgres_starts_one_only_when_none_heartbeats(postgres
             started.append(env)
             self.pid = 12345
 
+        def wait(self, timeout=None):
+            return 0
+
     monkeypatch.setattr(worker_mod.subprocess, "Popen", FakePopen)
     store = Store()
     assert worker_mod.ensure_worker(store) == 12345
@@ -126,3 +129,40 @@ def test_ensure_worker_on_postgres_starts_one_only_when_none_heartbeats(postgres
     store.register_worker()
     assert worker_mod.ensure_worker(store) is None
     assert len(started) == 1
+
+
+def test_a_worker_declared_lost_notices_within_a_heartbeat(postgres_url):
+    from sqlalchemy import text
+
+    from tunelab.training.worker import Lease
+
+    store = Store()
+    lease = Lease(store, WorkerOptions(lease_seconds=1.0))
+    try:
+        assert not lease.lost.wait(0.8)  # heartbeats keep it
+        with store.engine.begin() as conn:  # another worker found it stale and took its job
+            conn.execute(text("UPDATE workers SET status = 'lost' WHERE id = :w"), {"w": lease.worker_id})
+        assert lease.lost.wait(3)
+        old = lease.worker_id
+        lease.register()
+        assert lease.worker_id != old and not lease.lost.is_set()
+        assert store.get_worker(lease.worker_id).status == "running"
+    finally:
+        lease.close()
+    assert store.get_worker(lease.worker_id).status == "stopped"
+
+
+@pytest.mark.parametrize("visible,device,expected", [
+    (None, "cuda:1", "1"),
+    ("4,5,6", "cuda:1", "5"),  # N counts the GPUs this machine already lets the worker see
+    (None, "cuda", None),
+])
+def test_cuda_n_pins_the_worker_to_that_gpu(monkeypatch, visible, device, expected):
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    monkeypatch.setenv("TUNELAB_DEVICE", "")
+    worker_mod._use_device(device)
+    assert os.environ.get("CUDA_VISIBLE_DEVICES") == (expected if expected is not None else visible)
+    assert os.environ["TUNELAB_DEVICE"] == "cuda"

@@ -32,7 +32,21 @@ def register(subparsers) -> None:
     parser.add_argument("--cors-origin", action="append", default=[], dest="cors_origins", metavar="ORIGIN",
                         help="Allow browser calls from ORIGIN, e.g. http://localhost:3000 (repeatable; default none).")
     parser.add_argument("--max-upload-mb", type=float, default=512,
-                        help="Largest request body (file upload) accepted, in MB (default: 512).")
+                        help="Largest file upload (POST /v1/files) accepted, in MB (default: 512).")
+    limits = parser.add_argument_group(
+        "limits (what one request may cost; beyond them the answer is 413, 408, 429 or 503, never a hang)")
+    limits.add_argument("--max-body-mb", type=float, default=2,
+                        help="Largest body of any other request, in MB (default: 2; no model reads a longer prompt).")
+    limits.add_argument("--max-queue", type=int, default=1024, metavar="N",
+                        help="Prompts that may wait per model; more get 429 with Retry-After (default: 1024).")
+    limits.add_argument("--request-timeout", type=float, default=60, metavar="S",
+                        help="A request still waiting for its model or its batch after S seconds gets 503 with "
+                             "Retry-After (default: 60).")
+    limits.add_argument("--read-timeout", type=float, default=30, metavar="S",
+                        help="Seconds a client may take to send a request body (an upload: may pause); 408 "
+                             "after that (default: 30). Headers get 10 s.")
+    limits.add_argument("--shutdown-timeout", type=float, default=15, metavar="S",
+                        help="On Ctrl-C or SIGTERM, requests in flight get S seconds to finish (default: 15).")
     parser.add_argument("--decision", default="argmax", choices=["argmax", "median", "good_vs_bad"],
                         help="Which label classification models with ordinal labels (star ratings) answer "
                              "/v1/completions with: argmax, the most probable (default); median, the median of "
@@ -57,18 +71,20 @@ def register(subparsers) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from tunelab.errors import InvalidInputError
-    from tunelab.server import create_app, is_loopback
+    from tunelab.server import create_app, is_loopback, run
 
     keys = list(args.api_keys)
     if os.environ.get("TUNELAB_API_KEY"):
         keys += [k.strip() for k in os.environ["TUNELAB_API_KEY"].split(",") if k.strip()]
     if args.max_loaded_models < 1:
         raise InvalidInputError("--max-loaded-models must be at least 1.")
-    if args.max_upload_mb <= 0:
-        raise InvalidInputError("--max-upload-mb must be positive.")
+    if args.max_upload_mb <= 0 or args.max_body_mb <= 0:
+        raise InvalidInputError("--max-upload-mb and --max-body-mb must be positive.")
+    if args.max_queue < 1:
+        raise InvalidInputError("--max-queue must be at least 1.")
+    if min(args.request_timeout, args.read_timeout) <= 0 or args.shutdown_timeout < 0:
+        raise InvalidInputError("--request-timeout and --read-timeout must be positive, --shutdown-timeout at least 0.")
     if args.log_keep_days is not None and args.log_keep_days <= 0:
         raise InvalidInputError("--log-keep-days must be positive.")
     if args.log_flush_rows < 1 or args.log_flush_ms <= 0:
@@ -81,9 +97,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
                      max_upload_bytes=int(args.max_upload_mb * 2**20), loopback_only=loopback,
                      decision=args.decision, prediction_log=args.prediction_log, log_text=args.log_text,
                      log_keep_days=args.log_keep_days, log_flush_rows=args.log_flush_rows,
-                     log_flush_ms=args.log_flush_ms)
+                     log_flush_ms=args.log_flush_ms, max_body_bytes=int(args.max_body_mb * 2**20),
+                     max_queue=args.max_queue, request_timeout_s=args.request_timeout,
+                     read_timeout_s=args.read_timeout)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"tunelab API on http://{shown}:{args.port}/v1 (store: {app.state.tunelab.store.home}"
           f"{', API key required' if keys else ''}). Ctrl-C stops it.", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    run(app, host=args.host, port=args.port, log_level=args.log_level,
+                shutdown_timeout_s=args.shutdown_timeout)
     return 0

@@ -94,14 +94,15 @@ def check(value: Any, *, max_depth: int = MAX_DEPTH) -> None:
             if found:
                 raise JSONValueError(
                     f"holds a lone UTF-16 surrogate (\\u{ord(found.group()):04x}) at character {found.start()}, "
-                    "which is not Unicode text", field_name(path),
-                    hint="Send text as valid UTF-8; a surrogate escape must be half of a pair (\\ud83d\\ude00).")
+                    "which is not Unicode text; a surrogate escape must be half of a pair (\\ud83d\\ude00), "
+                    "or write the text as UTF-8", field_name(path))
         elif isinstance(obj, _Refused):
             raise JSONValueError(obj.problem, field_name(path))
         elif isinstance(obj, (dict, list)):
             if depth >= max_depth:
                 shown = field_name(path[:6]) + ("…" if len(path) > 6 else "") if path else None
-                raise JSONValueError(f"nested more than {max_depth} levels deep", shown)
+                raise JSONValueError(f"nested more than {max_depth} levels deep; send plain values (text, "
+                                     "numbers) or shallow lists and objects", shown)
             if isinstance(obj, dict):
                 children = []
                 for key, child in obj.items():
@@ -122,8 +123,7 @@ def decode_bytes(data: bytes) -> str:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
         raise JSONValueError(f"not valid {encoding.upper()}: the byte 0x{data[exc.start]:02x} at offset "
-                             f"{exc.start} cannot be decoded ({exc.reason})",
-                             hint="Send JSON encoded as UTF-8.") from None
+                             f"{exc.start} cannot be decoded ({exc.reason}); send JSON encoded as UTF-8") from None
 
 
 def loads(data: str | bytes | bytearray, *, max_depth: int = MAX_DEPTH) -> Any:
@@ -132,6 +132,7 @@ def loads(data: str | bytes | bytearray, *, max_depth: int = MAX_DEPTH) -> Any:
     try:
         value = decoder().decode(text)
     except RecursionError:
-        raise JSONValueError(f"nested more than {max_depth} levels deep") from None
+        raise JSONValueError(f"nested more than {max_depth} levels deep; send plain values (text, numbers) "
+                             "or shallow lists and objects") from None
     check(value, max_depth=max_depth)
     return value

@@ -21,6 +21,7 @@ import torch
 from tunelab.data.labels import check_decision_rule, decide
 from tunelab.errors import InvalidInputError
 from tunelab.inference.calibration import apply_temperature
+from tunelab.models import encoding
 from tunelab.models.meta import Method, ModelMeta
 from tunelab.inference.scoring import score_labels
 from tunelab.runtime import autocast, device
@@ -67,7 +68,10 @@ class Predictor:
         return float(self.meta.temperature) if self.meta is not None else 1.0
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        """Tokens in `text`; for text far beyond the model's positions, a lower bound found without
+        tokenizing all of it (tunelab.models.encoding.count_tokens)."""
+        positions = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        return encoding.count_tokens(self.tokenizer, text, max(positions or 0, self.max_length))
 
     def score_labels(self, prompts: list[str], *, labels: list[str] | None = None, batch_size: int = 32,
                      progress=None, calibrated: bool = True) -> np.ndarray:

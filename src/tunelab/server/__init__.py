@@ -5,5 +5,6 @@ entry points only, never on its routes or services."""
 
 from tunelab.server.app import create_app
 from tunelab.server.auth import is_loopback
+from tunelab.server.serving import run
 
-__all__ = ["create_app", "is_loopback"]
+__all__ = ["create_app", "is_loopback", "run"]

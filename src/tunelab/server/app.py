@@ -5,8 +5,9 @@ against the official `openai` client works by changing only `base_url`.
     uvicorn.run(app, host="127.0.0.1", port=8000)
 
 Routes live per resource in server/<resource>/{routes,protocol,service}.py; this module wires them
-with the error envelope (server/errors.py), the request guards (server/auth.py) and the warm-model
-pool and batchers (server/batching.py).
+with the error envelope (server/errors.py), the request guards (server/auth.py), the limits on what
+a request may cost (server/limits.py), the published contract (server/openapi.py) and the
+warm-model pool and batchers (server/batching.py).
 """
 
 from __future__ import annotations
@@ -20,8 +21,15 @@ from fastapi import Depends, FastAPI, Response
 
 from tunelab import __version__
 from tunelab.server import errors
-from tunelab.server.auth import APIKeyMiddleware, BodyLimitMiddleware, LocalGuardMiddleware
-from tunelab.server.batching import DEFAULT_GAP_S, DEFAULT_MAX_BATCH, DEFAULT_WINDOW_S, BatcherRegistry, ModelPool
+from tunelab.server import openapi
+from tunelab.server.auth import APIKeyMiddleware, LocalGuardMiddleware
+from tunelab.server.batching import (
+    DEFAULT_FAILURE_TTL_S, DEFAULT_GAP_S, DEFAULT_MAX_BATCH, DEFAULT_MAX_QUEUE, DEFAULT_WINDOW_S, BatcherRegistry,
+    ModelPool,
+)
+from tunelab.server.limits import (
+    DEFAULT_MAX_BODY_MB, DEFAULT_READ_TIMEOUT_S, DEFAULT_REQUEST_TIMEOUT_S, RequestLimits,
+)
 from tunelab.server.common import ServerState, get_state
 from tunelab.server.metrics import ServerMetrics
 from tunelab.server.prediction_log import PredictionRecorder, prompt_columns
@@ -40,13 +48,24 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
                inference_threads: int = 4, isolate_models: bool = True, loader: Callable | None = None,
                decision: str = "argmax", prediction_log: bool = True, log_text: bool = True,
                log_keep_days: float | None = None, log_flush_rows: int = DEFAULT_FLUSH_ROWS,
-               log_flush_ms: float = DEFAULT_FLUSH_MS, metrics: bool = True) -> FastAPI:
+               log_flush_ms: float = DEFAULT_FLUSH_MS, metrics: bool = True,
+               max_body_bytes: int = int(DEFAULT_MAX_BODY_MB * 2**20), max_queue: int | None = DEFAULT_MAX_QUEUE,
+               request_timeout_s: float | None = DEFAULT_REQUEST_TIMEOUT_S,
+               read_timeout_s: float | None = DEFAULT_READ_TIMEOUT_S,
+               load_failure_ttl_s: float = DEFAULT_FAILURE_TTL_S) -> FastAPI:
     """Build the app.
 
     api_keys: when given, every request needs `Authorization: Bearer <one of them>`.
     max_loaded_models: fine-tuned models kept warm in memory (least recently used evicted).
     cors_origins: browser origins allowed to call the API (none by default: CORS closed).
-    max_upload_bytes: request bodies above this get 413.
+    max_upload_bytes: file uploads (POST /v1/files) above this get 413.
+    max_body_bytes: any other request body above this (or above max_upload_bytes) gets 413.
+    max_queue: prompts that may wait per model; more get 429 with Retry-After (None: no bound).
+    request_timeout_s: a request still waiting for its model or its batch after this long gets a
+        503 with Retry-After (None: no deadline).
+    read_timeout_s: a body must arrive within this (an upload: pause no longer); 408 otherwise.
+    load_failure_ttl_s: a model that failed to load is not tried again for this long; requests for
+        it get the same error at once.
     loopback_only: answer only requests addressed to localhost (set by `tunelab serve` on a
         loopback address, against DNS rebinding).
     max_batch / batch_window_s / batch_gap_s: on-the-fly batching (see server/batching.py).
@@ -81,9 +100,9 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
         return loader(model_id, store, decision=_rule_for(store, model_id, decision))
 
     state = ServerState(
-        store=store, pool=ModelPool(load, max_loaded=max_loaded_models),
+        store=store, pool=ModelPool(load, max_loaded=max_loaded_models, failure_ttl_s=load_failure_ttl_s),
         batchers=BatcherRegistry(max_batch=max_batch, window_s=batch_window_s, gap_s=batch_gap_s,
-                                 threads=inference_threads),
+                                 threads=inference_threads, max_queue=max_queue),
         max_upload_bytes=int(max_upload_bytes), api_keys=keys,
         settings={"max_loaded_models": max_loaded_models, "cors_origins": list(origins), "max_batch": max_batch,
                   "batch_window_s": batch_window_s, "batch_gap_s": batch_gap_s, "loopback_only": loopback_only,
@@ -105,6 +124,10 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
     state.metrics = server_metrics
     state.settings.update(prediction_log=prediction_log, log_text=log_text, log_keep_days=log_keep_days,
                           metrics=metrics)
+    state.settings.update(max_body_bytes=min(int(max_body_bytes), int(max_upload_bytes)),
+                          max_upload_bytes=int(max_upload_bytes), max_queue=max_queue,
+                          request_timeout_s=request_timeout_s, read_timeout_s=read_timeout_s,
+                          load_failure_ttl_s=load_failure_ttl_s)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -115,6 +138,7 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
                   description="OpenAI-compatible fine-tuning and inference API, served locally.")
     app.state.tunelab = state
     errors.install(app)
+    openapi.install(app)
 
     from tunelab.server.chat.routes import router as chat
     from tunelab.server.feedback.routes import router as feedback
@@ -142,9 +166,12 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
                 "model_pids": {m: getattr(st.pool.peek(m), "pid", os.getpid()) for m in st.pool.loaded()},
                 "batching": {model: s.as_dict() for model, s in st.batchers.stats.items()}}
 
-    # Middleware, innermost first: body limit, API key, local guard, then CORS outermost so that
-    # browsers' preflight requests from allowed origins are answered.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_upload_bytes)
+    # Middleware, innermost first: OPTIONS and Allow, request limits (body size and time, hostile
+    # JSON, the request's deadline), API key, local guard, then CORS outermost so that browsers'
+    # preflight requests from allowed origins are answered.
+    app.add_middleware(openapi.MethodsMiddleware, routes=app.router.routes)
+    app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes, max_upload_bytes=max_upload_bytes,
+                       read_timeout_s=read_timeout_s, request_timeout_s=request_timeout_s)
     if keys:
         app.add_middleware(APIKeyMiddleware, keys=keys)
     app.add_middleware(LocalGuardMiddleware, check_host=loopback_only, cors_origins=origins)

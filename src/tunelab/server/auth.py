@@ -2,11 +2,11 @@
 
 - `APIKeyMiddleware`: with keys configured, every request needs `Authorization: Bearer <key>`;
   anything else is a 401 in the error envelope. Keys are compared in constant time.
-- `BodyLimitMiddleware`: bodies over the limit are refused with 413, at once when Content-Length
-  says so, otherwise as soon as the running count passes the limit (nothing is buffered first).
 - `LocalGuardMiddleware`: a server on a loopback address answers only requests whose Host header is
   a loopback name (no DNS rebinding), and refuses requests a browser sends from another origin
   unless that origin was allowed with --cors-origin (no cross-site form posts).
+
+Body size and time limits are in server/limits.py.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tunelab.server.errors import error_response
 
@@ -82,45 +81,6 @@ class APIKeyMiddleware:
         else:
             return await self.app(scope, receive, send)
         await response(scope, receive, send)
-
-
-class RequestTooLarge(HTTPException):
-    def __init__(self, limit: int):
-        super().__init__(413, f"The request body is larger than this server's limit of {_size(limit)} "
-                              "(tunelab serve --max-upload-mb).")
-
-
-def _size(n: int) -> str:
-    return f"{n / 2**20:g} MB" if n >= 2**20 else f"{n} bytes"
-
-
-class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app = app
-        self.max_bytes = int(max_bytes)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = Headers(scope=scope).get("content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            exc = RequestTooLarge(self.max_bytes)
-            response = error_response(413, exc.detail, "invalid_request_error", None, "request_too_large",
-                                      {"connection": "close"})
-            return await response(scope, receive, send)
-        seen = 0
-        limit = self.max_bytes
-
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise RequestTooLarge(limit)  # FastAPI re-raises HTTPExceptions from body parsing
-            return message
-
-        await self.app(scope, limited_receive, send)
 
 
 class LocalGuardMiddleware:

@@ -12,27 +12,70 @@ same model are answered together:
   `gap_s`, at most `window_s` after the first one, never once the batch is full. A lone client
   sending one request at a time (the previous batch had one request, nothing else queued) is not
   kept waiting at all.
-- If a batch fails, its requests are retried one by one, so one bad request cannot fail the others.
+- If a batch fails, its requests are retried one by one, so one bad request cannot fail the others
+  (not when the failure is temporary, a TemporarilyUnavailableError: that would fail them all again).
+- Admission: at most `max_queue` prompts wait per model (all its batchers together); beyond that a
+  request is refused at once with an OverloadedError (429 and Retry-After) instead of waiting
+  longer than anyone would. A request alone in an empty queue is always admitted, however large.
+- Deadlines: a request that waits (for its model to load, in the queue, for its batch) beyond the
+  deadline set with `deadline()` (per request, by the server's middleware) is answered with a
+  TemporarilyUnavailableError (503 and Retry-After) and dropped from the queue.
 - `ModelPool` keeps at most `max_loaded` predictors loaded, least recently used evicted first;
-  concurrent first requests for a model share one load. With `tunelab serve` each predictor is a
-  `ProcessPredictor` (server/model_process.py): the model runs in its own process.
+  concurrent first requests for a model share one load, which runs to its end even when every
+  request that waited for it gave up (so the next one finds the model loaded). A load that failed
+  with a library error (unknown model, weights not installed, not servable) is remembered for
+  `failure_ttl_s` seconds: requests for it are answered from memory instead of each starting a
+  process that fails again. Other failures (a crash, a disk hiccup) are tried again. With `tunelab serve` each
+  predictor is a `ProcessPredictor` (server/model_process.py): the model runs in its own process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import math
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
+
+from tunelab.errors import OverloadedError, TemporarilyUnavailableError, TunelabError
 
 DEFAULT_MAX_BATCH = 32
 DEFAULT_WINDOW_S = 0.010
 DEFAULT_GAP_S = 0.002
+DEFAULT_MAX_QUEUE = 1024
+DEFAULT_FAILURE_TTL_S = 30.0
+
+# time.monotonic() by which the current request must be answered; None: no deadline.
+_deadline: ContextVar[float | None] = ContextVar("tunelab_request_deadline", default=None)
+
+
+@contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Waits inside this block (model loads, queues, batches) end after `seconds` in total."""
+    token = _deadline.set(None if seconds is None else time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def time_left() -> float | None:
+    """Seconds until the current request's deadline (None: no deadline)."""
+    end = _deadline.get()
+    return None if end is None else end - time.monotonic()
+
+
+def _timed_out(what: str) -> TemporarilyUnavailableError:
+    return TemporarilyUnavailableError(
+        f"The request timed out {what} (tunelab serve --request-timeout); the server is busier than it can "
+        "serve in time. Send it again later.", retry_after=2, code="timeout")
 
 
 @dataclass
@@ -85,6 +128,8 @@ class MicroBatcher:
         self.gap_s = max(0.0, float(gap_s))
         self.stats = stats if stats is not None else BatchStats()
         self.on_idle = on_idle
+        self.admit: Callable[[int], None] | None = None
+        """Called with the number of prompts before they are queued; raises to refuse them."""
         self._queue: deque[_Pending] = deque()
         self._arrival = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -92,17 +137,27 @@ class MicroBatcher:
 
     @property
     def queued_prompts(self) -> int:
-        return sum(len(p.items) for p in self._queue)
+        return sum(len(p.items) for p in self._queue if not p.future.done())
 
     async def submit(self, items: list) -> list:
         """The results for `items`, computed together with whatever else is queued."""
+        if self.admit is not None:
+            self.admit(len(items))
         loop = asyncio.get_running_loop()
         pending = _Pending(list(items), loop.create_future(), loop.time())
         self._queue.append(pending)
         self._arrival.set()
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._drain())
-        return await pending.future
+        left = time_left()
+        if left is None:
+            return await pending.future
+        try:
+            # On timeout wait_for cancels the future: _take skips it, and a batch that already
+            # holds it drops its result.
+            return await asyncio.wait_for(pending.future, max(0.0, left))
+        except TimeoutError:
+            raise _timed_out("waiting for its batch") from None
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
@@ -160,8 +215,9 @@ class MicroBatcher:
         try:
             results = await loop.run_in_executor(self.executor, self._call, flat)
         except Exception as exc:  # noqa: BLE001 - handed to the waiting requests
-            if len(batch) == 1:
-                _fail(batch[0].future, exc)
+            if len(batch) == 1 or isinstance(exc, TemporarilyUnavailableError):
+                for p in batch:
+                    _fail(p.future, exc)
                 return
             for p in batch:  # isolate the request that broke the batch
                 try:
@@ -196,11 +252,14 @@ def _fail(future: asyncio.Future, exc: BaseException) -> None:
 class ModelPool:
     """Loaded predictors by model id, least recently used evicted beyond `max_loaded`."""
 
-    def __init__(self, load: Callable[[str], Any], max_loaded: int = 2):
+    def __init__(self, load: Callable[[str], Any], max_loaded: int = 2, *,
+                 failure_ttl_s: float = DEFAULT_FAILURE_TTL_S):
         self.load = load
         self.max_loaded = max(1, int(max_loaded))
+        self.failure_ttl_s = float(failure_ttl_s)
         self._models: OrderedDict[str, Any] = OrderedDict()
-        self._loading: dict[str, asyncio.Future] = {}
+        self._loading: dict[str, asyncio.Task] = {}
+        self._failures: dict[str, tuple[float, BaseException]] = {}
         self._lock = threading.Lock()
 
     def loaded(self) -> list[str]:
@@ -216,17 +275,34 @@ class ModelPool:
             if getattr(model, "alive", True):
                 self._models.move_to_end(model_id)
                 return model
-            self.evict(model_id)  # its process died: load it again
-        if model_id in self._loading:
-            return await asyncio.shield(self._loading[model_id])
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._loading[model_id] = future
+            self.evict(model_id)  # closed after its process failed: load it again
+        failed = self._failures.get(model_id)
+        if failed is not None:
+            until, exc = failed
+            if time.monotonic() < until:
+                raise exc.with_traceback(None)
+            del self._failures[model_id]
+        task = self._loading.get(model_id)
+        if task is None:
+            task = self._loading[model_id] = asyncio.get_running_loop().create_task(self._load(model_id))
+            task.add_done_callback(_retrieve)
+        left = time_left()
+        try:
+            # shield: a request that gives up does not cancel the load the others (and the next
+            # request) wait for.
+            return await asyncio.wait_for(asyncio.shield(task), None if left is None else max(0.0, left))
+        except TimeoutError:
+            raise _timed_out(f"while {model_id} was loading") from None
+
+    async def _load(self, model_id: str):
         try:
             predictor = await asyncio.to_thread(self.load, model_id)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+        except Exception as exc:
+            # Only what the library says will fail again (unknown model, weights not installed,
+            # not servable) is remembered; anything else may be a hiccup worth a new try.
+            permanent = isinstance(exc, TunelabError) and not isinstance(exc, TemporarilyUnavailableError)
+            if permanent and self.failure_ttl_s > 0:
+                self._failures[model_id] = (time.monotonic() + self.failure_ttl_s, exc)
             raise
         finally:
             self._loading.pop(model_id, None)
@@ -235,8 +311,11 @@ class ModelPool:
         while len(self._models) > self.max_loaded:
             _, old = self._models.popitem(last=False)
             _release(old)
-        future.set_result(predictor)
         return predictor
+
+    def forget_failure(self, model_id: str) -> None:
+        """Let the next request try to load `model_id` again (e.g. after its weights were installed)."""
+        self._failures.pop(model_id, None)
 
     def evict(self, model_id: str) -> bool:
         model = self._models.pop(model_id, None)
@@ -252,6 +331,12 @@ class ModelPool:
             if hasattr(model, "close"):
                 model.close()
         _release(None)
+
+
+def _retrieve(task: asyncio.Task) -> None:
+    """Mark a load's outcome as seen, so that a failure nobody waited for logs no warning."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _release(model) -> None:
@@ -273,9 +358,10 @@ class BatcherRegistry:
     """One MicroBatcher per key, created on demand and dropped when idle; stats kept per model."""
 
     def __init__(self, *, max_batch: int = DEFAULT_MAX_BATCH, window_s: float = DEFAULT_WINDOW_S,
-                 gap_s: float = DEFAULT_GAP_S, threads: int = 4,
+                 gap_s: float = DEFAULT_GAP_S, threads: int = 4, max_queue: int | None = DEFAULT_MAX_QUEUE,
                  on_batch: Callable[[str, int, int, float], None] | None = None):
         self.on_batch = on_batch  # (model, requests, prompts, seconds) after each batch
+        self.max_queue = max_queue  # prompts waiting per model; None: unbounded
         self.max_batch = max_batch
         self.window_s = window_s
         self.gap_s = gap_s
@@ -301,8 +387,21 @@ class BatcherRegistry:
 
             batcher = MicroBatcher(run, executor=self.executor, max_batch=self.max_batch, window_s=self.window_s,
                                    gap_s=self.gap_s, stats=stats, on_idle=drop)
+            if self.max_queue is not None:
+                batcher.admit = lambda n, model=model_id: self._admit(model, n)
             self._batchers[full_key] = batcher
         return batcher
+
+    def _admit(self, model_id: str, n: int) -> None:
+        waiting = sum(b.queued_prompts for (m, _), b in list(self._batchers.items()) if m == model_id)
+        if waiting and waiting + n > self.max_queue:
+            stats = self.stats.get(model_id)
+            per_prompt = stats.busy_seconds / stats.prompts if stats and stats.prompts else 0.05
+            retry = min(60, max(1, math.ceil(waiting * per_prompt)))
+            raise OverloadedError(
+                f"{model_id} has {waiting} prompts waiting, the most this server queues per model is "
+                f"{self.max_queue} (tunelab serve --max-queue). Send the request again in {retry} s.",
+                retry_after=retry)
 
     def queued_prompts(self) -> dict[str, int]:
         """Prompts waiting for a forward pass, per model (the /metrics queue depth)."""

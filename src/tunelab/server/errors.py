@@ -3,42 +3,101 @@
     {"error": {"message": "...", "type": "invalid_request_error", "param": "prompt", "code": null}}
 
 Library errors map by type: InvalidInputError -> 400, NotFoundError -> 404, ConflictError -> 409,
-ModelUnavailableError -> 503. Request validation (FastAPI's 422) becomes 400 in the same envelope,
-unknown routes 404, oversize bodies 413. Only an unexpected exception (a bug) is a 500.
+ModelUnavailableError (weights not installed: asking again does not help) -> 404,
+OverloadedError -> 429, TemporarilyUnavailableError -> 503. Request validation (FastAPI's 422)
+becomes 400 in the same envelope, unknown routes 404, oversize bodies 413, bodies that arrive too
+slowly 408. Only an unexpected exception (a bug) is a 500.
 
-Every error response carries `x-should-retry: false`: the `openai` client would otherwise retry
-409s and 5xxs, and none of ours goes away by asking again.
+Error responses carry `x-should-retry: false`, which the `openai` client obeys (it would otherwise
+retry 409s and 5xxs, and these do not go away by asking again), except the temporary ones (429,
+503, 408), which say `x-should-retry: true` and `Retry-After: <seconds>`: the client then retries
+by itself, after the wait the server asked for.
+
+`ErrorResponse` is the envelope's schema and `responses(400, 404, ...)` the OpenAPI declaration
+of a route's error statuses (server/openapi.py declares them on every route).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tunelab.errors import ConflictError, InvalidInputError, ModelUnavailableError, NotFoundError, TunelabError
+from tunelab.errors import (
+    ConflictError, InvalidInputError, ModelUnavailableError, NotFoundError, OverloadedError,
+    TemporarilyUnavailableError, TunelabError,
+)
 
 log = logging.getLogger("tunelab.server")
 
 NO_RETRY = {"x-should-retry": "false"}
 
 
+def retry_headers(retry_after: float) -> dict[str, str]:
+    """What tells a client (the openai one obeys both) to send a request again, and when."""
+    return {"x-should-retry": "true", "retry-after": str(max(0, math.ceil(retry_after)))}
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error answer, as OpenAI sends it."""
+
+    error: ErrorDetail
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid request: malformed JSON, or a missing or invalid parameter (`error.param` names it).",
+    401: "Missing or wrong API key (only when the server was started with --api-key).",
+    403: "Refused: a Host or browser Origin this server does not answer, or an operation base models do not allow.",
+    404: "No such object, model or URL; or a model whose weights are not installed.",
+    405: "This method is not allowed on this path (`Allow` lists those that are).",
+    408: "The request's body took too long to arrive (tunelab serve --read-timeout).",
+    409: "The object's current state forbids the operation.",
+    413: "The request body is larger than this server accepts (--max-body-mb; --max-upload-mb for files).",
+    429: "Too many prompts are waiting for this model (--max-queue); send the request again after `Retry-After` s.",
+    503: "Temporarily unavailable: the request timed out (--request-timeout), or the model's process failed; "
+         "send it again after `Retry-After` seconds.",
+}
+_RETRY_AFTER_HEADER = {"Retry-After": {"description": "Seconds to wait before sending the request again.",
+                                       "schema": {"type": "integer"}}}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` entries of these error statuses, each with the envelope's schema."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS[status]}
+        if status in (408, 429, 503):
+            entry["headers"] = _RETRY_AFTER_HEADER
+        out[status] = entry
+    return out
+
+
 class APIError(Exception):
     """An error with the exact status, type, param and code to send."""
 
     def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None):
+                 param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None,
+                 retry_after: float | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.type = type
         self.param = param
         self.code = code
-        self.headers = headers or {}
+        self.headers = {**(retry_headers(retry_after) if retry_after is not None else {}), **(headers or {})}
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
@@ -74,7 +133,12 @@ def from_tunelab_error(exc: TunelabError, param: str | None = None) -> APIError:
     if isinstance(exc, ConflictError):
         return APIError(409, message, param=param, code="conflict")
     if isinstance(exc, ModelUnavailableError):
-        return APIError(503, message, type="model_unavailable", param=param, code="model_unavailable")
+        return APIError(404, message, param=param, code="model_not_available")
+    if isinstance(exc, OverloadedError):
+        return APIError(429, message, type="rate_limit_error", param=param, code=exc.code,
+                        retry_after=exc.retry_after)
+    if isinstance(exc, TemporarilyUnavailableError):
+        return APIError(503, message, type="server_error", param=param, code=exc.code, retry_after=exc.retry_after)
     return APIError(400, message, param=param)
 
 
@@ -84,6 +148,7 @@ _STATUS_TYPES = {
     403: ("permission_error", None),
     404: ("invalid_request_error", "unknown_url"),
     405: ("invalid_request_error", "method_not_allowed"),
+    408: ("invalid_request_error", "request_timeout"),
     413: ("invalid_request_error", "request_too_large"),
 }
 
@@ -128,7 +193,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(TunelabError)
     async def _tunelab_error(_request: Request, exc: TunelabError):
         api = from_tunelab_error(exc)
-        return error_response(api.status, api.message, api.type, api.param, api.code)
+        return error_response(api.status, api.message, api.type, api.param, api.code, api.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError):
@@ -146,7 +211,8 @@ def install(app: FastAPI) -> None:
             message = str(exc.detail) if exc.detail and exc.detail != "Content Too Large" else "Request too large."
         else:
             message = str(exc.detail)
-        return error_response(exc.status_code, message, type_, None, code, dict(exc.headers or {}))
+        return error_response(exc.status_code, message, type_, getattr(exc, "param", None),
+                              getattr(exc, "code", None) or code, dict(exc.headers or {}))
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception):

@@ -10,10 +10,15 @@ server's thread only parses requests and waits on a pipe.
 `complete`, `score_labels`, `count_tokens`, `tokenizer` (loaded again in the server, for chat
 templates and token counts), `labels`, `method`, `is_classification`, `max_positions`. Calls are
 serialized per process; library errors come back as the same typed errors.
+
+A child that dies during a call (killed, out of memory) is started again and the call, a whole
+batch of requests, is sent once more: the clients see a slower answer instead of an error. Only
+a child that dies again on the same call fails it, as a TemporarilyUnavailableError (503, retry).
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -21,8 +26,12 @@ import threading
 from typing import Any
 
 from tunelab.errors import (
-    ConflictError, DataFileError, InvalidInputError, ModelUnavailableError, NotFoundError, TunelabError,
+    ConflictError, DataFileError, InvalidInputError, ModelUnavailableError, NotFoundError, TemporarilyUnavailableError,
+    TunelabError,
 )
+from tunelab.models import encoding
+
+log = logging.getLogger("tunelab.server")
 
 _ERRORS = {cls.__name__: cls for cls in (InvalidInputError, DataFileError, NotFoundError, ConflictError,
                                          ModelUnavailableError)}
@@ -33,21 +42,14 @@ class ProcessPredictor:
     it blocks until the model is loaded (or raises what loading raised)."""
 
     def __init__(self, model_id: str, store, *, threads: int | None = None, decision: str = "argmax"):
-        ctx = multiprocessing.get_context("spawn")  # fork is unsafe with CUDA and with threads
-        self._conn, child = ctx.Pipe()
         url = store.engine.url.render_as_string(hide_password=False)
-        self.process = ctx.Process(target=_child_main, args=(child, model_id, str(store.home), url, threads, decision),
-                                   name=f"tunelab-model:{model_id}", daemon=True)
-        self.process.start()
-        child.close()
+        self._child_args = (model_id, str(store.home), url, threads, decision)
         self._lock = threading.Lock()
         self.closed = False
         self.model_id = model_id
-        try:
-            info = self._request(None)  # the child speaks first: loaded, or why not
-        except BaseException:
-            self.close()
-            raise
+        self.restarts = 0
+        """How often a dead child was replaced (the model loaded again)."""
+        info = self._start()
         self.method: str = info["method"]
         self.labels: list[str] | None = info["labels"]
         self.meta = info["meta"]
@@ -70,14 +72,18 @@ class ProcessPredictor:
 
     @property
     def alive(self) -> bool:
-        return not self.closed and self.process.is_alive()
+        """False once closed. A child that died is replaced at the next call (see the module
+        docstring), so the pool keeps this predictor rather than loading a second copy."""
+        return not self.closed
 
     @property
     def pid(self) -> int | None:
         return self.process.pid
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        """Tokens in `text`, counted here (not in the child); a lower bound for text far beyond the
+        model's positions, which is never tokenized whole (tunelab.models.encoding.count_tokens)."""
+        return encoding.count_tokens(self.tokenizer, text, self.max_positions)
 
     def complete(self, prompts: list[str], **kwargs):
         return self._request(("complete", list(prompts), kwargs))
@@ -86,24 +92,86 @@ class ProcessPredictor:
         return self._request(("score_labels", list(prompts), kwargs))
 
     # -- plumbing ------------------------------------------------------------------------------
-    def _request(self, message) -> Any:
-        with self._lock:
-            if self.closed:
-                raise ModelUnavailableError(f"{self.model_id} was just unloaded; send the request again.")
-            try:
-                if message is not None:
-                    self._conn.send(message)
-                status, payload = self._conn.recv()
-            except (EOFError, OSError) as exc:
-                self.closed = True
-                self.process.join(timeout=5)
-                code = self.process.exitcode
-                raise ModelUnavailableError(
-                    f"The process serving {self.model_id} stopped unexpectedly (exit code {code}: {exc or 'pipe closed'}); "
-                    "the next request loads the model again.") from None
+    def _start(self) -> dict:
+        """Start a child and wait for its first word: the model's description, or why it did not load."""
+        ctx = multiprocessing.get_context("spawn")  # fork is unsafe with CUDA and with threads
+        self._conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_child_main, args=(child, *self._child_args),
+                                   name=f"tunelab-model:{self.model_id}", daemon=True)
+        self.process.start()
+        child.close()
+        try:
+            return self._exchange(None)
+        except _ChildDied as died:
+            self.closed = True
+            self._stop_child()
+            raise TemporarilyUnavailableError(f"The process loading {self.model_id} {died.cause}.",
+                                              code="model_crashed") from None
+        except BaseException:
+            self.closed = True
+            self._stop_child()
+            raise
+
+    def _exchange(self, message) -> Any:
+        """Send `message` (None: send nothing) and return the child's answer; _ChildDied when it is gone."""
+        try:
+            if message is not None:
+                self._conn.send(message)
+            status, payload = self._conn.recv()
+        except (EOFError, OSError):
+            raise _ChildDied(self._exit_cause()) from None
         if status == "error":
             raise _rebuild(payload)
         return payload
+
+    def _request(self, message) -> Any:
+        with self._lock:
+            if self.closed:
+                raise TemporarilyUnavailableError(f"{self.model_id} was unloaded while this request waited; "
+                                                  "send it again.", retry_after=0, code="model_unloaded")
+            try:
+                return self._exchange(message)
+            except _ChildDied as died:
+                first = died.cause
+            log.warning("The process serving %s %s; loading the model again to run the call once more.",
+                        self.model_id, first)
+            self.restarts += 1
+            self._conn.close()
+            self._start()  # raises (and closes this predictor) when the model no longer loads
+            try:
+                return self._exchange(message)
+            except _ChildDied as died:
+                # Twice on the same call: perhaps the call itself kills it (memory). The pool loads
+                # a fresh predictor for the next request; this one is not retried again.
+                self.closed = True
+                log.warning("The process serving %s %s again on the same call; giving up on it.",
+                            self.model_id, died.cause)
+                raise TemporarilyUnavailableError(
+                    f"The process serving {self.model_id} {first}, and {died.cause} again when the request was "
+                    "run once more (out of memory?); the model is loaded afresh for the next request.",
+                    retry_after=2, code="model_crashed") from None
+
+    def _exit_cause(self) -> str:
+        """How the child ended, in words ("was killed by signal 9 (SIGKILL) ..."), once it is reaped."""
+        self.process.join(timeout=5)
+        code = self.process.exitcode
+        if code is None:
+            return "closed its pipe but is still running"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = "unknown signal"
+            why = " from outside: `kill -9`, or the kernel when memory ran out" if -code == signal.SIGKILL else ""
+            return f"was killed by signal {-code} ({name}){why}"
+        return f"exited with code {code}"
+
+    def _stop_child(self, timeout: float = 5.0) -> None:
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)
+        self._conn.close()
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the child once its current call (if any) is answered."""
@@ -114,14 +182,18 @@ class ProcessPredictor:
                     self._conn.send(("close", None, None))
                 except OSError:
                     pass
-        self.process.join(timeout)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(5)
-        self._conn.close()
+        self._stop_child(timeout)
 
     def close_in_background(self) -> None:
         threading.Thread(target=self.close, name=f"close:{self.model_id}", daemon=True).start()
+
+
+class _ChildDied(Exception):
+    """The pipe to the child broke: it is gone. `cause` says how (exit code or signal)."""
+
+    def __init__(self, cause: str):
+        super().__init__(cause)
+        self.cause = cause
 
 
 def _describe(exc: BaseException) -> dict[str, str]:
@@ -134,7 +206,8 @@ def _rebuild(payload: dict[str, str]) -> Exception:
     if cls is not None:
         return cls(payload["message"])
     if "OutOfMemory" in payload["type"]:
-        return ModelUnavailableError(f"Out of memory while running the model: {payload['message']}")
+        return TemporarilyUnavailableError(f"Out of memory while running the model: {payload['message']}",
+                                           retry_after=2, code="out_of_memory")
     return RuntimeError(f"{payload['type']} in the model process: {payload['message']}")
 
 

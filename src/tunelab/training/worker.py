@@ -121,6 +121,8 @@ def ensure_worker(store: Store) -> int | None:
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "tunelab.training.worker"], stdout=out, stderr=out,
                                 stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    # Reap it when it exits: a long-lived parent (tunelab serve) otherwise keeps a zombie per worker.
+    threading.Thread(target=proc.wait, name=f"reap-worker-{proc.pid}", daemon=True).start()
     return proc.pid
 
 
@@ -284,8 +286,11 @@ def _loop(store: Store, options: WorkerOptions, report: Report, lease: Lease | N
             continue
         report(f"{job.id}: started (attempt {job.attempts}).")
         done = _run_claimed(store, job, options, lease)
-        report(f"{job.id}: {done.status}" + (f" ({done.fine_tuned_model})" if done.fine_tuned_model else "")
-               + (f": {done.error.get('message')}" if done.error else "") + ".")
+        if done.status == RUNNING:
+            report(f"{job.id}: stopped; this worker lost its lease, and the worker holding the job now finishes it.")
+        else:
+            report(f"{job.id}: {done.status}" + (f" ({done.fine_tuned_model})" if done.fine_tuned_model else "")
+                   + (f": {done.error.get('message')}" if done.error else "") + ".")
         ran += 1
         if options.once:
             return ran

@@ -7,7 +7,8 @@ from starlette.concurrency import run_in_threadpool
 
 from tunelab.errors import NotFoundError, TunelabError
 from tunelab.jobs import views
-from tunelab.models.registry import ALIASES, BASE_MODELS
+from tunelab.models.meta import CAUSAL
+from tunelab.models.registry import ALIASES, BASE_MODELS, check_installed, resolve_model
 from tunelab.server.common import ServerState
 from tunelab.server.errors import APIError, from_tunelab_error, model_not_found
 from tunelab.server.models.protocol import Model, ModelDeleted
@@ -52,8 +53,22 @@ def servable_id(store: Store, model_id: str) -> str:
         return model_id
     lowered = model_id.lower()
     if lowered in BASE_MODELS or lowered in ALIASES:
+        check_base_servable(lowered)
         return lowered
     raise model_not_found(model_id)
+
+
+def check_base_servable(name: str) -> None:
+    """What loading a base model would refuse, found without starting a model process (seconds,
+    and the memory of one): an encoder has no completions (400); weights not installed (404)."""
+    spec = BASE_MODELS[resolve_model(name, classification=False, materialize=False).base_model]
+    if spec.kind != CAUSAL:
+        raise APIError(400, f"{name} is an encoder base model; it has no completions until fine-tuned.",
+                       param="model", code="model_not_servable")
+    try:
+        check_installed(spec)
+    except TunelabError as exc:
+        raise from_tunelab_error(exc, param="model") from None
 
 
 async def get_predictor(state: ServerState, model_id: str):

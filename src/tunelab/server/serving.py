@@ -1,0 +1,73 @@
+"""Running the app under uvicorn, with a bound on everything a connection can hold:
+
+- Headers: a request's headers must arrive within `header_timeout_s` of the connection opening
+  (or of the previous answer on a kept-alive connection), and hold at most 64 KB. uvicorn's h11
+  protocol has no such timeout: a client sending a header byte now and then, or nothing at all,
+  kept its connection (a socket, a file descriptor) forever.
+- Bodies: server/limits.py (`--read-timeout`, `--max-body-mb`, `--max-upload-mb`).
+- Idle keep-alive connections: closed after `keep_alive_s`.
+- Shutdown: on SIGTERM or Ctrl-C, requests in flight get `shutdown_timeout_s` to finish, then are
+  cancelled; a client trickling a body can no longer hold the server's exit hostage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_KEEP_ALIVE_S = 5
+DEFAULT_SHUTDOWN_TIMEOUT_S = 15.0
+MAX_HEADER_BYTES = 64 * 1024
+
+
+class HeaderTimeoutProtocol(H11Protocol):
+    """uvicorn's h11 protocol, closing connections whose request headers do not arrive in time."""
+
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:  # the headers are in: the body has its own timeout
+            self._cancel_header_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            # No request to answer yet (h11 has none), so nothing is sent: the connection just ends.
+            self.transport.close()
+
+
+def run(app, *, host: str, port: int, log_level: str = "info",
+        header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S, keep_alive_s: int = DEFAULT_KEEP_ALIVE_S,
+        shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> None:
+    import uvicorn
+
+    protocol = type("TunelabHTTPProtocol", (HeaderTimeoutProtocol,), {"header_timeout_s": float(header_timeout_s)})
+    uvicorn.run(app, host=host, port=port, log_level=log_level, http=protocol, timeout_keep_alive=keep_alive_s,
+                timeout_graceful_shutdown=shutdown_timeout_s, h11_max_incomplete_event_size=MAX_HEADER_BYTES)
