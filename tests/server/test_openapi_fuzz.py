@@ -8,16 +8,19 @@ operations are driven through hypothesis directly.)"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
 
 pytestmark = pytest.mark.timeout(600)
 
-EXAMPLES = 12
+EXAMPLES = int(os.environ.get("TUNELAB_FUZZ_EXAMPLES", "12"))  # more: a longer hunt
 
 
 def no_traceback(ctx, response, case):
@@ -31,6 +34,15 @@ def test_api_holds_its_contract(store, models, fake_predictors):
 
     app = create_app(store, loader=fake_predictors.loader, request_timeout_s=10, read_timeout_s=10)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    known = sorted(models.values())
+
+    @schema.hook("map_body")
+    def call_real_models(context, body):
+        # Random model names are all 404s; most bodies name a registered fake so inference runs too.
+        if isinstance(body, dict) and isinstance(body.get("model"), str) and len(body["model"]) % 4:
+            body["model"] = known[len(body["model"]) % len(known)]
+        return body
+
     failures: list[str] = []
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 20
@@ -38,13 +50,17 @@ def test_api_holds_its_contract(store, models, fake_predictors):
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             @given(case=operation.as_strategy(generation_mode=mode))
             @settings(max_examples=EXAMPLES, deadline=10_000, phases=[Phase.explicit, Phase.generate],
-                      suppress_health_check=list(HealthCheck), database=None)
+                      suppress_health_check=list(HealthCheck), database=None, derandomize=True)
             def check(case):
                 case.call_and_validate(checks=[not_a_server_error, status_code_conformance,
                                                content_type_conformance, no_traceback])
 
             try:
                 check()
-            except Exception as exc:  # noqa: BLE001 - every operation's failures are reported together
+            except Unsatisfiable:
+                pass  # no invalid request exists for an operation without parameters
+            except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - all operations' failures, together
                 failures.append(f"{operation.label} ({mode.value}): {type(exc).__name__}: {str(exc)[:1500]}")
-    assert failures == []
+    assert not failures, "\n\n".join(failures)
+    served = {op for model in models.values() for op, _ in fake_predictors.get(model).calls}
+    assert served == {"complete", "score_labels"}, served  # the hook above made inference run

@@ -98,6 +98,7 @@ def test_the_log_survives_kill_9(tunelab_home, classifier):
     rows = {r.response_id for r in PredictionLog(Store()).predictions(classifier)}
     assert rows and len(rows) <= len(answered) + 8  # a row may be written for an answer still on the wire
     lost = set(answered) - rows
+    print(f"kill -9 after {killed_at_answered} answers: {len(rows)} rows logged, {len(lost)} answered but lost")
     # at most one flush interval's worth: well under one batch of 256 rows at this rate
     assert len(lost) < 256, (len(lost), killed_at_answered)
 

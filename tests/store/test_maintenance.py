@@ -146,3 +146,18 @@ def test_a_model_an_unfinished_job_continues_is_not_deleted(tmp_path):
     store.update_job(job.id, status="succeeded")
     store.delete_model(parent.id)
     assert store.find_model(parent.id) is None
+
+
+def test_pg_dump_command_keeps_the_password_off_the_command_line(tmp_path):
+    from sqlalchemy import make_url
+
+    from tunelab.store.maintenance import pg_dump_command
+
+    class FakeStore:
+        class engine:
+            url = make_url("postgresql+psycopg://tunelab:secret@db.example:5433/queue?sslmode=require")
+
+    command = pg_dump_command(FakeStore, tmp_path / "b.dump")
+    assert command.startswith("PGPASSWORD=... pg_dump --format=custom --file ")
+    assert "'postgresql://tunelab@db.example:5433/queue?sslmode=require'" in command
+    assert "secret" not in command

@@ -17,6 +17,13 @@ from tunelab.training.planning import JobRequest, create_job
 from tunelab.training.worker import ensure_worker, recover_orphans, worker_running
 
 
+@pytest.fixture(autouse=True)
+def one_thread_workers(monkeypatch):
+    # The worker subprocess trains a tiny model; on 2 shared cores, torch's extra threads only
+    # contend with the test process and make the timings swing by minutes.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
 def _wait(predicate, timeout=180.0, every=0.2):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

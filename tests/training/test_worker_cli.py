@@ -166,3 +166,14 @@ def test_cuda_n_pins_the_worker_to_that_gpu(monkeypatch, visible, device, expect
     worker_mod._use_device(device)
     assert os.environ.get("CUDA_VISIBLE_DEVICES") == (expected if expected is not None else visible)
     assert os.environ["TUNELAB_DEVICE"] == "cuda"
+
+
+def test_the_readme_documents_several_workers():
+    from tests.conftest import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Several workers and machines (PostgreSQL)", 1)[1].split("\n## ", 1)[0]
+    for command in ("tunelab worker --device cuda:0", "tunelab worker --list", "--launcher accelerate --num-processes 2",
+                    "TUNELAB_LEASE_SECONDS", "tunelab store backup --out", "tunelab models prune --keep",
+                    "tunelab models prune --model", "What must be shared", "Not shared"):
+        assert command in section, command

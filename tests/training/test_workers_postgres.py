@@ -16,7 +16,6 @@ import pytest
 
 from tests.helpers.tiny_models import write_classification_jsonl
 from tunelab.store import Store
-from tunelab.training.config import ClassificationOptions
 from tunelab.training.planning import JobRequest, create_job
 
 pytestmark = pytest.mark.slow  # worker processes, kill -9

@@ -65,7 +65,8 @@ def register(subparsers) -> None:
                      help="Write the log every N rows, or every --log-flush-ms, whichever comes first (default 256).")
     log.add_argument("--log-flush-ms", type=float, default=200, metavar="MS",
                      help="Write the log every MS milliseconds, or every --log-flush-rows rows (default 200). A server "
-                          "killed with kill -9 loses the rows answered in its last MS milliseconds at most.")
+                          "killed with kill -9 loses the rows not written yet: about MS milliseconds' worth, plus a "
+                          "write in progress.")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                         help="Log level of uvicorn (default: info).")
 

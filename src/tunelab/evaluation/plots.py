@@ -179,7 +179,7 @@ def plot_grouped_bars(metrics: Sequence[str], series: dict[str, Sequence[float |
     ax.set_ylim(0, 1.1)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(4, s))
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(5, s))
     return _save(fig, out_png)
 
 

@@ -30,9 +30,14 @@ class Backup:
 def pg_dump_command(store: Store, out: str | Path) -> str:
     """The pg_dump command that backs up a PostgreSQL store to `out` (libpq's URL: no +driver, and no
     password on the command line, where `ps` shows it)."""
-    url = store.engine.url.set(drivername="postgresql")
-    command = f"pg_dump --format=custom --file {shlex.quote(str(out))} {shlex.quote(url.set(password=None).render_as_string(hide_password=False))}"
+    url = store.engine.url
+    command = f"pg_dump --format=custom --file {shlex.quote(str(out))} {shlex.quote(_libpq_url(url))}"
     return ("PGPASSWORD=... " if url.password else "") + command
+
+
+def _libpq_url(url) -> str:
+    # URL.set(password=None) keeps the password; the URL is a named tuple, so replace the field.
+    return url.set(drivername="postgresql")._replace(password=None).render_as_string(hide_password=False)
 
 
 def backup(store: Store, out: str | Path, *, overwrite: bool = False) -> Backup:
@@ -41,7 +46,7 @@ def backup(store: Store, out: str | Path, *, overwrite: bool = False) -> Backup:
     `PRAGMA integrity_check` and written under a temporary name first, so `out` is whole or absent."""
     out = Path(out)
     if store.engine.dialect.name != "sqlite":
-        restore = store.engine.url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+        restore = _libpq_url(store.engine.url)
         raise ConflictError(
             f"`tunelab store backup` copies SQLite stores; this store is on {store.engine.dialect.name}.",
             hint="Back it up with PostgreSQL's own tool (restore with pg_restore):\n  "

@@ -7,9 +7,9 @@ predictions off the request path.
   prediction is the one that counts.
 - `PredictionLogWriter`: a background thread that takes rows from a queue and writes them in
   batches, one transaction per batch, every `flush_rows` rows or `flush_ms` milliseconds, whichever
-  comes first. A request only appends to the queue. A process killed with `kill -9` loses at most
-  the rows still queued: those answered in the last `flush_ms` (default 200 ms), plus any that
-  arrived while a batch was being written.
+  comes first. A request only appends to the queue. A process killed with `kill -9` loses the rows
+  not written yet: those answered in the last `flush_ms` (default 200 ms), plus those of a batch
+  being written (its transaction is not committed) and any that arrived meanwhile.
 """
 
 from __future__ import annotations

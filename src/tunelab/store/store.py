@@ -267,9 +267,11 @@ class Store:
             alive = conn.execute(text(
                 f"UPDATE workers SET heartbeat_at = {self._clock()} WHERE id = :w AND status = :r"),
                 {"w": worker_id, "r": RUNNING, "now": time.time()}).rowcount
-            if alive:
-                conn.execute(text(f"UPDATE jobs SET heartbeat_at = {self._clock()} WHERE worker_id = :w AND status = :r"),
-                             {"w": worker_id, "r": RUNNING, "now": time.time()})
+        # A transaction of its own: holding the worker's row while waiting for its job's row (which a
+        # worker releasing expired jobs may hold, on its way to the worker's row) could deadlock.
+        if alive:
+            self._exec(f"UPDATE jobs SET heartbeat_at = {self._clock()} WHERE worker_id = :w AND status = :r",
+                       w=worker_id, r=RUNNING, now=time.time())
         return bool(alive)
 
     def stop_worker(self, worker_id: str) -> None:
@@ -290,8 +292,8 @@ class Store:
                 f"(w.id IS NOT NULL AND (w.status <> :r OR w.heartbeat_at < {self._clock()} - :lease)) OR "
                 f"(w.id IS NULL AND (j.heartbeat_at IS NULL OR j.heartbeat_at < {self._clock()} - :lease)))" + lock),
                 {"r": RUNNING, "lease": float(lease_seconds), "now": time.time()}).all()
-            for row in rows:
-                job = decode(JobRecord, row)
+            # Worker rows are updated in one order by every releasing worker, so two never deadlock.
+            for job in sorted((decode(JobRecord, row) for row in rows), key=lambda j: (j.worker_id or "", j.id)):
                 if job.attempts >= max_attempts:
                     error = {"code": "worker_died", "param": None,
                              "message": f"The worker running this job stopped heartbeating {job.attempts} times "

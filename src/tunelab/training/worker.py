@@ -31,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.exc import DBAPIError
+
 from tunelab.errors import ConflictError, InvalidInputError
 from tunelab.store import JobRecord, Store
 from tunelab.store.records import FAILED, QUEUED, RUNNING
@@ -274,8 +276,19 @@ def _loop(store: Store, options: WorkerOptions, report: Report, lease: Lease | N
                 lease.register()
                 report(f"Worker {old} lost its lease (no heartbeat for {lease.seconds:g} s); "
                        f"registered again as {lease.worker_id}.")
-            release_expired(store, lease.seconds, report)
-        job = store.claim_next_job(os.getpid(), lease.worker_id if lease else None)
+            try:
+                release_expired(store, lease.seconds, report)
+            except DBAPIError as exc:  # e.g. a deadlock PostgreSQL broke, or the database restarting
+                report(f"Could not check for expired leases this time ({type(exc.orig).__name__}); retrying.")
+        try:
+            job = store.claim_next_job(os.getpid(), lease.worker_id if lease else None)
+        except DBAPIError as exc:
+            if lease is None:
+                raise
+            # A shared database restarting or briefly unreachable: keep the worker, try again.
+            report(f"Could not reach the database to claim a job ({type(exc.orig).__name__}); retrying.")
+            time.sleep(max(options.poll_seconds, 1.0))
+            continue
         if job is None:
             waited = time.monotonic() - idle_since
             if options.once and (options.idle_exit is None or waited > options.idle_exit):
