@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.server.conftest import LABELS, PROMPT, make_client
-from tunelab.server.batching import BatchStats, MicroBatcher, ModelPool
+from tunelab.server.batching import BatcherRegistry, BatchStats, MicroBatcher, ModelPool
 
 
 class Recorder:
@@ -166,3 +166,110 @@ def test_stats_as_dict():
     stats.record(3, 5, 0.1)
     stats.record(1, 1, 0.1)
     assert stats.as_dict()["mean_prompts_per_batch"] == 3.0 and stats.as_dict()["max_prompts_per_batch"] == 5
+
+
+def test_a_full_queue_refuses_at_once():
+    from tunelab.errors import OverloadedError
+
+    registry = BatcherRegistry(max_batch=1, window_s=0, gap_s=0, threads=1, max_queue=3)
+
+    def run(items):
+        time.sleep(0.2)
+        return items
+
+    async def main():
+        batcher = registry.batcher("m", "k", run)
+        results = await asyncio.gather(*(batcher.submit([i]) for i in range(8)), return_exceptions=True)
+        alone = await batcher.submit(list(range(10)))  # an empty queue admits any request, however large
+        return results, alone
+
+    results, alone = asyncio.run(main())
+    refused = [r for r in results if isinstance(r, OverloadedError)]
+    assert len(refused) == 5 and all(r.retry_after >= 1 for r in refused)  # all 8 arrive before the first runs
+    assert [r for r in results if not isinstance(r, Exception)] == [[0], [1], [2]] and alone == list(range(10))
+    registry.close()
+
+
+def test_deadlines_end_waits_and_drop_the_request():
+    from tunelab.errors import TemporarilyUnavailableError
+    from tunelab.server.batching import deadline
+
+    calls = []
+
+    def run(items):
+        calls.append(list(items))
+        time.sleep(0.3)
+        return items
+
+    async def main():
+        batcher = MicroBatcher(run, max_batch=1, window_s=0)
+        first = asyncio.ensure_future(batcher.submit(["slow"]))
+        await asyncio.sleep(0.01)
+        with deadline(0.1):
+            with pytest.raises(TemporarilyUnavailableError) as excinfo:
+                await batcher.submit(["late"])
+        assert excinfo.value.code == "timeout"
+        await first
+        await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+    assert calls == [["slow"]]  # the request that gave up was never computed
+
+
+def test_temporary_failures_are_not_retried_one_by_one():
+    from tunelab.errors import TemporarilyUnavailableError
+
+    calls = []
+
+    def run(items):
+        calls.append(len(items))
+        raise TemporarilyUnavailableError("the model process died twice")
+
+    async def main():
+        batcher = MicroBatcher(run, max_batch=8, window_s=0.05, gap_s=0.05)
+        return await asyncio.gather(*(batcher.submit([i]) for i in range(4)), return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, TemporarilyUnavailableError) for r in results) and calls == [4]
+
+
+def test_library_errors_of_a_load_are_remembered_for_a_while():
+    from tunelab.errors import NotFoundError
+
+    calls = []
+
+    def load(model_id):
+        calls.append(model_id)
+        raise NotFoundError(f"The model {model_id!r} does not exist.")
+
+    async def main():
+        pool = ModelPool(load, failure_ttl_s=0.2)
+        for _ in range(5):
+            with pytest.raises(NotFoundError):
+                await pool.get("m")
+        await asyncio.sleep(0.25)
+        with pytest.raises(NotFoundError):
+            await pool.get("m")
+
+    asyncio.run(main())
+    assert calls == ["m", "m"]
+
+
+def test_a_load_outlives_the_request_that_gave_up():
+    from tunelab.errors import TemporarilyUnavailableError
+    from tunelab.server.batching import deadline
+
+    def load(model_id):
+        time.sleep(0.3)
+        return f"model {model_id}"
+
+    async def main():
+        pool = ModelPool(load)
+        with deadline(0.05):
+            with pytest.raises(TemporarilyUnavailableError, match="loading"):
+                await pool.get("m")
+        await asyncio.sleep(0.4)
+        assert pool.loaded() == ["m"]
+        return await pool.get("m")
+
+    assert asyncio.run(main()) == "model m"

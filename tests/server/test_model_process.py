@@ -1,6 +1,7 @@
 """The default serving mode: every loaded model runs in its own process (no GIL contention with
 the HTTP thread). Same answers as in-process, typed errors across the pipe, a crashed model
-process reported as 503 and reloaded, the processes of unloaded models and of a stopped server ended."""
+process replaced and the call run again (a 503 that says retry only when it dies twice on the
+same call), the processes of unloaded models and of a stopped server ended."""
 
 from __future__ import annotations
 
@@ -46,15 +47,14 @@ def test_models_run_in_their_own_processes(store, real_models):
         pids = stats["model_pids"]
         assert set(pids) == {clf, lm} and os.getpid() not in pids.values()
 
-        # a crashed model process: a call on it is a ModelUnavailableError (503), and the pool
-        # notices the dead process and loads the model again for the next request
-        from tunelab.errors import ModelUnavailableError
-
+        # a crashed model process: the next call starts a new one and runs there (the same
+        # predictor, so the pool does not load a second copy)
         crashed = app.state.tunelab.pool.peek(clf)
         os.kill(pids[clf], signal.SIGKILL)
         assert wait_dead(pids[clf])
-        with pytest.raises(ModelUnavailableError, match="stopped unexpectedly"):
-            crashed.complete([PROMPT], max_tokens=1, temperature=0)
+        rerun = crashed.complete([PROMPT], max_tokens=1, temperature=0, logprobs=5)[0][0]
+        assert rerun.top_logprobs[0] == pytest.approx(top, abs=1e-5) and crashed.restarts == 1
+        assert app.state.tunelab.pool.peek(clf) is crashed
         again = oa.completions.create(model=clf, prompt=PROMPT, max_tokens=1, temperature=0, logprobs=5)
         assert again.choices[0].logprobs.top_logprobs[0] == pytest.approx(top, abs=1e-5)
         new_clf_pid = http.get("/v1/tunelab/stats").json()["model_pids"][clf]
@@ -73,3 +73,33 @@ def test_models_run_in_their_own_processes(store, real_models):
     # shutting the app down stops every model process
     for pid in remaining.values():
         assert wait_dead(pid)
+
+
+def test_a_process_that_dies_twice_on_one_call_fails_it_with_a_retry(monkeypatch):
+    """The rule, without processes: one crash is absorbed (new child, same call again); a second
+    crash on the same call is a TemporarilyUnavailableError (503, retry) and closes the predictor,
+    so that the pool loads a fresh one for the next request."""
+    from tunelab.errors import TemporarilyUnavailableError
+    from tunelab.server import model_process
+
+    class Dying(model_process.ProcessPredictor):
+        def __init__(self, deaths: int):
+            self.model_id, self.closed, self.restarts, self.deaths = "m", False, 0, deaths
+            self._lock = model_process.threading.Lock()
+            self._conn = type("Conn", (), {"close": lambda self: None})()
+
+        def _start(self):
+            return {}
+
+        def _exchange(self, message):
+            if self.deaths:
+                self.deaths -= 1
+                raise model_process._ChildDied("was killed by signal 9 (SIGKILL)")
+            return ["answer"]
+
+    once = Dying(1)
+    assert once.complete(["x"]) == ["answer"] and once.restarts == 1 and once.alive
+    twice = Dying(2)
+    with pytest.raises(TemporarilyUnavailableError, match="signal 9") as excinfo:
+        twice.complete(["x"])
+    assert excinfo.value.code == "model_crashed" and not twice.alive

@@ -185,3 +185,22 @@ def test_metrics_need_the_api_key_when_keys_are_set(store, fake_predictors):
     with TestClient(create_app(store, loader=fake_predictors.loader, api_keys=["sk-1"])) as http:
         assert http.get("/metrics").status_code == 401
         assert http.get("/metrics", headers={"Authorization": "Bearer sk-1"}).status_code == 200
+
+
+def test_only_fine_tuned_models_are_logged(store):
+    """A base model served as is (no metadata: smollm2-135m's plain completions) is not logged."""
+    from types import SimpleNamespace
+
+    from tunelab.server.prediction_log import Caller, PredictionRecorder
+    from tunelab.store.predictions import PredictionLogWriter
+
+    writer = PredictionLogWriter(store)
+    recorder = PredictionRecorder(writer)
+    base = SimpleNamespace(meta=None, labels=None, is_classification=False)
+    tuned = SimpleNamespace(meta={"method": "lm"}, labels=None, is_classification=False)
+    for predictor in (base, tuned):
+        recorder.record(Caller.unknown(), endpoint="completions", response_id=f"cmpl-{id(predictor)}", model="m",
+                        predictor=predictor, prompts=["p"], predictions=["text"], logprobs=[None],
+                        prompt_tokens=[1])
+    writer.close()
+    assert [r.response_id for r in PredictionLog(store).predictions()] == [f"cmpl-{id(tuned)}"]

@@ -44,7 +44,7 @@ def register(subparsers) -> None:
                              "Retry-After (default: 60).")
     limits.add_argument("--read-timeout", type=float, default=30, metavar="S",
                         help="Seconds a client may take to send a request body (an upload: may pause); 408 "
-                             "after that (default: 30). Headers get 10 s.")
+                             "after that (default: 30). Request headers get the same, at most 10 s.")
     limits.add_argument("--shutdown-timeout", type=float, default=15, metavar="S",
                         help="On Ctrl-C or SIGTERM, requests in flight get S seconds to finish (default: 15).")
     parser.add_argument("--decision", default="argmax", choices=["argmax", "median", "good_vs_bad"],
@@ -104,6 +104,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"tunelab API on http://{shown}:{args.port}/v1 (store: {app.state.tunelab.store.home}"
           f"{', API key required' if keys else ''}). Ctrl-C stops it.", file=sys.stderr)
-    run(app, host=args.host, port=args.port, log_level=args.log_level,
-                shutdown_timeout_s=args.shutdown_timeout)
+    run(app, host=args.host, port=args.port, log_level=args.log_level, shutdown_timeout_s=args.shutdown_timeout,
+        header_timeout_s=min(10.0, args.read_timeout))
     return 0

@@ -100,9 +100,8 @@ def check(value: Any, *, max_depth: int = MAX_DEPTH) -> None:
             raise JSONValueError(obj.problem, field_name(path))
         elif isinstance(obj, (dict, list)):
             if depth >= max_depth:
-                shown = field_name(path[:6]) + ("…" if len(path) > 6 else "") if path else None
                 raise JSONValueError(f"nested more than {max_depth} levels deep; send plain values (text, "
-                                     "numbers) or shallow lists and objects", shown)
+                                     "numbers) or shallow lists and objects", field_name(path[:1]))
             if isinstance(obj, dict):
                 children = []
                 for key, child in obj.items():

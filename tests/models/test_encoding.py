@@ -1,0 +1,69 @@
+"""Text beyond what a model reads is cut before tokenizing (issue 15: a 10 MB prompt was tokenized
+whole, for seconds, and then truncated): the tokens kept are the same, the cost no longer grows
+with the text."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+
+class Spy:
+    """A tokenizer that records how many characters it was given."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.chars = 0
+
+    def __call__(self, texts, **kwargs):
+        self.chars += sum(map(len, texts)) if isinstance(texts, list) else len(texts)
+        return self.tokenizer(texts, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+
+@pytest.fixture
+def tokenizer(tiny_models):
+    from tunelab.models.loading import load_tokenizer
+
+    return load_tokenizer(tiny_models.encoder)
+
+
+def test_clip_text():
+    from tunelab.models.encoding import MAX_CHARS_PER_TOKEN, clip_text
+
+    text = "ab" * 10_000
+    assert clip_text("short", 4) == "short"
+    assert clip_text(text, 10) == text[:10 * MAX_CHARS_PER_TOKEN]
+    assert clip_text(text, 10, keep="end") == text[-10 * MAX_CHARS_PER_TOKEN:]
+
+
+def test_a_huge_prompt_is_cut_before_tokenizing(tokenizer):
+    from tunelab.models.encoding import encode_classifier, encode_lm
+
+    words = "great good love fine okay dress fits " * 4
+    huge = words * 100_000  # 12 MB
+    spy = Spy(tokenizer)
+    started = time.perf_counter()
+    [clipped] = encode_classifier(spy, [huge], [0], max_length=64)
+    assert time.perf_counter() - started < 1.0 and spy.chars <= 64 * 20
+    [whole] = encode_classifier(tokenizer, [words * 20], [0], max_length=64)
+    assert clipped.input_ids == whole.input_ids and len(clipped.input_ids) == 64
+
+    spy = Spy(tokenizer)
+    [lm] = encode_lm(spy, ["bad " + huge + " the end"], [" 4"], max_length=32, append_eos=False)
+    assert spy.chars <= 32 * 20 + 2 and len(lm.input_ids) == 32  # the prompt keeps its end, then the completion
+    [short] = encode_lm(tokenizer, ["bad " + words * 3 + " the end"], [" 4"], max_length=32, append_eos=False)
+    assert lm.input_ids == short.input_ids
+
+
+def test_count_tokens_is_exact_for_what_fits_and_cheap_beyond(tokenizer):
+    from tunelab.models.encoding import count_tokens
+
+    text = "great good love fine " * 10
+    assert count_tokens(tokenizer, text, 128) == len(tokenizer(text, add_special_tokens=False)["input_ids"]) == 40
+    spy = Spy(tokenizer)
+    assert count_tokens(spy, text * 100_000, 128) > 128  # more than the model reads: refused or truncated
+    assert spy.chars <= 128 * 20
