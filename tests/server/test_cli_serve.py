@@ -46,3 +46,17 @@ def test_serve_warns_when_open_without_key(captured, capsys):
 def test_serve_rejects_bad_limits(captured):
     assert run_cli("serve", "--max-loaded-models", "0") == 2
     assert "app" not in captured
+
+
+def test_serve_limits(captured):
+    assert run_cli("serve", "--max-body-mb", "1", "--max-queue", "8", "--request-timeout", "7", "--read-timeout", "3",
+                   "--shutdown-timeout", "2") == 0
+    settings = captured["app"].state.tunelab.settings
+    assert settings["max_body_bytes"] == 2**20 and settings["max_queue"] == 8
+    assert settings["request_timeout_s"] == 7 and settings["read_timeout_s"] == 3
+    assert captured["timeout_graceful_shutdown"] == 2 and captured["timeout_keep_alive"] == 5
+    assert captured["http"].header_timeout_s == 3  # headers get the read timeout, at most 10 s
+    assert captured["h11_max_incomplete_event_size"] == 64 * 1024
+    for bad in (["--max-queue", "0"], ["--max-body-mb", "0"], ["--request-timeout", "0"]):
+        captured.clear()
+        assert run_cli("serve", *bad) == 2 and "app" not in captured

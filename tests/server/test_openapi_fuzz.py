@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance, status_c
 
 pytestmark = pytest.mark.timeout(600)
 
-EXAMPLES = int(os.environ.get("TUNELAB_FUZZ_EXAMPLES", "12"))  # more: a longer hunt
+EXAMPLES = int(os.environ.get("TUNELAB_FUZZ_EXAMPLES", "10"))  # more: a longer hunt
 
 
 def no_traceback(ctx, response, case):

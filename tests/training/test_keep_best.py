@@ -96,3 +96,17 @@ def test_continued_training_that_only_hurts_keeps_the_parent(store, tiny_models,
     assert record.meta["kept_epoch"] == 0 and record.parent_id == parent.fine_tuned_model
     assert record.cumulative_epochs == store.find_model(parent.fine_tuned_model).cumulative_epochs
     assert record.labels == store.find_model(parent.fine_tuned_model).labels
+
+
+def test_accuracy_ranks_first_and_log_loss_breaks_ties():
+    sel = selector()
+    # SST-5's case: epoch 2 had the lower log-loss, epoch 3 the higher accuracy; epoch 3 is kept
+    sel.history = {1: {"score": 1.220, "accuracy": 0.468, "temperature": 1.1},
+                   2: {"score": 1.181, "accuracy": 0.473, "temperature": 1.3},
+                   3: {"score": 1.184, "accuracy": 0.491, "temperature": 1.6}}
+    assert sel.best_epoch == 3
+    sel.history[4] = {"score": 1.150, "accuracy": 0.491, "temperature": 1.7}
+    assert sel.best_epoch == 4  # same accuracy, lower log-loss
+    sel.history[5] = {"score": 1.150, "accuracy": 0.491, "temperature": 1.7}
+    assert sel.best_epoch == 4  # a full tie keeps the earlier epoch
+    assert sel.kept_message(4, 5) == "Kept epoch 4 of 5: the best on the validation file (accuracy 0.4910, log-loss 1.1500)."

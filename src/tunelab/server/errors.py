@@ -9,12 +9,12 @@ becomes 400 in the same envelope, unknown routes 404, oversize bodies 413, bodie
 slowly 408. Only an unexpected exception (a bug) is a 500.
 
 Error responses carry `x-should-retry: false`, which the `openai` client obeys (it would otherwise
-retry 409s and 5xxs, and these do not go away by asking again), except the temporary ones (429,
-503, 408), which say `x-should-retry: true` and `Retry-After: <seconds>`: the client then retries
+retry 408s, 409s and 5xxs, and these do not go away by asking again), except the temporary ones
+(429, 503), which say `x-should-retry: true` and `Retry-After: <seconds>`: the client then retries
 by itself, after the wait the server asked for.
 
-`ErrorResponse` is the envelope's schema and `responses(400, 404, ...)` the OpenAPI declaration
-of a route's error statuses (server/openapi.py declares them on every route).
+`ErrorResponse` is the envelope's schema; server/openapi.py declares it for every error status of
+every operation.
 """
 
 from __future__ import annotations
@@ -70,19 +70,6 @@ ERROR_DESCRIPTIONS = {
     503: "Temporarily unavailable: the request timed out (--request-timeout), or the model's process failed; "
          "send it again after `Retry-After` seconds.",
 }
-_RETRY_AFTER_HEADER = {"Retry-After": {"description": "Seconds to wait before sending the request again.",
-                                       "schema": {"type": "integer"}}}
-
-
-def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The OpenAPI `responses` entries of these error statuses, each with the envelope's schema."""
-    out: dict[int | str, dict[str, Any]] = {}
-    for status in statuses:
-        entry: dict[str, Any] = {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS[status]}
-        if status in (408, 429, 503):
-            entry["headers"] = _RETRY_AFTER_HEADER
-        out[status] = entry
-    return out
 
 
 class APIError(Exception):

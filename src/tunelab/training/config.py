@@ -53,8 +53,9 @@ class Hyperparameters:
     lr_schedule: str = "linear"
     """After the warm-up: linear (decay to 0 at the last step), cosine (to 0) or constant."""
     keep_best: bool | None = None
-    """Score the whole validation file after every epoch and register the best epoch (by validation
-    log-loss after temperature scaling; a continued job counts its starting point as epoch 0).
+    """Score the whole validation file after every epoch and register the best epoch (highest
+    validation accuracy; ties: lower log-loss after temperature scaling; a continued job counts its
+    starting point as epoch 0).
     None is "auto": on whenever there is a validation file."""
     early_stopping_patience: int | None = None
     """With keep_best: stop after this many epochs without a better validation score (0 never

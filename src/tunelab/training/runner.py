@@ -207,10 +207,13 @@ class _EpochSelector:
     """Scores the whole validation file at the end of every epoch (one pass, shared with the
     classification columns), fits a temperature to it, keeps the best epoch and says when to stop.
 
-    The score is the validation log-loss at the temperature fitted for that epoch: it ranks
-    epochs by how well they separate the labels, not by how (over-)confident they happen to be,
-    which temperature scaling fixes afterwards anyway. Without labels to score (free-form
-    completions), the sampled validation loss of the epoch's last row is used."""
+    The best epoch has the highest validation accuracy (what the model is used for); ties go to
+    the lower validation log-loss at the temperature fitted for that epoch (how well it separates
+    the labels, not how over-confident it is, which temperature scaling fixes anyway), then to the
+    earlier epoch. Log-loss alone is not the criterion: on SST-5 it preferred epoch 2 (1.181 vs 1.184)
+    while epoch 3 was 1.8 points more accurate on validation and 2 points on the test split.
+    Without labels to score (free-form completions), the sampled validation loss of the epoch's last
+    row is used."""
 
     def __init__(self, store: Store, job: JobRecord, plan: JobPlan, labels, valid_rows, tokenizer, batch_size: int):
         hp = plan.hyperparameters
@@ -248,8 +251,8 @@ class _EpochSelector:
             return
         entry = self._summarise(self.score(model))
         self.history[0] = entry
-        self.store.add_event(self.job.id, f"Starting point (the parent's weights): validation log-loss "
-                                          f"{entry['score']:.4f}, accuracy {entry['accuracy']:.4f}.")
+        self.store.add_event(self.job.id, f"Starting point (the parent's weights): validation "
+                                          f"{self._describe(entry)}.")
         self._logp = None
 
     def record(self, epoch: int, row: dict) -> dict:
@@ -265,18 +268,28 @@ class _EpochSelector:
         self.history[epoch] = entry
         if self.keep_best:
             tail = "best so far" if self.best_epoch == epoch else f"best is still epoch {best_before}"
-            acc = f", accuracy {entry['accuracy']:.4f}" if entry.get("accuracy") is not None else ""
-            self.store.add_event(self.job.id, f"Epoch {epoch}: validation log-loss {entry['score']:.4f}{acc} "
-                                              f"({tail}).", data={"epoch": epoch, **entry})
+            self.store.add_event(self.job.id, f"Epoch {epoch}: validation {self._describe(entry)} ({tail}).",
+                                 data={"epoch": epoch, **entry})
         return {"selection_score": entry["score"], "temperature": entry["temperature"],
                 "selection_accuracy": entry.get("accuracy")}
+
+    @staticmethod
+    def _describe(entry: dict) -> str:
+        if entry.get("accuracy") is None:
+            return f"loss {entry['score']:.4f}"
+        return f"accuracy {entry['accuracy']:.4f}, log-loss {entry['score']:.4f}"
+
+    def _rank(self, epoch: int) -> tuple:
+        entry = self.history[epoch]
+        accuracy = entry.get("accuracy")
+        return (-accuracy if accuracy is not None else 0.0, entry["score"])
 
     @property
     def best_epoch(self) -> int | None:
         if not self.history:
             return None
         # A later epoch must be strictly better to be kept: ties go to the earlier one (fewer epochs).
-        return min(sorted(self.history), key=lambda e: self.history[e]["score"])
+        return min(sorted(self.history), key=self._rank)
 
     def should_stop(self, epoch: int) -> bool:
         best = self.best_epoch
@@ -287,8 +300,8 @@ class _EpochSelector:
         entry = self.history[kept]
         if kept == 0:
             return (f"Kept the starting point (the parent's weights): no epoch of this job did better on the "
-                    f"validation file (log-loss {entry['score']:.4f}).")
-        return f"Kept epoch {kept} of {done}: the best validation log-loss ({entry['score']:.4f})."
+                    f"validation file ({self._describe(entry)}).")
+        return f"Kept epoch {kept} of {done}: the best on the validation file ({self._describe(entry)})."
 
     def summary(self) -> list[dict]:
         return [{"epoch": e, **v} for e, v in sorted(self.history.items())]
