@@ -70,7 +70,8 @@ def test_json_arrays_and_csv_too(tmp_path):
         "huge.json": (b'[{"prompt": "a", "completion": " 1"},\n {"prompt": 1e400, "completion": " 1"}]',
                       "line 2: field `prompt`: the number 1e400 is out of range"),
         "nul.csv": (b"prompt,completion\na,1\nb\x00c,2\n", "line 3 holds a NUL byte"),
-        "long.csv": (b"prompt,completion\na,1\n" + b"x" * 2_000_000 + b",2\n", "line 3: the row is 2,000,001 characters"),
+        "long.csv": (b"prompt,completion\na,1\n" + b"x" * 2_000_000 + b",2\n",
+                     "line 3: the row is 2,000,001 characters"),
         "utf16.jsonl": (GOOD.encode("utf-16-le"), "NUL byte"),
     }
     for name, (data, words) in cases.items():

@@ -106,6 +106,7 @@ def test_1000_requests_at_32_way_then_a_killed_model_process(live):
     assert [r for r in fire(client, model, 64, 8) if r[0] != "ok"] == []
     new = model_pid(live, model)
     assert new != old and not Path(f"/proc/{old}").exists()  # replaced, and the dead one reaped
+    assert "was killed by signal 9 (SIGKILL)" in Path(live.log.name).read_text()  # the cause, in one line
 
 
 def test_huge_prompts_do_not_stall_small_requests(live):

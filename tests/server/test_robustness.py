@@ -102,7 +102,8 @@ def test_slow_body_is_a_408():
             sent.append(message)
 
         limits = RequestLimits(app, max_body_bytes=2**20, max_upload_bytes=2**20, read_timeout_s=0.2)
-        scope = {"type": "http", "method": "POST", "path": "/v1/completions", "headers": [(b"content-type", b"application/json")]}
+        scope = {"type": "http", "method": "POST", "path": "/v1/completions",
+                 "headers": [(b"content-type", b"application/json")]}
         started = time.monotonic()
         await limits(scope, receive, send)
         return sent, time.monotonic() - started

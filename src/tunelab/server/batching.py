@@ -25,8 +25,9 @@ same model are answered together:
   request that waited for it gave up (so the next one finds the model loaded). A load that failed
   with a library error (unknown model, weights not installed, not servable) is remembered for
   `failure_ttl_s` seconds: requests for it are answered from memory instead of each starting a
-  process that fails again. Other failures (a crash, a disk hiccup) are tried again. With `tunelab serve` each
-  predictor is a `ProcessPredictor` (server/model_process.py): the model runs in its own process.
+  process that fails again. Other failures (a crash, a disk hiccup) are tried again. With
+  `tunelab serve` each predictor is a `ProcessPredictor` (server/model_process.py): the model
+  runs in its own process.
 """
 
 from __future__ import annotations
