@@ -131,6 +131,7 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
     left_pad = data.method != Method.CLASSIFIER
     final_metrics: dict = {}
     pending: list[tuple] = []  # steps whose numbers are still on the device
+    last_row: dict = {}  # the newest results row: an epoch's checkpoint records its training loss too
     stopped = False
 
     def flush(extra: dict | None = None) -> None:
@@ -156,6 +157,8 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
                    "training_token_accuracy": tok_c / max(n_tok, 1)}
             if k == len(pending) - 1 and extra:
                 row.update(extra)
+            last_row.clear()
+            last_row.update(row)
             if results is not None and accelerator.is_main_process:
                 results.write(row)
             hooks.on_progress({"event": "step", "step": step, "total_steps": n_total, "epoch": epoch + 1,
@@ -209,7 +212,7 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
                 raise Cancelled()
             if last_of_epoch:
                 position.update(epoch=epoch + 1, step_in_epoch=0)
-                stopped, = _agree(accelerator, bool(hooks.on_epoch_end(epoch + 1, step, {**extra, "step": step})))
+                stopped, = _agree(accelerator, bool(hooks.on_epoch_end(epoch + 1, step, {**last_row, **extra, "step": step})))
             last_step = stopped or (last_of_epoch and epoch + 1 == hp.n_epochs)
             if save_due and not last_step:
                 flush()
