@@ -34,7 +34,7 @@ def test_a_queued_job_through_every_verb(tiny_models, capsys, no_worker):
     assert run_cli("api", "fine_tunes.get", "-i", job_id) == 0
     job = json.loads(output(capsys))
     assert job["id"] == job_id and job["status"] == "pending" and job["object"] == "fine-tune"
-    assert job["hyperparams"] == {"batch_size": 15, "learning_rate_multiplier": 0.5, "n_epochs": 2,  # auto
+    assert job["hyperparams"] == {"batch_size": 8, "learning_rate_multiplier": 0.5, "n_epochs": 2,  # auto
                                   "prompt_loss_weight": 0.0, "compute_classification_metrics": True,
                                   "method": "classifier", "seed": 42}
     assert job["events"][0]["message"].startswith("Created fine-tuning job")

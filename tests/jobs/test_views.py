@@ -21,10 +21,11 @@ def fields(model) -> list[str]:
 def test_current_job_view_in_openais_order_with_resolved_hyperparameters(store, queued):
     view = views.job_view(queued, ["a notice"])
     assert list(view) == fields(FineTuningJob)
-    # "auto" resolved by training/recipes.py: 120 rows give a batch of 15 (8 steps an epoch), rate x0.5
-    assert view["hyperparameters"] == {"batch_size": 15, "learning_rate_multiplier": 0.5, "n_epochs": 2}
+    # "auto" resolved by training/recipes.py: 2 epochs of 120 rows give a batch of 8 (the smallest auto
+    # batch; at least 150 steps are wanted), rate x0.5
+    assert view["hyperparameters"] == {"batch_size": 8, "learning_rate_multiplier": 0.5, "n_epochs": 2}
     assert view["method"]["supervised"]["hyperparameters"] == view["hyperparameters"]
-    assert view["hyperparameters_full"]["batch_size"] == 15 and view["hyperparameters_full"]["method"] == "classifier"
+    assert view["hyperparameters_full"]["batch_size"] == 8 and view["hyperparameters_full"]["method"] == "classifier"
     assert view["training_method"] == "classifier" and view["legacy_id"] == queued.legacy_id
     assert view["classification"]["classification_n_classes"] == 5 and view["classification"]["classification"]
     assert view["classification"]["labels"] == [" 1", " 2", " 3", " 4", " 5"]
@@ -36,7 +37,7 @@ def test_legacy_job_view_inlines_files_and_events(store, queued):
     view = views.legacy_job_view(store, queued, with_events=True)
     assert list(view) == fields(FineTune)
     assert view["id"] == queued.legacy_id and view["status"] == "pending"
-    assert view["hyperparams"]["batch_size"] == 15 and view["hyperparams"]["n_epochs"] == 2
+    assert view["hyperparams"]["batch_size"] == 8 and view["hyperparams"]["n_epochs"] == 2
     assert view["hyperparams"]["compute_classification_metrics"] is True
     assert "classification_positive_class" not in view["hyperparams"]  # unset options are left out
     assert view["training_files"][0]["id"] == queued.training_file and view["cumulative_epochs"] == 2

@@ -57,8 +57,15 @@ def test_explicit_values_win():
 
 def test_small_files_get_smaller_batches_and_no_validation_means_no_keep_best():
     hp = recipes.resolve(Hyperparameters(), n_train=100, n_valid=0, model_batch=32, continuing=False).hyperparameters
-    assert hp.batch_size == 12  # at least 8 steps per epoch
+    assert hp.batch_size == 8 and hp.n_epochs == 6  # at least 150 steps in all, batch not below 8
     assert hp.keep_best is False
+    assert recipes.auto_batch_size(60, 32, 6) == 7  # and at least 8 steps per epoch
+
+
+@pytest.mark.parametrize("n,epochs,batch", [(1_200, 1, 8), (1_200, 6, 32), (300, 1, 8), (15_846, 2, 32),
+                                            (3_000, 1, 20)])
+def test_short_jobs_get_enough_steps(n, epochs, batch):
+    assert recipes.auto_batch_size(n, 32, epochs) == batch
 
 
 def test_continuing_lowers_the_peak_and_skips_the_warm_up():
@@ -105,15 +112,15 @@ def test_a_planned_job_stores_resolved_values_and_says_which_were_auto(store, ti
                                           {"n_epochs": 3}, ClassificationOptions(True, 5)))
     plan = JobPlan.from_job(job)
     hp = plan.hyperparameters
-    assert hp.n_epochs == 3 and hp.batch_size == 15 and hp.learning_rate_multiplier == 0.5
+    assert hp.n_epochs == 3 and hp.batch_size == 8 and hp.learning_rate_multiplier == 0.5
     assert hp.shuffle is True and hp.keep_best is True and hp.warmup_ratio == 0.06
     assert "n_epochs" not in plan.auto_hyperparameters and "batch_size" in plan.auto_hyperparameters
     assert plan.learning_rate == pytest.approx(plan.base_learning_rate * 0.5)
     messages = [e.message for e in store.list_events(job.id)]
-    assert any(m.startswith("Hyperparameters: n_epochs=3, batch_size=15 (auto)") for m in messages)
+    assert any(m.startswith("Hyperparameters: n_epochs=3, batch_size=8 (auto)") for m in messages)
     from tunelab.jobs import views
 
-    assert views.job_view(job)["hyperparameters"] == {"batch_size": 15, "learning_rate_multiplier": 0.5,
+    assert views.job_view(job)["hyperparameters"] == {"batch_size": 8, "learning_rate_multiplier": 0.5,
                                                       "n_epochs": 3}
     assert views.legacy_job_view(store, job)["hyperparams"]["n_epochs"] == 3
 

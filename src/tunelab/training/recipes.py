@@ -8,8 +8,10 @@ An explicit value always wins. The rule, also in the README ("Methods and base m
   already learnt most of what the data teaches.
   (45,000 Amazon reviews: 2 epochs; 15,846 clothing reviews: 2; SST-5's 8,544: 3; 1,200: 6.)
 - batch_size: the base model's batch for the device (minilm-l6: 32 on CPU, 128 on a GPU;
-  smollm2-135m: 16 / 64), never more than an eighth of the file (at least 8 steps an epoch);
-  a continued model keeps its parent's batch.
+  smollm2-135m: 16 / 64), lowered (not below 8) so that the job takes at least MIN_TOTAL_STEPS
+  optimizer steps, and never more than an eighth of the file (at least 8 steps an epoch); a
+  continued model keeps its parent's batch. (A short job, such as the chapter's 1 epoch on 1,200
+  reviews, would otherwise take 38 steps at batch 32 and learn nothing but the majority class.)
 - learning_rate_multiplier: 0.5 for a new model, 0.25 when continuing (a lower peak for a model
   that is already near an optimum), 1.0 with --lora (adapters start from zero).
 - warmup_ratio: 0.06 for a new model, 0 when continuing; then `lr_schedule` (linear decay to 0).
@@ -34,6 +36,8 @@ MIN_EXAMPLES_SEEN = 24_000
 MAX_EXAMPLES_SEEN = 100_000
 MAX_EPOCHS = 6
 MIN_STEPS_PER_EPOCH = 8
+MIN_TOTAL_STEPS = 150
+MIN_AUTO_BATCH = 8
 
 LR_MULTIPLIER_NEW = 0.5
 LR_MULTIPLIER_CONTINUE = 0.25
@@ -76,8 +80,9 @@ def auto_epochs(n_train: int, *, continuing: bool = False) -> int:
     return max(1, math.ceil(epochs / 2)) if continuing else epochs
 
 
-def auto_batch_size(n_train: int, model_batch: int) -> int:
-    return max(1, min(model_batch, n_train // MIN_STEPS_PER_EPOCH))
+def auto_batch_size(n_train: int, model_batch: int, n_epochs: int = 1) -> int:
+    enough_steps = max(MIN_AUTO_BATCH, math.ceil(n_train * n_epochs / MIN_TOTAL_STEPS))
+    return max(1, min(model_batch, enough_steps, n_train // MIN_STEPS_PER_EPOCH))
 
 
 def resolve(hp: Hyperparameters, *, n_train: int, n_valid: int, model_batch: int, continuing: bool) -> Recipe:
@@ -88,7 +93,7 @@ def resolve(hp: Hyperparameters, *, n_train: int, n_valid: int, model_batch: int
     if out.n_epochs is None:
         out.n_epochs = auto_epochs(n_train, continuing=continuing)
     if out.batch_size is None:
-        out.batch_size = model_batch if continuing else auto_batch_size(n_train, model_batch)
+        out.batch_size = model_batch if continuing else auto_batch_size(n_train, model_batch, out.n_epochs)
     if out.learning_rate_multiplier is None:
         out.learning_rate_multiplier = (LR_MULTIPLIER_CONTINUE if continuing
                                         else LR_MULTIPLIER_LORA if hp.lora else LR_MULTIPLIER_NEW)
