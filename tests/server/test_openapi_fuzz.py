@@ -18,7 +18,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]  # fuzzing takes 20-35 s
 
 EXAMPLES = int(os.environ.get("TUNELAB_FUZZ_EXAMPLES", "10"))  # more: a longer hunt
 

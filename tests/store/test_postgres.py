@@ -37,6 +37,7 @@ def new_job(store: Store, **overrides):
     return store.create_job(**values)
 
 
+@pytest.mark.slow  # starts four processes
 def test_four_processes_starting_together_migrate_once(postgres_url, tmp_path):
     start = time.time() + 3.0  # after every interpreter has started
     procs = [subprocess.Popen([sys.executable, "-c", MIGRATE_AT_ONCE, postgres_url, str(start)],
