@@ -2,7 +2,7 @@
 
 1. build the star-rating dataset twice: shuffled, and sorted by label;
 2. fine-tune 1 epoch on the shuffled data (Listing 4.2, classification metrics on);
-3. fine-tune 1 epoch on the sorted data;
+3. fine-tune 1 epoch on the sorted data, in file order (`--no_shuffle`: training shuffles by default);
 4. continue the first model for 3 more epochs (incremental learning);
 5. evaluate all three on the held-out test split: Table 4.1 with costs, plus baselines;
 6. Listing 4.3 for one test review;

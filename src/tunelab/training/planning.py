@@ -11,7 +11,6 @@ from tunelab.errors import InvalidInputError, NotFoundError, TunelabError
 from tunelab.models.meta import CAUSAL, ENCODER, Method
 from tunelab.models.registry import ResolvedModel, resolve_model
 from tunelab.store import JobRecord, Store
-from tunelab.runtime import device
 from tunelab.store.records import QUEUED, VALIDATING
 from tunelab.training import recipes
 from tunelab.training.config import ClassificationOptions, Hyperparameters
@@ -137,6 +136,8 @@ def _plan(method: Method, hp: Hyperparameters, opts: ClassificationOptions, reso
     do, as the runner and the views read it."""
     parent = resolved.parent_meta
     base_lr = parent.base_learning_rate if parent else resolved.base_learning_rate
+    from tunelab.runtime import device  # torch; kept out of `import tunelab` (the notebook API)
+
     on_gpu = device().type != "cpu"
     if parent:
         model_batch = parent.default_batch_size
