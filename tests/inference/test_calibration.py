@@ -37,6 +37,14 @@ def test_fitted_temperature_undoes_over_confidence_and_lowers_the_ece():
     assert (apply_temperature(logp, t).argmax(1) == logp.argmax(1)).all()
 
 
+def test_a_temperature_that_a_small_file_cannot_support_stays_one():
+    logp, gold = overconfident(n=4000, sharpen=1.0)  # calibrated already
+    assert fit_temperature(logp[:60], gold[:60]) == 1.0
+    assert fit_temperature(logp[:60], gold[:60], significance=None) != 1.0  # the raw minimiser is noise
+    over, gold2 = overconfident(n=60, sharpen=3.0, seed=1)
+    assert fit_temperature(over, gold2) > 1.5  # a large effect shows even on 60 rows
+
+
 def test_under_confident_scores_get_a_temperature_below_one():
     logp, gold = overconfident(sharpen=0.4)
     assert fit_temperature(logp, gold) < 1

@@ -17,6 +17,10 @@ from collections.abc import Sequence
 import numpy as np
 
 T_MIN, T_MAX = 0.05, 20.0
+SIGNIFICANCE = 0.05
+"""A fitted T is kept only when it explains the validation file significantly better than T = 1
+(likelihood-ratio test, one parameter). On a small validation file the best T is mostly noise: in
+the README walkthrough, 60 validation rows gave T = 0.78 and raised the test ECE from 0.036 to 0.117."""
 
 
 def apply_temperature(logp, temperature: float) -> np.ndarray:
@@ -40,10 +44,12 @@ def nll(logp, gold_idx: Sequence[int], temperature: float = 1.0) -> float:
     return float(-np.mean(np.maximum(picked, -1e4)))
 
 
-def fit_temperature(logp, gold_idx: Sequence[int]) -> float:
+def fit_temperature(logp, gold_idx: Sequence[int], *, significance: float | None = SIGNIFICANCE) -> float:
     """The T in [T_MIN, T_MAX] that minimises the log-loss of `gold_idx` under softmax(logp / T)
-    (a bounded 1-D search over log T, scipy.optimize)."""
+    (a bounded 1-D search over log T, scipy.optimize); 1.0 when it is not significantly better than
+    T = 1 at `significance` (None: always the minimiser)."""
     from scipy.optimize import minimize_scalar
+    from scipy.stats import chi2
 
     logp = np.asarray(logp, dtype=np.float64)
     if len(logp) == 0:
@@ -51,7 +57,14 @@ def fit_temperature(logp, gold_idx: Sequence[int]) -> float:
     result = minimize_scalar(lambda log_t: nll(logp, gold_idx, float(np.exp(log_t))),
                              bounds=(np.log(T_MIN), np.log(T_MAX)), method="bounded",
                              options={"xatol": 1e-4})
-    return float(np.exp(result.x)) if result.success else 1.0
+    if not result.success:
+        return 1.0
+    temperature = float(np.exp(result.x))
+    if significance is not None:
+        statistic = 2 * len(logp) * (nll(logp, gold_idx) - nll(logp, gold_idx, temperature))
+        if statistic < chi2.ppf(1 - significance, df=1):
+            return 1.0
+    return temperature
 
 
 def _renormalised(logp) -> np.ndarray:

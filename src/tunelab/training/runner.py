@@ -316,10 +316,13 @@ class _EpochSelector:
             self._logp = None
         temperature = float(entry["temperature"])
         raw = entry.get("raw_score")
-        self.store.add_event(self.job.id, f"Calibrated probabilities: temperature {temperature:.3f} fitted on the "
-                                          "validation file" + (f" (log-loss {raw:.4f} -> {entry['score']:.4f})."
-                                                               if raw is not None else "."),
-                             data={"temperature": temperature})
+        if temperature == 1.0:
+            message = ("Calibrated probabilities: temperature 1 (the validation file does not show a significantly "
+                       "better one" + (f"; log-loss {raw:.4f})." if raw is not None else ")."))
+        else:
+            message = (f"Calibrated probabilities: temperature {temperature:.3f} fitted on the validation file"
+                       + (f" (log-loss {raw:.4f} -> {entry['score']:.4f})." if raw is not None else "."))
+        self.store.add_event(self.job.id, message, data={"temperature": temperature})
         return temperature
 
 
