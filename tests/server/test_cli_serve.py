@@ -12,7 +12,11 @@ def captured(monkeypatch):
     calls = {}
 
     def fake_run(app, **kwargs):
-        calls["app"] = app
+        # What uvicorn does with an import string: import it in the serving process, call the factory.
+        from uvicorn.importer import import_from_string
+
+        assert isinstance(app, str) and kwargs.pop("factory") is True
+        calls["app"] = import_from_string(app)()
         calls.update(kwargs)
 
     monkeypatch.setattr("uvicorn.run", fake_run)

@@ -73,7 +73,8 @@ def register(subparsers) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from tunelab.errors import InvalidInputError
-    from tunelab.server import create_app, is_loopback, run
+    from tunelab.netserve import is_loopback, serve_factory
+    from tunelab.store import Store
 
     keys = list(args.api_keys)
     if os.environ.get("TUNELAB_API_KEY"):
@@ -94,16 +95,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not loopback and not keys:
         print(f"Warning: listening on {args.host} without an API key: anyone who can reach this port can upload "
               "files, start jobs and use your models. Add --api-key KEY (or set TUNELAB_API_KEY).", file=sys.stderr)
-    app = create_app(api_keys=keys, max_loaded_models=args.max_loaded_models, cors_origins=args.cors_origins,
-                     max_upload_bytes=int(args.max_upload_mb * 2**20), loopback_only=loopback,
-                     decision=args.decision, prediction_log=args.prediction_log, log_text=args.log_text,
-                     log_keep_days=args.log_keep_days, log_flush_rows=args.log_flush_rows,
-                     log_flush_ms=args.log_flush_ms, max_body_bytes=int(args.max_body_mb * 2**20),
-                     max_queue=args.max_queue, request_timeout_s=args.request_timeout,
-                     read_timeout_s=args.read_timeout)
+    options = dict(api_keys=keys, max_loaded_models=args.max_loaded_models, cors_origins=args.cors_origins,
+                   max_upload_bytes=int(args.max_upload_mb * 2**20), loopback_only=loopback,
+                   decision=args.decision, prediction_log=args.prediction_log, log_text=args.log_text,
+                   log_keep_days=args.log_keep_days, log_flush_rows=args.log_flush_rows,
+                   log_flush_ms=args.log_flush_ms, max_body_bytes=int(args.max_body_mb * 2**20),
+                   max_queue=args.max_queue, request_timeout_s=args.request_timeout,
+                   read_timeout_s=args.read_timeout)
+    # Opened here first so that a store that cannot be opened or migrated is a clear CLI error, not a
+    # traceback from inside uvicorn's start-up; the app opens its own.
+    store = Store()
+    home = store.home
+    store.engine.dispose()
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"tunelab API on http://{shown}:{args.port}/v1 (store: {app.state.tunelab.store.home}"
+    print(f"tunelab API on http://{shown}:{args.port}/v1 (store: {home}"
           f"{', API key required' if keys else ''}). Ctrl-C stops it.", file=sys.stderr)
-    run(app, host=args.host, port=args.port, log_level=args.log_level, shutdown_timeout_s=args.shutdown_timeout,
-        header_timeout_s=min(10.0, args.read_timeout))
+    serve_factory(options, host=args.host, port=args.port, log_level=args.log_level,
+                  shutdown_timeout_s=args.shutdown_timeout, header_timeout_s=min(10.0, args.read_timeout))
     return 0

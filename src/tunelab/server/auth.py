@@ -13,20 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tunelab.netserve import is_loopback
 from tunelab.server.errors import error_response
-
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
-
-
-def is_loopback(host: str) -> bool:
-    host = host.strip("[]").lower()
-    return host in LOOPBACK_HOSTS or host.startswith("127.") or host.endswith(".localhost")
 
 
 def _host_name(value: str) -> str:
@@ -51,9 +45,12 @@ def api_key_id(authorization: str | None) -> str | None:
 
 
 class APIKeyMiddleware:
-    def __init__(self, app: ASGIApp, keys: Iterable[str]):
+    def __init__(self, app: ASGIApp, keys: Iterable[str], public: Callable[[str, str], bool] | None = None):
+        """public(method, path): requests that need no key (the dashboard's page shells and static
+        files, which hold no data; their script sends the key with every API call)."""
         self.app = app
         self.keys = [k.encode() for k in keys if k]
+        self.public = public
 
     def _valid(self, presented: str) -> bool:
         token = presented.encode()
@@ -63,7 +60,7 @@ class APIKeyMiddleware:
         return ok
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys:
+        if scope["type"] != "http" or not self.keys or (self.public and self.public(scope["method"], scope["path"])):
             return await self.app(scope, receive, send)
         header = Headers(scope=scope).get("authorization", "")
         scheme, _, token = header.partition(" ")

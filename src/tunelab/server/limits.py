@@ -7,7 +7,7 @@
 - Time to arrive. A client that trickles its body holds a connection, a task and, at shutdown, the
   whole server: a JSON body must arrive within `read_timeout_s`, and an upload may pause no
   longer than that between two chunks; 408 otherwise, and the connection is closed.
-  (uvicorn bounds the headers: tunelab.server.serving.)
+  (uvicorn bounds the headers: tunelab.netserve.)
 - Hostile JSON. JSON bodies are parsed with tunelab.data.safejson first: nesting thousands deep,
   numbers of ten thousand digits or beyond a float's range, and lone UTF-16 surrogates in strings
   (valid JSON escapes, but not text: the tokenizer, the store and the response all fail on them)

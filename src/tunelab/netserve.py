@@ -1,4 +1,9 @@
-"""Running the app under uvicorn, with a bound on everything a connection can hold:
+"""Running tunelab's HTTP app under uvicorn, with a bound on everything a connection can hold.
+
+`tunelab serve` (cli/) starts the server through this module and an import string
+(`APP_FACTORY`, options in the `SERVE_OPTIONS_ENV` variable as JSON), so the CLI never imports the
+server package: uvicorn imports it in the serving process, as it would for `--workers` or `--reload`.
+
 
 - Headers: a request's headers must arrive within `header_timeout_s` of the connection opening
   (or of the previous answer on a kept-alive connection), and hold at most 64 KB. uvicorn's h11
@@ -13,6 +18,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -21,6 +28,23 @@ DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_KEEP_ALIVE_S = 5
 DEFAULT_SHUTDOWN_TIMEOUT_S = 15.0
 MAX_HEADER_BYTES = 64 * 1024
+
+APP_FACTORY = "tunelab.server.entry:app_from_environment"
+SERVE_OPTIONS_ENV = "TUNELAB_SERVE_OPTIONS"
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    return host in LOOPBACK_HOSTS or host.startswith("127.") or host.endswith(".localhost")
+
+
+def app_options_from_environment() -> dict:
+    """The keyword arguments of `create_app` that `serve_factory` put in the environment."""
+    raw = os.environ.get(SERVE_OPTIONS_ENV)
+    if not raw:
+        raise RuntimeError(f"{SERVE_OPTIONS_ENV} is not set: start the server with `tunelab serve`.")
+    return json.loads(raw)
 
 
 class HeaderTimeoutProtocol(H11Protocol):
@@ -63,11 +87,20 @@ class HeaderTimeoutProtocol(H11Protocol):
             self.transport.close()
 
 
+def serve_factory(app_options: dict, **run_options) -> None:
+    """Run the app that `create_app(**app_options)` builds (JSON-able options only), imported by
+    uvicorn from `APP_FACTORY` in this process."""
+    os.environ[SERVE_OPTIONS_ENV] = json.dumps(app_options)
+    run(APP_FACTORY, factory=True, **run_options)
+
+
 def run(app, *, host: str, port: int, log_level: str = "info",
         header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S, keep_alive_s: int = DEFAULT_KEEP_ALIVE_S,
-        shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> None:
+        shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S, factory: bool = False) -> None:
+    """`app`: an ASGI app, or an import string of one (of a factory of one with factory=True)."""
     import uvicorn
 
     protocol = type("TunelabHTTPProtocol", (HeaderTimeoutProtocol,), {"header_timeout_s": float(header_timeout_s)})
     uvicorn.run(app, host=host, port=port, log_level=log_level, http=protocol, timeout_keep_alive=keep_alive_s,
-                timeout_graceful_shutdown=shutdown_timeout_s, h11_max_incomplete_event_size=MAX_HEADER_BYTES)
+                timeout_graceful_shutdown=shutdown_timeout_s, h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+                factory=factory)
