@@ -122,7 +122,10 @@ def main() -> int:
             os.environ["TUNELAB_HOME"] = str(home)
             print(f"Fine-tuning a small BERT classifier (hidden {args.hidden}, {args.layers} layers)...", flush=True)
             model = fine_tune(work, args.hidden, args.layers)
-        server = Server(home, *args.serve_arg)
+        extra = list(args.serve_arg)
+        if args.kill_model_after and "--model-processes" not in extra:
+            extra += ["--model-processes", "always"]  # a model process to kill (a CPU serves in-process)
+        server = Server(home, *extra)
         server.wait()
         base_url = server.url + "/v1"
     print(f"Model: {model}\nServer: {base_url}", flush=True)

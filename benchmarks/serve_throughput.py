@@ -6,6 +6,8 @@ logprobs=5 on a fine-tuned classifier).
     python benchmarks/serve_throughput.py --model ada:ft-...   # an existing fine-tuned model
     python benchmarks/serve_throughput.py --seconds 20 --concurrency 64
     python benchmarks/serve_throughput.py --log-rounds 0         # skip the prediction-log comparison
+    python benchmarks/serve_throughput.py --peer naive --log-rounds 0 --requests 600
+                                       # against a hand-written FastAPI + transformers pipeline server
 
 Without --model it works in a temporary TUNELAB_HOME: it builds a random-weight BERT classifier
 (hidden 256, 4 layers, so that the forward pass and not HTTP dominates), fine-tunes it for one
@@ -21,6 +23,12 @@ with `--no-log`; both are warm, and 32-client phases alternate between them (on,
 for --log-rounds rounds, so drifts of a shared machine hit both alike. Prints the median req/s
 with the log on and off and the overhead (target <= 5 %), and checks that the logged server wrote
 one row per request it answered.
+
+The peer (--peer naive): benchmarks/naive_server.py, the server a user writes with FastAPI and a
+transformers `pipeline("text-classification", top_k=None)` (one forward pass per request), serving
+the same fine-tuned model folder. It gets the same warm-up, prompts, load generator and phases
+(1 client, then --concurrency clients; --requests bounds each phase), right after tunelab's, and
+the table shows each server's req/s and latency and tunelab's ratios to it.
 """
 
 from __future__ import annotations
@@ -138,6 +146,20 @@ class Server:
             self.proc.kill()
 
 
+class NaiveServer(Server):
+    """benchmarks/naive_server.py on the model's folder (see the module docstring)."""
+
+    def __init__(self, folder: Path, device: str, handler: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+        self.proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "naive_server.py"), str(folder),
+                                      "--port", str(self.port), "--device", device, "--handler", handler], env=env)
+
+    def batching(self, model: str) -> dict:
+        return {}
+
+
 class Connection:
     """A minimal keep-alive HTTP/1.1 client on one socket: the load generator must cost far less
     than the server it measures (httpx's async pool does not, with 32 concurrent requests)."""
@@ -242,7 +264,23 @@ def main() -> int:
     parser.add_argument("--log-rounds", type=int, default=4,
                         help="rounds of the prediction log on/off comparison (default 4; 0 skips it)")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--peer", choices=["naive"], help="also measure a peer server on the same model: naive, "
+                        "FastAPI + a transformers pipeline (benchmarks/naive_server.py)")
+    parser.add_argument("--peer-handler", choices=["sync", "async"], default="sync",
+                        help="the naive server's route: a plain def (FastAPI's thread pool) or async def")
+    parser.add_argument("--requests", type=int, default=None,
+                        help="requests per measured phase (each phase ends at --requests or --seconds; with "
+                             "--peer the default is 600 and --seconds 120)")
+    parser.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
+                        help="an extra argument of `tunelab serve` (repeatable), e.g. --serve-arg=--model-processes "
+                             "--serve-arg=always")
     args = parser.parse_args()
+    if args.peer and args.requests is None:
+        args.requests = 600
+        if args.seconds == 10.0:
+            args.seconds = 120.0
+    if args.requests:
+        args.max_requests = args.requests
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     tmp = None
@@ -259,8 +297,9 @@ def main() -> int:
         model = fine_tune(work, args.hidden, args.layers)
     print(f"Model: {model}", flush=True)
 
-    server = Server(home)
-    unlogged = Server(home, "--no-log") if args.log_rounds > 0 else None
+    server = Server(home, *args.serve_arg)
+    unlogged = Server(home, "--no-log", *args.serve_arg) if args.log_rounds > 0 else None
+    peer_result = None
     logging_result = None
     try:
         server.wait()
@@ -282,6 +321,11 @@ def main() -> int:
         if unlogged is not None:
             logging_result = compare_logging(server, unlogged, model, prompts, args)
             logging_result["requests_answered"] = server.batching(model).get("requests", 0)
+        if args.peer:
+            server.stop()  # the peer gets the machine to itself, as tunelab had
+            if unlogged is not None:
+                unlogged.stop()
+            peer_result = measure_peer(home, model, prompts, args)
     finally:
         server.stop()
         if unlogged is not None:
@@ -292,7 +336,8 @@ def main() -> int:
             tmp.cleanup()
 
     ratio = concurrent["rps"] / sequential["rps"]
-    print(f"\nMachine: {machine()}")
+    print(f"\nMachine: {machine()}; load average at the end (1/5/15 min): "
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}; tunelab serve {' '.join(args.serve_arg)}")
     print(f"Request: POST /v1/completions max_tokens=1 temperature=0 logprobs=5, prompts of 24-48 words\n")
     print(f"{'':<22}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
           f"{'passes':>8}{'prompts/pass':>14}{'ms/pass':>9}")
@@ -301,6 +346,8 @@ def main() -> int:
         print(f"{name:<22}{r['requests']:>9}{r['rps']:>9.1f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['errors']:>8}"
               f"{b['batches']:>8}{b['prompts_per_pass']:>14.1f}{b['ms_per_pass']:>9.1f}")
     print(f"\nThroughput ratio: {ratio:.1f}x (target >= 5x)")
+    if peer_result is not None:
+        print_peer(sequential, concurrent, peer_result, args)
     if logging_result is not None:
         lr = logging_result
         print(f"\nPrediction log, {args.concurrency} concurrent clients, {args.log_rounds} alternating rounds of "
@@ -317,8 +364,48 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine(), "model": model, "sequential": sequential,
                                                "concurrent": concurrent, "ratio": ratio,
-                                               "prediction_log": logging_result}, indent=2))
+                                               "prediction_log": logging_result, "peer": peer_result,
+                                               "serve_args": args.serve_arg}, indent=2))
     return 0 if not (sequential["errors"] or concurrent["errors"]) else 1
+
+
+def measure_peer(home: Path, model: str, prompts: list[str], args) -> dict:
+    """The naive server on the model's folder: the same warm-up and phases as tunelab's."""
+    from tunelab.runtime import device
+    from tunelab.store import Store
+
+    record = Store(home=home).find_model(model)
+    if record is None:
+        raise SystemExit(f"--peer needs a fine-tuned model of the store; {model} is not one")
+    peer = NaiveServer(Path(record.path), device().type, args.peer_handler)
+    try:
+        peer.wait()
+        asyncio.run(phase(peer.url, model, prompts, args.concurrency, args.warmup, args.max_requests))
+        asyncio.run(phase(peer.url, model, prompts, 1, min(2.0, args.warmup), args.max_requests))
+        sequential = asyncio.run(phase(peer.url, model, prompts, 1, args.seconds, args.max_requests))
+        concurrent = asyncio.run(phase(peer.url, model, prompts, args.concurrency, args.seconds, args.max_requests))
+        cpu = cpu_seconds(peer.proc.pid)
+    finally:
+        peer.stop()
+    return {"name": f"FastAPI + transformers pipeline ({args.peer_handler} route)", "sequential": sequential,
+            "concurrent": concurrent, "cpu_seconds": cpu[1]}
+
+
+def print_peer(sequential: dict, concurrent: dict, peer: dict, args) -> None:
+    print(f"\nAgainst the peer: {peer['name']}, one forward pass per request (benchmarks/naive_server.py)")
+    print(f"{'':<34}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    rows = (("tunelab, 1 client", sequential), ("peer, 1 client", peer["sequential"]),
+            (f"tunelab, {args.concurrency} clients", concurrent), (f"peer, {args.concurrency} clients", peer["concurrent"]))
+    for name, r in rows:
+        print(f"{name:<34}{r['requests']:>9}{r['rps']:>9.1f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['errors']:>8}")
+    one = sequential["rps"] / peer["sequential"]["rps"]
+    many = concurrent["rps"] / peer["concurrent"]["rps"]
+    print(f"tunelab / peer, req/s: 1 client {one:.2f}x, {args.concurrency} clients {many:.2f}x (target >= 2x); "
+          f"p50 at 1 client: {sequential['p50_ms']:.1f} ms vs {peer['sequential']['p50_ms']:.1f} ms "
+          f"(target: no higher)")
+    print(f"each server's {args.concurrency}-client / 1-client req/s: tunelab "
+          f"{concurrent['rps'] / sequential['rps']:.2f}x, peer "
+          f"{peer['concurrent']['rps'] / peer['sequential']['rps']:.2f}x")
 
 
 def compare_logging(logged: Server, unlogged: Server, model: str, prompts: list[str], args) -> dict:

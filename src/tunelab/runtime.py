@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import time
 
 import torch
 
@@ -40,3 +41,78 @@ def autocast(dev: torch.device | None = None):
     if use_bf16(dev):
         return torch.autocast(device_type=dev.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def _busy_jiffies() -> tuple[int, int] | None:
+    """(CPU time of the whole machine, of this process), in clock ticks, from /proc; None elsewhere."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+        with open("/proc/self/stat") as fh:
+            mine = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    busy = sum(fields[:8]) - fields[3] - fields[4]  # all but idle and iowait
+    return busy, int(mine[11]) + int(mine[12])
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class CpuThreads:
+    """Picks the intra-op thread count of a CPU loop from what other processes leave free.
+
+    A parallel operator waits for its slowest thread; when other processes keep a core busy, the
+    thread scheduled on it is preempted for whole time slices and every operator waits for it.
+    Measured on a 2-core machine shared with other jobs (load ~6): a MiniLM training step took
+    2-3x longer with 2 threads than with 1. On an idle machine every core is used. The choice is
+    revisited every `every_s` seconds from the CPU time the other processes used meanwhile.
+    TUNELAB_THREADS fixes the count instead."""
+
+    def __init__(self, every_s: float = 10.0, probe_s: float = 0.1):
+        self.every_s = every_s
+        self.cores = available_cores()
+        fixed = os.environ.get("TUNELAB_THREADS")
+        self.fixed = int(fixed) if fixed and fixed.isdigit() and int(fixed) > 0 else None
+        self._clock = time.monotonic
+        self.threads = self.fixed or torch.get_num_threads()
+        self.history: list[int] = []
+        """Each thread count chosen, in order (the benchmarks print it)."""
+        if self.fixed:
+            self._set(self.fixed)
+            return
+        self._last = (self._clock(), _busy_jiffies())
+        if self._last[1] is None or self.cores < 2:
+            return
+        time.sleep(probe_s)  # a first reading before the first step
+        self.adjust(force=True)
+
+    def _set(self, n: int) -> None:
+        n = max(1, min(self.cores, n))
+        if n != torch.get_num_threads():
+            torch.set_num_threads(n)
+        self.threads = n
+        self.history.append(n)
+
+    def adjust(self, force: bool = False) -> int:
+        """Call between steps: cheap, and only every `every_s` seconds does it read /proc."""
+        if self.fixed or self.cores < 2:
+            return self.threads
+        now = self._clock()
+        then, before = self._last
+        if not force and now - then < self.every_s:
+            return self.threads
+        after = _busy_jiffies()
+        self._last = (now, after)
+        if before is None or after is None or now <= then:
+            return self.threads
+        tick = os.sysconf("SC_CLK_TCK")
+        others = max(0.0, ((after[0] - before[0]) - (after[1] - before[1])) / tick / (now - then))
+        # Cores the others kept busy, rounded up from half a core: one busy core costs one thread.
+        self._set(self.cores - int(others + 0.5))
+        return self.threads

@@ -62,9 +62,12 @@ def test_listing_4_2_then_results_and_continuation(tiny, tiny_models, capsys):
 @pytest.mark.slow  # a worker process trains
 def test_no_follow_returns_at_once_and_follow_reattaches(tiny, tiny_models, capsys):
     code = run_cli("api", "fine_tunes.create", "-t", tiny / "train.jsonl", "-m", tiny_models.encoder, "--no_follow")
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert code == 0 and "Job complete" not in out
-    job_id = re.search(r"Created fine-tune: (ft-\w+)", out).group(1)
+    job = json.loads(out)  # the job as JSON, as the legacy CLI printed it
+    assert job["object"] == "fine-tune" and job["status"] in ("pending", "running", "succeeded")
+    job_id = re.search(r"Created fine-tune: (ft-\w+)", err).group(1)
+    assert job_id == job["id"]
     assert run_cli("api", "fine_tunes.follow", "-i", job_id) == 0
     assert "Job complete! Status: succeeded" in capsys.readouterr().out
 

@@ -26,10 +26,12 @@ def test_a_queued_job_through_every_verb(tiny_models, capsys, no_worker):
     assert run_cli("api", "fine_tunes.create", "-t", tiny_models.train, "-v", tiny_models.valid,
                    "-m", tiny_models.encoder, "--n_epochs", "2", "--compute_classification_metrics",
                    "--no_follow") == 0
-    out = output(capsys)
-    assert no_worker and f"Uploaded file from {tiny_models.train}: file-" in out
-    job_id = re.search(r"Created fine-tune: (ft-\w+)", out).group(1)
-    assert f"fine_tunes.follow -i {job_id}" in out
+    out, err = capsys.readouterr()
+    assert no_worker and f"Uploaded file from {tiny_models.train}: file-" in err
+    printed = json.loads(out)  # stdout is the job's JSON, as the legacy CLI printed it
+    job_id = re.search(r"Created fine-tune: (ft-\w+)", err).group(1)
+    assert printed["id"] == job_id and printed["status"] == "pending"
+    assert f"fine_tunes.follow -i {job_id}" in err
 
     assert run_cli("api", "fine_tunes.get", "-i", job_id) == 0
     job = json.loads(output(capsys))
@@ -37,7 +39,8 @@ def test_a_queued_job_through_every_verb(tiny_models, capsys, no_worker):
     assert job["hyperparams"] == {"batch_size": 8, "learning_rate_multiplier": 0.5, "n_epochs": 2,  # auto
                                   "prompt_loss_weight": 0.0, "compute_classification_metrics": True,
                                   "method": "classifier", "seed": 42}
-    assert job["events"][0]["message"].startswith("Created fine-tuning job")
+    assert job["events"][0]["message"] == f"Created fine-tune: {job_id}"
+    assert job["events"][-1]["message"] == "Fine-tune enqueued"  # the legacy texts
     assert "fine_tuned_model" not in job and "error" not in job  # unset fields are left out, as before
 
     assert run_cli("api", "fine_tunes.list") == 0
@@ -53,7 +56,7 @@ def test_a_queued_job_through_every_verb(tiny_models, capsys, no_worker):
     assert run_cli("api", "fine_tunes.events", "-i", job_id) == 0
     events = json.loads(output(capsys))["data"]
     assert events[-1] == {"object": "fine-tune-event", "created_at": events[-1]["created_at"], "level": "info",
-                          "message": "Job cancelled before it started."}
+                          "message": "Fine-tune cancelled"}
     assert run_cli("api", "fine_tunes.follow", "-i", job_id) == 0  # an ended job: its events, then the verdict
     assert "Job cancelled." in output(capsys)
     assert run_cli("api", "fine_tunes.delete", "-i", job_id) == 0

@@ -9,6 +9,7 @@ resolved from the model and the data", not argparse's None). Exit codes follow o
 from __future__ import annotations
 
 import argparse
+import json
 import re
 
 import pytest
@@ -116,7 +117,7 @@ def no_worker(monkeypatch):
 @pytest.fixture
 def job_id(tiny_models, no_worker, capsys):
     assert run_cli("api", "fine_tunes.create", "-t", tiny_models.train, "-m", tiny_models.encoder, "--no_follow") == 0
-    return re.search(r"Created fine-tune: (ft-\w+)", capsys.readouterr().out).group(1)
+    return json.loads(capsys.readouterr().out)["id"]  # --no_follow prints the job, as the legacy CLI did
 
 
 def test_exit_0_success(capsys):

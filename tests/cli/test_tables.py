@@ -64,7 +64,7 @@ def test_a_queued_job_and_an_empty_store(tiny_models, monkeypatch, capsys):
     assert "No fine-tuning jobs yet" in out(capsys)
     monkeypatch.setattr("tunelab.training.worker.ensure_worker", lambda store: None)
     assert run_cli("api", "fine_tunes.create", "-t", tiny_models.train, "-m", tiny_models.encoder, "--no_follow") == 0
-    job_id = re.search(r"Created fine-tune: (ft-\w+)", out(capsys)).group(1)
+    job_id = json.loads(out(capsys))["id"]
     assert run_cli("api", "fine_tunes.list", "--table") == 0
     (line,) = assert_fits(out(capsys))[1:]
     assert line.startswith(job_id) and "pending" in line and f"from {tiny_models.encoder}"[:20] in line

@@ -178,14 +178,17 @@ def test_declined_actions_are_not_applied(capsys, copy, tmp_path, monkeypatch):
     assert rows[0]["completion"].startswith(" ")
 
 
-def test_seed_changes_the_split(capsys, copy, tmp_path):
+def test_seed_changes_the_split_and_nothing_is_overwritten(capsys, copy, tmp_path):
     path = copy("prepare_clean_classification.jsonl")
-    valid = tmp_path / "prepare_clean_classification_prepared_valid.jsonl"
     contents = []
-    for seed in ("1", "1", "2"):
-        prepare_data(capsys, path, "-q", "--seed", seed)
+    for i, seed in enumerate(("1", "1", "2")):
+        _, out, _ = prepare_data(capsys, path, "-q", "--seed", seed)
+        index = f" ({i})" if i else ""  # as the legacy tool named them
+        valid = tmp_path / f"prepare_clean_classification_prepared_valid{index}.jsonl"
+        assert f"`{valid}`" in out
         contents.append(valid.read_bytes())
     assert contents[0] == contents[1] != contents[2]
+    assert len(prepared(tmp_path)) == 6
 
 
 def test_unwritable_directory_is_an_error_not_a_traceback(capsys, copy, tmp_path, monkeypatch):
@@ -198,3 +201,48 @@ def test_unwritable_directory_is_an_error_not_a_traceback(capsys, copy, tmp_path
     code, _, err = prepare_data(capsys, path, "-q")
     assert code == 1 and "Cannot write the prepared file" in err and "read-only" in err
     assert prepared(tmp_path) == []
+
+
+def test_legacy_reading_rules(capsys, tmp_path):
+    sheet = tmp_path / "sheet.csv"  # headers in any letter case, as spreadsheets write them
+    sheet.write_text("Prompt,COMPLETION\n" + "".join(f"review {i} ->, {'good' if i % 3 else 'bad'}\n"
+                                                      for i in range(30)))
+    code, out, _ = prepare_data(capsys, sheet, "-q")
+    assert code == 0
+    rows = read_jsonl(tmp_path / "sheet_prepared_train.jsonl")
+    assert set(rows[0]) == {"prompt", "completion"}
+    # binary: the most frequent class is the positive class, as the legacy tool chose
+    assert '--classification_positive_class " good"' in out
+
+    text = tmp_path / "lines.txt"  # each line a completion with an empty prompt
+    words = ["once", "upon", "a", "time", "there", "lived", "an", "old", "king", "with", "three", "sons"]
+    text.write_text("".join(f"{w} said line {i}\n" for i, w in enumerate(words)))
+    code, out, _ = prepare_data(capsys, text, "-q")
+    assert code == 0 and "All prompts are empty" in out
+    rows = read_jsonl(tmp_path / "lines_prepared.jsonl")
+    assert len(rows) == 12 and rows[0]["prompt"] == "" and "once said line 0" in rows[0]["completion"]
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([("same prompt ->", f" answer {i}") for i in range(6)], "All prompts in"),
+    ([(f"prompt {i} ->", " same") for i in range(6)], "All completions in"),
+])
+def test_identical_prompts_or_completions_abort(capsys, tmp_path, rows, message):
+    path = tmp_path / "same.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p, "completion": c}) + "\n" for p, c in rows))
+    code, _, err = prepare_data(capsys, path, "-q")
+    assert code == 2 and message in err and "identical" in err
+    assert prepared(tmp_path) == []
+
+
+def test_unchanged_data_asks_before_writing(capsys, tmp_path, monkeypatch):
+    path = tmp_path / "clean.jsonl"  # nothing to fix, not classification: nothing would change
+    path.write_text("".join(json.dumps({"prompt": f"tell story {i}\n\n###\n\n", "completion": f" once {i} END"})
+                            + "\n" for i in range(8)))
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: "n")
+    code, out, _ = prepare_data(capsys, path)
+    assert code == 0 and "did not write the file" in out and f"-t \"{path}\"" in out
+    assert prepared(tmp_path) == []
+    code, out, _ = prepare_data(capsys, path, "-q")  # -q accepts it
+    assert code == 0 and "unchanged" in out and prepared(tmp_path) == ["clean_prepared.jsonl"]

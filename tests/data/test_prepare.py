@@ -168,7 +168,8 @@ def test_common_prefixes_removed_on_word_boundaries(tmp_path):
 
 
 def test_no_prefix_removed_inside_a_word(tmp_path):
-    rows = [{"prompt": f"{w} text {i}{SEP}", "completion": " x"} for i, w in enumerate(["positive", "possible"] * 3)]
+    rows = [{"prompt": f"{w} text {i}{SEP}", "completion": f" x{i % 2}"}
+            for i, w in enumerate(["positive", "possible"] * 3)]
     analysis = prepare.analyze(jsonl(tmp_path, rows))
     assert "strip_prompt_prefix" not in keys(analysis)
 

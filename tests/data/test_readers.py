@@ -192,8 +192,14 @@ def test_many_problems_are_capped_but_counted(tmp_path):
     ([], ["must be a non-empty list"]),
     ("text", ["must be a non-empty list"]),
     ([{"role": "bot", "content": "hi"}], ["messages[0]`.role is 'bot'", "no assistant message"]),
-    ([{"role": "assistant", "content": " "}], ["messages[0]`.content must be non-empty text"]),
-    ([{"role": "assistant", "content": 5}], ["messages[0]`.content must be non-empty text"]),
+    ([{"role": "assistant", "content": " "}], ["messages[0]`.content is empty"]),
+    ([{"role": "assistant", "content": 5}], ["messages[0]`.content must be text"]),
+    ([{"role": "user", "content": "hi", "weight": 1}, {"role": "assistant", "content": "a", "weight": 0.5}],
+     ["messages[0]`.weight is only allowed on assistant", "messages[1]`.weight must be 0 or 1"]),
+    ([{"role": "user", "content": "hi", "tone": "x"}, {"role": "assistant", "content": "a", "weight": 0}],
+     ["unrecognized key(s) `tone`", "every one has weight 0"]),
+    ([{"role": "user"}, {"role": "tool", "content": "x"}, {"content": "x"}, {"role": "assistant", "content": "a"}],
+     ["messages[0]` has no `content`", "tool and function calls are not supported", "messages[2]` has no `role`"]),
     (["hi"], ["must be an object", "no assistant message"]),
 ])
 def test_validate_messages(messages, expected):

@@ -245,3 +245,22 @@ def _train_reference_models(root: Path, enc_dir: Path, dec_dir: Path) -> Trained
     child = train_one(train, enc, val, 5, n_epochs=1, keep_best=False)
     cat = train_one(cat_train, str(enc_dir), cat_val, 3)
     return TrainedModels(root, root / "home", store, dec_dir, train, test, cat_train, cat_test, enc, lm, child, cat)
+
+
+def write_chat_jsonl(path: Path, n: int = 60, seed: int = 0, labels=("1", "2", "3", "4", "5"),
+                     system: str | None = "rate the review") -> Path:
+    """The classification data of `write_classification_jsonl` written as chat: the review is the
+    user message, the label the assistant's reply."""
+    import json
+    import random
+
+    rng = random.Random(seed)
+    vocab = {l: WORDS[i * 5:(i + 1) * 5] for i, l in enumerate(labels)}
+    with open(path, "w") as fh:
+        for i in range(n):
+            label = labels[i % len(labels)]
+            words = [rng.choice(vocab[label]) for _ in range(rng.randint(3, 8))]
+            messages = ([{"role": "system", "content": system}] if system else []) + [
+                {"role": "user", "content": " ".join(words)}, {"role": "assistant", "content": label}]
+            fh.write(json.dumps({"messages": messages}) + "\n")
+    return path

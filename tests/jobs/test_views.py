@@ -41,7 +41,7 @@ def test_legacy_job_view_inlines_files_and_events(store, queued):
     assert view["hyperparams"]["compute_classification_metrics"] is True
     assert "classification_positive_class" not in view["hyperparams"]  # unset options are left out
     assert view["training_files"][0]["id"] == queued.training_file and view["cumulative_epochs"] == 2
-    assert view["events"][0]["message"].startswith("Created fine-tuning job")
+    assert view["events"][0]["message"] == f"Created fine-tune: {queued.legacy_id}"  # the legacy texts
     dumped = FineTune.model_validate(view).model_dump(mode="json", exclude_none=True)
     assert views.drop_none(view) == dumped  # what the CLI prints is what the server sends
     assert views.legacy_job_view(store, queued)["events"] is None

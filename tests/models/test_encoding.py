@@ -67,3 +67,14 @@ def test_count_tokens_is_exact_for_what_fits_and_cheap_beyond(tokenizer):
     spy = Spy(tokenizer)
     assert count_tokens(spy, text * 100_000, 128) > 128  # more than the model reads: refused or truncated
     assert spy.chars <= 128 * 20
+
+
+def test_collate_pads_to_a_multiple_of_8_by_default_and_exactly_with_multiple_1():
+    from tunelab.models.encoding import Encoded, collate
+
+    items = [Encoded([5, 6, 7], 0, 1), Encoded(list(range(1, 12)), 0, 0)]
+    wide = collate(items, 0, left_pad=False)
+    exact = collate(items, 0, left_pad=False, multiple=1)
+    assert wide["input_ids"].shape == (2, 16) and exact["input_ids"].shape == (2, 11)
+    assert exact["attention_mask"].sum(1).tolist() == [3, 11]
+    assert (wide["input_ids"][:, :11] == exact["input_ids"]).all()

@@ -72,7 +72,48 @@ def test_generation_aliases_are_smollm2_either_way(alias):
         assert resolved.notice and alias.lower() in resolved.notice
 
 
+@pytest.mark.parametrize("name,for_classes,for_text", [
+    ("babbage-002", "minilm-l6", "smollm2-135m"),  # the replacement of ada and babbage: ada's mapping
+    ("davinci-002", "smollm2-135m", "smollm2-135m"),
+    ("gpt-3.5-turbo", "smollm2-135m", "smollm2-135m"),
+    ("gpt-3.5-turbo-0125", "smollm2-135m", "smollm2-135m"),
+    ("gpt-4o-mini-2024-07-18", "smollm2-135m", "smollm2-135m"),
+    ("GPT-4o-mini", "smollm2-135m", "smollm2-135m"),
+    ("gpt-4.1-nano-2025-04-14", "smollm2-135m", "smollm2-135m"),
+    ("gpt-4.1-2025-04-14", "smollm2-135m", "smollm2-135m"),
+])
+def test_todays_openai_names_map_to_local_models_with_one_notice(name, for_classes, for_text):
+    for classification, target in ((True, for_classes), (False, for_text)):
+        resolved = resolve_model(name, classification=classification, materialize=False)
+        assert resolved.base_model == target and resolved.id_prefix == name.lower()
+        assert resolved.notice == f"Note: '{name.lower()}' is an alias; it maps to the local model {target}."
+
+
+@pytest.mark.parametrize("name", ["gpt-5", "gpt-4o-mini-tts", "gpt-3.5-turbo-instruct-x", "gpt-4.1x"])
+def test_other_gpt_names_are_unknown(name):
+    with pytest.raises(InvalidInputError, match="Unknown model"):
+        resolve_model(name, materialize=False)
+
+
 # -- fine-tuned ids -------------------------------------------------------------------------------
+
+def test_current_style_ids_resolve_and_continue_under_their_base(store, tiny_models, tmp_path):
+    import shutil
+
+    from tunelab.store.ids import CURRENT, MODEL_ID, model_id_base
+
+    folder = tiny_models.finetuned()["classifier"]
+    copy = tmp_path / "build"
+    shutil.copytree(folder, copy)
+    meta = json.loads((folder / "tunelab.json").read_text())
+    record = store.register_model(base_id="gpt-4o-mini", built_dir=copy, base_model=meta["base_model"],
+                                  method="classifier", labels=meta["labels"], cumulative_epochs=1, suffix="stars",
+                                  meta=meta, id_style=CURRENT)
+    assert MODEL_ID.match(record.id) and record.id.startswith("ft:gpt-4o-mini:personal:stars:")
+    resolved = resolve_model(record.id, store)
+    assert resolved.parent.id == record.id and resolved.id_prefix == "gpt-4o-mini" == model_id_base(record.id)
+    assert model_id_base("ada:ft-personal-2023-03-31-05-30-46") == "ada"
+
 
 def test_fine_tuned_ids_come_from_the_store(store, tiny_models):
     clf = tiny_models.register(store, "classifier", suffix="clf")

@@ -31,8 +31,9 @@ def test_client_exception_types(client, models):
     with pytest.raises(openai.BadRequestError) as empty:
         client.completions.create(model=models["classifier"], prompt=[], max_tokens=1)
     assert empty.value.param == "prompt"
-    with pytest.raises(openai.BadRequestError):
+    with pytest.raises(openai.BadRequestError) as ids:  # the fake tokenizer cannot decode token ids
         client.completions.create(model=models["classifier"], prompt=[[1, 2, 3]], max_tokens=1)
+    assert ids.value.param == "prompt"
     with pytest.raises(openai.BadRequestError) as extra:
         client.completions.create(model=models["classifier"], prompt="x", extra_body={"bogus": 1})
     assert "Unrecognized request argument" in extra.value.message

@@ -131,7 +131,7 @@ def test_legacy_fine_tunes(http, uploaded, tiny_models):
     assert fine_tune["object"] == "fine-tune" and fine_tune["id"].startswith("ft-")
     assert fine_tune["status"] == "pending" and fine_tune["hyperparams"]["n_epochs"] == 2
     assert fine_tune["training_files"][0]["id"] == train and fine_tune["validation_files"][0]["id"] == valid
-    assert fine_tune["events"][0]["message"].startswith("Created fine-tuning job")
+    assert fine_tune["events"][0]["message"] == f"Created fine-tune: {fine_tune['id']}"  # the legacy texts
     # OpenAI's fields in its order, then our marked extensions
     assert list(fine_tune)[:13] == ["id", "object", "model", "created_at", "events", "fine_tuned_model", "hyperparams",
                                     "organization_id", "result_files", "status", "validation_files", "training_files",
@@ -144,7 +144,7 @@ def test_legacy_fine_tunes(http, uploaded, tiny_models):
     cancelled = http.post(f"/v1/fine-tunes/{fine_tune['id']}/cancel").json()
     assert cancelled["status"] == "cancelled"
     events = http.get(f"/v1/fine-tunes/{fine_tune['id']}/events").json()["data"]
-    assert events[0]["message"].startswith("Created") and events[-1]["message"] == "Job cancelled before it started."
+    assert events[0]["message"].startswith("Created") and events[-1]["message"] == "Fine-tune cancelled"
     assert all(e["object"] == "fine-tune-event" for e in events)
     streamed = http.get(f"/v1/fine-tunes/{fine_tune['id']}/events", params={"stream": "true"})
     assert streamed.headers["content-type"].startswith("text/event-stream")

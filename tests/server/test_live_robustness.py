@@ -28,7 +28,9 @@ WORDS = "great good bad awful love fine okay dress fits small perfect poor".spli
 
 @pytest.fixture
 def live(tunelab_home, real_models):
-    server = LiveServer(Path(tunelab_home), "--read-timeout", "2", "--shutdown-timeout", "3")
+    # Model processes (the default on a GPU; a CPU serves in-process): a killed one must cost no request.
+    server = LiveServer(Path(tunelab_home), "--read-timeout", "2", "--shutdown-timeout", "3",
+                        "--model-processes", "always")
     server.models = real_models
     try:
         yield server

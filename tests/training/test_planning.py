@@ -107,7 +107,7 @@ def test_every_problem_is_reported_at_once(store, tmp_path):
     with pytest.raises(InvalidInputError) as excinfo:
         create_job(store, JobRequest(str(tmp_path / "missing.jsonl"), "no-such-model",
                                      hyperparameters={"n_epochs": 0},
-                                     classification=ClassificationOptions(True, 5), suffix="not ok!"))
+                                     classification=ClassificationOptions(True, 5), suffix="!!!"))
     text = "\n".join(excinfo.value.problems)
     for needle in ("n_epochs", "missing.jsonl", "need a validation file", "suffix", "Unknown model 'no-such-model'"):
         assert needle in text, needle
@@ -129,3 +129,27 @@ def test_class_count_and_positive_class_are_checked_against_the_data(store, tiny
         plan(store, binary, str(tiny_models.encoder), validation_file=str(unseen),
              classification=ClassificationOptions(True, None))
     assert any("never occur in the training file" in p for p in excinfo.value.problems)
+
+
+def test_chat_files_plan_like_prompt_completion_ones(store, tiny_models, tmp_path):
+    from tests.helpers.tiny_models import write_chat_jsonl
+
+    chat = write_chat_jsonl(tmp_path / "chat.jsonl", 40)
+    job, notices = plan(store, chat, "gpt-4o-mini-2024-07-18", id_style="current", suffix="Stars")
+    # the last assistant replies are the labels; a chat name maps to the instruct decoder
+    assert job.method == "classifier" and job.options["labels"] == ["1", "2", "3", "4", "5"]
+    assert job.base_model == "smollm2-135m" and job.options["model_id_style"] == "current"
+    assert notices[0] == "Note: 'gpt-4o-mini-2024-07-18' is an alias; it maps to the local model smollm2-135m."
+    assert job.suffix == "stars"
+
+    long_rows = tmp_path / "long.jsonl"
+    long_rows.write_text(chat.read_text() + json.dumps({"messages": [
+        {"role": "user", "content": "word " * 400}, {"role": "assistant", "content": "3"}]}) + "\n")
+    _, notices = plan(store, long_rows, str(tiny_models.encoder), {"max_length": 64})
+    assert any(n.startswith("1 chat example(s) look longer than max_length=64 tokens") and "line(s) 41" in n
+               for n in notices), notices
+
+    with pytest.raises(InvalidInputError) as excinfo:
+        plan(store, chat, str(tiny_models.encoder), validation_file=str(tiny_models.valid))
+    assert ("the training file is chat (messages) but the validation file is prompt/completion; give both in the "
+            "same format") in excinfo.value.problems

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import datetime
 
@@ -9,10 +10,12 @@ from tunelab.cli.common import add_command, clip, format_columns, print_json
 from tunelab.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, InvalidInputError, NotFoundError
 from tunelab.jobs import submit, views
 from tunelab.jobs.files import results_path, upload_file
+from tunelab.jobs.follow import follow
 from tunelab.jobs.progress import event_line, watch
 from tunelab.jobs.views import drop_none
 from tunelab.store import Store
 from tunelab.store.records import FAILED, SUCCEEDED
+from tunelab.training.plan import JobPlan
 
 
 AUTO = "auto, resolved from the model and the data and shown in the job"
@@ -70,7 +73,8 @@ def register(sub) -> None:
     p.add_argument("--classification_betas", type=str, nargs="+", default=[], metavar="BETA",
                    help="Binary classification: also report the F-beta score for each BETA (default: none).")
     p.add_argument("--suffix", metavar="TEXT",
-                   help="Up to 40 letters, digits, - or _ put into the fine-tuned model's id (default: none).")
+                   help="Text put into the fine-tuned model's id, normalised as the legacy CLI did: lower case, "
+                        "dashes for spaces and punctuation, at most 40 characters (default: none).")
     p.add_argument("--seed", type=str, default=None, metavar="N",
                    help=f"Seed of new weights, dropout and batch order (default: {d('seed')}).")
     p.add_argument("--no_follow", action="store_true",
@@ -85,6 +89,14 @@ def register(sub) -> None:
     ext.add_argument("--class_weights", action="store_true", default=None,
                      help="Classifier: weight the loss by inverse class frequency, for imbalanced labels "
                           f"(default: {d('class_weights')}).")
+    ext.add_argument("--loss", choices=["cross_entropy", "logit_adjusted"], default=None,
+                     help="Classifier loss: logit_adjusted adds the training prior's log to the logits in the loss "
+                          "(Menon et al. 2021), so rare classes are not drowned out "
+                          f"(default: {d('loss')}).")
+    ext.add_argument("--logit_adjustment", action="store_true", default=None,
+                     help="Tune a post-hoc logit adjustment strength on the validation file for macro-F1, stored "
+                          "with the model and applied to its answers: fewer rare-class misses "
+                          f"(default: {d('logit_adjustment')}).")
     ext.add_argument("--shuffle", action="store_true", default=None,
                      help=f"Shuffle the examples each epoch (default: {d('shuffle')}, which shuffles).")
     ext.add_argument("--no_shuffle", action="store_false", dest="shuffle",
@@ -120,6 +132,10 @@ def register(sub) -> None:
         if name == "fine_tunes.get":
             q.add_argument("--table", action="store_true",
                            help="A short summary and the last events instead of JSON (default: JSON).")
+        if name == "fine_tunes.events":
+            q.add_argument("-s", "--stream", action="store_true",
+                           help="Print each event as one JSON line as it happens, until the job ends "
+                                "(default: every event so far, as one JSON list).")
     q = add_command(verbs, "fine_tunes.list", cmd_list, "List jobs as JSON, oldest first (--table: one line each).")
     q.add_argument("--latest", action="store_true", help="Print only the newest job id (for scripts).")
     q.add_argument("--table", action="store_true", help="One line per job instead of JSON (default: JSON).")
@@ -128,6 +144,10 @@ def register(sub) -> None:
     f.add_argument("-f", "--file", required=True, help="The file to upload (JSONL of prompt/completion rows).")
     f.add_argument("-p", "--purpose", default="fine-tune", help="The file's purpose (default: fine-tune).")
     add_command(verbs, "files.list", cmd_file_list, "List uploaded files as JSON.")
+    f = add_command(verbs, "files.get", cmd_file_get, "Print an uploaded file's object as JSON.")
+    f.add_argument("-i", "--id", required=True, help="File id (file-…).")
+    f = add_command(verbs, "models.delete", cmd_model_delete, "Delete a fine-tuned model and its weights.")
+    f.add_argument("-i", "--id", required=True, help="The fine-tuned model's id.")
     f = add_command(verbs, "files.delete", cmd_file_delete, "Delete an uploaded file.")
     f.add_argument("-i", "--id", required=True, help="File id (file-…).")
 
@@ -163,8 +183,8 @@ def _parse_numbers(args) -> None:
 def cmd_create(args) -> int:
     _parse_numbers(args)
     hp = {k: getattr(args, k) for k in ("n_epochs", "batch_size", "learning_rate_multiplier", "prompt_loss_weight",
-                                        "seed", "method", "lora", "class_weights", "shuffle", "max_length",
-                                        "warmup_ratio", "lr_schedule", "keep_best", "early_stopping_patience")}
+                                        "seed", "method", "lora", "class_weights", "loss", "logit_adjustment",
+                                        "shuffle", "max_length", "warmup_ratio", "lr_schedule", "keep_best", "early_stopping_patience")}
     store = Store()
     submission = submit.submit(store, submit.job_request(
         args.training_file, args.model, args.validation_file, hyperparameters=hp,
@@ -173,14 +193,18 @@ def cmd_create(args) -> int:
         classification_positive_class=args.classification_positive_class,
         classification_betas=args.classification_betas, suffix=args.suffix))
     job = submission.job
+    # With --no_follow stdout is the job's JSON alone (as the legacy CLI printed it), for scripts.
+    notes = sys.stderr if args.no_follow else sys.stdout
     for notice in submission.notices:
-        print(notice)
+        print(notice, file=notes)
     for ref, file_id in submission.uploads:
-        print(f"Uploaded file from {ref}: {file_id}")
-    print(f"Created fine-tune: {job.legacy_id}")
+        print(f"Uploaded file from {ref}: {file_id}", file=notes)
     if args.no_follow:
-        print(f"Follow it with: tunelab api fine_tunes.follow -i {job.legacy_id}")
+        print(f"Created fine-tune: {job.legacy_id}", file=sys.stderr)
+        print(f"Follow it with: tunelab api fine_tunes.follow -i {job.legacy_id}", file=sys.stderr)
+        print_json(drop_none(views.legacy_job_view(store, store.get_job(job.id))))
         return 0
+    print(f"Created fine-tune: {job.legacy_id}")
     print("Streaming events until fine-tuning is complete...")
     print("(Ctrl-C will interrupt the stream, but not cancel the fine-tune)", flush=True)
     return follow_job(store, job.id, shown=submission.notices)  # the notices are events too: once is enough
@@ -194,8 +218,9 @@ def cmd_follow(args) -> int:
 def follow_job(store: Store, job_id: str, shown=()) -> int:
     """Stream the job's events to its end and say how to use the model. Exit code: 0 once it
     succeeded (or was cancelled, as someone asked for that), 1 if it failed, 130 on Ctrl-C."""
+    n_epochs = JobPlan.from_job(store.get_job(job_id)).n_epochs
     try:
-        job = watch(store, job_id, shown=shown)
+        job = watch(store, job_id, shown=shown, text=lambda event: views.legacy_message(event, n_epochs))
     except KeyboardInterrupt:
         print(f"\nStream interrupted (the job goes on). To resume the stream, run:\n\n"
               f"  tunelab api fine_tunes.follow -i {store.get_job(job_id).legacy_id}\n")
@@ -302,7 +327,15 @@ def job_table(store: Store, job) -> str:
 def cmd_events(args) -> int:
     store = Store()
     job = store.get_job(args.id)
-    print_json({"object": "list", "data": [views.legacy_event_view(e) for e in store.list_events(job.id)]})
+    n_epochs = JobPlan.from_job(job).n_epochs
+    if args.stream:  # one JSON event per line, as they happen, until the job ends
+        try:
+            for event in follow(store, job.id):
+                print(json.dumps(views.legacy_event_view(event, n_epochs), ensure_ascii=False), flush=True)
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
+        return 0
+    print_json({"object": "list", "data": [views.legacy_event_view(e, n_epochs) for e in store.list_events(job.id)]})
     return 0
 
 
@@ -336,6 +369,19 @@ def cmd_results(args) -> int:
 
 def cmd_file_create(args) -> int:
     print_json(views.file_view(upload_file(Store(), args.file, args.purpose)))
+    return 0
+
+
+def cmd_file_get(args) -> int:
+    print_json(views.file_view(Store().get_file(args.id)))
+    return 0
+
+
+def cmd_model_delete(args) -> int:
+    """`openai api models.delete -i MODEL`: the model and its weights (refused while other models or
+    unfinished jobs depend on it)."""
+    record = Store().delete_model(args.id)
+    print_json({"id": record.id, "object": "model", "deleted": True})
     return 0
 
 

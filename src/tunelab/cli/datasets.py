@@ -60,6 +60,11 @@ def register(subparsers) -> None:
     parser.add_argument("--separator", type=_unescape, default="\n\n###\n\n",
                         help="Appended to every prompt; \\n and \\t are understood (default: '\\n\\n###\\n\\n'). "
                              "Write --separator='->' when the value starts with a dash.")
+    parser.add_argument("--merge-labels", metavar="MAP.json",
+                        help='Merge or rename labels before splitting: a JSON object {"old label": "new label", ...}; '
+                             "recorded in labels.json (see `tunelab labels inspect` for suggestions; default: none).")
+    parser.add_argument("--merge", action="append", default=[], metavar="A+B=C",
+                        help="Merge labels A and B into C (or rename with A=C); repeat for several merges (default: none).")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -89,13 +94,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from tunelab.data.builder import build_dataset
+    from tunelab.data.label_maps import merge_request
     from tunelab.data.labels import with_leading_space
     from tunelab.data.prepare import next_command
 
+    merge = merge_request(args.merge_labels, args.merge) or None
     result = build_dataset(
         args.input, out_dir=args.out, text_columns=args.text, label_column=args.label, preset=args.preset,
         train_size=args.train_size, val_size=args.val_size, test_size=args.test_size, seed=args.seed,
-        shuffle=not args.no_shuffle, separator=args.separator,
+        shuffle=not args.no_shuffle, separator=args.separator, merge=merge,
     )
     dropped = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in result.dropped.items() if n)
     print(f"Built {args.out} from {args.input}" + (f" (dropped rows: {dropped})" if dropped else ""))

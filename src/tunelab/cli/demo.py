@@ -30,7 +30,7 @@ def register(sub) -> None:
     p = add_command(sub, "demo", cmd_demo, "Run the book chapter's experiments end to end on the bundled reviews.")
     p.add_argument("--model", "-m", default="ada", help="Base model (default: ada, which maps to minilm-l6).")
     p.add_argument("--train-size", type=int, default=None, metavar="N",
-                   help=f"Training rows (default: {QUICK['train_size']}).")
+                   help=f"Training rows (default: {QUICK['train_size']}; --case categories: 800).")
     p.add_argument("--val-size", type=int, default=None, metavar="N",
                    help=f"Validation rows (default: {QUICK['val_size']}).")
     p.add_argument("--test-size", type=int, default=None, metavar="N",
@@ -42,6 +42,12 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, metavar="DIR",
                    help="Report folder (default: ./tunelab-report/demo-<date>-<time>/).")
     p.add_argument("--seed", type=int, default=42, help="Seed of the data split and of training (default: 42).")
+    p.add_argument("--case", choices=["stars", "categories"], default="stars",
+                   help="stars: the chapter's star ratings (§4.6); categories: its second case study (§4.6.4), "
+                        "the clothing reviews' 18 imbalanced, overlapping product classes: class weights, logit "
+                        "adjustment, label-issue cleaning and suggested merges, one table (default: stars).")
+    p.add_argument("--epochs", type=int, default=2, metavar="N",
+                   help="--case categories: epochs of each fine-tune (default: 2).")
 
 
 def cmd_demo(args) -> int:
@@ -55,6 +61,10 @@ def cmd_demo(args) -> int:
     from tunelab.store.records import SUCCEEDED
     from tunelab.training.plan import JobStats
 
+    if args.case == "categories":
+        from tunelab.cli.demo_categories import run_categories
+
+        return run_categories(args)
     started = time.monotonic()
     out = Path(args.out or f"tunelab-report/demo-{datetime.now():%Y%m%d-%H%M%S}").resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from tunelab import __version__
 from tunelab.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, TunelabError
 
 # Verb-group modules, each with register(subparsers). Listed here so the tree shows the CLI.
-GROUPS = ["tools", "api", "datasets", "models", "evaluate", "complete", "serve", "monitor", "feedback", "logs",
+GROUPS = ["tools", "api", "datasets", "labels", "models", "evaluate", "complete", "serve", "monitor", "feedback", "logs",
           "worker", "store", "demo"]
 
 

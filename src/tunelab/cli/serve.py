@@ -47,6 +47,12 @@ def register(subparsers) -> None:
                              "after that (default: 30). Request headers get the same, at most 10 s.")
     limits.add_argument("--shutdown-timeout", type=float, default=15, metavar="S",
                         help="On Ctrl-C or SIGTERM, requests in flight get S seconds to finish (default: 15).")
+    parser.add_argument("--model-processes", default="auto", choices=["auto", "always", "never"],
+                        help="Where models run: always, each in its own process (a crash or the memory of one "
+                             "model stays there; the pick on a GPU, where inference would fight the HTTP thread "
+                             "for the GIL); never, in the server process with a batching thread (no "
+                             "inter-process hop per batch: the faster choice on a CPU); auto (default): never on "
+                             "a CPU, always on a GPU.")
     parser.add_argument("--decision", default="argmax", choices=["argmax", "median", "good_vs_bad"],
                         help="Which label classification models with ordinal labels (star ratings) answer "
                              "/v1/completions with: argmax, the most probable (default); median, the median of "
@@ -101,7 +107,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                    log_keep_days=args.log_keep_days, log_flush_rows=args.log_flush_rows,
                    log_flush_ms=args.log_flush_ms, max_body_bytes=int(args.max_body_mb * 2**20),
                    max_queue=args.max_queue, request_timeout_s=args.request_timeout,
-                   read_timeout_s=args.read_timeout)
+                   read_timeout_s=args.read_timeout,
+                   isolate_models=args.model_processes)
     # Opened here first so that a store that cannot be opened or migrated is a clear CLI error, not a
     # traceback from inside uvicorn's start-up; the app opens its own.
     store = Store()
@@ -109,7 +116,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     store.engine.dispose()
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"tunelab API on http://{shown}:{args.port}/v1 (store: {home}"
-          f"{', API key required' if keys else ''}). Ctrl-C stops it.", file=sys.stderr)
+          f"{', API key required' if keys else ''}); dashboard on http://{shown}:{args.port}/ui. Ctrl-C stops it.",
+          file=sys.stderr)
     serve_factory(options, host=args.host, port=args.port, log_level=args.log_level,
                   shutdown_timeout_s=args.shutdown_timeout, header_timeout_s=min(10.0, args.read_timeout))
     return 0

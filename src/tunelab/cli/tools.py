@@ -22,7 +22,8 @@ def register(subparsers) -> None:
         help="Check a training data file, propose fixes and write <name>_prepared.jsonl.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Reads CSV, TSV, XLSX, JSON (array of objects) and JSONL with `prompt` and `completion` "
-               "columns, or chat JSONL with `messages`.",
+               "columns (any letter case), chat JSONL with `messages`, or .txt (each line a completion, for "
+               "open-ended generation). An existing prepared file is never overwritten: ` (1)` is added.",
     )
     parser.add_argument("-f", "--file", required=True, help="The data file to check.")
     parser.add_argument("-q", "--quiet", action="store_true",
@@ -71,11 +72,18 @@ def cmd_prepare_data(args: argparse.Namespace) -> int:
         else:
             split = None
 
-    paths = prepare.write_prepared(analysis.path, data, split)
+    labels = prepare.classes(data)
+    replies = prepare.replies(data) if labels else None
+    if not accepted and split is None and analysis.format == "jsonl" and \
+            not _ask("Your data is unchanged. Write it to a new JSONL file anyway?", args.quiet):
+        print("Aborting... did not write the file")
+        print("\nYou can use your file for fine-tuning:")
+        print(f"> {prepare.next_command(analysis.path, None, labels, args.model, replies)}")
+        return 0
+    paths = prepare.write_prepared(analysis.path, data, split)  # never over an existing file: " (1)"
     print(f"\nWrote {' and '.join(f'`{p}`' for p in paths)} ({len(data)} examples)")
     print(f"\nNow use {'these files' if len(paths) > 1 else 'that file'} when fine-tuning:")
-    labels = prepare.classes(data)
-    print(f"> {prepare.next_command(paths[0], paths[1] if split else None, labels, args.model)}")
+    print(f"> {prepare.next_command(paths[0], paths[1] if split else None, labels, args.model, replies)}")
     for note in prepare.usage_notes(data):
         print(f"\n{note}")
     return 0

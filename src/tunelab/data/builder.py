@@ -19,7 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.data.bundled import BUNDLED, PARTS, BundledDataset, get_bundled, get_preset
-from tunelab.data.labels import COMPLETION_PREFIX, format_label, is_ordinal, sort_labels, with_leading_space
+from tunelab.data.labels import (
+    COMPLETION_PREFIX, check_merge_map, format_label, is_ordinal, merged_label, normalize_label, sort_labels,
+    with_leading_space,
+)
 from tunelab.data.readers import Table, read_table
 from tunelab.errors import DataFileError, InvalidInputError, TunelabError
 from tunelab.fsutil import write_json, write_jsonl
@@ -246,9 +249,12 @@ def _order(rows: list[_Row], idx, labels: list[str], shuffle: bool, seed: int) -
 def build_dataset(source: str | Path, *, out_dir: str | Path, text_columns: Sequence[str] | None = None,
                   label_column: str | None = None, preset: str | None = None, train_size: int | None = None,
                   val_size: int | None = None, test_size: int | None = None, seed: int = 42,
-                  shuffle: bool = True, separator: str = DEFAULT_SEPARATOR) -> BuildResult:
+                  shuffle: bool = True, separator: str = DEFAULT_SEPARATOR,
+                  merge: dict[str, str] | None = None) -> BuildResult:
     """Write out_dir/{train,valid,test}.jsonl and labels.json from a CSV/JSONL/... file or a
-    bundled dataset name. Nothing is written when the input cannot be used."""
+    bundled dataset name. Nothing is written when the input cannot be used. `merge`: {old label:
+    new label} applied to every row before splitting (tunelab.data.label_maps reads one), recorded
+    in labels.json as "merged" with the labels before it."""
     text_columns, label_column, preset = resolve_columns(source, preset=preset, text_columns=text_columns,
                                                  label_column=label_column)
     if not separator:
@@ -260,6 +266,13 @@ def build_dataset(source: str | Path, *, out_dir: str | Path, text_columns: Sequ
     if not rows:
         raise DataFileError(f"{source}: no usable rows (every row has empty text, no label or a repeated prompt).")
     labels = sort_labels(sorted({r.label for r in rows}))
+    before_merge, changed = labels, {}
+    if merge:
+        resolved = check_merge_map(merge, labels, source="The merge map")
+        changed = {old: new for old, new in resolved.items() if normalize_label(old) != new}
+        for row in rows:
+            row.label = merged_label(row.label, resolved)
+        labels = sort_labels(sorted({r.label for r in rows}))
     sizes = {"train": train_size, "valid": val_size, "test": test_size}
     fixed_parts = _bundled(source) is not None or Path(source).is_dir()
     if fixed_parts and not any(r.part == "valid" for r in rows):
@@ -298,6 +311,13 @@ def build_dataset(source: str | Path, *, out_dir: str | Path, text_columns: Sequ
         "dropped_examples": {reason: where[:10] for reason, where in dropped.items() if where},
         "notes": notes,
     }
+    if merge:
+        targets: dict[str, list[str]] = {}
+        for old, new in changed.items():
+            targets.setdefault(new, []).append(old)
+        notes.append("labels merged: " + "; ".join(f"{' + '.join(olds)} -> {new}" for new, olds in targets.items()))
+        meta["merged"] = changed
+        meta["labels_before_merge"] = before_merge
     paths = {name: out / FILES[name] for name in splits}
     paths["labels"] = out / "labels.json"
     try:

@@ -11,6 +11,7 @@ a person or a file gives for one ("4", "yes") is matched ignoring surrounding wh
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -162,6 +163,18 @@ def positive_class(labels: Sequence[str]) -> str | None:
     return sorted(labels)[0]
 
 
+def most_frequent_class(completions: Sequence[str], labels: Sequence[str]) -> str | None:
+    """For two classes: the more frequent one in `completions` (prepare_data's suggestion, as the
+    legacy tool's); a tie falls back to positive_class. None unless there are exactly two labels."""
+    if len(labels) != 2:
+        return None
+    counts = Counter(c for c in completions if c in labels)
+    first, second = (counts[label] for label in labels)
+    if first == second:
+        return positive_class(labels)
+    return labels[0] if first > second else labels[1]
+
+
 def _candidates(name: str, labels: Sequence[str]) -> list[str]:
     if name in labels:
         return [name]
@@ -235,3 +248,54 @@ def decide(probs, labels: Sequence[str], rule: str = "argmax", threshold: int | 
     side = p_good > 0.5
     masked = np.where(side[:, None] == good[None, :], p, -1.0)
     return masked.argmax(axis=1)
+
+
+# --- merging and renaming labels ----------------------------------------------------------------
+
+
+def parse_merge_spec(text: str) -> dict[str, str]:
+    """`A+B=C` (A and B become C) or `A=C` (a rename) as {"A": "C", "B": "C"}. Names are taken
+    without surrounding whitespace; InvalidInputError for anything else."""
+    sources, sep, target = str(text).rpartition("=")
+    names = [normalize_label(s) for s in sources.split("+")] if sep else []
+    if not sep or not normalize_label(target) or not names or not all(names):
+        raise InvalidInputError(f"Cannot read the merge {text!r}.",
+                                hint="Write --merge 'OLD+OTHER=NEW' (or 'OLD=NEW' to rename one label).")
+    return {name: normalize_label(target) for name in names}
+
+
+def check_merge_map(mapping: dict, labels: Sequence[str], *, source: str = "the merge map") -> dict[str, str]:
+    """{label as written in the data: new label name} for a user's map {name: new name} over `labels`.
+    Raises InvalidInputError, listing every problem at once, when a name is not one of the labels,
+    a new name is empty, or the merged set would have fewer than two classes."""
+    labels = list(labels)
+    problems, resolved = [], {}
+    for old, new in mapping.items():
+        if not isinstance(old, str) or not isinstance(new, str):
+            problems.append(f"{old!r}: {new!r}: both names must be text")
+            continue
+        if not normalize_label(new):
+            problems.append(f"{old!r} is mapped to an empty name")
+            continue
+        found = find_label(old, labels)
+        if found is None:
+            problems.append(f"{old!r} is not one of the labels")
+            continue
+        resolved[found] = normalize_label(new)
+    if problems:
+        raise InvalidInputError(f"{source} cannot be applied:", problems=problems,
+                                hint=f"The labels are: {preview(labels, 40)}.")
+    merged = {resolved.get(label, normalize_label(label)) for label in labels}
+    if len(merged) < 2:
+        raise InvalidInputError(f"{source} would leave a single class ({preview(sorted(merged))}); "
+                                "a classifier needs at least two.", hint="Merge fewer labels.")
+    return resolved
+
+
+def merged_label(label: str, resolved: dict[str, str]) -> str:
+    """`label` after a map from `check_merge_map`; a completion keeps its leading space (" Dresses"
+    merged into "Dresses & Skirts" becomes " Dresses & Skirts")."""
+    new = resolved.get(label)
+    if new is None:
+        return label
+    return with_leading_space(new) if has_leading_space(label) else new

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunelab.data.labels import has_leading_space, positive_class, with_leading_space
+from tunelab.data.labels import has_leading_space, most_frequent_class, positive_class, with_leading_space
+from tunelab.data.chat import clean_messages, last_reply
 from tunelab.data.readers import detect_classification, raise_problems, read_table, validate_messages
 from tunelab.errors import DataFileError, TunelabError
 from tunelab.fsutil import atomic_open
@@ -166,6 +167,14 @@ def _map_column(column: str, fn: Callable[[str], str]) -> Callable[[pd.DataFrame
     return apply
 
 
+def replies(data: pd.DataFrame) -> list[str]:
+    """What each row teaches as its answer: the completion, or for chat rows the text of the last
+    learnt assistant message (the label when the replies form a small set)."""
+    if "messages" in data and "completion" not in data:
+        return [msgs[last_reply(msgs)]["content"] for msgs in data["messages"]]
+    return list(data["completion"])
+
+
 def _example_text(df: pd.DataFrame, kind: str) -> list[str]:
     if kind == CHAT:
         return ["".join(m["content"] for m in msgs) for msgs in df["messages"]]
@@ -191,11 +200,14 @@ def load(path: str | Path) -> tuple[str, str, pd.DataFrame, list[Finding]]:
     Raises DataFileError for unusable files, listing every problem."""
     import pandas as pd
 
-    table = read_table(path)
-    path = table.path
-    if not table.rows:
-        raise DataFileError(f"{path} has no rows, only a header.")
-    columns = table.columns
+    if str(path).lower().endswith(".txt"):
+        fmt, columns, rows, lines = "txt", ["prompt", "completion"], *_read_txt(Path(path))
+    else:
+        table = read_table(path)
+        path, fmt, columns, rows, lines = table.path, table.format, table.columns, table.rows, table.lines
+        if not rows:
+            raise DataFileError(f"{path} has no rows, only a header.")
+        columns, rows = _lower_headers(columns, rows)
     if "prompt" in columns and "completion" in columns:
         kind = PROMPT_COMPLETION
     elif "messages" in columns:
@@ -211,10 +223,13 @@ def load(path: str | Path) -> tuple[str, str, pd.DataFrame, list[Finding]]:
                  "--out DIR`.",
         )
     problems, records, numbers = [], [], 0
-    for row, line in zip(table.rows, table.lines):
+    for row, line in zip(rows, lines):
         record = dict(row)
         if kind == CHAT:
-            problems += [f"line {line}: {p}" for p in validate_messages(row.get("messages"))]
+            bad = validate_messages(row.get("messages"))
+            problems += [f"line {line}: {p}" for p in bad]
+            if not bad:  # text parts joined: the checks below read each message's text
+                record["messages"] = clean_messages(row["messages"])
         else:
             for key in ("prompt", "completion"):
                 text = _as_text(row.get(key))
@@ -227,9 +242,34 @@ def load(path: str | Path) -> tuple[str, str, pd.DataFrame, list[Finding]]:
     if problems:
         what = "chat examples" if kind == CHAT else "prompt/completion values"
         raise_problems(f"{path} has {len(problems)} invalid {what}:", problems)
-    data = pd.DataFrame(records, index=pd.Index(table.lines, name="line"))
+    data = pd.DataFrame(records, index=pd.Index(lines, name="line"))
     notes = [Finding(f"{numbers} prompt/completion values are numbers; they will be written as text")]
-    return table.format, kind, data, notes if numbers else []
+    return fmt, kind, data, notes if numbers else []
+
+
+def _read_txt(path: Path) -> tuple[list[dict], list[int]]:
+    """A .txt file as the legacy tool read it: each line a completion with an empty prompt (data for
+    open-ended generation)."""
+    if not path.exists():
+        raise DataFileError(f"{path}: no such file.")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataFileError(f"{path} is not valid UTF-8 (byte offset {exc.start}).") from None
+    lines = text.splitlines()
+    if not any(line.strip() for line in lines):
+        raise DataFileError(f"{path} is empty.", hint="The file has no lines of text.")
+    return [{"prompt": "", "completion": line} for line in lines], list(range(1, len(lines) + 1))
+
+
+def _lower_headers(columns: list[str], rows: list[dict]) -> tuple[list[str], list[dict]]:
+    """`Prompt`/`COMPLETION` headers (a spreadsheet's habit) read as `prompt`/`completion`, as the
+    legacy tool lower-cased them; a column already named in lower case wins."""
+    rename = {c: c.lower() for c in columns
+              if c.lower() in ("prompt", "completion", "messages") and c != c.lower() and c.lower() not in columns}
+    if not rename:
+        return columns, rows
+    return [rename.get(c, c) for c in columns], [{rename.get(k, k): v for k, v in row.items()} for row in rows]
 
 
 # --- the checks ---------------------------------------------------------------------------------
@@ -441,7 +481,19 @@ def analyze(path: str | Path) -> Analysis:
         run(_check_empty_completions)
     run(_check_duplicates, kind)
     run(_check_long, kind)
+    if kind == CHAT and not df.empty:
+        for role in ("system", "user"):  # as OpenAI's checker counts them: worth knowing, not wrong
+            missing = _where(df, [not any(m["role"] == role for m in msgs) for msgs in df["messages"]])
+            if missing and len(missing) < len(df):
+                findings.append(Finding(f"{there_are(len(missing), 'example')} without a {role} message. These are "
+                                        f"rows: {rows_text(missing)}", missing, warning=True))
+        classification = detect_classification(replies(df))
+        if classification:
+            findings.extend(_classification_findings())
+            findings.append(Finding(f"The last assistant replies form {len(set(replies(df)))} labels; a classifier "
+                                    "learns them from the conversation before them"))
     if kind == PROMPT_COMPLETION and not df.empty:
+        _refuse_identical(df, path)
         classification = detect_classification(list(df["completion"]))
         if classification:
             findings.extend(_classification_findings())
@@ -461,6 +513,21 @@ def analyze(path: str | Path) -> Analysis:
     return Analysis(Path(path), fmt, kind, data, findings, actions, classification)
 
 
+def _refuse_identical(df: pd.DataFrame, path: str | Path) -> None:
+    """The legacy tool's two fatal findings: every prompt the same (unless all empty: open-ended
+    generation), or every completion the same (the model would only repeat it)."""
+    if len(df) < 2:
+        return
+    prompts, completions = set(df["prompt"]), set(df["completion"])
+    if len(prompts) == 1 and next(iter(prompts)):
+        raise DataFileError(f"All prompts in {path} are identical: `{show(next(iter(prompts)))}`.",
+                            hint="Leave the prompts blank for open-ended generation; otherwise each prompt must "
+                                 "hold its own input.")
+    if len(completions) == 1:
+        raise DataFileError(f"All completions in {path} are identical: `{show(next(iter(completions)))}`.",
+                            hint="The completions must differ, otherwise the model only learns to repeat that one.")
+
+
 # --- applying, splitting, writing ---------------------------------------------------------------
 
 
@@ -476,21 +543,23 @@ def apply_actions(data: pd.DataFrame, actions: Sequence[Action], path: str | Pat
 
 def classes(data: pd.DataFrame) -> list[str] | None:
     """The class labels (exact completion strings, sorted) when the data is classification."""
-    if "completion" not in data or not detect_classification(list(data["completion"])):
+    if ("completion" not in data and "messages" not in data) or not detect_classification(replies(data)):
         return None
-    return sorted(set(data["completion"]))
+    return sorted(set(replies(data)))
 
 
 def plan_split(data: pd.DataFrame, seed: int = 42) -> SplitPlan | None:
     """Stratified train/validation split for classification data; None when not classification
     or too small. Validation gets min(1000, 20 % of rows)."""
+    import pandas as pd
     from sklearn.model_selection import train_test_split
 
     labels = classes(data)
     n_valid = min(MAX_VALID, int(len(data) * VALID_FRACTION))
     if labels is None or n_valid < 1:
         return None
-    counts = data["completion"].value_counts()
+    answers = pd.Series(replies(data), index=data.index)
+    counts = answers.value_counts()
     single = [str(c) for c in counts.index[counts < 2]]
     note = None
     if single:
@@ -498,18 +567,24 @@ def plan_split(data: pd.DataFrame, seed: int = 42) -> SplitPlan | None:
                 "so the split is random rather than stratified")
     elif n_valid < len(labels) or len(data) - n_valid < len(labels):
         note = f"too few rows to put each of the {len(labels)} classes in both sets, so the split is random"
-    stratify = None if note else data["completion"]
+    stratify = None if note else answers
     train, valid = train_test_split(data, test_size=n_valid, random_state=seed, stratify=stratify)
     return SplitPlan(train, valid, stratified=note is None, note=note)
 
 
 def output_paths(path: str | Path, split: bool) -> list[Path]:
-    """`<name>_prepared.jsonl`, or `_prepared_train.jsonl` and `_prepared_valid.jsonl`, next to `path`."""
+    """`<name>_prepared.jsonl`, or `_prepared_train.jsonl` and `_prepared_valid.jsonl`, next to `path`.
+    Existing files are never overwritten: as the legacy tool did, ` (1)`, ` (2)`, ... is added to the
+    names until none of them exists."""
     path = Path(path)
-    name = re.sub(r"(\.(csv|tsv|tab|xlsx|xlsm|json|jsonl|ndjson))?(\.gz)?$", "", path.name, flags=re.IGNORECASE)
-    if split:
-        return [path.with_name(f"{name}_prepared_train.jsonl"), path.with_name(f"{name}_prepared_valid.jsonl")]
-    return [path.with_name(f"{name}_prepared.jsonl")]
+    name = re.sub(r"(\.(csv|tsv|tab|xlsx|xlsm|json|jsonl|ndjson|txt))?(\.gz)?$", "", path.name, flags=re.IGNORECASE)
+    parts = ["_train", "_valid"] if split else [""]
+    for i in range(10000):
+        index = f" ({i})" if i else ""
+        candidates = [path.with_name(f"{name}_prepared{part}{index}.jsonl") for part in parts]
+        if not any(c.exists() for c in candidates):
+            return candidates
+    raise DataFileError(f"Too many prepared files next to {path}; remove some of them.")
 
 
 def _records(data: pd.DataFrame) -> list[dict[str, Any]]:
@@ -541,14 +616,15 @@ def _quote(text: str) -> str:
 
 
 def next_command(train: Path, valid: Path | None = None, labels: Sequence[str] | None = None,
-                 model: str = "ada") -> str:
-    """The `tunelab api fine_tunes.create` command for the prepared files."""
+                 model: str = "ada", completions: Sequence[str] | None = None) -> str:
+    """The `tunelab api fine_tunes.create` command for the prepared files. `completions` (every
+    reply): the positive class of binary data is the most frequent one, as the legacy tool chose."""
     cmd = f"tunelab api fine_tunes.create -t {_quote(str(train))}"
     if valid:
         cmd += f" -v {_quote(str(valid))}"
     cmd += " -m " + (_quote(model) if re.search(r"[^\w.:/@+-]", model) else model)
     if labels and valid:
-        positive = positive_class(labels)
+        positive = most_frequent_class(completions, labels) if completions else positive_class(labels)
         cmd += " --compute_classification_metrics"
         if positive is not None:
             cmd += f" --classification_positive_class {_quote(positive)}"

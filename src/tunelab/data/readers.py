@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.data import safejson
+from tunelab.data.chat import clean_messages, last_reply, transcript, validate_messages  # noqa: F401 (re-exported)
 from tunelab.data.labels import normalize_label
 from tunelab.errors import DataFileError
 
@@ -33,7 +34,6 @@ MAX_PROBLEMS = 50
 MAX_ROW_CHARS = 1_000_000
 _LONG_ROW_HINT = (f"A row may hold at most {MAX_ROW_CHARS:,} characters; models read a few thousand tokens. "
                   "Shorten or split the long rows.")
-CHAT_ROLES = ("system", "user", "assistant")
 
 
 @dataclass
@@ -54,8 +54,14 @@ class Table:
 @dataclass(frozen=True)
 class Example:
     prompt: str
+    """The input text; for a chat example, the conversation before `completion` as a transcript
+    (tunelab.data.chat.transcript)."""
     completion: str
+    """The desired output; for a chat example, the text of its last learnt assistant message."""
     line: int
+    """The file line the row starts on."""
+    messages: list[dict] | None = field(default=None, compare=False)
+    """A chat example's messages (role, content, name, weight); None for prompt/completion rows."""
 
 
 def raise_problems(message: str, problems: Sequence[str], hint: str | None = None) -> None:
@@ -312,41 +318,27 @@ def detect_classification(completions: Sequence[str]) -> bool:
     return len({normalize_label(c) for c in completions}) < len(completions) / 3
 
 
-def validate_messages(messages: Any) -> list[str]:
-    """Problems with one chat example's `messages` value (empty list when it is valid)."""
-    if not isinstance(messages, list) or not messages:
-        return ["field `messages` must be a non-empty list of {role, content} objects"]
-    problems = []
-    for i, message in enumerate(messages):
-        where = f"field `messages[{i}]`"
-        if not isinstance(message, dict):
-            problems.append(f"{where} must be an object with `role` and `content`")
-            continue
-        role = message.get("role")
-        if role not in CHAT_ROLES:
-            problems.append(f"{where}.role is {role!r}; expected one of {', '.join(CHAT_ROLES)}")
-        content = message.get("content")
-        if not isinstance(content, str) or not content.strip():
-            problems.append(f"{where}.content must be non-empty text")
-    if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
-        problems.append("field `messages` has no assistant message to learn from")
-    return problems
-
-
 def read_prompt_completion(path: str | Path) -> list[Example]:
-    """Read a prepared prompt/completion file for training. Every problem is reported at once,
-    each as `file:line: field ...`. Extra keys are ignored. A name without a known extension is
-    read as JSON Lines, the training format."""
+    """Read a prepared training file: prompt/completion rows, or chat rows (`{"messages": [...]}`,
+    tunelab.data.chat) when its first row has `messages`. Every problem is reported at once, each as
+    `file:line: field ...`. Extra keys are ignored. A name without a known extension is read as JSON
+    Lines, the training format."""
     table = read_table(path, default_format="jsonl")
+    if table.rows and "messages" in table.rows[0] and "prompt" not in table.rows[0]:
+        return _read_chat(table)
     examples, problems = [], []
     for row, line in zip(table.rows, table.lines):
         bad = []
-        for key in ("prompt", "completion"):
-            value = row.get(key)
-            if key not in row:
-                bad.append(f"field `{key}` is missing")
-            elif not isinstance(value, str):
-                bad.append(f"field `{key}` must be text, found {type(value).__name__}")
+        if "messages" in row and "prompt" not in row:
+            bad.append("is a chat example (`messages`), but the file's first row is prompt/completion; "
+                       "use one format per file")
+        else:
+            for key in ("prompt", "completion"):
+                value = row.get(key)
+                if key not in row:
+                    bad.append(f"field `{key}` is missing")
+                elif not isinstance(value, str):
+                    bad.append(f"field `{key}` must be text, found {type(value).__name__}")
         if not bad and not row["completion"].strip():
             bad.append("field `completion` is empty")
         problems += [f"{table.path}:{line}: {p}" for p in bad]
@@ -357,4 +349,24 @@ def read_prompt_completion(path: str | Path) -> list[Example]:
                        hint=f"Run `tunelab tools fine_tunes.prepare_data -f {table.path}` to fix it.")
     if not examples:
         raise DataFileError(f"{table.path} has no examples.")
+    return examples
+
+
+def _read_chat(table: Table) -> list[Example]:
+    examples, problems = [], []
+    for row, line in zip(table.rows, table.lines):
+        if "messages" not in row:
+            bad = ["field `messages` is missing (the file's first row is a chat example; use one format per file)"]
+        else:
+            bad = validate_messages(row["messages"])
+        problems += [f"{table.path}:{line}: {p}" for p in bad]
+        if not bad:
+            messages = clean_messages(row["messages"])
+            reply = last_reply(messages)
+            examples.append(Example(transcript(messages[:reply]), messages[reply]["content"], line, messages))
+    if problems:
+        raise_problems(f"{table.path} is not a valid chat file:", problems,
+                       hint="Each line holds {\"messages\": [{\"role\": \"system\"|\"user\"|\"assistant\", "
+                            "\"content\": \"...\"}, ...]} with at least one assistant message; check it with "
+                            f"`tunelab tools fine_tunes.prepare_data -f {table.path}`.")
     return examples

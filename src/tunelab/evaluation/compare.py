@@ -38,6 +38,12 @@ METRIC_ROWS = [
 # For ordinal labels: the same probabilities answered by the other decision rules.
 RULE_ROWS = [("accuracy", "accuracy"), ("good-vs-bad", "good_vs_bad_accuracy"), ("one-off", "one_off_accuracy"),
              ("MAE", "mae")]
+# Categorical labels with more than three classes (the category case study, §4.6.4).
+IMBALANCE_ROWS = [("balanced accuracy", "balanced_accuracy", "f3"), ("top-3 accuracy", "top3_accuracy", "f3"),
+                  ("recall of the 10 rarest classes", "rare_class_recall_mean", "f3")]
+# The same scores answered by argmax and after logit adjustment (the model's tau, or 1 when it has none).
+ADJUSTMENT_ROWS = [("accuracy", "accuracy"), ("macro F1", "macro_f1"), ("balanced accuracy", "balanced_accuracy"),
+                   ("rare-class recall", "rare_class_recall_mean")]
 TRAINING_ROWS = [
     ("epochs", "epochs", "int"),
     # Sums over every epoch of the model's lineage (a 300-row file, 1 + 3 epochs: 1,200 examples).
@@ -151,6 +157,21 @@ def compare_models(model_ids: Sequence[str], test_path: str | Path, *, train_pat
         if baselines:
             values.update({TITLES[b]: baselines[b].get(key) for b in BASELINES})
         rows.append({"metric": title, "key": key, "format": fmt, "values": values})
+    if not first.get("ordinal") and len(first["labels"]) > 3:  # many categories: the imbalance view
+        for title, key, fmt in IMBALANCE_ROWS:
+            values = {m: reports[m].get(key) for m in model_ids}
+            if baselines:
+                values.update({TITLES[b]: baselines[b].get(key) for b in BASELINES})
+            rows.append({"metric": title, "key": key, "format": fmt, "values": values})
+        if any(reports[m].get("logit_adjustment") for m in model_ids):
+            for side in ("argmax", "adjusted"):
+                for title, key in ADJUSTMENT_ROWS:
+                    values = {m: ((reports[m].get("logit_adjustment") or {}).get(side) or {}).get(key)
+                              for m in model_ids}
+                    if baselines:
+                        values.update({TITLES[b]: None for b in BASELINES})
+                    rows.append({"metric": f"{title} ({'argmax' if side == 'argmax' else 'logit-adjusted'})",
+                                 "key": f"{side}/{key}", "format": "f3", "values": values})
     if any(reports[m].get("decision_rules") for m in model_ids):
         for rule in ("median", "good_vs_bad"):
             for title, key in RULE_ROWS:

@@ -83,13 +83,15 @@ def calibration(gold_idx: Sequence[int], probs, *, n_bins: int = ECE_BINS) -> di
 
 
 def classification_report(gold: Sequence[str], pred: Sequence[str], probs=None,
-                          labels: Sequence[str] | None = None, threshold: int | float | None = 3) -> dict:
+                          labels: Sequence[str] | None = None, threshold: int | float | None = 3,
+                          class_counts: Sequence[float] | None = None) -> dict:
     """Every metric of `tunelab evaluate` that depends only on labels and probabilities.
 
     gold, pred: label strings, one per row. probs: optional [n, len(labels)] probabilities (not
     logs) in `labels` order; without it the calibration entries are None. labels: the label set
     and its order (default: sorted union of gold and pred). threshold: the good-vs-bad cut for
-    ordinal labels (None picks `default_threshold`).
+    ordinal labels (None picks `default_threshold`). class_counts: how common each label is (the
+    training prior, in `labels` order) to pick the rarest classes; default the test support.
     """
     from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
@@ -143,6 +145,7 @@ def classification_report(gold: Sequence[str], pred: Sequence[str], probs=None,
         for i, label in enumerate(labels)
     }
     report["confusion_matrix"] = confusion_matrix(gold, pred, labels=labels).tolist()
+    report.update(imbalance_metrics(report["per_class"], labels, class_counts))
 
     if probs is not None:
         probs = np.asarray(probs, dtype=np.float64)
@@ -152,10 +155,39 @@ def classification_report(gold: Sequence[str], pred: Sequence[str], probs=None,
         cal = calibration([index[x] for x in gold], probs)
         report["ece"] = cal["ece"]
         report["calibration"] = cal
+        report["top3_accuracy"] = top_k_accuracy([index[x] for x in gold], probs, 3)
     else:
         report["ece"] = None
         report["calibration"] = None
+        report["top3_accuracy"] = None
     return report
+
+
+RARE_CLASSES = 10
+"""`rare_class_recall` covers this many of the rarest classes."""
+
+
+def imbalance_metrics(per_class: dict, labels: Sequence[str], class_counts: Sequence[float] | None = None) -> dict:
+    """balanced_accuracy: the mean recall over the classes present in the test rows (scikit-learn's
+    definition); rare_class_recall: {label: recall} of the RARE_CLASSES rarest classes (by
+    `class_counts`, else by test support) that occur in the test rows, and their mean."""
+    present = [l for l in labels if per_class[l]["support"] > 0]
+    commonness = dict(zip(labels, class_counts)) if class_counts is not None else {l: per_class[l]["support"] for l in labels}
+    rarest = sorted(present, key=lambda l: (commonness[l], labels.index(l)))[:RARE_CLASSES]
+    recall = {l: per_class[l]["recall"] for l in rarest}
+    return {"balanced_accuracy": float(np.mean([per_class[l]["recall"] for l in present])) if present else None,
+            "rare_class_recall": recall,
+            "rare_class_recall_mean": float(np.mean(list(recall.values()))) if recall else None}
+
+
+def top_k_accuracy(gold_idx: Sequence[int], probs, k: int = 3) -> float | None:
+    """Share of rows whose gold label is among the k most probable (None with k or fewer labels,
+    where it is always 1)."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] <= k or len(p) == 0:
+        return None
+    top = np.argsort(-p, axis=1, kind="stable")[:, :k]
+    return float((top == np.asarray(gold_idx)[:, None]).any(axis=1).mean())
 
 
 def gold_logprob_summary(gold_logprobs: Sequence[float], gold_token_counts: Sequence[int]) -> dict:
@@ -174,7 +206,8 @@ def gold_logprob_summary(gold_logprobs: Sequence[float], gold_token_counts: Sequ
 
 def summary_subset(report: dict) -> dict:
     """The headline metrics (what a baseline column shows)."""
-    keys = ("accuracy", "accuracy_ci95", "macro_f1", "weighted_f1", "ece")
+    keys = ("accuracy", "accuracy_ci95", "macro_f1", "weighted_f1", "ece", "balanced_accuracy", "top3_accuracy",
+            "rare_class_recall_mean")
     out = {k: report.get(k) for k in keys}
     if report.get("ordinal"):
         for k in ("good_vs_bad_accuracy", "one_off_accuracy", "mae", "qwk"):

@@ -258,3 +258,24 @@ def _number(text) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) else None
+
+
+def plot_class_counts(counts: dict[str, dict[str, int]], labels: Sequence[str], out_png: str | Path, *,
+                      title: str = "Examples per class") -> Path:
+    """Horizontal bars of every class's rows per split, largest training class on top, on a log
+    scale so that the rare classes stay visible next to the large ones."""
+    order = sorted(labels, key=lambda l: counts["train"].get(l, 0))
+    k = len(order)
+    fig = _figure(8.0, min(14.0, max(3.0, 0.32 * k + 1.5)))
+    ax = fig.add_subplot(1, 1, 1)
+    splits = list(counts)
+    height = 0.8 / max(1, len(splits))
+    for s, split in enumerate(splits):
+        values = [max(counts[split].get(l, 0), 0) for l in order]
+        ax.barh([i + s * height for i in range(k)], values, height=height, label=split)
+    ax.set_yticks([i + height * (len(splits) - 1) / 2 for i in range(k)], plot_labels(order), fontsize=8 if k > 15 else 10)
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel("examples (log scale)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, out_png)

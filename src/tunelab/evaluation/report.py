@@ -26,7 +26,9 @@ from tunelab.data.readers import Example
 from tunelab.errors import InvalidInputError, NotFoundError
 from tunelab.evaluation import metrics as M
 from tunelab.fsutil import write_json, write_jsonl
+from tunelab.inference.adjustment import adjust
 from tunelab.inference.calibration import apply_temperature
+from tunelab.models.chat import example_prompt
 from tunelab.store import ids
 
 PROMPT_HEAD = 200
@@ -36,8 +38,10 @@ MAX_FREEFORM_LABELS = 200
 METRIC_KEYS = ("model", "accuracy", "accuracy_ci95", "good_vs_bad_accuracy", "one_off_accuracy", "mae", "qwk",
                "macro_f1", "weighted_f1", "ece", "per_class", "confusion_matrix", "labels", "n", "mean_logprob",
                "perplexity", "rows_per_second", "baselines", "ece_uncalibrated", "temperature", "decision",
-               "decision_rules")
+               "decision_rules", "balanced_accuracy", "top3_accuracy", "rare_class_recall", "rare_class_recall_mean",
+               "logit_adjustment")
 RULE_KEYS = ("accuracy", "good_vs_bad_accuracy", "one_off_accuracy", "mae", "macro_f1")
+ADJUSTMENT_KEYS = ("accuracy", "macro_f1", "balanced_accuracy", "top3_accuracy", "rare_class_recall_mean")
 
 
 def default_out_dir(model_id: str, base: str | Path | None = None) -> Path:
@@ -111,20 +115,27 @@ def evaluate_model(model_id: str, test_path: str | Path, *, train_path: str | Pa
 
         predictor = load_predictor(model_id, store)
     check_decision_rule(decision, labels)
-    prompts = [e.prompt for e in test]
+    # Chat rows are read the way the model learnt its messages (tunelab.models.chat).
+    fmt = getattr(getattr(predictor, "meta", None), "chat_format", None)
+    prompts = [example_prompt(e, predictor.tokenizer, fmt) for e in test] if fmt else [e.prompt for e in test]
     # The predictor's own temperature (what it applies); the models row's for predictors without one.
     temperature = getattr(predictor, "temperature", None)
     if temperature is None:
         temperature = ((record.meta or {}).get("temperature") if record is not None else None) or 1.0
     temperature = float(temperature)
     calibrated = temperature != 1.0 and labels_from == "model"
+    prior = getattr(predictor, "class_prior", None) if labels_from == "model" else None
+    tau = float(getattr(predictor, "logit_adjustment", 0.0) or 0.0) if prior is not None else 0.0
     # The model's own numbers are calibrated; the raw ones (T = 1) give the ECE before calibration.
     raw, seconds = score_rows(predictor, prompts, labels if labels_from == "data" else None,
                               batch_size=batch_size, progress=progress, desc=f"Scoring {model_id}",
-                              calibrated=False if calibrated else None)
-    logp = apply_temperature(raw, temperature) if calibrated else raw
+                              calibrated=False if (calibrated or tau) else None)
+    unadjusted = apply_temperature(raw, temperature) if calibrated else raw
+    logp = adjust(unadjusted, prior, tau)  # what the model answers with: the Predictor applies both
     report, predictions = build_report(model_id, test, gold, labels, logp, predictor.count_tokens,
-                                       threshold=threshold, decision=decision)
+                                       threshold=threshold, decision=decision, class_counts=prior)
+    report["logit_adjustment"] = (adjustment_metrics(gold, unadjusted, labels, prior, tau, threshold)
+                                  if prior is not None else None)
     report["temperature"] = temperature if calibrated else 1.0
     report["ece_uncalibrated"] = (M.calibration([labels.index(g) for g in gold], np.exp(raw))["ece"]
                                   if calibrated else report["ece"])
@@ -162,8 +173,23 @@ def score_rows(predictor, prompts: list[str], labels: list[str] | None, *, batch
     return np.asarray(logp, dtype=np.float64), seconds
 
 
+def adjustment_metrics(gold: Sequence[str], logp: np.ndarray, labels: Sequence[str], prior: Sequence[float],
+                       tau: float, threshold=None) -> dict:
+    """Argmax and logit-adjusted decisions side by side, from the same (calibrated) scores: the
+    model's tuned tau, or tau = 1 (the balanced-error correction) for a model without one."""
+    labels = list(labels)
+    shown = tau if tau else 1.0
+    out = {"tau": tau, "tau_shown": shown, "tuned": bool(tau)}
+    for name, scores in (("argmax", logp), ("adjusted", adjust(logp, prior, shown))):
+        pred = [labels[i] for i in np.asarray(scores).argmax(axis=1)]
+        metrics = M.classification_report(gold, pred, np.exp(scores), labels, threshold=threshold, class_counts=prior)
+        out[name] = {k: metrics.get(k) for k in ADJUSTMENT_KEYS}
+    return out
+
+
 def build_report(model_id: str, test: Sequence[Example], gold: Sequence[str], labels: Sequence[str], logp: np.ndarray,
-                 count_tokens, *, threshold=None, decision: str = "argmax") -> tuple[dict, list[dict]]:
+                 count_tokens, *, threshold=None, decision: str = "argmax",
+                 class_counts: Sequence[float] | None = None) -> tuple[dict, list[dict]]:
     """Metrics and per-row predictions from a [n, n_labels] matrix of label log-probabilities;
     predictions by the `decision` rule, and for ordinal labels every rule's metrics too."""
     labels = list(labels)
@@ -174,7 +200,7 @@ def build_report(model_id: str, test: Sequence[Example], gold: Sequence[str], la
     gold_lp = logp[np.arange(len(gold)), gold_idx]
     label_tokens = {label: max(1, int(count_tokens(label))) for label in labels}
     report = {"model": model_id}
-    report.update(M.classification_report(gold, pred, probs, labels, threshold=threshold))
+    report.update(M.classification_report(gold, pred, probs, labels, threshold=threshold, class_counts=class_counts))
     report.update(M.gold_logprob_summary(gold_lp, [label_tokens[g] for g in gold]))
     report["decision"] = decision
     report["decision_rules"] = decision_rule_metrics(gold, probs, labels, report.get("threshold"))
@@ -273,8 +299,11 @@ def headline_rows(report: dict) -> list[tuple[str, str, str]]:
         rows += [(f"good-vs-bad (<= {t} | > {t})", "good_vs_bad_accuracy", "f3"),
                  ("one-off (|pred - true| <= 1)", "one_off_accuracy", "f3"),
                  ("MAE", "mae", "f3"), ("QWK (quadratic kappa)", "qwk", "f3")]
-    rows += [("macro F1", "macro_f1", "f3"), ("weighted F1", "weighted_f1", "f3"),
-             (f"ECE ({M.ECE_BINS} bins)", "ece", "f3")]
+    rows += [("macro F1", "macro_f1", "f3"), ("weighted F1", "weighted_f1", "f3")]
+    if not report.get("ordinal") and len(report.get("labels") or []) > 3:  # many categories: the imbalance view
+        rows += [("balanced accuracy", "balanced_accuracy", "f3"), ("top-3 accuracy", "top3_accuracy", "f3"),
+                 (f"recall, {len(report.get('rare_class_recall') or {})} rarest classes", "rare_class_recall_mean", "f3")]
+    rows.append((f"ECE ({M.ECE_BINS} bins)", "ece", "f3"))
     if report.get("temperature") not in (None, 1.0):
         rows.append((f"ECE before calibration (T={report['temperature']:.2f})", "ece_uncalibrated", "f3"))
     return rows
@@ -313,6 +342,16 @@ def format_report(report: dict) -> str:
         out += ["", f"Decision rules (which label answers; headline rows use {report.get('decision', 'argmax')}):"]
         out.append(format_table(["rule", "accuracy", "good-vs-bad", "one-off", "MAE", "macro F1"],
                                 [[rule] + [format_cell(m.get(k)) for k in RULE_KEYS] for rule, m in rules.items()]))
+    adjustment = report.get("logit_adjustment")
+    if adjustment and len(labels) > 2:
+        tau = adjustment["tau_shown"]
+        how = "tuned on the validation file, applied to the answers" if adjustment["tuned"] else "not tuned: shown at 1"
+        out += ["", f"Logit adjustment (tau {tau:.1f}, {how}):"]
+        keys = [("accuracy", "accuracy"), ("macro F1", "macro_f1"), ("balanced accuracy", "balanced_accuracy"),
+                ("top-3 accuracy", "top3_accuracy"), ("rare-class recall", "rare_class_recall_mean")]
+        out.append(format_table(["decision"] + [t for t, _ in keys],
+                                [[name] + [format_cell(adjustment[key].get(k)) for _, k in keys]
+                                 for name, key in (("argmax", "argmax"), (f"adjusted (tau {tau:.1f})", "adjusted"))]))
     out += ["", "Per class:"]
     per = report["per_class"]
     out.append(format_table(["label", "precision", "recall", "F1", "support"],

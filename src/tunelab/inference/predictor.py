@@ -20,6 +20,7 @@ import torch
 
 from tunelab.data.labels import check_decision_rule, decide
 from tunelab.errors import InvalidInputError
+from tunelab.inference.adjustment import adjust
 from tunelab.inference.calibration import apply_temperature
 from tunelab.models import encoding
 from tunelab.models.meta import Method, ModelMeta
@@ -67,6 +68,16 @@ class Predictor:
         """The model's fitted temperature (1.0 when none was fitted)."""
         return float(self.meta.temperature) if self.meta is not None else 1.0
 
+    @property
+    def logit_adjustment(self) -> float:
+        """The model's post-hoc logit adjustment strength tau (0.0: none; tunelab.inference.adjustment)."""
+        return float(getattr(self.meta, "logit_adjustment", 0.0) or 0.0) if self.meta is not None else 0.0
+
+    @property
+    def class_prior(self) -> list[float] | None:
+        """The training label shares the adjustment divides out (None: not recorded)."""
+        return getattr(self.meta, "class_prior", None) if self.meta is not None else None
+
     def count_tokens(self, text: str) -> int:
         """Tokens in `text`; for text far beyond the model's positions, a lower bound found without
         tokenizing all of it (tunelab.models.encoding.count_tokens)."""
@@ -76,8 +87,9 @@ class Predictor:
     def score_labels(self, prompts: list[str], *, labels: list[str] | None = None, batch_size: int = 32,
                      progress=None, calibrated: bool = True) -> np.ndarray:
         """log P(label | prompt), shape [len(prompts), len(labels)], labels in `self.labels` order.
-        Calibrated by the model's temperature unless `calibrated=False` (or the labels are not the
-        model's own): every consumer (evaluate, complete, the server) gets the same numbers."""
+        Calibrated by the model's temperature and logit-adjusted by its tau unless `calibrated=False`
+        (or the labels are not the model's own): every consumer (evaluate, complete, the server) gets
+        the same numbers."""
         labels = labels or self.labels
         if not labels:
             raise InvalidInputError(f"{self.model_id} is not a classification model; give the labels to score.")
@@ -87,22 +99,104 @@ class Predictor:
             raw = score_labels(self.model, self.tokenizer, self.method, prompts, labels, batch_size=batch_size,
                                max_length=self.max_length, progress=progress)
         if calibrated and labels == self.labels:
-            return apply_temperature(raw, self.temperature)
+            return adjust(apply_temperature(raw, self.temperature), self.class_prior, self.logit_adjustment)
         return raw
 
     def complete(self, prompts: list[str], *, max_tokens: int = 16, temperature: float = 1.0, top_p: float = 1.0,
                  n: int = 1, stop: list[str] | None = None, logprobs: int | None = None, echo: bool = False,
                  seed: int | None = None) -> list[list[Completion]]:
-        """For each prompt, `n` completions."""
+        """For each prompt, `n` completions. `max_tokens=0` with `echo` scores the prompt alone; `echo`
+        with `logprobs` (free-form models) puts the prompt's tokens first, as OpenAI does (the first
+        token has no logprob when nothing precedes it). A label counts as one token: `max_tokens` >= 1
+        gives the label, `top_p` keeps the smallest set of labels that holds that much probability
+        when sampling, and a `stop` sequence inside the label ends the completion before it."""
         if self.is_classification:
-            return self._complete_labels(prompts, temperature=temperature, n=n, logprobs=logprobs, echo=echo, seed=seed)
+            return self._complete_labels(prompts, temperature=temperature, top_p=top_p, stop=stop or [], n=n,
+                                         logprobs=logprobs, echo=echo, seed=seed, max_tokens=max_tokens)
         if self.method == Method.CLASSIFIER:
             raise InvalidInputError(f"{self.model_id} is a classifier without labels.")
-        return self._generate(prompts, max_tokens=max_tokens, temperature=temperature, top_p=top_p, n=n,
-                              stop=stop or [], logprobs=logprobs, echo=echo, seed=seed)
+        if max_tokens <= 0:
+            return [[self._scored_prompt(prompt, logprobs, echo) for _ in range(n)] for prompt in prompts]
+        out = self._generate(prompts, max_tokens=max_tokens, temperature=temperature, top_p=top_p, n=n,
+                             stop=stop or [], logprobs=logprobs, echo=echo, seed=seed)
+        if echo and logprobs is not None:
+            for prompt, choices in zip(prompts, out):
+                head = self._scored_prompt(prompt, logprobs, echo=True)
+                for i, c in enumerate(choices):
+                    choices[i] = Completion(
+                        text=c.text, tokens=head.tokens + c.tokens, token_logprobs=head.token_logprobs + c.token_logprobs,
+                        top_logprobs=head.top_logprobs + c.top_logprobs, text_offset=head.text_offset + c.text_offset,
+                        finish_reason=c.finish_reason, prompt_tokens=c.prompt_tokens,
+                        completion_tokens=c.completion_tokens)
+        return out
+
+    def stream(self, prompt: str, on_piece, *, max_tokens: int = 16, temperature: float = 1.0, top_p: float = 1.0,
+               n: int = 1, stop: list[str] | None = None, logprobs: int | None = None, echo: bool = False,
+               seed: int | None = None) -> Completion:
+        """One completion of `prompt`, handing each token to `on_piece` (tunelab.inference.streaming.Piece)
+        as it is generated; returns the whole Completion. A classification model's answer is one label,
+        handed over whole."""
+        if self.is_classification or self.method == Method.CLASSIFIER or max_tokens <= 0:
+            from tunelab.inference.streaming import Piece
+
+            (c,), = self.complete([prompt], max_tokens=max_tokens, temperature=temperature, top_p=top_p, n=1,
+                                  stop=stop, logprobs=logprobs, echo=echo, seed=seed)
+            first = len(c.tokens) - (c.completion_tokens or 0)  # echoed prompt tokens come first
+            for t in range(first, len(c.tokens)):
+                on_piece(Piece(c.tokens[t], c.token_logprobs[t], c.top_logprobs[t], c.text_offset[t]))
+            return c
+        from tunelab.inference.streaming import stream_completion
+
+        return stream_completion(self, prompt, on_piece, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+                                 stop=stop, logprobs=logprobs, echo=echo, seed=seed)
+
+    @torch.inference_mode()
+    def _scored_prompt(self, prompt: str, logprobs: int | None, echo: bool) -> Completion:
+        """The prompt's own tokens with their logprobs (each given the tokens before it): what
+        `echo=True, max_tokens=0, logprobs=k` returns to score a text."""
+        tok = self.tokenizer
+        dev = next(self.model.parameters()).device
+        ids = tok(prompt, add_special_tokens=True, truncation=False)["input_ids"]
+        n_prompt = len(ids)
+        if not echo:
+            return Completion(text="", tokens=[], token_logprobs=[], top_logprobs=[], text_offset=[],
+                              finish_reason="length", prompt_tokens=n_prompt, completion_tokens=0)
+        special = set(tok.all_special_ids or [])
+        with self.lock, autocast(dev):
+            logits = self.model(input_ids=torch.tensor([ids], device=dev)).logits[0].float()
+        logp = logits.log_softmax(-1)
+        tokens, lps, tops, offsets, pos = [], [], [], [], 0
+        for t, token_id in enumerate(ids):
+            if token_id in special:
+                continue
+            text = tok.decode([token_id])
+            tokens.append(text)
+            offsets.append(pos)
+            pos += len(text)
+            if t == 0:  # nothing before it to condition on
+                lps.append(None)
+                tops.append(None)
+                continue
+            lps.append(float(logp[t - 1, token_id]))
+            if logprobs:
+                values, indices = logp[t - 1].topk(logprobs)
+                top: dict[str, float] = {}
+                for v, k in zip(values.tolist(), indices.tolist()):
+                    key = tok.decode([k])
+                    top[key] = max(top.get(key, -math.inf), v)
+                tops.append(top)
+            else:
+                tops.append(None)
+        return Completion(text=prompt, tokens=tokens, token_logprobs=lps, top_logprobs=tops, text_offset=offsets,
+                          finish_reason="length", prompt_tokens=n_prompt, completion_tokens=0)
 
     # -- classification: one label per completion ---------------------------------------------
-    def _complete_labels(self, prompts, *, temperature, n, logprobs, echo, seed) -> list[list[Completion]]:
+    def _complete_labels(self, prompts, *, temperature, n, logprobs, echo, seed, top_p=1.0, stop=(),
+                         max_tokens=1) -> list[list[Completion]]:
+        if max_tokens <= 0:  # scoring the prompt: a label has no tokens of the prompt to show
+            return [[Completion(text=prompt if echo else "", tokens=[], token_logprobs=[], top_logprobs=[],
+                                text_offset=[], finish_reason="length", prompt_tokens=self.count_tokens(prompt),
+                                completion_tokens=0, label_mode=True) for _ in range(n)] for prompt in prompts]
         scores = self.score_labels(prompts)
         rng = np.random.default_rng(seed)
         out = []
@@ -112,16 +206,19 @@ class Predictor:
             choices = []
             for _ in range(n):
                 if temperature and temperature > 0:
-                    p = np.exp((row - row.max()) / temperature)
-                    pick = int(rng.choice(len(row), p=p / p.sum()))
+                    pick = int(rng.choice(len(row), p=nucleus(row, temperature, top_p)))
                 else:
                     pick = int(decide(np.exp(row), self.labels, self.decision)[0])
                 label = self.labels[pick]
+                cut = min((label.find(s) for s in stop if s and s in label), default=-1)
+                shown = label if cut < 0 else label[:cut]  # a stop sequence ends the completion before it
                 offset = len(prompt) if echo else 0
                 choices.append(Completion(
-                    text=(prompt if echo else "") + label, tokens=[label], token_logprobs=[float(row[pick])],
-                    top_logprobs=[top] if logprobs else [None], text_offset=[offset], finish_reason="stop",
-                    prompt_tokens=self.count_tokens(prompt), completion_tokens=1, label_mode=True))
+                    text=(prompt if echo else "") + shown, tokens=[shown] if shown else [],
+                    token_logprobs=[float(row[pick])] if shown else [],
+                    top_logprobs=([top] if logprobs else [None]) if shown else [], text_offset=[offset] if shown else [],
+                    finish_reason="stop", prompt_tokens=self.count_tokens(prompt), completion_tokens=1 if shown else 0,
+                    label_mode=True))
             out.append(choices)
         return out
 
@@ -192,6 +289,21 @@ class Predictor:
         return Completion(text=(prompt if echo else "") + text, tokens=tokens, token_logprobs=lps, top_logprobs=tops,
                           text_offset=offsets, finish_reason=finish, prompt_tokens=p_tokens,
                           completion_tokens=len(tokens))
+
+
+def nucleus(logp: np.ndarray, temperature: float, top_p: float = 1.0) -> np.ndarray:
+    """Sampling probabilities of the labels at `temperature`, restricted to the smallest set of
+    most probable labels whose probability reaches `top_p` (nucleus sampling, as top_p is for tokens)."""
+    p = np.exp((logp - logp.max()) / temperature)
+    p = p / p.sum()
+    if top_p < 1.0:
+        order = np.argsort(-p, kind="stable")
+        keep = int(np.searchsorted(np.cumsum(p[order]), top_p) + 1)
+        mask = np.zeros_like(p)
+        mask[order[:keep]] = 1.0
+        p = p * mask
+        p = p / p.sum()
+    return p
 
 
 def load_predictor(model_id: str, store=None, *, decision: str = "argmax") -> Predictor:

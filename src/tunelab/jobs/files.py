@@ -13,13 +13,15 @@ from tunelab.store.records import TERMINAL
 
 
 def upload_file(store: Store, path: str | Path, purpose: str = FINE_TUNE, *,
-                filename: str | None = None) -> FileRecord:
-    """Validate (fine-tune data must parse) and store a file."""
+                filename: str | None = None, expires_after: int | None = None) -> FileRecord:
+    """Validate (fine-tune data must parse) and store a file; `expires_after`: seconds until the
+    store deletes it."""
     path = Path(path)
     if not path.exists():
         raise InvalidInputError(f"File {path} does not exist.")
     rows = read_prompt_completion(path) if purpose == FINE_TUNE else None
-    return store.add_file(path, purpose=purpose, filename=filename, n_rows=len(rows) if rows is not None else None)
+    return store.add_file(path, purpose=purpose, filename=filename, n_rows=len(rows) if rows is not None else None,
+                          expires_after=expires_after)
 
 
 def jobs_using(store: Store, file_id: str) -> list[str]:
@@ -29,9 +31,12 @@ def jobs_using(store: Store, file_id: str) -> list[str]:
 
 
 def results_path(store: Store, job: JobRecord) -> Path:
-    """The job's results CSV: the stored result file once it has finished, the growing one while
-    it runs (so a running job's progress can be read)."""
-    path = Path(store.get_file(job.result_file).path) if job.result_file else store.job_dir(job.id) / "results.csv"
+    """The job's results CSV in the legacy columns: the job's own (growing while it runs, so its
+    progress can be read), else its stored result file. (A job of the current endpoint stores its
+    result file in the current columns; the job's folder keeps the legacy ones.)"""
+    path = store.job_dir(job.id) / "results.csv"
+    if not path.exists() and job.result_file:
+        path = Path(store.get_file(job.result_file).path)
     if not path.exists():
         raise InvalidInputError(f"Job {job.legacy_id} has no results yet (status: {job.status}).")
     return path
@@ -56,4 +61,6 @@ def prompt_separator(store: Store, model_id: str) -> str | None:
         rows = read_prompt_completion(Path(store.get_file(job.training_file).path))
     except (TunelabError, OSError):
         return None
+    if rows and rows[0].messages is not None:
+        return None  # chat data: the prompt is rendered from messages, there is no separator to add
     return common_separator([row.prompt for row in rows[:SEPARATOR_ROWS]]) or None

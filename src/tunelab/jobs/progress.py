@@ -33,20 +33,22 @@ def print_line(line: str) -> None:
     print(line, flush=True)
 
 
-def event_line(event: EventRecord) -> str:
-    return f"[{datetime.fromtimestamp(event.created_at):%Y-%m-%d %H:%M:%S}] {event.message}"
+def event_line(event: EventRecord, message: str | None = None) -> str:
+    """`[time] message`; `message` replaces the event's own text (e.g. its legacy wording)."""
+    return f"[{datetime.fromtimestamp(event.created_at):%Y-%m-%d %H:%M:%S}] {message or event.message}"
 
 
 def watch(store: Store, job_id: str, *, verbose: bool = True, desc: str = "Training",
           write: Callable[[str], None] = print_line, poll_s: float = POLL_SECONDS, bar: bool | None = None,
-          shown: Collection[str] = ()) -> JobRecord:
+          shown: Collection[str] = (), text: Callable[[EventRecord], str] | None = None) -> JobRecord:
     """Follow the job to its end and return it.
 
     `bar`: draw a progress bar on stderr (None: only where `interactive()`). Training-only steps
     live in the bar; validation steps and the last step also get a line. Without a bar those step
     lines are the progress, so `verbose=False` (only the bar and warnings or errors) still prints
     them. `shown`: messages the caller has printed already (e.g. the notices of a submission),
-    not repeated. Ctrl-C (KeyboardInterrupt) stops the watching, never the job; the bar is closed
+    not repeated. `text`: how an event reads (default: its message; the CLI gives the legacy
+    wording). Ctrl-C (KeyboardInterrupt) stops the watching, never the job; the bar is closed
     first so that the caller's message lands on a clean line."""
     if bar is None:
         bar = interactive()
@@ -75,7 +77,7 @@ def watch(store: Store, job_id: str, *, verbose: bool = True, desc: str = "Train
                 continue  # a training-only step: in the bar, or nowhere
             if not verbose and event.level == "info" and not (step and not bar):
                 continue
-            (progress.write if progress is not None else write)(event_line(event))
+            (progress.write if progress is not None else write)(event_line(event, text(event) if text else None))
     finally:
         if progress is not None:
             progress.close()

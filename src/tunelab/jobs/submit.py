@@ -25,9 +25,10 @@ class Submission:
 def job_request(training_file: str, model: str, validation_file: str | None = None, *,
                 hyperparameters: Mapping[str, Any] | None = None, compute_classification_metrics: bool = False,
                 classification_n_classes: int | None = None, classification_positive_class: str | None = None,
-                classification_betas: Sequence[float] | None = None, suffix: str | None = None) -> JobRequest:
+                classification_betas: Sequence[float] | None = None, suffix: str | None = None,
+                id_style: str = "legacy") -> JobRequest:
     """A request from OpenAI's flat create parameters. Hyperparameters left out (or None) take the
-    model's defaults."""
+    model's defaults. `id_style` "current" gives the model an id of the current API (`ft:…`)."""
     return JobRequest(
         training_file=str(training_file), model=str(model),
         validation_file=str(validation_file) if validation_file is not None else None,
@@ -37,16 +38,21 @@ def job_request(training_file: str, model: str, validation_file: str | None = No
             classification_n_classes=classification_n_classes,
             classification_positive_class=classification_positive_class,
             classification_betas=list(classification_betas or [])),
-        suffix=suffix)
+        suffix=suffix, id_style=id_style)
 
 
 def submit(store: Store, request: JobRequest, *, metadata: Mapping[str, str] | None = None,
-           start_worker: bool = True) -> Submission:
+           start_worker: bool = True, results_format: str = "legacy") -> Submission:
     """Queue the job (InvalidInputError listing every problem if it cannot run) and make sure a
-    worker will run it. `start_worker=False` leaves the job queued for a worker started later."""
+    worker will run it. `start_worker=False` leaves the job queued for a worker started later.
+    `results_format`: "current" gives the job's result file the columns of /v1/fine_tuning/jobs
+    (train_loss, valid_mean_token_accuracy, ...), "legacy" those of the legacy API and CLI."""
     job, notices = create_job(store, request)
-    if metadata:
-        job = store.update_job(job.id, options={**job.options, "metadata": dict(metadata)})
+    extra = {"metadata": dict(metadata)} if metadata else {}
+    if results_format != "legacy":
+        extra["results_format"] = results_format
+    if extra:
+        job = store.update_job(job.id, options={**job.options, **extra})
     uploads = [(ref, file_id) for ref, file_id in ((request.training_file, job.training_file),
                                                    (request.validation_file, job.validation_file))
                if ref and file_id and ref != file_id]
@@ -61,4 +67,12 @@ def resume(store: Store, job_id: str) -> JobRecord:
     job = store.get_job(job_id)
     if not job.is_terminal:
         worker.ensure_worker(store)
+    return job
+
+
+def resume_paused(store: Store, job_id: str) -> JobRecord:
+    """Queue a paused job again (ConflictError if it is not paused) and make sure a worker runs it:
+    it continues from the checkpoint it saved when it paused."""
+    job = store.request_resume(job_id)
+    worker.ensure_worker(store)
     return job

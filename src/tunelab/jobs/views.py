@@ -7,10 +7,11 @@ shapes show the numbers the runner trains with."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from tunelab.errors import NotFoundError
-from tunelab.models.registry import ALIASES, list_base_models
+from tunelab.models.registry import ALIASES, alias_target, list_base_models
 from tunelab.store import CheckpointRecord, EventRecord, FileRecord, JobRecord, ModelRecord, Store
 from tunelab.training.plan import JobPlan, JobStats
 
@@ -77,7 +78,7 @@ def legacy_job_view(store: Store, job: JobRecord, *, with_events: bool = False) 
     classification = {k: v for k, v in _classification(plan).items() if v not in (None, False, [])}
     return {
         "id": job.legacy_id, "object": "fine-tune", "model": job.model, "created_at": job.created_at,
-        "events": [legacy_event_view(e) for e in store.list_events(job.id)] if with_events else None,
+        "events": [legacy_event_view(e, plan.n_epochs) for e in store.list_events(job.id)] if with_events else None,
         "fine_tuned_model": job.fine_tuned_model,
         "hyperparams": {"batch_size": plan.batch_size, "learning_rate_multiplier": hp.learning_rate_multiplier,
                         "n_epochs": plan.n_epochs, "prompt_loss_weight": hp.prompt_loss_weight, **classification,
@@ -100,12 +101,38 @@ def event_view(event: EventRecord) -> dict[str, Any]:
     return {"id": event.id, "created_at": event.created_at,
             "level": level if level in ("info", "warn", "error") else "info", "message": event.message,
             "object": "fine_tuning.job.event", "data": data,
-            "type": "metrics" if data and "step" in data and "loss" in data else "message"}
+            # train_loss: OpenAI's key (training.runner adds it); loss: events of older stores
+            "type": "metrics" if data and "step" in data and ("train_loss" in data or "loss" in data) else "message"}
 
 
-def legacy_event_view(event: EventRecord) -> dict[str, Any]:
+def legacy_event_view(event: EventRecord, n_epochs: int | None = None) -> dict[str, Any]:
     return {"object": "fine-tune-event", "created_at": event.created_at, "level": event.level,
-            "message": event.message}
+            "message": legacy_message(event, n_epochs)}
+
+
+_LEGACY_TEXTS = (
+    (re.compile(r"^Created fine-tuning job: ftjob-(\w+)$"), lambda m, n: f"Created fine-tune: ft-{m[1]}"),
+    (re.compile(r"^Job enqueued\."), lambda m, n: "Fine-tune enqueued"),
+    (re.compile(r"^Fine-tuning job started\.$"), lambda m, n: "Fine-tune started"),
+    (re.compile(r"^Resuming fine-tuning job from its last checkpoint\.$"), lambda m, n: "Fine-tune resumed"),
+    (re.compile(r"^Completed epoch (\d+); checkpoint saved at step \d+\.$"),
+     lambda m, n: f"Completed epoch {m[1]}/{n}" if n else f"Completed epoch {m[1]}"),
+    (re.compile(r"^New fine-tuned model created: (.+)$"), lambda m, n: f"Uploaded model: {m[1]}"),
+    (re.compile(r"^Job succeeded\.$"), lambda m, n: "Fine-tune succeeded"),
+    (re.compile(r"^Job cancelled"), lambda m, n: "Fine-tune cancelled"),
+    (re.compile(r"^Job paused\b"), lambda m, n: "Fine-tune paused"),
+    (re.compile(r"^Job failed: (.+)$", re.S), lambda m, n: f"Fine-tune failed: {m[1]}"),
+)
+
+
+def legacy_message(event: EventRecord, n_epochs: int | None = None) -> str:
+    """An event's text as the legacy API and CLI wrote it ("Fine-tune enqueued", "Fine-tune started",
+    "Completed epoch 1/4", "Uploaded model: …", "Fine-tune succeeded"); other texts as they are."""
+    for pattern, legacy in _LEGACY_TEXTS:
+        match = pattern.match(event.message)
+        if match:
+            return legacy(match, n_epochs)
+    return event.message
 
 
 def checkpoint_view(job: JobRecord, checkpoint: CheckpointRecord) -> dict[str, Any]:
@@ -114,8 +141,9 @@ def checkpoint_view(job: JobRecord, checkpoint: CheckpointRecord) -> dict[str, A
         "id": checkpoint.id, "created_at": checkpoint.created_at,
         "fine_tuned_model_checkpoint": f"{job.fine_tuned_model or job.id}:ckpt-step-{checkpoint.step}",
         "fine_tuning_job_id": job.id,
-        "metrics": {"full_valid_loss": None, "full_valid_mean_token_accuracy": None, "step": checkpoint.step,
-                    "train_loss": m.get("training_loss"),
+        "metrics": {"full_valid_loss": m.get("full_valid_loss"),
+                    "full_valid_mean_token_accuracy": m.get("full_valid_mean_token_accuracy"),
+                    "step": checkpoint.step, "train_loss": m.get("training_loss"),
                     "train_mean_token_accuracy": m.get("training_token_accuracy"),
                     "valid_loss": m.get("validation_loss"),
                     "valid_mean_token_accuracy": m.get("validation_token_accuracy")},
@@ -128,7 +156,7 @@ def checkpoint_view(job: JobRecord, checkpoint: CheckpointRecord) -> dict[str, A
 
 def file_view(record: FileRecord) -> dict[str, Any]:
     return {"id": record.id, "bytes": record.bytes, "created_at": record.created_at, "filename": record.filename,
-            "object": "file", "purpose": record.purpose, "status": "processed", "expires_at": None,
+            "object": "file", "purpose": record.purpose, "status": "processed", "expires_at": record.expires_at,
             "status_details": None, "n_rows": record.n_rows, "sha256": record.sha256}
 
 
@@ -169,7 +197,12 @@ def find_model_view(store: Store, model_id: str) -> dict[str, Any]:
     record = store.find_model(model_id)
     if record is not None:
         return model_view(record)
-    for view in base_model_views():
+    views = base_model_views()
+    for view in views:
         if view["id"] == model_id.lower():
             return view
+    target = alias_target(model_id)
+    if target is not None:  # a dated snapshot (gpt-4o-mini-2024-07-18) is its family's alias
+        return {**next(v for v in views if v["kind"] == "alias"), "id": model_id.lower(),
+                "description": f"alias of {target[1]}", "base_model": target[1]}
     raise NotFoundError(f"No such model: {model_id}.", hint="List models with `tunelab models list`.")

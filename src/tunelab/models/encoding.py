@@ -42,8 +42,11 @@ def count_tokens(tokenizer, text: str, max_positions: int | None) -> int:
 @dataclass
 class Encoded:
     input_ids: list[int]
-    n_completion: int  # lm: trailing tokens that are the completion; classifier: 0
+    n_completion: int  # lm: trailing tokens from the first learnt one; classifier: 0
     label: int  # classifier: class index; lm: -1
+    weights: list[int] | None = None
+    """Chat conversations: 1 for each learnt token (assistant messages), 0 for the others, so that
+    several turns can be learnt; None: the last `n_completion` tokens are learnt."""
 
 
 def encode_classifier(tokenizer, prompts: list[str], label_ids: list[int], max_length: int) -> list[Encoded]:
@@ -68,12 +71,12 @@ def encode_lm(tokenizer, prompts: list[str], completions: list[str], max_length:
     return out
 
 
-def collate(items: list[Encoded], pad_id: int, *, left_pad: bool) -> dict[str, torch.Tensor]:
+def collate(items: list[Encoded], pad_id: int, *, left_pad: bool, multiple: int = 8) -> dict[str, torch.Tensor]:
     """Left padding for causal LMs puts every completion at the end of its row, so the loss needs
     logits only for the last few positions of the batch."""
-    # Widths in multiples of 8: fewer distinct shapes (bf16 kernels are slow on the first call at
-    # each new shape, notably on GPUs) at the cost of a few pad tokens.
-    width = -(-max(len(e.input_ids) for e in items) // 8) * 8
+    # Widths in multiples of `multiple` (8 by default): fewer distinct shapes (bf16 kernels are slow
+    # on the first call at each new shape, notably on GPUs) at the cost of a few pad tokens.
+    width = -(-max(len(e.input_ids) for e in items) // multiple) * multiple
     ids = torch.full((len(items), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(items), width), dtype=torch.long)
     for row, e in enumerate(items):
@@ -84,6 +87,13 @@ def collate(items: list[Encoded], pad_id: int, *, left_pad: bool) -> dict[str, t
     batch = {"input_ids": ids, "attention_mask": mask}
     if left_pad:
         batch["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+    if any(e.weights is not None for e in items):
+        learnt = torch.zeros((len(items), width), dtype=torch.long)
+        for row, e in enumerate(items):
+            n = len(e.input_ids)
+            weights = e.weights if e.weights is not None else [0] * (n - e.n_completion) + [1] * e.n_completion
+            learnt[row, slice(width - n, width) if left_pad else slice(0, n)] = torch.tensor(weights, dtype=torch.long)
+        batch["loss_mask"] = learnt
     batch["labels"] = torch.tensor([e.label for e in items], dtype=torch.long)
     batch["n_completion"] = torch.tensor([e.n_completion for e in items], dtype=torch.long)
     # A host-side int: the loss needs it to slice logits, and reading it from the device copy of

@@ -9,12 +9,16 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from tunelab.errors import InvalidInputError
 from tunelab.models.meta import CAUSAL, Method, ModelMeta
-from tunelab.models.registry import ResolvedModel, resolve_model
+from tunelab.models.chat import keep_latest_turns
+
+if TYPE_CHECKING:  # the registry needs the store (SQLAlchemy); loading and saving a folder must not
+    from tunelab.models.registry import ResolvedModel
 
 META_FILE = "tunelab.json"
 
@@ -100,8 +104,11 @@ def load_fine_tuned(folder, *, trainable: bool = False):
     classifier = meta.method == Method.CLASSIFIER
     auto = AutoModelForSequenceClassification if classifier else AutoModelForCausalLM
     tokenizer = load_tokenizer(folder)
+    keep_latest_turns(tokenizer, meta.method, meta.chat_format)
     if meta.lora:
         from peft import PeftModel
+
+        from tunelab.models.registry import resolve_model
 
         base = resolve_model(meta.base_model)
         kwargs = {}

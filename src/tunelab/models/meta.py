@@ -67,6 +67,18 @@ class ModelMeta:
     distribution the model reports is softmax(log p / temperature) (tunelab.inference.calibration)."""
     kept_epoch: int | None = None
     """With keep_best: the epoch of the job whose weights these are (0: the parent's, unchanged)."""
+    chat_format: str | None = None
+    """Trained on chat data: how its messages are rendered ("template": the tokenizer's chat
+    template; "transcript": tunelab.data.chat.transcript), in training, `evaluate` and
+    /v1/chat/completions alike (tunelab.models.chat). None: trained on prompt/completion rows."""
+    class_prior: list[float] | None = None
+    """Classification: each label's share of the training rows, in `labels` order (what logit
+    adjustment divides out; tunelab.inference.adjustment)."""
+    logit_adjustment: float = 0.0
+    """Post-hoc logit adjustment strength tau tuned on the validation file for macro-F1 (0: none):
+    every label distribution the model reports is softmax(log p / temperature - tau * log prior)."""
+    loss: str = "cross_entropy"
+    """The training loss: cross_entropy, or logit_adjusted (the prior was added to the logits in the loss)."""
 
     def __post_init__(self) -> None:
         self.method = Method.parse(self.method)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from tunelab.errors import InvalidInputError, ModelUnavailableError
 from tunelab.models import sources
 from tunelab.models.meta import CAUSAL, ENCODER, Method, ModelMeta
 from tunelab.store import ModelRecord, Store
+from tunelab.store.ids import model_id_base
 
 DEFAULT_LEARNING_RATE = 5e-5
 DEFAULT_BATCH_SIZE = 16
@@ -46,14 +48,46 @@ BASE_MODELS: dict[str, BaseModelSpec] = {
     ]
 }
 
-# OpenAI's retired base models, mapped to local equivalents by role: ada was the small fast
-# classifier; the larger ones were for generation.
+# OpenAI's model names, mapped to local equivalents by role as (for classification data, for
+# free-form data): ada was the small fast classifier, and babbage-002 is its replacement; the larger
+# completion models and today's chat models map to the instruct decoder (it has a chat template).
+_CLASSIFIER, _GENERATOR = ("minilm-l6", "smollm2-135m"), ("smollm2-135m", "smollm2-135m")
 ALIASES: dict[str, tuple[str, str]] = {
-    "ada": ("minilm-l6", "smollm2-135m"),
-    "babbage": ("smollm2-135m", "smollm2-135m"),
-    "curie": ("smollm2-135m", "smollm2-135m"),
-    "davinci": ("smollm2-135m", "smollm2-135m"),
+    "ada": _CLASSIFIER,
+    "babbage": _GENERATOR,
+    "curie": _GENERATOR,
+    "davinci": _GENERATOR,
+    "babbage-002": _CLASSIFIER,
+    "davinci-002": _GENERATOR,
+    "gpt-3.5-turbo": _GENERATOR,
+    "gpt-4o-mini": _GENERATOR,
+    "gpt-4o-mini-2024-07-18": _GENERATOR,
+    "gpt-4o": _GENERATOR,
+    "gpt-4.1": _GENERATOR,
+    "gpt-4.1-mini": _GENERATOR,
+    "gpt-4.1-nano": _GENERATOR,
 }
+# Snapshots of the chat families (gpt-3.5-turbo-0125, gpt-4.1-mini-2025-04-14, gpt-3.5-turbo-16k)
+# map as their family does: a family name, a dash, then text starting with a digit.
+_SNAPSHOT = re.compile(r"^(gpt-[a-z0-9.-]+?)-(\d[a-z0-9-]*)$")
+
+
+def alias_target(name: str) -> tuple[str, str] | None:
+    """(classification target, free-form target) of an OpenAI model name, or None for other names."""
+    lowered = (name or "").lower()
+    if lowered in ALIASES:
+        return ALIASES[lowered]
+    m = _SNAPSHOT.match(lowered)
+    while m:
+        if m.group(1) in ALIASES:
+            return ALIASES[m.group(1)]
+        m = _SNAPSHOT.match(m.group(1))
+    return None
+
+
+def is_base_name(name: str) -> bool:
+    """A packaged base model or an OpenAI name mapped to one."""
+    return (name or "").lower() in BASE_MODELS or alias_target(name) is not None
 
 
 @dataclass
@@ -115,13 +149,14 @@ def resolve_model(name: str, store: Store | None = None, *, classification: bool
                                         "base_model": record.base_model,
                                         **record.meta})
             return ResolvedModel(
-                requested=name, id_prefix=name.split(":", 1)[0], base_model=record.base_model, kind=meta.kind,
+                requested=name, id_prefix=model_id_base(name), base_model=record.base_model, kind=meta.kind,
                 path=record.path, parent=record, base_learning_rate=meta.base_learning_rate,
                 default_batch_size=meta.default_batch_size,
             )
     lowered = name.lower()
-    if lowered in ALIASES:
-        target = ALIASES[lowered][0 if classification else 1]
+    targets = alias_target(lowered)
+    if targets is not None:
+        target = targets[0 if classification else 1]
         resolved = _packaged(BASE_MODELS[target], name, materialize)
         resolved.id_prefix = lowered
         resolved.notice = f"Note: '{lowered}' is an alias; it maps to the local model {target}."
@@ -138,8 +173,8 @@ def resolve_model(name: str, store: Store | None = None, *, classification: bool
         return _hub_model(name, materialize)
     raise InvalidInputError(
         f"Unknown model {name!r}.",
-        hint="Use a base model from `tunelab models list` (minilm-l6, smollm2-135m, or the aliases "
-             "ada/babbage/curie/davinci), a fine-tuned model id, a local Hugging Face folder, or a hub id.",
+        hint="Use a base model from `tunelab models list` (minilm-l6, smollm2-135m, or the OpenAI names "
+             "ada/babbage/curie/davinci, babbage-002, davinci-002, gpt-3.5-turbo, gpt-4o-mini, gpt-4.1…), a fine-tuned model id, a local Hugging Face folder, or a hub id.",
     )
 
 

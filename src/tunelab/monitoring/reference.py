@@ -28,6 +28,7 @@ from tunelab.data.prepare import prompt_separator
 from tunelab.data.readers import Example, read_prompt_completion
 from tunelab.errors import InvalidInputError, NotFoundError
 from tunelab.fsutil import write_json
+from tunelab.models.chat import TEMPLATE, example_prompt
 from tunelab.monitoring import stats as S
 from tunelab.store import ids
 
@@ -47,12 +48,18 @@ class ModelData:
     validation_path: Path | None
     temperature: float = 1.0
     max_length: int | None = None
+    chat_format: str | None = None
+    """How a model trained on chat data reads messages (tunelab.models.chat); None otherwise."""
+    path: Path | None = None
+    """The model's folder (its tokenizer renders chat rows with its template)."""
 
     def training_rows(self) -> list[Example]:
         return read_prompt_completion(self.training_path) if self.training_path else []
 
     def separator(self) -> str:
         """The separator the model's training prompts end with ("" when unknown or none)."""
+        if self.chat_format == TEMPLATE:
+            return ""  # its prompts are rendered by its chat template, not written with a separator
         rows = self.training_rows()
         return prompt_separator([r.prompt for r in rows]) if rows else ""
 
@@ -72,7 +79,18 @@ def model_data(store, model_id: str) -> ModelData:
             validation = _existing(store, job.validation_file) if job.validation_file else None
     return ModelData(model=model_id, labels=list(record.labels) if record.labels else None, training_path=training,
                      validation_path=validation, temperature=float(meta.get("temperature") or 1.0),
-                     max_length=meta.get("max_length"))
+                     max_length=meta.get("max_length"), chat_format=meta.get("chat_format"), path=Path(record.path))
+
+
+def prompts_of(data: ModelData, rows: list[Example]) -> list[str]:
+    """The rows' prompts as the model reads them: chat rows rendered with the model's chat template
+    when it learnt them so (otherwise a chat row's prompt is already its transcript)."""
+    if data.chat_format != TEMPLATE or not any(r.messages is not None for r in rows):
+        return [r.prompt for r in rows]
+    from tunelab.models.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(data.path)
+    return [example_prompt(r, tokenizer, TEMPLATE) for r in rows]
 
 
 def _existing(store, ref: str | None) -> Path | None:
@@ -133,8 +151,8 @@ def load_reference(store, model_id: str, *, reference_file: str | Path | None = 
             f"{model_id} has no training or validation file in the store to compare the served predictions with.",
             hint="Give one with --reference FILE (prompt/completion JSONL with the model's labels).")
     training = data.training_rows() or read_prompt_completion(path)
-    texts = [r.prompt for r in _sample(training, MAX_TEXT_REFERENCE)]
-    separator = prompt_separator([r.prompt for r in training])
+    texts = prompts_of(data, _sample(training, MAX_TEXT_REFERENCE))
+    separator = "" if data.chat_format == TEMPLATE else prompt_separator([r.prompt for r in training])
     training_counts = _gold_counts(training, labels)
 
     sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -151,7 +169,7 @@ def load_reference(store, model_id: str, *, reference_file: str | Path | None = 
     rows = _sample(read_prompt_completion(path), MAX_REFERENCE_ROWS)
     if on_scoring is not None:
         on_scoring(len(rows), Path(path))
-    probs = (scorer or _model_scorer(store, model_id))([r.prompt for r in rows])
+    probs = (scorer or _model_scorer(store, model_id))(prompts_of(data, rows))
     probs = S.normalise(probs)
     top1, _ = S.top1_and_margin(probs)
     pred = [labels[i] for i in probs.argmax(axis=1)]

@@ -45,7 +45,7 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
                cors_origins: Iterable[str] = (), max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 2**20,
                loopback_only: bool = False, max_batch: int = DEFAULT_MAX_BATCH,
                batch_window_s: float = DEFAULT_WINDOW_S, batch_gap_s: float = DEFAULT_GAP_S,
-               inference_threads: int = 4, isolate_models: bool = True, loader: Callable | None = None,
+               inference_threads: int = 4, isolate_models: bool | str = True, loader: Callable | None = None,
                decision: str = "argmax", prediction_log: bool = True, log_text: bool = True,
                log_keep_days: float | None = None, log_flush_rows: int = DEFAULT_FLUSH_ROWS,
                log_flush_ms: float = DEFAULT_FLUSH_MS, metrics: bool = True,
@@ -71,7 +71,10 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
     max_batch / batch_window_s / batch_gap_s: on-the-fly batching (see server/batching.py).
     isolate_models: run each loaded model in its own process (server/model_process.py), so that
         inference does not fight the HTTP thread for the GIL. False loads models in this process
-        (what the tests do, to skip the process start-up).
+        (what the tests do, to skip the process start-up). `tunelab serve --model-processes` passes
+        "always", "never" (in this process, with its threads set up for serving: server/inprocess.py)
+        or "auto": never on a CPU, where the inter-process hop costs more than the GIL does, always
+        on a GPU.
     loader: `(model_id, store) -> Predictor` to load models in this process (implies isolate_models=False).
     decision: which label classification models answer /v1/completions with: argmax (default), or
         for ordinal labels median / good_vs_bad (tunelab.data.labels.DECISION_RULES); models whose
@@ -83,9 +86,16 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
     metrics: serve Prometheus metrics at GET /metrics (server/metrics.py).
     """
     store = store or Store()
-    isolated = loader is None and isolate_models
+    serving = isolate_models in ("auto", "always", "never")  # `tunelab serve`: this process serves
+    if isolate_models == "auto":
+        from tunelab.server.inprocess import models_in_processes
+
+        isolate_models = "always" if models_in_processes() else "never"
+    isolated = loader is None and isolate_models not in (False, "never")
     if isolated:
         from tunelab.server.model_process import ProcessPredictor as loader
+    elif loader is None and serving:
+        from tunelab.server.inprocess import load_in_process as loader
     elif loader is None:
         from tunelab.inference.predictor import load_predictor as loader
     keys = tuple(k for k in api_keys if k)
@@ -151,6 +161,9 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
 
     for router in (models, files, fine_tuning, fine_tunes, completions, chat, labels, feedback):
         app.include_router(router, prefix="/v1")
+    from tunelab.server.ui import routes as ui
+
+    ui.install(app)  # the dashboard at /ui
 
     if server_metrics is not None:
         @app.get("/metrics", tags=["tunelab"], include_in_schema=False)
@@ -173,7 +186,7 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
     app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes, max_upload_bytes=max_upload_bytes,
                        read_timeout_s=read_timeout_s, request_timeout_s=request_timeout_s)
     if keys:
-        app.add_middleware(APIKeyMiddleware, keys=keys)
+        app.add_middleware(APIKeyMiddleware, keys=keys, public=ui.is_page)
     app.add_middleware(LocalGuardMiddleware, check_host=loopback_only, cors_origins=origins)
     if server_metrics is not None:  # outside the guards, so refused requests are counted too
         app.add_middleware(server_metrics.middleware_class, metrics=server_metrics)

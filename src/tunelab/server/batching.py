@@ -26,8 +26,9 @@ same model are answered together:
   with a library error (unknown model, weights not installed, not servable) is remembered for
   `failure_ttl_s` seconds: requests for it are answered from memory instead of each starting a
   process that fails again. Other failures (a crash, a disk hiccup) are tried again. With
-  `tunelab serve` each predictor is a `ProcessPredictor` (server/model_process.py): the model
-  runs in its own process.
+  `tunelab serve` on a GPU (or `--model-processes always`) each predictor is a `ProcessPredictor`
+  (server/model_process.py): the model runs in its own process; on a CPU it runs in the server
+  process, called by the batchers' inference thread (server/inprocess.py).
 """
 
 from __future__ import annotations

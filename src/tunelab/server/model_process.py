@@ -1,4 +1,6 @@
-"""Each served model runs in its own process, so inference never competes with HTTP for the GIL.
+"""Each served model runs in its own process, so inference never competes with HTTP for the GIL
+(`tunelab serve` on a GPU, or `--model-processes always`; on a CPU models run in the server
+process, server/inprocess.py, which saves the inter-process hop).
 
 Why: PyTorch releases the GIL inside every operator and takes it back after, so a forward pass
 needs the GIL hundreds of times. In one process with a busy event loop, each of those waits for
@@ -7,7 +9,8 @@ the loop's thread to give it up (every 5 ms by default): measured on an H100, a 
 server's thread only parses requests and waits on a pipe.
 
 `ProcessPredictor` is a drop-in for `tunelab.inference.predictor.Predictor` as the server uses it:
-`complete`, `score_labels`, `count_tokens`, `tokenizer` (loaded again in the server, for chat
+`complete`, `score_labels`, `stream` (pieces come back over the pipe as they are generated),
+`count_tokens`, `tokenizer` (loaded again in the server, for chat
 templates and token counts), `labels`, `method`, `is_classification`, `max_positions`. Calls are
 serialized per process; library errors come back as the same typed errors.
 
@@ -90,6 +93,34 @@ class ProcessPredictor:
 
     def score_labels(self, prompts: list[str], **kwargs):
         return self._request(("score_labels", list(prompts), kwargs))
+
+    def stream(self, prompt: str, on_piece, **kwargs):
+        """`Predictor.stream` in the child: each piece comes back over the pipe as it is generated.
+        Not sent again if the child dies (pieces have gone out): a 503 instead. A False from
+        `on_piece` cannot stop the child, so the rest is read and dropped."""
+        with self._lock:
+            if self.closed:
+                raise TemporarilyUnavailableError(f"{self.model_id} was unloaded while this request waited; "
+                                                  "send it again.", retry_after=0, code="model_unloaded")
+            wanted = True
+            try:
+                self._conn.send(("stream", [prompt], kwargs))
+                while True:
+                    status, payload = self._conn.recv()
+                    if status == "piece":
+                        wanted = wanted and on_piece(payload) is not False
+                    elif status == "error":
+                        raise _rebuild(payload)
+                    else:
+                        return payload
+            except (EOFError, OSError):
+                cause = self._exit_cause()
+                self.restarts += 1
+                self._conn.close()
+                self._start()
+                raise TemporarilyUnavailableError(f"The process serving {self.model_id} {cause} while streaming; "
+                                                  "send the request again.", retry_after=1,
+                                                  code="model_crashed") from None
 
     # -- plumbing ------------------------------------------------------------------------------
     def _start(self) -> dict:
@@ -261,6 +292,8 @@ def _child_main(conn, model_id: str, home: str, url: str, threads: int | None, d
                 result = predictor.complete(prompts, **kwargs)
             elif op == "score_labels":
                 result = predictor.score_labels(prompts, **kwargs)
+            elif op == "stream":
+                result = predictor.stream(prompts[0], lambda piece: conn.send(("piece", piece)), **kwargs)
             else:
                 raise ValueError(f"unknown operation {op!r}")
             conn.send(("ok", result))

@@ -13,6 +13,7 @@ RUNNING = "running"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 CANCELLED = "cancelled"
+PAUSED = "paused"  # by POST /v1/fine_tuning/jobs/{id}/pause; resume queues it again from its checkpoint
 TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
 
 
@@ -26,6 +27,7 @@ class FileRecord:
     path: str
     n_rows: int | None
     created_at: int
+    expires_at: int | None = None  # uploaded with expires_after: deleted after this second
 
 
 @dataclass

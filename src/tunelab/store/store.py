@@ -4,6 +4,7 @@ runs on SQLite (default) and on PostgreSQL when several workers share one job qu
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -22,7 +23,7 @@ from tunelab.home import database_url, tunelab_home
 from tunelab.store import ids
 from tunelab.store.migrations import migrate
 from tunelab.store.records import (
-    CANCELLED, FAILED, QUEUED, RUNNING, TERMINAL,
+    CANCELLED, FAILED, PAUSED, QUEUED, RUNNING, TERMINAL, VALIDATING,
     CheckpointRecord, EventRecord, FileRecord, JobRecord, ModelRecord, WorkerRecord, decode, encode,
 )
 
@@ -67,7 +68,9 @@ class Store:
 
     # -- files -------------------------------------------------------------------------------
     def add_file(self, source: str | Path, *, purpose: str = "fine-tune", filename: str | None = None,
-                 n_rows: int | None = None) -> FileRecord:
+                 n_rows: int | None = None, expires_after: int | None = None) -> FileRecord:
+        """Copy a file into the store. `expires_after`: seconds after which it is deleted (OpenAI's
+        files `expires_after`), once no unfinished job needs it."""
         source = Path(source)
         file_id = ids.new_id("file")
         # Keep compound suffixes (".jsonl.gz") so readers still recognise the format.
@@ -82,22 +85,38 @@ class Store:
             raise
         digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
         tmp.replace(dest)
+        now = _now()
         record = FileRecord(id=file_id, filename=filename or source.name, purpose=purpose,
                             bytes=dest.stat().st_size, sha256=digest, path=str(dest), n_rows=n_rows,
-                            created_at=_now())
+                            created_at=now, expires_at=now + int(expires_after) if expires_after else None)
         self._insert("files", record.__dict__)
         return record
 
     def get_file(self, file_id: str) -> FileRecord:
         if not ids.is_valid_id(file_id, "file"):
             raise NotFoundError(f"No such file: {file_id!r} (file ids look like file-…).")
+        self.delete_expired_files()
         row = self._one("SELECT * FROM files WHERE id = :id", id=file_id)
         if row is None:
             raise NotFoundError(f"No such file: {file_id}.", hint="List files with `tunelab api files.list`.")
         return decode(FileRecord, row)
 
     def list_files(self) -> list[FileRecord]:
+        self.delete_expired_files()
         return [decode(FileRecord, r) for r in self._all("SELECT * FROM files ORDER BY created_at DESC, id")]
+
+    def delete_expired_files(self) -> list[str]:
+        """Delete the files whose `expires_at` has passed, except those an unfinished job still reads."""
+        rows = self._all(
+            "SELECT * FROM files f WHERE f.expires_at IS NOT NULL AND f.expires_at <= :now AND NOT EXISTS ("
+            "SELECT 1 FROM jobs j WHERE j.status NOT IN (:s, :f, :c) "
+            "AND (j.training_file = f.id OR j.validation_file = f.id))",
+            now=_now(), s=TERMINAL[0], f=TERMINAL[1], c=TERMINAL[2])
+        for row in rows:
+            record = decode(FileRecord, row)
+            self._exec("DELETE FROM files WHERE id = :id", id=record.id)
+            Path(record.path).unlink(missing_ok=True)
+        return [decode(FileRecord, r).id for r in rows]
 
     def delete_file(self, file_id: str) -> FileRecord:
         record = self.get_file(file_id)
@@ -163,21 +182,55 @@ class Store:
         return self.get_job(job_id)
 
     def request_cancel(self, job_id: str) -> JobRecord:
+        """Cancel a queued, paused or running job: its status is `cancelled` at once, as OpenAI answers;
+        a running job's loop sees the request within about a second and stops (its runner never
+        overwrites the status with an outcome)."""
         job = self.get_job(job_id)
         if job.is_terminal:
-            raise ConflictError(f"Job {job.id} is already {job.status}; only running or queued jobs can be cancelled.")
+            raise ConflictError(f"Job {job.id} is already {job.status}; only running, queued or paused jobs can be "
+                                "cancelled.")
         with self.engine.begin() as conn:
-            # A queued job is cancelled at once; a running one when its loop next looks.
-            conn.execute(text("UPDATE jobs SET cancel_requested = 1, updated_at = :t WHERE id = :id"),
-                         {"t": _now(), "id": job.id})
-            conn.execute(text("UPDATE jobs SET status = :c, finished_at = :t WHERE id = :id AND status = :q"),
-                         {"c": CANCELLED, "q": QUEUED, "t": _now(), "id": job.id})
-        job = self.get_job(job.id)
-        if job.status == CANCELLED:
-            self.add_event(job.id, "Job cancelled before it started.")
-        else:
-            self.add_event(job.id, "Cancellation requested.")
-        return job
+            conn.execute(text("UPDATE jobs SET cancel_requested = 1, status = :c, finished_at = :t, updated_at = :t "
+                              "WHERE id = :id AND status IN (:q, :r, :p, :v)"),
+                         {"c": CANCELLED, "q": QUEUED, "r": RUNNING, "p": PAUSED, "v": VALIDATING, "t": _now(),
+                          "id": job.id})
+        # A running job's runner adds "Job cancelled." once its loop has stopped.
+        self.add_event(job.id, "Cancellation requested." if job.status == RUNNING else "Job cancelled before it started."
+                       if job.status in (QUEUED, VALIDATING) else "Job cancelled while paused.")
+        return self.get_job(job.id)
+
+    def request_pause(self, job_id: str) -> JobRecord:
+        """Pause a queued or running job. A running one saves a resumable checkpoint at its next step
+        (within about a second) and hands the job back; `request_resume` queues it again and it goes on
+        from that checkpoint."""
+        job = self.get_job(job_id)
+        if job.status not in (QUEUED, RUNNING):
+            raise ConflictError(f"Job {job.id} is {job.status}; only queued or running jobs can be paused.")
+        with self.engine.begin() as conn:
+            changed = conn.execute(text("UPDATE jobs SET status = :p, updated_at = :t WHERE id = :id AND status = :s"),
+                                   {"p": PAUSED, "t": _now(), "id": job.id, "s": job.status}).rowcount
+        if not changed:
+            return self.request_pause(job.id)  # it moved on meanwhile (queued -> running): look again
+        self.add_event(job.id, "Job paused." if job.status == QUEUED else
+                       "Pause requested; the job saves a checkpoint at its next step.")
+        return self.get_job(job.id)
+
+    def request_resume(self, job_id: str) -> JobRecord:
+        """Queue a paused job again; it continues from the checkpoint it saved when it paused."""
+        job = self.get_job(job_id)
+        if job.status != PAUSED:
+            raise ConflictError(f"Job {job.id} is {job.status}; only paused jobs can be resumed.")
+        if job.worker_pid is not None or job.worker_id is not None:
+            raise ConflictError(f"Job {job.id} is still saving its checkpoint after the pause; resume it in a "
+                                "moment.")
+        with self.engine.begin() as conn:
+            changed = conn.execute(text("UPDATE jobs SET status = :q, enqueued_at = :e, updated_at = :t "
+                                        "WHERE id = :id AND status = :p AND worker_pid IS NULL AND worker_id IS NULL"),
+                                   {"q": QUEUED, "p": PAUSED, "e": time.time(), "t": _now(), "id": job.id}).rowcount
+        if not changed:
+            raise ConflictError(f"Job {job.id} changed while resuming it; look at its status and try again.")
+        self.add_event(job.id, "Job resumed; it continues from its last checkpoint.")
+        return self.get_job(job.id)
 
     def claim_next_job(self, worker_pid: int, worker_id: str | None = None) -> JobRecord | None:
         """Atomically move the oldest queued job to running for this worker."""
@@ -363,16 +416,16 @@ class Store:
                        labels: list[str] | None, cumulative_epochs: int, parent_id: str | None = None,
                        job_id: str | None = None, organization_id: str = "personal",
                        suffix: str | None = None, meta: dict | None = None,
-                       when: datetime | None = None) -> ModelRecord:
+                       when: datetime | None = None, id_style: str = ids.LEGACY) -> ModelRecord:
         """Move a complete model folder into the store and only then record it, under a legacy id
-        `<base>:ft-<org>[:<suffix>]-YYYY-MM-DD-HH-MM-SS`. Two models finishing in the same second get
-        consecutive seconds, so ids stay unique and keep the legacy shape."""
+        `<base>:ft-<org>[:<suffix>]-YYYY-MM-DD-HH-MM-SS` or (`id_style` CURRENT) OpenAI's current
+        `ft:<base>:<org>:<suffix>:<id>` (store.ids.new_model_id). Two legacy models finishing in the
+        same second get consecutive seconds, so ids stay unique and keep the legacy shape."""
         when = when or datetime.now(timezone.utc)
         stamp = int(when.timestamp())
-        tag = f"ft-{organization_id}" + (f":{suffix}" if suffix else "")
         for attempt in range(3600):
             t = datetime.fromtimestamp(stamp + attempt, tz=timezone.utc)
-            model_id = f"{base_id}:{tag}-{t:%Y-%m-%d-%H-%M-%S}"
+            model_id = ids.new_model_id(base_id, organization_id, suffix, id_style, t)
             if self._one("SELECT 1 FROM models WHERE id = :id", id=model_id) is not None:
                 continue
             dest = self.model_dir(model_id)
@@ -399,8 +452,31 @@ class Store:
         return decode(ModelRecord, row)
 
     def find_model(self, model_id: str) -> ModelRecord | None:
+        """A registered model, or a job's epoch checkpoint named as OpenAI names it
+        (`<fine-tuned model or job id>:ckpt-step-<step>`, a job's `fine_tuned_model_checkpoint`):
+        callable like a model while its folder is kept (the last three epochs, and the best one)."""
         row = self._one("SELECT * FROM models WHERE id = :id", id=model_id)
-        return decode(ModelRecord, row) if row else None
+        return decode(ModelRecord, row) if row else self._checkpoint_model(model_id)
+
+    def _checkpoint_model(self, model_id: str) -> ModelRecord | None:
+        match = ids.CHECKPOINT_MODEL.match(model_id)
+        if match is None:
+            return None
+        owner, step = match["owner"], int(match["step"])
+        row = self._one("SELECT * FROM jobs WHERE fine_tuned_model = :o OR id = :o", o=owner)
+        if row is None:
+            return None
+        job = decode(JobRecord, row)
+        checkpoint = next((c for c in self.list_checkpoints(job.id) if c.step == step), None)
+        meta_file = Path(checkpoint.path) / "tunelab.json" if checkpoint else None
+        if meta_file is None or not meta_file.exists():
+            return None  # never saved, or an older epoch whose folder was removed
+        meta = json.loads(meta_file.read_text())
+        parent = self.find_model(job.parent_model) if job.parent_model else None
+        return ModelRecord(id=model_id, created_at=checkpoint.created_at, owned_by=f"user-{job.organization_id}",
+                           base_model=job.base_model, parent_id=job.parent_model, job_id=job.id, method=job.method,
+                           path=checkpoint.path, labels=meta.get("labels"),
+                           cumulative_epochs=(parent.cumulative_epochs if parent else 0) + checkpoint.epoch, meta=meta)
 
     def list_models(self) -> list[ModelRecord]:
         return [decode(ModelRecord, r) for r in self._all("SELECT * FROM models ORDER BY created_at, id")]

@@ -16,6 +16,7 @@ AUTO_FIELDS = ("n_epochs", "batch_size", "learning_rate_multiplier", "warmup_rat
 """Hyperparameters whose default is "auto" (None here): resolved once per job by
 `training.recipes.resolve` from the model, the number of examples and the method."""
 LR_SCHEDULES = ("linear", "cosine", "constant")
+LOSSES = ("cross_entropy", "logit_adjusted")
 
 
 @dataclass
@@ -40,6 +41,14 @@ class Hyperparameters:
     """LoRA rank."""
     class_weights: bool = False
     """classifier: weight the loss by inverse class frequency (imbalanced labels)."""
+    loss: str = "cross_entropy"
+    """classifier: cross_entropy, or logit_adjusted (Menon et al. 2021: the training prior's log is
+    added to the logits inside the loss, so the model's own argmax learns the balanced decision for
+    imbalanced labels)."""
+    logit_adjustment: bool = False
+    """Classification with a validation file: tune a post-hoc logit adjustment strength tau for
+    macro-F1 on it, stored with the model and applied to every distribution it reports
+    (tunelab.inference.adjustment): fewer rare-class misses, at some cost in accuracy."""
     max_length: int = 256
     """Tokens kept per example (prompt + completion); longer ones are truncated from the right."""
     shuffle: bool | None = None
@@ -98,6 +107,8 @@ class Hyperparameters:
                 problems.append(f"lora_r must be >= 1, got {self.lora_r}")
             if self.warmup_ratio is not None and not 0 <= self.warmup_ratio < 1:
                 problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+            if self.loss not in LOSSES:
+                problems.append(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
             if self.lr_schedule not in LR_SCHEDULES:
                 problems.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
             if self.early_stopping_patience is not None and self.early_stopping_patience < 0:

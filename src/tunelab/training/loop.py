@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from tunelab.fsutil import disk_full_names
 from tunelab.models.encoding import Encoded, collate
 from tunelab.runtime import device as pick_device
-from tunelab.runtime import use_bf16
+from tunelab.runtime import CpuThreads, use_bf16
 from tunelab.training.config import Hyperparameters
 from tunelab.training.examples import bucketed_batches
 from tunelab.training.losses import BatchResult, classifier_step, lm_step
@@ -31,6 +31,11 @@ class Cancelled(Exception):
     """The job was cancelled while training."""
 
 
+class Paused(Cancelled):
+    """The job was paused: its resumable state is saved at the step it stopped at, so a later run
+    continues from there (a Cancelled for the code that only needs to know the loop stopped)."""
+
+
 @dataclass
 class LoopData:
     train: list[Encoded]
@@ -38,6 +43,8 @@ class LoopData:
     method: str
     pad_id: int
     class_weights: torch.Tensor | None = None
+    logit_offsets: torch.Tensor | None = None
+    """classifier with the logit-adjusted loss: log(prior) per label, added to the logits in the loss."""
 
 
 @dataclass
@@ -45,6 +52,8 @@ class LoopHooks:
     """What the job runner plugs in: progress reporting, cancellation, checkpoints, metrics."""
     on_progress: Callable[[dict], None] = lambda info: None
     should_cancel: Callable[[], bool] = lambda: False
+    should_pause: Callable[[], bool] = lambda: False
+    """Asked right after should_cancel: True saves the resumable state and raises Paused."""
     on_epoch_end: Callable[[int, int, dict], bool | None] = lambda epoch, step, metrics: None
     """Called after each epoch with (epoch, step, last results row); True stops training early."""
     classification_metrics: Callable[[], dict] | None = None
@@ -92,16 +101,25 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
                               dataloader_config=DataLoaderConfiguration(split_batches=True))
     torch.manual_seed(hp.seed)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.01)
+    # The fused kernel: one pass over all parameters instead of several per tensor (6x faster on
+    # CPU for MiniLM's 22M parameters; what Trainer uses by default too).
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.01,
+                                  fused=dev.type in ("cpu", "cuda") and all(p.is_floating_point() for p in params))
     steps_per_epoch = math.ceil(len(data.train) / batch_size)
     n_total = steps_per_epoch * hp.n_epochs
     scheduler = make_scheduler(optimizer, hp, n_total)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     class_weights = data.class_weights.to(accelerator.device) if data.class_weights is not None else None
+    logit_offsets = data.logit_offsets.to(accelerator.device) if data.logit_offsets is not None else None
     eval_every = hp.eval_every or max(1, steps_per_epoch // 10)
     # On an accelerator, reading a number back (loss, counts) waits for every queued kernel: do it
     # for a block of steps at once. On CPU there is no queue, so every step is reported as it ends.
     flush_every = 1 if accelerator.device.type == "cpu" else 25
+    on_cpu = accelerator.device.type == "cpu"
+    threads = CpuThreads() if on_cpu else None
+    # Batch widths: on a GPU multiples of 8 (fewer shapes for its kernels to warm up); on a CPU exact,
+    # since padding costs compute in proportion and new shapes cost nothing there.
+    width_multiple = 1 if on_cpu else 8
 
     state_dir = Path(work_dir) / "resume"
     position = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "tokens": 0, "examples": 0,
@@ -120,7 +138,7 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
 
     def step_fn(batch) -> BatchResult:
         if data.method == Method.CLASSIFIER:
-            return classifier_step(model, batch, class_weights)
+            return classifier_step(model, batch, class_weights, logit_offsets)
         return lm_step(model, batch, hp.prompt_loss_weight)
 
     lengths = [len(e.input_ids) for e in data.train]
@@ -163,6 +181,7 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
                 results.write(row)
             hooks.on_progress({"event": "step", "step": step, "total_steps": n_total, "epoch": epoch + 1,
                                "loss": row["training_loss"], "elapsed": time.monotonic() - started,
+                               "training_token_accuracy": row["training_token_accuracy"],
                                **{k2: v for k2, v in row.items() if k2.startswith(("validation", "classification"))}})
         pending.clear()
 
@@ -173,9 +192,12 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
         # batches (N times the global batch, 1/N of the steps): every process takes its share of each.
         shards = [_shard(b, accelerator.process_index, accelerator.num_processes) for b in batches[skip:]]
         loader = DataLoader(data.train, batch_sampler=[indices for indices, _ in shards],
-                            collate_fn=lambda items: collate(items, data.pad_id, left_pad=left_pad))
+                            collate_fn=lambda items: collate(items, data.pad_id, left_pad=left_pad,
+                                                             multiple=width_multiple))
         model.train()
         for i, batch in enumerate(loader, start=skip):
+            if threads is not None:
+                threads.adjust()
             batch = send_to_device(batch, accelerator.device)
             share = shards[i - skip][1]
             with accelerator.autocast():
@@ -203,23 +225,26 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
             if extra or last_of_epoch or len(pending) >= flush_every:
                 flush(extra)
             now = time.monotonic()
-            cancel = False
+            cancel = pause = False
             if now - last_cancel_check > 1.0 and accelerator.is_main_process:
                 last_cancel_check = now
                 cancel = hooks.should_cancel()
-            cancel, save_due = _agree(accelerator, cancel, now - last_ckpt > hp.checkpoint_seconds)
+                pause = not cancel and hooks.should_pause()
+            cancel, pause, save_due = _agree(accelerator, cancel, pause, now - last_ckpt > hp.checkpoint_seconds)
             if cancel:
                 raise Cancelled()
             if last_of_epoch:
                 position.update(epoch=epoch + 1, step_in_epoch=0)
                 stopped, = _agree(accelerator, bool(hooks.on_epoch_end(epoch + 1, step, {**last_row, **extra, "step": step})))
             last_step = stopped or (last_of_epoch and epoch + 1 == hp.n_epochs)
-            if save_due and not last_step:
+            if (save_due or pause) and not last_step:
                 flush()
                 position["elapsed"] = now - started
                 position["results_rows"] = results.rows if results is not None else 0
                 _save_state(accelerator, state_dir, position)
                 last_ckpt = time.monotonic()
+                if pause:  # after the epoch's end was handled, so the resumed run starts on the next step
+                    raise Paused()
             if stopped:
                 break
         flush()

@@ -23,10 +23,14 @@ class BatchResult:
     n_seqs: int
 
 
-def classifier_step(model, batch: dict, class_weights: torch.Tensor | None = None) -> BatchResult:
+def classifier_step(model, batch: dict, class_weights: torch.Tensor | None = None,
+                    logit_offsets: torch.Tensor | None = None) -> BatchResult:
+    """`logit_offsets`: tau * log(prior) per label, added to the logits inside the loss only (the
+    logit-adjusted loss of Menon et al. 2021); accuracy counts the model's own argmax."""
     logits = model(**model_inputs(batch)).logits.float()
     labels = batch["labels"]
-    loss = F.cross_entropy(logits, labels, weight=class_weights)
+    trained = logits + logit_offsets if logit_offsets is not None else logits
+    loss = F.cross_entropy(trained, labels, weight=class_weights)
     correct = (logits.argmax(-1) == labels).sum()
     n = len(labels)
     return BatchResult(loss, n, correct, correct, n)
@@ -48,6 +52,8 @@ def lm_step(model, batch: dict, prompt_loss_weight: float = 0.0) -> BatchResult:
     tmask = mask[:, width - keep + 1:].float()
     positions = torch.arange(width - keep + 1, width, device=ids.device)
     is_completion = positions.unsqueeze(0) >= (width - n_comp).unsqueeze(1)
+    if "loss_mask" in batch:  # chat: only the learnt assistant tokens inside the completion span
+        is_completion = batch["loss_mask"][:, width - keep + 1:] > 0
     weights = torch.where(is_completion, torch.ones_like(tmask), torch.full_like(tmask, prompt_loss_weight)) * tmask
     nll = F.cross_entropy(pred.reshape(-1, pred.shape[-1]), targets.reshape(-1), reduction="none").view_as(weights)
     loss = (nll * weights).sum() / weights.sum().clamp(min=1e-8)

@@ -48,6 +48,8 @@ class JobPlan:
     """Hyperparameters that were "auto" and were resolved by training/recipes.py."""
     recipe: str = ""
     """The resolved hyperparameters in one line, as the job's events show them."""
+    model_id_style: str = "legacy"
+    """The fine-tuned id's form (store.ids LEGACY or CURRENT): the endpoint that created the job decides."""
 
     @property
     def batch_size(self) -> int:
@@ -77,6 +79,7 @@ class JobPlan:
             "labels": self.labels, "classification": self.classification, "n_train": self.n_train,
             "n_valid": self.n_valid, "cumulative_epochs": self.cumulative_epochs,
             "auto_hyperparameters": self.auto_hyperparameters, "recipe": self.recipe,
+            "model_id_style": self.model_id_style,
         }
         return hp, options
 
@@ -105,6 +108,7 @@ class JobPlan:
             n_train=int(opts.get("n_train") or 0), n_valid=int(opts.get("n_valid") or 0),
             cumulative_epochs=int(opts.get("cumulative_epochs") or hp.n_epochs),
             auto_hyperparameters=list(opts.get("auto_hyperparameters") or []), recipe=opts.get("recipe") or "",
+            model_id_style=opts.get("model_id_style") or "legacy",
         )
 
 

@@ -10,11 +10,14 @@ from tunelab.data.readers import detect_classification
 from tunelab.errors import InvalidInputError, NotFoundError, TunelabError
 from tunelab.models.meta import CAUSAL, ENCODER, Method
 from tunelab.models.registry import ResolvedModel, resolve_model
-from tunelab.store import JobRecord, Store
+from tunelab.store import JobRecord, Store, ids
 from tunelab.store.records import QUEUED, VALIDATING
 from tunelab.training import recipes
 from tunelab.training.config import ClassificationOptions, Hyperparameters
 from tunelab.training.plan import JobPlan
+
+
+CHARS_PER_TOKEN = 4
 
 
 @dataclass
@@ -26,6 +29,9 @@ class JobRequest:
     classification: ClassificationOptions | None = None
     suffix: str | None = None
     organization_id: str = "personal"
+    id_style: str = ids.LEGACY
+    """Which fine-tuned id the model gets: LEGACY `ada:ft-personal-…` (legacy endpoint, CLI, Python
+    API) or CURRENT `ft:<base>:<org>:<suffix>:<id>` (/v1/fine_tuning/jobs)."""
 
 
 def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]:
@@ -53,9 +59,29 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
         problems.append("--classification_betas needs --classification_positive_class (it is for binary classification)")
     if hp is not None and hp.keep_best and not request.validation_file:
         problems.append("keep_best needs a validation file: add -v FILE (it picks the epoch that scores best on it)")
-    if request.suffix is not None and not (0 < len(request.suffix) <= 40 and request.suffix.replace("-", "").replace("_", "").isalnum()):
-        problems.append(f"suffix must be 1-40 letters, digits, - or _, got {request.suffix!r}")
+    suffix = None
+    if request.suffix is not None:
+        suffix = ids.normalize_suffix(request.suffix, request.id_style)
+        if not suffix:
+            problems.append(f"suffix {request.suffix!r} has no letters or digits to put into the model id")
+        elif suffix != request.suffix:
+            notices.append(f"Suffix normalised to {suffix!r} (lower case, dashes for other characters, at most "
+                           f"{ids.SUFFIX_LIMITS[request.id_style]} characters) from {request.suffix!r}.")
 
+    if train_rows is not None and valid_rows is not None:
+        chat = [rows[0].messages is not None for rows in (train_rows, valid_rows)]
+        if chat[0] != chat[1]:
+            kinds = ["chat (messages)" if c else "prompt/completion" for c in chat]
+            problems.append(f"the training file is {kinds[0]} but the validation file is {kinds[1]}; "
+                            "give both in the same format")
+    if hp is not None and train_rows is not None and train_rows[0].messages is not None:
+        # Without the model's tokenizer here, about 4 characters a token (OpenAI's checker counts tokens).
+        long = [e.line for e in train_rows
+                if sum(len(m["content"]) for m in e.messages) / CHARS_PER_TOKEN > hp.max_length]
+        if long:
+            notices.append(f"{len(long)} chat example(s) look longer than max_length={hp.max_length} tokens (about "
+                           f"{CHARS_PER_TOKEN} characters a token), e.g. line(s) {', '.join(map(str, long[:5]))}; "
+                           "they lose the start of the conversation. Raise hyperparameters.max_length to keep it.")
     labels = None
     is_classification = False
     if train_rows is not None:
@@ -105,6 +131,11 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
         # An unknown kind (a hub id not downloaded yet) is taken at its word; the job checks it.
         if method == Method.LM and resolved.kind == ENCODER and parent_meta is None:
             problems.append(f"{request.model} is an encoder; the lm method needs a causal model such as smollm2-135m")
+        if hp is not None and hp.loss == "logit_adjusted" and method != Method.CLASSIFIER:
+            problems.append("loss logit_adjusted needs the classifier method (a head over the labels)")
+        if hp is not None and hp.logit_adjustment and not (is_classification and valid_rows):
+            problems.append("logit_adjustment tunes its strength on a validation file of classification data: "
+                            "give one with -v")
     if problems:
         raise InvalidInputError("Cannot create the fine-tuning job:", problems=problems)
     if resolved.notice:
@@ -112,11 +143,12 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
 
     plan = _plan(Method.parse(method), hp, opts, resolved, labels, is_classification,
                  n_train=len(train_rows), n_valid=len(valid_rows) if valid_rows is not None else 0)
+    plan.model_id_style = request.id_style
     hyperparams, options = plan.to_store()
     job = store.create_job(model=request.model, base_model=plan.base_model, method=plan.method.value,
                            training_file=train_id, validation_file=valid_id, hyperparams=hyperparams,
                            options=options, seed=hp.seed, parent_model=plan.parent_model,
-                           suffix=request.suffix, organization_id=request.organization_id, status=VALIDATING)
+                           suffix=suffix, organization_id=request.organization_id, status=VALIDATING)
     store.add_event(job.id, f"Created fine-tuning job: {job.id}")
     store.add_event(job.id, "Validated training file" + (" and validation file" if valid_id else "") +
                     f": {len(train_rows)}" + (f" and {len(valid_rows)}" if valid_rows is not None else "") + " examples.")

@@ -1,4 +1,5 @@
-"""The results CSV, with OpenAI's legacy columns (plus classification columns when asked)."""
+"""The results CSV, with OpenAI's legacy columns (plus classification columns when asked); a job of
+the current endpoint (/v1/fine_tuning/jobs) gets its result file in the current columns too."""
 
 from __future__ import annotations
 
@@ -21,6 +22,25 @@ def columns_for(classification: str | None, betas: list[float] = ()) -> list[str
     if classification == "binary":
         return BASE_COLUMNS + BINARY_COLUMNS + [f"classification/f{b}" for b in betas if float(b) != 1.0]
     return list(BASE_COLUMNS)
+
+CURRENT_COLUMNS = {"step": "step", "train_loss": "training_loss", "train_accuracy": "training_token_accuracy",
+                   "valid_loss": "validation_loss", "valid_mean_token_accuracy": "validation_token_accuracy"}
+"""The current endpoint's result-file columns, each with the legacy column it is read from."""
+
+
+def write_current(legacy: Path, out: Path) -> Path:
+    """The legacy results CSV in the current endpoint's columns; the classification columns follow
+    unchanged (tunelab's extension)."""
+    with open(legacy, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+        header = list(rows[0]) if rows else []
+    extra = [c for c in header if c.startswith("classification/")]
+    with open(out, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([*CURRENT_COLUMNS, *extra])
+        for row in rows:
+            writer.writerow([row.get(c, "") for c in CURRENT_COLUMNS.values()] + [row.get(c, "") for c in extra])
+    return Path(out)
 
 
 class ResultsWriter:

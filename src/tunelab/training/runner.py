@@ -14,20 +14,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tunelab.data.readers import read_prompt_completion
+from tunelab.data.readers import Example, read_prompt_completion
 from tunelab.errors import TunelabError
 from tunelab.fsutil import atomic_dir, disk_full_names
 from tunelab.models.meta import Method, ModelMeta
-from tunelab.inference.calibration import fit_temperature, nll
+from tunelab.inference.adjustment import class_prior, fit_tau, log_prior
+from tunelab.inference.calibration import apply_temperature, fit_temperature, nll
 from tunelab.inference.scoring import score_labels
 from tunelab.models.loading import build_model, load_fine_tuned, save_fine_tuned
 from tunelab.models.registry import resolve_model
 from tunelab.store import JobRecord, Store
-from tunelab.store.records import CANCELLED, FAILED, SUCCEEDED
+from tunelab.store.records import CANCELLED, FAILED, PAUSED, SUCCEEDED
 from tunelab.training import distributed, loop
 from tunelab.training.plan import JobPlan, JobStats
+from tunelab.models.chat import TEMPLATE, TRANSCRIPT, chat_format, encode_chat, example_prompt, keep_latest_turns
 from tunelab.models.encoding import encode_classifier, encode_lm
-from tunelab.training.results import ResultsWriter, columns_for
+from tunelab.training.results import ResultsWriter, columns_for, write_current
 from tunelab.training.validation import classification_columns
 
 VALID_SAMPLE = 64  # validation rows for the per-step loss rows (OpenAI used one batch); the
@@ -48,6 +50,10 @@ def run_job(store: Store, job: JobRecord, *, abandoned: Callable[[], bool] | Non
         return _run(store, job, abandoned or (lambda: False))
     except JobAbandoned:
         return store.get_job(job.id)
+    except loop.Paused:
+        # Handing the job back (no worker) is what lets request_resume queue it again.
+        store.add_event(job.id, "Job paused; its checkpoint is saved. Resume it to continue from there.")
+        return store.update_job(job.id, worker_pid=None, worker_id=None)
     except loop.Cancelled:
         store.add_event(job.id, "Job cancelled.")
         return store.update_job(job.id, status=CANCELLED, finished_at=int(time.time()))
@@ -97,13 +103,24 @@ def _run(store: Store, job: JobRecord, abandoned: Callable[[], bool], main: bool
         store.add_event(job.id, f"Continuing from {resolved.parent.id} "
                                 f"({resolved.parent.cumulative_epochs} epoch(s) so far).")
 
-    train, valid = _encode(plan, tokenizer, train_rows, valid_rows)
+    # A continued model keeps the format it learnt its messages in, whatever rows continue it.
+    fmt = resolved.parent_meta.chat_format if resolved.parent_meta is not None else None
+    if train_rows[0].messages is not None:
+        fmt = fmt or chat_format(plan.method, tokenizer)
+        keep_latest_turns(tokenizer, plan.method, fmt)
+        if not resuming:
+            store.add_event(job.id, f"Chat data: messages rendered with {_FORMAT_WORDS[fmt]}.")
+        valid_rows = [_as_prompt(e, tokenizer, fmt) for e in valid_rows]
+    train, valid = _encode(plan, tokenizer, train_rows, valid_rows, fmt)
     class_weights = (_class_weights(train, len(labels))
                      if plan.method == Method.CLASSIFIER and hp.class_weights else None)
+    prior = _prior(train_rows, labels) if plan.classification and labels else None
     batch_size, learning_rate = plan.batch_size, plan.learning_rate
     data = loop.LoopData(train=train, valid=valid, method=plan.method.value,
                          pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
-                         class_weights=class_weights)
+                         class_weights=class_weights,
+                         logit_offsets=(torch.tensor(log_prior(prior), dtype=torch.float32)
+                                        if hp.loss == "logit_adjusted" and prior is not None else None))
     classification = plan.scores_classes if valid_rows else None
     class_opts = plan.classification_options
     results = ResultsWriter(work / "results.csv", columns_for(classification, class_opts.classification_betas))
@@ -117,7 +134,9 @@ def _run(store: Store, job: JobRecord, abandoned: Callable[[], bool], main: bool
                         data={"total_steps": total, "n_train": len(train), "batch_size": batch_size})
 
     holder = {"model": model}
+    full_valid = 0 < len(valid_rows) <= VALID_SAMPLE
     lease = _LeaseCheck(abandoned)
+    control = _JobControl(store, job)
     lora = hp.lora or bool(resolved.parent_meta and resolved.parent_meta.lora)
     selector = _EpochSelector(store, job, plan, labels, valid_rows, tokenizer, batch_size)
     if selector.keep_best and resolved.parent is not None:
@@ -128,14 +147,18 @@ def _run(store: Store, job: JobRecord, abandoned: Callable[[], bool], main: bool
         if not main:
             return False  # the main process decides whether to stop, and the loop tells the others
         scored = selector.record(epoch, row)
+        if full_valid and row.get("validation_loss") is not None:  # the sample is the whole file
+            scored = {**scored, "full_valid_loss": row["validation_loss"],
+                      "full_valid_mean_token_accuracy": row.get("validation_token_accuracy")}
         _epoch_checkpoint(store, job, holder["model"], tokenizer, epoch, step, row,
-                          _meta(job, plan, lora, epoch, scored.get("temperature", 1.0)),
+                          _meta(job, plan, lora, epoch, scored.get("temperature", 1.0), fmt),
                           extra=scored, keep=selector.best_epoch)
         return selector.should_stop(epoch)
 
     hooks = loop.LoopHooks(
-        on_progress=_progress_reporter(store, job.id),
-        should_cancel=lambda: lease.check() or store.get_job(job.id).cancel_requested,
+        on_progress=_progress_reporter(store, job.id, full_valid=full_valid),
+        should_cancel=lambda: lease.check() or control.poll().cancel_requested,
+        should_pause=lambda: control.last.status == PAUSED,
         on_epoch_end=epoch_end,
     )
     if selector.scores_labels:
@@ -159,6 +182,8 @@ def _run(store: Store, job: JobRecord, abandoned: Callable[[], bool], main: bool
     if not main:
         return store.get_job(job.id)
     lease.require()
+    if control.poll().cancel_requested:  # cancelled during the last steps: no model is registered
+        raise loop.Cancelled()
 
     final_model, kept = outcome.model, outcome.epochs_done
     if outcome.stopped_early:
@@ -173,12 +198,18 @@ def _run(store: Store, job: JobRecord, abandoned: Callable[[], bool], main: bool
                         data={"kept_epoch": kept, "epochs": selector.summary()})
     temperature = selector.temperature_for(kept, final_model)
 
-    meta = _meta(job, plan, lora, kept, temperature)
+    meta = _meta(job, plan, lora, kept, temperature, fmt)
     meta.kept_epoch = kept if selector.keep_best else None
+    meta.class_prior, meta.loss = prior, hp.loss
+    if hp.logit_adjustment and selector.scores_labels and prior is not None:
+        meta.logit_adjustment = _fit_adjustment(store, job, selector, final_model, temperature, prior)
     with disk_full_names(work / "final", "the model"), atomic_dir(work / "final") as folder:
         save_fine_tuned(final_model, tokenizer, folder, meta)
     with disk_full_names(store.files_dir, "the results file"):
-        result_file = store.add_file(results.path, purpose="fine-tune-results", filename=f"{job.id}-results.csv")
+        source = results.path
+        if store.get_job(job.id).options.get("results_format") == "current":  # created on /v1/fine_tuning/jobs
+            source = write_current(results.path, work / "results-current.csv")
+        result_file = store.add_file(source, purpose="fine-tune-results", filename=f"{job.id}-results.csv")
     lease.require()
     # Epochs the registered weights have seen: the parent's, plus those of this job that were kept.
     cumulative = plan.cumulative_epochs - plan.n_epochs + kept
@@ -186,7 +217,7 @@ def _run(store: Store, job: JobRecord, abandoned: Callable[[], bool], main: bool
         base_id=plan.id_prefix, built_dir=work / "final", base_model=resolved.base_model,
         method=plan.method.value, labels=labels, cumulative_epochs=cumulative,
         parent_id=plan.parent_model, job_id=job.id, organization_id=job.organization_id, suffix=job.suffix,
-        meta=meta.to_dict())
+        meta=meta.to_dict(), id_style=plan.model_id_style)
     wall = time.monotonic() - wall_start
     store.add_event(job.id, f"New fine-tuned model created: {record.id}",
                     data={"final_metrics": outcome.final_metrics, "kept_epoch": kept, "temperature": temperature})
@@ -326,12 +357,24 @@ class _EpochSelector:
         return temperature
 
 
-def _encode(plan: JobPlan, tokenizer, train_rows, valid_rows):
+_FORMAT_WORDS = {TEMPLATE: "the base model's chat template",
+                 TRANSCRIPT: "tunelab's transcript template (\"User:\\n…\\n\\nAssistant:\\n\")"}
+
+
+def _as_prompt(example, tokenizer, fmt: str):
+    """A chat example as the prompt/label pair that label scoring reads (its last learnt reply is
+    the label), the prompt rendered as the model will read it."""
+    return Example(example_prompt(example, tokenizer, fmt), example.completion, example.line, example.messages)
+
+
+def _encode(plan: JobPlan, tokenizer, train_rows, valid_rows, fmt: str | None = None):
     hp = plan.hyperparameters
     sample = list(valid_rows)
     if len(sample) > VALID_SAMPLE:
         sample = random.Random(hp.seed).sample(sample, VALID_SAMPLE)
-    if plan.method == Method.CLASSIFIER:
+    if train_rows[0].messages is not None and plan.method == Method.LM:
+        enc = lambda rows: encode_chat(tokenizer, [e.messages for e in rows], fmt, hp.max_length)
+    elif plan.method == Method.CLASSIFIER:
         index = {l: i for i, l in enumerate(plan.labels)}
         enc = lambda rows: encode_classifier(tokenizer, [e.prompt for e in rows], [index[e.completion] for e in rows], hp.max_length)
     else:
@@ -341,6 +384,24 @@ def _encode(plan: JobPlan, tokenizer, train_rows, valid_rows):
     return enc(train_rows), enc(sample) if sample else []
 
 
+def _prior(train_rows, labels) -> list[float] | None:
+    """Each label's share of the training rows (what logit adjustment divides out)."""
+    index = {label: i for i, label in enumerate(labels)}
+    gold = [index[c] for c in (getattr(e, "completion", None) for e in train_rows) if c in index]
+    return class_prior(gold, len(labels)) if gold else None
+
+
+def _fit_adjustment(store: Store, job: JobRecord, selector: "_EpochSelector", model, temperature: float,
+                    prior: list[float]) -> float:
+    """Tune the post-hoc logit adjustment strength on the validation file for macro-F1 (one more
+    scoring pass of the kept weights, at their temperature)."""
+    logp = apply_temperature(selector.score(model), temperature)
+    tau, tuned, before = fit_tau(logp, selector.gold_idx, prior)
+    store.add_event(job.id, f"Logit adjustment: tau {tau:.1f} tuned on the validation file "
+                            f"(macro-F1 {before:.4f} -> {tuned:.4f}).", data={"logit_adjustment": tau})
+    return tau
+
+
 def _class_weights(train, n_labels: int) -> torch.Tensor:
     counts = Counter(e.label for e in train)
     total = sum(counts.values())
@@ -348,12 +409,13 @@ def _class_weights(train, n_labels: int) -> torch.Tensor:
                         dtype=torch.float32)
 
 
-def _meta(job: JobRecord, plan: JobPlan, lora: bool, epochs_here: int, temperature: float = 1.0) -> ModelMeta:
+def _meta(job: JobRecord, plan: JobPlan, lora: bool, epochs_here: int, temperature: float = 1.0,
+          chat_format: str | None = None) -> ModelMeta:
     return ModelMeta(
         method=plan.method, kind=plan.kind, base_model=plan.base_model, labels=plan.labels, lora=lora,
         max_length=plan.hyperparameters.max_length, classification=plan.classification,
         base_learning_rate=plan.base_learning_rate, default_batch_size=plan.batch_size,
-        epochs_this_job=epochs_here, job_id=job.id, temperature=temperature)
+        epochs_this_job=epochs_here, job_id=job.id, temperature=temperature, chat_format=chat_format)
 
 
 def _epoch_checkpoint(store, job, model, tokenizer, epoch, step, metrics, meta: ModelMeta, *,
@@ -374,6 +436,17 @@ def _epoch_checkpoint(store, job, model, tokenizer, epoch, step, metrics, meta: 
             _rm(Path(old.path))
 
 
+class _JobControl:
+    """The job's row as the loop last read it: one query a second answers both cancel and pause."""
+
+    def __init__(self, store: Store, job: JobRecord):
+        self.store, self.last = store, job
+
+    def poll(self) -> JobRecord:
+        self.last = self.store.get_job(self.last.id)
+        return self.last
+
+
 class _LeaseCheck:
     """Whether this worker still holds the job. During training a lost lease stops the loop the way a
     cancellation does (so that under `accelerate launch` every process stops together), and is then
@@ -392,8 +465,9 @@ class _LeaseCheck:
             raise JobAbandoned()
 
 
-def _progress_reporter(store: Store, job_id: str):
-    """Events for followers: every step during the first ones, then about every 2 seconds."""
+def _progress_reporter(store: Store, job_id: str, full_valid: bool = False):
+    """Events for followers: every step during the first ones, then about every 2 seconds, with
+    OpenAI's metric keys too. `full_valid`: the validation sample is the whole validation file."""
     last = {"t": 0.0}
 
     def report(info: dict) -> None:
@@ -412,9 +486,23 @@ def _progress_reporter(store: Store, job_id: str):
             msg += f", validation loss={info['validation_loss']:.4f}"
         if info.get("classification/accuracy") is not None:
             msg += f", validation accuracy={info['classification/accuracy']:.4f}"
-        store.add_event(job_id, msg, data={k: v for k, v in info.items() if v is not None})
+        store.add_event(job_id, msg, data={k: v for k, v in {**info, **openai_metrics(info, full_valid)}.items()
+                                           if v is not None})
 
     return report
+
+
+def openai_metrics(info: dict, full_valid: bool) -> dict:
+    """A step's numbers under the keys of OpenAI's metrics events. The full_valid_* pair is given
+    only when the step's validation sample is the whole validation file."""
+    out = {"step": info.get("step"), "train_loss": info.get("loss"),
+           "train_mean_token_accuracy": info.get("training_token_accuracy"),
+           "valid_loss": info.get("validation_loss"),
+           "valid_mean_token_accuracy": info.get("validation_token_accuracy")}
+    if full_valid and info.get("validation_loss") is not None:
+        out.update(full_valid_loss=info["validation_loss"],
+                   full_valid_mean_token_accuracy=info.get("validation_token_accuracy"))
+    return out
 
 
 def _cpu_seconds() -> float:

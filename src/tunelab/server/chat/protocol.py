@@ -28,9 +28,17 @@ class ChatCompletionRequest(RequestModel):
     max_tokens: int | None = Field(None, ge=1)
     metadata: dict[str, str] | None = None
     n: int | None = Field(1, ge=1, le=128)
+    parallel_tool_calls: bool | None = None
+    """Accepted (tunelab calls no tools; with `tools` the request is refused anyway)."""
     presence_penalty: float | None = Field(None, ge=-2, le=2)
+    prompt_cache_key: str | None = None
+    """Accepted: tunelab has no prompt cache to key, so it cannot change an answer."""
     response_format: dict[str, Any] | None = None
+    safety_identifier: str | None = None
+    """Accepted; kept as the logged prediction's end user when `user` is not given."""
     seed: int | None = None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
+    """Accepted: tunelab serves every request the same way (the answer says "default")."""
     stop: str | list[str] | None = None
     store: bool | None = None
     stream: bool | None = False
@@ -82,6 +90,8 @@ class ChatCompletion(ResponseModel):
     system_fingerprint: str | None = None
     choices: list[ChatChoice]
     usage: CompletionUsage | None = None
+    service_tier: str | None = None
+    """"default" when the request named a service tier (tunelab has one)."""
 
 
 class ChoiceDelta(ResponseModel):

@@ -1,5 +1,7 @@
-"""Chat completions for models whose tokenizer has a chat template: the messages are rendered with
-`apply_chat_template(..., add_generation_prompt=True)` and completed like a legacy prompt, in the
+"""Chat completions for models trained on chat data and for models whose tokenizer has a chat
+template: the messages are rendered as the model learnt them (tunelab.models.chat: its chat
+template, or tunelab's transcript for chat-trained classifiers) or with
+`apply_chat_template(..., add_generation_prompt=True)`, and completed like a legacy prompt, in the
 same batches as /v1/completions requests with the same sampling parameters."""
 
 from __future__ import annotations
@@ -8,7 +10,9 @@ from collections.abc import Iterator
 
 from starlette.concurrency import run_in_threadpool
 
+from tunelab.errors import InvalidInputError
 from tunelab.inference.predictor import Completion as Generated
+from tunelab.models.chat import render_chat
 from tunelab.server.chat.protocol import (
     ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, ChoiceDelta, ChoiceLogprobs,
     ChunkChoice, TokenLogprob, TopLogprob,
@@ -50,6 +54,12 @@ def _messages(request: ChatCompletionRequest) -> list[dict[str, str]]:
 
 def render_prompt(predictor, model: str, messages: list[dict[str, str]]) -> str:
     tokenizer = predictor.tokenizer
+    fmt = getattr(getattr(predictor, "meta", None), "chat_format", None)
+    if fmt is not None:  # trained on chat data: the messages as training rendered them
+        try:
+            return render_chat(tokenizer, messages, fmt)
+        except InvalidInputError as exc:
+            raise bad_request(f"{model}: {exc.message}", param="messages") from None
     if not getattr(tokenizer, "chat_template", None):
         raise bad_request(f"{model} has no chat template, so it cannot take chat messages; use /v1/completions "
                           "with a prompt instead.", param="model", code="chat_not_supported")
@@ -71,12 +81,15 @@ def _token_logprobs(c: Generated, top: int) -> list[TokenLogprob]:
 
 async def create_chat_completion(state: ServerState, request: ChatCompletionRequest, caller: Caller | None = None):
     caller = caller or Caller.unknown()
-    check_tags(request.user, request.metadata)
+    check_tags(request.user or request.safety_identifier, request.metadata)
     n = request.n or 1
     refuse_unsupported(frequency_penalty=request.frequency_penalty, presence_penalty=request.presence_penalty,
                        logit_bias=request.logit_bias, n=n)
     if request.tools:
         raise bad_request("Tools are not supported by tunelab.", param="tools")
+    if request.tool_choice not in (None, "none", "auto"):  # "required", or a named function
+        raise bad_request("tool_choice asks for a tool call, but tunelab calls no tools (and the request has "
+                          "none); leave it out or use \"none\".", param="tool_choice")
     if request.response_format and request.response_format.get("type") not in (None, "text"):
         raise bad_request("Only response_format {\"type\": \"text\"} is supported by tunelab.", param="response_format")
     if request.top_logprobs is not None and not request.logprobs:
@@ -105,7 +118,8 @@ async def create_chat_completion(state: ServerState, request: ChatCompletionRequ
         recorder.record(caller, endpoint="chat.completions", response_id=chat_id, model=request.model,
                         predictor=predictor, prompts=[prompt], predictions=[prediction_of(raw[0], prompt, False)],
                         logprobs=[label_logprobs(raw[0]) if full else None], prompt_tokens=[raw[0].prompt_tokens],
-                        user=request.user, metadata=request.metadata, store=request.store)
+                        user=request.user or request.safety_identifier, metadata=request.metadata,
+                        store=request.store)
     created = now()
     completion_tokens = sum(c.completion_tokens for c in choices)
     prompt_tokens = choices[0].prompt_tokens if choices else 0
@@ -120,7 +134,7 @@ async def create_chat_completion(state: ServerState, request: ChatCompletionRequ
         out.append(ChatChoice(index=j, message=ChatMessage(content=c.text), logprobs=lp,
                               finish_reason=c.finish_reason))
     return ChatCompletion(id=chat_id, created=created, model=request.model, system_fingerprint=SYSTEM_FINGERPRINT,
-                          choices=out, usage=usage)
+                          choices=out, usage=usage, service_tier="default" if request.service_tier else None)
 
 
 def _stream(chat_id, created, request: ChatCompletionRequest, choices: list[Generated], top: int,

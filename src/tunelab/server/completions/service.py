@@ -7,17 +7,20 @@ label distribution whatever the tokenizer does with ` 4`. Other models generate 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
-from collections.abc import Iterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass
 
+from tunelab.errors import TunelabError
 from tunelab.inference.predictor import Completion as Generated, Predictor
 from tunelab.server.common import SYSTEM_FINGERPRINT, ServerState, new_request_id, now
 from tunelab.server.completions.protocol import (
     Completion, CompletionChoice, CompletionRequest, CompletionUsage, Logprobs,
 )
-from tunelab.server.errors import APIError, bad_request
+from tunelab.server.errors import APIError, bad_request, from_tunelab_error
 from tunelab.server.models.service import get_predictor
 from tunelab.server.prediction_log import Caller, check_tags
 
@@ -41,8 +44,8 @@ class SamplingParams:
     def normalized(self, label_mode: bool) -> "SamplingParams":
         """Parameters that cannot change the answer are reset, so more requests batch together."""
         values = asdict(self)
-        if label_mode:  # one label per completion: length, stop and nucleus are moot
-            values.update(max_tokens=1, stop=(), top_p=1.0)
+        if label_mode:  # one label per completion: any length from 1 on gives the whole label
+            values.update(max_tokens=min(self.max_tokens, 1))
         if not self.temperature:  # greedy: no randomness to seed or truncate
             values.update(temperature=0.0, top_p=1.0, seed=None)
         return SamplingParams(**values)
@@ -113,7 +116,32 @@ def normalize_prompts(prompt) -> list[str]:
                           param="prompt")
     if all(isinstance(p, str) for p in prompt):
         return list(prompt)
-    raise bad_request("Token-id prompts are not supported by tunelab; send the prompt as text.", param="prompt")
+    raise bad_request("Token-id prompts need the model's tokenizer.", param="prompt")  # see decode_prompts
+
+
+def decode_prompts(prompt, tokenizer) -> list[str]:
+    """The prompts as text: token-id prompts (a list of ints, or a list of such lists) are decoded
+    with the model's tokenizer, as OpenAI reads them with the model's encoding."""
+    if isinstance(prompt, list) and prompt and not all(isinstance(p, str) for p in prompt):
+        batch = [prompt] if all(isinstance(t, int) for t in prompt) else prompt
+        if len(batch) > MAX_PROMPTS:
+            raise bad_request(f"'prompt' holds {len(batch)} prompts; send at most {MAX_PROMPTS} per request.",
+                              param="prompt")
+        if not callable(getattr(tokenizer, "decode", None)):
+            raise bad_request("This model cannot read token-id prompts; send the prompt as text.", param="prompt")
+        size = getattr(tokenizer, "vocab_size", None)
+        size = max(size or 0, len(tokenizer)) if hasattr(tokenizer, "__len__") else size
+        texts = []
+        for i, ids in enumerate(batch):
+            if not ids:
+                raise bad_request(f"prompt[{i}] is an empty list of token ids.", param="prompt")
+            bad = next((t for t in ids if t < 0 or (size and t >= size)), None)
+            if bad is not None:
+                raise bad_request(f"Token id {bad} in prompt[{i}] is not in this model's vocabulary "
+                                  f"(0 to {size - 1}).", param="prompt")
+            texts.append(tokenizer.decode(ids))
+        return texts
+    return normalize_prompts(prompt)
 
 
 def normalize_stop(stop) -> tuple[str, ...]:
@@ -184,18 +212,26 @@ def finite(value: float | None) -> float | None:
 async def create_completion(state: ServerState, request: CompletionRequest, caller: Caller | None = None):
     caller = caller or Caller.unknown()
     check_tags(request.user, request.metadata)
-    prompts = normalize_prompts(request.prompt)
+    token_ids = isinstance(request.prompt, list) and bool(request.prompt) and not all(
+        isinstance(p, str) for p in request.prompt)
+    prompts = [] if token_ids else normalize_prompts(request.prompt)
     n = request.n or 1
     refuse_unsupported(frequency_penalty=request.frequency_penalty, presence_penalty=request.presence_penalty,
                        logit_bias=request.logit_bias, best_of=request.best_of, n=n, suffix=request.suffix)
     max_tokens = 16 if request.max_tokens is None else request.max_tokens
-    if max_tokens < 1:
-        raise bad_request("max_tokens must be at least 1.", param="max_tokens")
+    if max_tokens < 1 and not request.echo:
+        raise bad_request("max_tokens must be at least 1 (0 only with echo=true, to score the prompt).",
+                          param="max_tokens")
     params = SamplingParams(max_tokens=max_tokens, temperature=1.0 if request.temperature is None else request.temperature,
                             top_p=1.0 if request.top_p is None else request.top_p, n=n,
                             stop=normalize_stop(request.stop), echo=bool(request.echo), seed=request.seed)
     predictor = await get_predictor(state, request.model)
+    if token_ids:
+        prompts = decode_prompts(request.prompt, predictor.tokenizer)
     check_context(predictor, prompts, max_tokens)
+    if request.stream and callable(getattr(predictor, "stream", None)) and not predictor.is_classification:
+        # Tokens go out as they are generated (one label, for a classification model, is one piece anyway).
+        return live_stream(state, request, predictor, prompts, params, caller)
     recorder = state.recorder
     full = recorder is not None and recorder.wants_distribution(predictor)
     raw = await run_completions_raw(state, request.model, predictor, prompts, params, request.logprobs,
@@ -231,11 +267,15 @@ async def create_completion(state: ServerState, request: CompletionRequest, call
 def pieces(c: Generated, prompt: str, echo: bool) -> Iterator[tuple[str, int | None]]:
     """The text of a completion as streamed: (text, token index or None for text that is no token)."""
     body = c.text
+    first = 0
     if echo and body.startswith(prompt):
         yield prompt, None
         body = body[len(prompt):]
+        # echo with logprobs lists the prompt's tokens first: they went out with the prompt
+        while first < len(c.tokens) and first < len(c.text_offset) and c.text_offset[first] < len(prompt):
+            first += 1
     pos = 0
-    for t, token in enumerate(c.tokens):
+    for t, token in enumerate(c.tokens[first:], start=first):
         if body.startswith(token, pos):
             yield token, t
             pos += len(token)
@@ -273,4 +313,85 @@ def _stream(completion_id, created, request: CompletionRequest, prompts, results
             yield chunk(CompletionChoice(text="", index=index, logprobs=None, finish_reason=c.finish_reason))
     if usage is not None:
         yield chunk(None, usage)
+    yield "data: [DONE]\n\n"
+
+
+_DONE = object()
+
+
+async def stream_pieces(predictor, prompt: str, params: SamplingParams, logprobs: int | None,
+                        seed: int | None) -> AsyncIterator:
+    """The pieces of one completion as the model generates them (tunelab.inference.streaming.Piece),
+    then the whole Completion as the last item. Generation runs in a worker thread; if the client
+    goes away, the generator is closed and generation stops at its next token."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    gone = threading.Event()
+
+    def on_piece(piece):
+        if gone.is_set():
+            return False
+        loop.call_soon_threadsafe(queue.put_nowait, piece)
+        return True
+
+    kwargs = dict(max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
+                  stop=list(params.stop), logprobs=logprobs, echo=params.echo, seed=seed)
+    future = loop.run_in_executor(None, lambda: predictor.stream(prompt, on_piece, **kwargs))
+    future.add_done_callback(lambda _: queue.put_nowait(_DONE))
+    try:
+        while (item := await queue.get()) is not _DONE:
+            yield item
+        yield await future
+    finally:
+        gone.set()
+
+
+async def live_stream(state: ServerState, request: CompletionRequest, predictor, prompts: list[str],
+                      params: SamplingParams, caller: Caller) -> AsyncIterator[str]:
+    """`stream: true` with each token sent as soon as it is generated: the prompts and their `n`
+    choices one after another, then the usage (if asked for) and `[DONE]`."""
+    completion_id, created, n = new_request_id("cmpl"), now(), request.n or 1
+    want = request.logprobs
+
+    def chunk(choice: CompletionChoice | None, usage: CompletionUsage | None = None) -> str:
+        return sse(Completion(id=completion_id, created=created, model=request.model,
+                              system_fingerprint=SYSTEM_FINGERPRINT, choices=[choice] if choice else [], usage=usage))
+
+    firsts: list[Generated] = []
+    completion_tokens = prompt_tokens = 0
+    for i, prompt in enumerate(prompts):
+        for j in range(n):
+            index = i * n + j
+            if params.echo:
+                yield chunk(CompletionChoice(text=prompt, index=index, logprobs=None, finish_reason=None))
+            seed = None if params.seed is None else params.seed + j  # n different draws, reproducibly
+            try:
+                async for item in stream_pieces(predictor, prompt, params, want, seed):
+                    if isinstance(item, Generated):
+                        final = item
+                        break
+                    lp = None
+                    if want is not None and item.token:
+                        lp = Logprobs(tokens=[item.text], token_logprobs=[finite(item.logprob)],
+                                      top_logprobs=[{k: finite(v) for k, v in (item.top or {}).items()}],
+                                      text_offset=[item.offset])
+                    yield chunk(CompletionChoice(text=item.text, index=index, logprobs=lp, finish_reason=None))
+            except TunelabError as exc:  # the answer has begun: the error goes in the stream, as OpenAI's do
+                error = from_tunelab_error(exc)
+                yield f"data: {json.dumps({'error': {'message': error.message, 'type': error.type, 'code': error.code}})}\n\n"
+                return
+            yield chunk(CompletionChoice(text="", index=index, logprobs=None, finish_reason=final.finish_reason))
+            completion_tokens += final.completion_tokens
+            if j == 0:
+                firsts.append(final)
+                prompt_tokens += final.prompt_tokens
+    if state.recorder is not None:
+        state.recorder.record(caller, endpoint="completions", response_id=completion_id, model=request.model,
+                              predictor=predictor, prompts=prompts,
+                              predictions=[prediction_of(c, p, params.echo) for c, p in zip(firsts, prompts)],
+                              logprobs=[None] * len(firsts), prompt_tokens=[c.prompt_tokens for c in firsts],
+                              user=request.user, metadata=request.metadata, store=request.store)
+    if request.stream_options and request.stream_options.include_usage:
+        yield chunk(None, CompletionUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                                          total_tokens=prompt_tokens + completion_tokens))
     yield "data: [DONE]\n\n"

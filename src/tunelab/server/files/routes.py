@@ -18,10 +18,16 @@ router = APIRouter(tags=["files"])
 
 @router.post("/files", response_model=FileObject)
 async def create_file(file: UploadFile = File(...), purpose: str = Form(...),
+                      expires_anchor: str | None = Form(None, alias="expires_after[anchor]"),
+                      expires_seconds: str | None = Form(None, alias="expires_after[seconds]"),
                       state: ServerState = Depends(get_state)):
-    """Upload a fine-tuning file. It is validated first; a bad file is a 400 naming every bad line."""
+    """Upload a fine-tuning file. It is validated first; a bad file is a 400 naming every bad line.
+    `expires_after` ({"anchor": "created_at", "seconds": 3600 to 2592000}) deletes it that long after
+    the upload, once no unfinished job needs it."""
+    expires_after = service.expiry_seconds(expires_anchor, expires_seconds)
     try:
-        return await run_in_threadpool(service.create_file, state.store, file.file, file.filename, purpose)
+        return await run_in_threadpool(service.create_file, state.store, file.file, file.filename, purpose,
+                                       expires_after)
     finally:
         await file.close()
 

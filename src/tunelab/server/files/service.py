@@ -1,6 +1,6 @@
 """Uploads are validated before they are stored, the way `fine_tunes.prepare_data` checks a file:
-every row must have text `prompt` and `completion`; a bad file is refused with a 400 that names
-each bad line. JSONL is the API's format; CSV, TSV, XLSX and JSON are accepted by file name, and a
+every row must have text `prompt` and `completion`, or be a chat example (`messages`, checked like
+OpenAI's format checker: tunelab.data.chat); a bad file is refused with a 400 that names each bad line. JSONL is the API's format; CSV, TSV, XLSX and JSON are accepted by file name, and a
 `.gz` upload is stored decompressed."""
 
 from __future__ import annotations
@@ -37,7 +37,30 @@ def clean_filename(name: str | None) -> str:
     return base[:200] or "upload.jsonl"
 
 
-def create_file(store: Store, stream: BinaryIO, filename: str | None, purpose: str) -> FileObject:
+EXPIRY_SECONDS = (3600, 2592000)
+"""The range OpenAI allows for `expires_after[seconds]`: an hour to 30 days."""
+
+
+def expiry_seconds(anchor: str | None, seconds: str | None) -> int | None:
+    """OpenAI's `expires_after` ({anchor: "created_at", seconds}) as seconds, or None when not given."""
+    if anchor is None and seconds is None:
+        return None
+    if anchor != "created_at":
+        raise bad_request(f"expires_after[anchor] must be 'created_at', got {anchor!r}.", param="expires_after")
+    try:
+        value = int(seconds or "")
+    except ValueError:
+        raise bad_request(f"expires_after[seconds] must be a whole number of seconds, got {seconds!r}.",
+                          param="expires_after") from None
+    low, high = EXPIRY_SECONDS
+    if not low <= value <= high:
+        raise bad_request(f"expires_after[seconds] must be between {low} (an hour) and {high} (30 days), got "
+                          f"{value}.", param="expires_after")
+    return value
+
+
+def create_file(store: Store, stream: BinaryIO, filename: str | None, purpose: str,
+                expires_after: int | None = None) -> FileObject:
     if purpose not in PURPOSES:
         raise bad_request(f"'{purpose}' is not a supported purpose. This server stores fine-tuning data: "
                           f"use purpose {' or '.join(repr(p) for p in PURPOSES)}.", param="purpose")
@@ -61,7 +84,7 @@ def create_file(store: Store, stream: BinaryIO, filename: str | None, purpose: s
             raise bad_request(f"{name} is empty.", param="file")
         stored_name = name[:-3] if compressed and name.lower().endswith(".gz") else name
         try:
-            record = upload_file(store, path, purpose, filename=stored_name)
+            record = upload_file(store, path, purpose, filename=stored_name, expires_after=expires_after)
         except DataFileError as exc:
             message = exc.render().replace(str(path), name)  # the client's name, not our temporary path
             raise bad_request(f"Invalid file {name}: {message}", param="file", code="invalid_file") from None

@@ -1,5 +1,5 @@
 """Legacy API: POST/GET /v1/fine-tunes, GET /v1/fine-tunes/{id}, POST /v1/fine-tunes/{id}/cancel,
-GET /v1/fine-tunes/{id}/events[?stream=true]. Ids `ft-…` and `ftjob-…` are both accepted."""
+GET /v1/fine-tunes/{id}/events[?stream=true], DELETE /v1/fine-tunes/{model or id}. Ids `ft-…` and `ftjob-…` are both accepted."""
 
 from __future__ import annotations
 
@@ -35,6 +35,13 @@ def cancel_fine_tune(fine_tune_id: str, state: ServerState = Depends(get_state))
     return service.to_object(state.store, jobs.get_job(state.store, fine_tune_id), with_events=True)
 
 
+@router.delete("/fine-tunes/{fine_tune_id:path}")
+def delete_fine_tune(fine_tune_id: str, state: ServerState = Depends(get_state)):
+    """The legacy delete: a fine-tuned model id deletes the model (as DELETE /v1/models/{model}); a
+    job id (ft-… or ftjob-…) deletes the finished job with its events and checkpoints (not its model)."""
+    return service.delete(state, fine_tune_id)
+
+
 @router.get("/fine-tunes/{fine_tune_id}/events")
 def list_fine_tune_events(fine_tune_id: str, stream: bool = False, state: ServerState = Depends(get_state)):
     """Oldest first. With stream=true, server-sent events follow the job until it ends (`data: [DONE]`)."""
@@ -42,4 +49,6 @@ def list_fine_tune_events(fine_tune_id: str, stream: bool = False, state: Server
     if stream:
         return StreamingResponse(service.stream_events(state.store, job.id), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache"})
-    return {"object": "list", "data": [service.event_object(e).model_dump() for e in state.store.list_events(job.id)]}
+    epochs = service.n_epochs(job)
+    return {"object": "list",
+            "data": [service.event_object(e, epochs).model_dump() for e in state.store.list_events(job.id)]}

@@ -86,7 +86,8 @@ class FineTuningJob(ResponseModel):
     organization_id: str
     result_files: list[str]
     seed: int
-    status: Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
+    status: Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled", "paused"]
+    """OpenAI's statuses, and `paused` (POST …/pause; POST …/resume queues the job again)."""
     trained_tokens: int | None = None
     training_file: str
     validation_file: str | None = None

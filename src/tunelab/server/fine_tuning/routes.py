@@ -1,11 +1,13 @@
 """POST/GET /v1/fine_tuning/jobs, GET /v1/fine_tuning/jobs/{id}, POST /v1/fine_tuning/jobs/{id}/cancel,
-GET /v1/fine_tuning/jobs/{id}/events, GET /v1/fine_tuning/jobs/{id}/checkpoints."""
+POST /v1/fine_tuning/jobs/{id}/pause and /resume, GET /v1/fine_tuning/jobs/{id}/events,
+GET /v1/fine_tuning/jobs/{id}/checkpoints."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from tunelab.server.common import ListObject, ServerState, get_state, list_of
+from tunelab.server.errors import bad_request
 from tunelab.server.fine_tuning import service
 from tunelab.server.fine_tuning.protocol import (
     FineTuningJob, FineTuningJobCheckpoint, FineTuningJobEvent, JobCreateRequest,
@@ -27,10 +29,33 @@ def create_job(request: JobCreateRequest, state: ServerState = Depends(get_state
 
 
 @router.get("/fine_tuning/jobs", response_model=ListObject[FineTuningJob])
-def list_jobs(after: str | None = None, limit: int = Query(20, ge=1, le=1000),
+def list_jobs(request: Request, after: str | None = None, limit: int = Query(20, ge=1, le=1000),
               state: ServerState = Depends(get_state)):
-    data, more = service.list_jobs(state.store, after=after, limit=limit)
+    """Newest first. `metadata[key]=value` (repeatable) keeps the jobs whose metadata has every pair;
+    `metadata=null` lists only jobs without metadata, as OpenAI's client sends it."""
+    metadata = metadata_filter(request.query_params.multi_items())
+    data, more = service.list_jobs(state.store, after=after, limit=limit, metadata=metadata)
     return list_of(data, more)
+
+
+def metadata_filter(items) -> dict[str, str] | None:
+    """`metadata[key]=value` query parameters as {key: value}; `metadata=null` as {} (jobs without
+    metadata); None when there is no filter. Any other query parameter than these
+    and after/limit is refused, so that a filter the server does not know is never ignored."""
+    out: dict[str, str] = {}
+    without = False
+    for name, value in items:
+        if name.startswith("metadata[") and name.endswith("]") and len(name) > len("metadata[]"):
+            out[name[len("metadata["):-1]] = value
+        elif name == "metadata" and value == "null":
+            without = True
+        elif name not in ("after", "limit"):
+            raise bad_request(f"Unknown query parameter {name!r}; GET /v1/fine_tuning/jobs takes after, limit and "
+                              "metadata[key]=value (or metadata=null).", param=name)
+    if without and out:
+        raise bad_request("metadata=null (jobs without metadata) cannot be combined with metadata[key]=value.",
+                          param="metadata")
+    return {} if without else (out or None)
 
 
 @router.get("/fine_tuning/jobs/{fine_tuning_job_id}", response_model=FineTuningJob)
@@ -42,6 +67,20 @@ def retrieve_job(fine_tuning_job_id: str, state: ServerState = Depends(get_state
 def cancel_job(fine_tuning_job_id: str, state: ServerState = Depends(get_state)):
     """A queued job is cancelled at once, a running one at its next step. Finished jobs: 409."""
     return service.cancel_job(state.store, fine_tuning_job_id)
+
+
+@router.post("/fine_tuning/jobs/{fine_tuning_job_id}/pause", response_model=FineTuningJob)
+def pause_job(fine_tuning_job_id: str, state: ServerState = Depends(get_state)):
+    """A queued job is paused at once; a running one saves a resumable checkpoint at its next step
+    (within about a second) and stops. Jobs that are not queued or running: 409."""
+    return service.pause_job(state.store, fine_tuning_job_id)
+
+
+@router.post("/fine_tuning/jobs/{fine_tuning_job_id}/resume", response_model=FineTuningJob)
+def resume_job(fine_tuning_job_id: str, state: ServerState = Depends(get_state)):
+    """A paused job is queued again and continues from its checkpoint. Jobs that are not paused, or
+    are still saving their checkpoint: 409."""
+    return service.resume_job(state.store, fine_tuning_job_id)
 
 
 @router.get("/fine_tuning/jobs/{fine_tuning_job_id}/events", response_model=ListObject[FineTuningJobEvent])

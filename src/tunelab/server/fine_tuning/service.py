@@ -68,30 +68,41 @@ def _hyperparameters(request: JobCreateRequest) -> dict[str, Any]:
     return values
 
 
+ERROR_CODES = {"training_file": "invalid_training_file", "validation_file": "invalid_validation_file",
+               "suffix": "invalid_suffix"}
+"""error.code of a refused job, by the parameter at fault: OpenAI's codes."""
+
+
 def _param_of(problems: list[str]) -> str | None:
     for prefix, param in (("training file", "training_file"), ("validation file", "validation_file"),
                           ("suffix", "suffix")):
-        if problems and all(p.lstrip().startswith(prefix) or p.startswith("    ") for p in problems):
+        if problems and all(p.lstrip().removeprefix("the ").startswith(prefix) or p.startswith("    ")
+                            for p in problems):
             return param
     return None
 
 
-def create_job(store: Store, request: JobCreateRequest) -> FineTuningJob:
-    check_training_file(store, request.training_file, "training_file")
-    check_training_file(store, request.validation_file, "validation_file")
+def create_job(store: Store, request: JobCreateRequest, *, legacy: bool = False) -> FineTuningJob:
+    """`legacy`: created on /v1/fine-tunes, whose result file keeps the legacy columns and whose model
+    gets a legacy id (`ada:ft-personal-…`; the current endpoint's are `ft:<base>:<org>:<suffix>:<id>`)."""
     if request.integrations:
         raise bad_request("Integrations (e.g. wandb) are not supported by tunelab; the results file of the job "
                           "(GET /v1/files/{result_file}/content) holds every metric.", param="integrations")
+    check_training_file(store, request.training_file, "training_file")
+    check_training_file(store, request.validation_file, "validation_file")
     job_request = submit.job_request(
         request.training_file, request.model, request.validation_file, hyperparameters=_hyperparameters(request),
         compute_classification_metrics=request.compute_classification_metrics,
         classification_n_classes=request.classification_n_classes,
         classification_positive_class=request.classification_positive_class,
-        classification_betas=request.classification_betas, suffix=request.suffix)
+        classification_betas=request.classification_betas, suffix=request.suffix,
+        id_style="legacy" if legacy else "current")
     try:
-        submission = submit.submit(store, job_request, metadata=request.metadata)
+        submission = submit.submit(store, job_request, metadata=request.metadata,
+                                   results_format="legacy" if legacy else "current")
     except InvalidInputError as exc:
-        raise APIError(400, exc.render(), param=_param_of(exc.problems)) from None
+        param = _param_of(exc.problems)
+        raise APIError(400, exc.render(), param=param, code=ERROR_CODES.get(param)) from None
     return to_object(submission.job, submission.notices)
 
 
@@ -112,13 +123,36 @@ def cancel_job(store: Store, job_id: str) -> FineTuningJob:
     return to_object(job)
 
 
-def list_jobs(store: Store, *, after: str | None, limit: int) -> tuple[list[FineTuningJob], bool]:
+def pause_job(store: Store, job_id: str) -> FineTuningJob:
+    job = get_job(store, job_id)
+    try:
+        return to_object(store.request_pause(job.id))
+    except TunelabError as exc:  # ConflictError: not queued or running -> 409
+        raise from_tunelab_error(exc, param="fine_tuning_job_id") from None
+
+
+def resume_job(store: Store, job_id: str) -> FineTuningJob:
+    job = get_job(store, job_id)
+    try:
+        return to_object(submit.resume_paused(store, job.id))
+    except TunelabError as exc:  # ConflictError: not paused, or still saving its checkpoint -> 409
+        raise from_tunelab_error(exc, param="fine_tuning_job_id") from None
+
+
+def list_jobs(store: Store, *, after: str | None, limit: int,
+              metadata: dict[str, str] | None = None) -> tuple[list[FineTuningJob], bool]:
+    """Newest first. `metadata`: only jobs whose metadata holds every one of these pairs (OpenAI's
+    `metadata[key]=value` query; {} keeps the jobs without metadata); such a list is filtered in Python, since metadata is JSON in a column."""
     if after is not None:
         get_job(store, after)
-    # The store pages jobs in SQL; one row beyond the limit says whether there are more.
-    jobs, more = page(store.list_jobs(after=normalize_job_id(after) if after else None, limit=limit + 1),
-                      limit=limit)
-    return [to_object(j) for j in jobs], more
+    cursor = normalize_job_id(after) if after else None
+    if metadata is None:
+        # The store pages jobs in SQL; one row beyond the limit says whether there are more.
+        jobs, more = page(store.list_jobs(after=cursor, limit=limit + 1), limit=limit)
+        return [to_object(j) for j in jobs], more
+    matching = [j for j in store.list_jobs(after=cursor)
+                if (bool(metadata) or not (j.options or {}).get("metadata")) and all(((j.options or {}).get("metadata") or {}).get(k) == v for k, v in metadata.items())]
+    return [to_object(j) for j in matching[:limit]], len(matching) > limit
 
 
 def list_events(store: Store, job_id: str, *, after: str | None, limit: int) -> tuple[list[FineTuningJobEvent], bool]:

@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from tunelab.errors import NotFoundError, TunelabError
 from tunelab.jobs import views
 from tunelab.models.meta import CAUSAL
-from tunelab.models.registry import ALIASES, BASE_MODELS, check_installed, resolve_model
+from tunelab.models.registry import BASE_MODELS, check_installed, is_base_name, resolve_model
 from tunelab.server.common import ServerState
 from tunelab.server.errors import APIError, from_tunelab_error, model_not_found
 from tunelab.server.models.protocol import Model, ModelDeleted
@@ -31,10 +31,13 @@ def delete_model(state: ServerState, model_id: str) -> ModelDeleted:
     store = state.store
     record = store.find_model(model_id)
     if record is None:
-        if model_id.lower() in BASE_MODELS or model_id.lower() in ALIASES:
+        if is_base_name(model_id):
             raise APIError(403, f"{model_id} is a base model; only fine-tuned models can be deleted.",
                            type="permission_error", param="model", code="base_model_not_deletable")
         raise model_not_found(model_id)
+    if not _registered(store, record.id):  # found as a job's checkpoint (store.find_model)
+        raise APIError(409, f"{model_id} is a checkpoint of job {record.job_id}; it is removed with the job's "
+                            "checkpoints (DELETE the job), not on its own.", param="model", code="checkpoint")
     busy = [j.id for j in store.list_jobs() if j.parent_model == record.id and j.status not in TERMINAL]
     if busy:
         raise APIError(409, f"{model_id} is being continued by job(s) {', '.join(busy)}; cancel them or wait "
@@ -42,6 +45,14 @@ def delete_model(state: ServerState, model_id: str) -> ModelDeleted:
     state.pool.evict(record.id)
     store.delete_model(record.id)
     return ModelDeleted(id=record.id, deleted=True)
+
+
+def _registered(store: Store, model_id: str) -> bool:
+    try:
+        store.get_model(model_id)
+    except NotFoundError:
+        return False
+    return True
 
 
 def servable_id(store: Store, model_id: str) -> str:
@@ -52,7 +63,7 @@ def servable_id(store: Store, model_id: str) -> str:
     if store.find_model(model_id) is not None:
         return model_id
     lowered = model_id.lower()
-    if lowered in BASE_MODELS or lowered in ALIASES:
+    if is_base_name(lowered):
         check_base_servable(lowered)
         return lowered
     raise model_not_found(model_id)

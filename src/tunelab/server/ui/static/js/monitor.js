@@ -1,0 +1,71 @@
+// Monitoring: the windows of `tunelab monitor` and the review queue (feedback through POST /v1/feedback).
+import { api, el, fill, fmt, fmtTime, message, options, showError, visible } from "./api.js";
+
+function windowsTable(report) {
+  if (!report.windows.length) return el("p", { class: "muted" }, `No predictions of ${report.model} logged yet.`);
+  return el("div", { class: "table-wrap" }, el("table", { class: "data", id: "windows-table" },
+    el("caption", {}, `${report.n} predictions in windows of ${report.window}; ${report.feedback} with feedback` + (report.alarm ? " — ALARM" : "")),
+    el("thead", {}, el("tr", {}, ["Window", "Predictions", "Estimated accuracy", "Realized accuracy", "Label drift (JS)", "Confidence drift (KS)", "Checks"]
+      .map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, report.windows.map((w) => el("tr", {},
+      el("td", { title: `${w.start} – ${w.end}` }, `${fmtTime(w.start_ts)} – ${fmtTime(w.end_ts)}`),
+      el("td", { class: "num" }, w.n),
+      el("td", { class: "num" }, fmt(w.expected && w.expected.accuracy)),
+      el("td", { class: "num" }, w.realized ? `${fmt(w.realized.accuracy)} (${w.realized.n ?? ""})` : "–"),
+      el("td", { class: "num" }, fmt(w.label_drift && w.label_drift.js_distance)),
+      el("td", { class: "num" }, fmt(w.confidence_drift && w.confidence_drift.ks)),
+      el("td", {}, el("ul", {}, w.checks.map((c) => el("li", { class: c.alarm ? "alarm" : "" }, `${c.name}: ${c.detail}` + (c.alarm ? " (alarm)" : ""))))))))));
+}
+
+function queueTable(model, queue) {
+  if (!queue.data.length) return el("p", { class: "muted" }, "Nothing to review: every logged prediction has feedback.");
+  return el("div", { class: "table-wrap" }, el("table", { class: "data", id: "queue-table" },
+    el("thead", {}, el("tr", {}, ["When", "Prompt", "Predicted", "Margin", "Right label"].map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, queue.data.map((r) => {
+      const result = el("span", { class: "muted", role: "status" });
+      const buttons = (queue.labels || []).map((label) => el("button", { type: "button", class: "small", "aria-label": `Label ${label.trim()} for this prediction`,
+        onclick: async (ev) => {
+          try {
+            const fb = await api("/v1/feedback", { method: "POST", json: { id: r.response_id, index: r.prompt_index, label, source: "human" } });
+            fill(result, fb.correct ? "recorded: the model was right" : `recorded: ${visible(fb.label)}`);
+            ev.target.closest("tr").classList.add("done");
+          } catch (err) {
+            fill(result, err.message);
+          }
+        } }, visible(label)));
+      return el("tr", {},
+        el("td", {}, fmtTime(r.created_at)),
+        el("td", { class: "prompt-echo" }, r.prompt ?? "(text not kept)"),
+        el("td", {}, el("code", {}, visible(r.prediction ?? "")), ` ${fmt(r.top1_prob)}`),
+        el("td", { class: "num" }, fmt(r.margin)),
+        el("td", {}, el("div", { class: "labels-row" }, buttons), result));
+    }))));
+}
+
+export async function monitorPage() {
+  try {
+    const models = (await api("/v1/models")).data.filter((m) => m.kind === "fine-tuned" && m.labels);
+    options("mon-model", models.map((m) => [m.id, m.id]));
+    const wanted = new URLSearchParams(location.search).get("model");
+    if (wanted && models.some((m) => m.id === wanted)) document.getElementById("mon-model").value = wanted;
+    if (!models.length) fill("windows", message("No classification model yet: monitoring needs a fine-tuned model with labels.", "ok"));
+  } catch (err) {
+    showError("windows", err);
+    return;
+  }
+  async function show(ev) {
+    if (ev) ev.preventDefault();
+    const model = document.getElementById("mon-model").value;
+    if (!model) return;
+    const q = (extra) => new URLSearchParams({ model, ...extra });
+    fill("windows", el("p", { class: "muted" }, "Reading the prediction log…"));
+    const [report, queue] = await Promise.allSettled([
+      api(`/ui/api/monitor?${q({ window: document.getElementById("mon-window").value })}`),
+      api(`/ui/api/review?${q({ limit: 20 })}`),
+    ]);
+    if (report.status === "fulfilled") fill("windows", windowsTable(report.value)); else showError("windows", report.reason);
+    if (queue.status === "fulfilled") fill("queue", queueTable(model, queue.value)); else showError("queue", queue.reason);
+  }
+  document.getElementById("monitor-form").addEventListener("submit", show);
+  await show();
+}

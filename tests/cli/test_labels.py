@@ -1,0 +1,133 @@
+"""`tunelab labels inspect|merge|issues` end to end, bad input (clear error, nothing written), and
+a model trained on merged labels answering only merged labels through the CLI and the `openai`
+client."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.helpers.tiny_models import write_classification_jsonl
+
+CATEGORIES = ("dress", "shirt", "pants", "skirt")
+
+
+def run(capsys, *argv):
+    code = run_cli(*argv)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """A dataset folder as `datasets build` leaves it: four categories, labels.json."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for split, n, seed in (("train", 80, 0), ("valid", 20, 1), ("test", 20, 2)):
+        write_classification_jsonl(folder / f"{split}.jsonl", n, seed=seed, labels=CATEGORIES)
+    (folder / "labels.json").write_text(json.dumps({"labels": sorted(CATEGORIES)}))
+    return folder
+
+
+def test_inspect_writes_report_png_and_merge_map(dataset, tmp_path, capsys):
+    code, out, _ = run(capsys, "labels", "inspect", "-f", dataset / "train.jsonl", "-v", dataset / "valid.jsonl",
+                       "--folds", "3", "--out", tmp_path / "report")
+    assert code == 0
+    assert "4 labels; rows: train 80, valid 20" in out and "Most confusable pairs" in out
+    report = json.loads((tmp_path / "report" / "labels_report.json").read_text())
+    assert report["counts"]["train"] == {c: 20 for c in sorted(CATEGORIES)} and report["imbalance_ratio"] == 1.0
+    assert report["probabilities"] == "3-fold cross-validated TF-IDF + logistic regression"
+    assert (tmp_path / "report" / "class_counts.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_issues_drop_writes_cleaned_file_and_record(dataset, tmp_path, capsys):
+    rows = [json.loads(line) for line in (dataset / "train.jsonl").read_text().splitlines()]
+    rows[3]["completion"] = " pants" if rows[3]["completion"] != " pants" else " dress"  # one planted flip
+    noisy = tmp_path / "noisy.jsonl"
+    noisy.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out, _ = run(capsys, "labels", "issues", "-f", noisy, "--drop", "--limit", "1", "--out", tmp_path / "iss")
+    assert code == 0 and "look mislabelled" in out
+    issues = [json.loads(line) for line in (tmp_path / "iss" / "issues.jsonl").read_text().splitlines()]
+    assert issues[0]["line"] == 4 and issues[0]["given"] == rows[3]["completion"]
+    cleaned = (tmp_path / "iss" / "train.jsonl").read_text().splitlines()
+    assert len(cleaned) == 79 and json.dumps(rows[3]) not in cleaned
+    assert json.loads((tmp_path / "iss" / "changes.jsonl").read_text())["line"] == 4
+
+
+@pytest.mark.parametrize("completions, message", [
+    ([" dress"] * 10, "single class"),
+    ([" dress", " shirt"] * 5 + [" pants"], "single example"),
+])
+def test_issues_refuses_data_it_cannot_score(tmp_path, capsys, completions, message):
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"row {i}\n\n###\n\n", "completion": c}) + "\n"
+                            for i, c in enumerate(completions)))
+    code, _, err = run(capsys, "labels", "issues", "-f", path, "--drop", "--out", tmp_path / "out")
+    assert code == 2 and message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_merge_folder_and_bad_maps(dataset, tmp_path, capsys):
+    code, out, _ = run(capsys, "labels", "merge", dataset, "--merge", "shirt+skirt=top", "--out", tmp_path / "m")
+    assert code == 0 and "Merged 2 label(s): shirt -> top; skirt -> top" in out
+    meta = json.loads((tmp_path / "m" / "labels.json").read_text())
+    assert meta["labels"] == ["dress", "pants", "top"] and meta["merged"] == {"shirt": "top", "skirt": "top"}
+
+    bad_map = tmp_path / "map.json"
+    bad_map.write_text(json.dumps({"shoes": "top"}))
+    code, _, err = run(capsys, "labels", "merge", dataset, "--merge-labels", bad_map, "--out", tmp_path / "x")
+    assert code == 2 and "'shoes' is not one of the labels" in err and "'dress'" in err
+    code, _, err = run(capsys, "labels", "merge", dataset, "--merge", "dress+shirt+pants+skirt=all",
+                       "--out", tmp_path / "x")
+    assert code == 2 and "single class" in err
+    (dataset / "labels.json").write_text(json.dumps({"labels": ["dress", "pants", "shirt"]}))
+    code, _, err = run(capsys, "labels", "merge", dataset, "--merge", "shirt=top", "--out", tmp_path / "x")
+    assert code == 2 and "disagree with" in err and "train.jsonl:" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_build_refuses_unknown_label_in_merge(tmp_path, capsys):
+    code, _, err = run(capsys, "datasets", "build", "clothing-reviews", "--preset", "clothing-class",
+                       "--train-size", "200", "--merge", "Shirts=Tops", "--out", tmp_path / "d")
+    assert code == 2 and "'Shirts' is not one of the labels" in err
+    assert not (tmp_path / "d").exists()
+
+
+def test_model_trained_on_merged_labels_answers_merged_labels(dataset, tmp_path, tiny_models, capsys, monkeypatch):
+    import openai
+    from fastapi.testclient import TestClient
+
+    from tunelab.server import create_app
+    from tunelab.store import Store
+    from tunelab.training.config import ClassificationOptions
+    from tunelab.training.planning import JobRequest, create_job
+    from tunelab.training.runner import run_job
+
+    assert run_cli("labels", "merge", dataset, "--merge", "shirt+skirt=top", "--out", tmp_path / "m") == 0
+    store = Store()
+    create_job(store, JobRequest(str(tmp_path / "m" / "train.jsonl"), str(tiny_models.encoder),
+                                 str(tmp_path / "m" / "valid.jsonl"),
+                                 {"n_epochs": 1, "learning_rate_multiplier": 50, "eval_every": 1000},
+                                 ClassificationOptions(True, 3)))
+    job = run_job(store, store.claim_next_job(os.getpid()))
+    assert job.status == "succeeded", job.error
+    model = job.fine_tuned_model
+    merged = {" dress", " pants", " top"}
+    assert set(store.find_model(model).labels) == merged
+    capsys.readouterr()
+
+    prompts = [json.loads(line)["prompt"] for line in (dataset / "test.jsonl").read_text().splitlines()][:6]
+    for prompt in prompts[:3]:
+        assert run_cli("complete", "-m", model, "--prompt", prompt, "--json") == 0
+        answer = json.loads(capsys.readouterr().out)
+        assert answer["text"] in merged and answer["labels"] == sorted(merged)
+        assert set(answer["probabilities"]) <= merged
+    with TestClient(create_app(store, isolate_models=False)) as http:
+        client = openai.OpenAI(base_url="http://testserver/v1", api_key="sk", http_client=http, max_retries=0)
+        res = client.completions.create(model=model, prompt=prompts, max_tokens=1, temperature=0, logprobs=5)
+        assert {c.text for c in res.choices} <= merged
+        assert all(set(c.logprobs.top_logprobs[0]) <= merged for c in res.choices)

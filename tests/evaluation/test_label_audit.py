@@ -1,0 +1,115 @@
+"""Label-set analysis: planted noise is found by confident learning on cross-validated TF-IDF
+probabilities, duplicates and conflicts are reported, merges are suggested sensibly, and data that
+cross-validation cannot score is refused."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from tunelab.data.builder import build_dataset
+from tunelab.data.readers import Example, read_prompt_completion
+from tunelab.errors import InvalidInputError
+from tunelab.evaluation import label_audit as A
+from tunelab.evaluation.label_report import find_label_issues, inspect_labels, recovered_share, write_issues
+
+
+@pytest.fixture(scope="module")
+def clothing_classes(tmp_path_factory):
+    """4,000 training rows of the bundled clothing `Class Name`, its two one-example classes merged."""
+    out = tmp_path_factory.mktemp("classes")
+    build_dataset("clothing-reviews", out_dir=out, preset="clothing-class", train_size=4000, val_size=200,
+                  test_size=200, merge={"Chemises": "Intimates", "Casual bottoms": "Pants"})
+    return out
+
+
+@pytest.mark.slow  # about 20 s: five TF-IDF fits on 4,000 rows
+def test_planted_label_noise_is_recovered_in_the_top_k(clothing_classes, tmp_path):
+    rows = read_prompt_completion(clothing_classes / "train.jsonl")
+    labels = sorted({e.completion for e in rows})
+    rng = random.Random(0)
+    flipped = set(rng.sample(range(len(rows)), len(rows) // 20))  # 5 %
+    noisy = [Example(e.prompt, rng.choice([l for l in labels if l != e.completion]) if i in flipped else e.completion,
+                     e.line) for i, e in enumerate(rows)]
+    path = tmp_path / "noisy.jsonl"
+    path.write_text("".join(json.dumps({"prompt": e.prompt, "completion": e.completion}) + "\n" for e in noisy))
+
+    train, probs, issues = find_label_issues(path)
+    assert probs.source == "5-fold cross-validated TF-IDF + logistic regression"
+    share = recovered_share(A.quality_ranking(train, probs), flipped)
+    assert share >= 0.5, f"only {share:.0%} of {len(flipped)} planted flips in the top-k"
+    # The issues list is ranked the same way and holds most of the flips.
+    flipped_lines = {noisy[i].line for i in flipped}
+    top = [i["line"] for i in issues[: len(flipped)]]
+    assert len(set(top) & flipped_lines) / len(flipped) >= 0.5
+    first = issues[0]
+    assert set(first) == {"line", "prompt", "given", "suggested", "score", "suggested_probability"}
+    assert first["given"] != first["suggested"] and first["suggested"] in labels
+    assert [i["score"] for i in issues] == sorted(i["score"] for i in issues)
+
+    files = write_issues(path, train, issues, tmp_path / "out", action="drop", limit=len(flipped))
+    cleaned = read_prompt_completion(files["train"])
+    assert len(cleaned) == len(train) - len(flipped)
+    changes = [json.loads(line) for line in open(files["changes"])]
+    assert len(changes) == len(flipped) and {c["action"] for c in changes} == {"dropped"}
+
+
+def test_duplicates_and_conflicts():
+    rows = {"train": [Example("Love this dress!\n\n###\n\n", " Dresses", 1),
+                      Example("love this   dress!\n\n###\n\n", " Knits", 2),
+                      Example("The fabric is soft and the fit is great, I wear it every weekend with jeans\n\n###\n\n",
+                              " Knits", 3),
+                      Example("same", " Knits", 4)],
+            "test": [Example("The fabric is soft and the fit is great, I wear it every weekend with my jeans\n\n###\n\n",
+                             " Knits", 5),
+                     Example("same", " Knits", 6)]}
+    found = A.duplicates(rows)
+    assert [c["rows"] for c in found["conflicts"]] == [["train:1", "train:2"]]
+    assert [d["rows"] for d in found["exact"]] == [["train:4", "test:6"]]
+    assert [p["rows"] for p in found["near"]] == [["train:3", "test:5"]]
+
+
+def test_suggested_merges_follow_the_confusion():
+    counts = {"Blouses": 500, "Knits": 800, "Dresses": 1000, "Chemises": 3, "Jeans": 300}
+    pairs = [{"a": "Blouses", "b": "Knits", "mutual": 0.3, "a_as_b": 0.35, "b_as_a": 0.25},
+             {"a": "Chemises", "b": "Dresses", "mutual": 0.01, "a_as_b": 0.3, "b_as_a": 0.0},
+             {"a": "Chemises", "b": "Knits", "mutual": 0.01, "a_as_b": 0.6, "b_as_a": 0.0},
+             {"a": "Dresses", "b": "Jeans", "mutual": 0.02, "a_as_b": 0.01, "b_as_a": 0.05}]
+    assert A.suggest_merges(pairs, counts) == {"Blouses": "Knits", "Chemises": "Knits"}
+    # Never down to one class.
+    assert len(set(A.suggest_merges([{**pairs[0], "mutual": 0.9}], {"Blouses": 5, "Knits": 5}).values())) <= 1
+    assert A.suggest_merges([{**pairs[0], "mutual": 0.9}], {"Blouses": 5, "Knits": 5}) == {}
+
+
+def test_inspect_report(clothing_classes):
+    report = inspect_labels(clothing_classes / "train.jsonl", valid_path=clothing_classes / "valid.jsonl",
+                            confusion=False)
+    counts = report["counts"]["train"]
+    assert sum(counts.values()) == 4000 and report["imbalance_ratio"] == max(counts.values()) / min(counts.values())
+    assert report["rare"] == {label: n for label, n in counts.items() if n < 20} and report["rare"]
+    assert abs(sum(report["shares"]["valid"].values()) - 1) < 1e-9
+
+
+@pytest.mark.parametrize("completions, message", [
+    ([" a"] * 6, "single class"),
+    ([" a", " a", " b", " b", " c"], "single example: ' c'|single example: 'c'"),
+])
+def test_data_that_cannot_be_cross_validated_is_refused(completions, message):
+    with pytest.raises(InvalidInputError, match=message):
+        A.check_learnable(completions, folds=5, source="train.jsonl")
+
+
+def test_model_probabilities_follow_the_data_labels():
+    class Fake:
+        model_id, labels = "ft-x", [" b", " a"]
+
+        def score_labels(self, prompts, batch_size=32):
+            return np.log(np.tile([0.8, 0.2], (len(prompts), 1)))
+
+    probs = A.model_probs(Fake(), ["p", "q"], ["a", "b"])
+    assert np.allclose(probs.probs, [[0.2, 0.8], [0.2, 0.8]])
+    with pytest.raises(InvalidInputError, match="never learned"):
+        A.model_probs(Fake(), ["p"], ["a", "c"])

@@ -1,0 +1,71 @@
+"""Thread choice of CPU loops (tunelab.runtime.CpuThreads): fewer intra-op threads when other
+processes keep cores busy, all of them when the machine is idle, a fixed count from TUNELAB_THREADS."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tunelab import runtime
+
+
+@pytest.fixture(autouse=True)
+def keep_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+class FakeMachine:
+    """/proc readings: machine-wide busy ticks and this process's ticks, advanced by hand."""
+
+    def __init__(self, monkeypatch, cores: int = 2):
+        self.now, self.busy, self.mine = 0.0, 0, 0
+        monkeypatch.setattr(runtime, "_busy_jiffies", lambda: (self.busy, self.mine))
+        monkeypatch.setattr(runtime, "available_cores", lambda: cores)
+        monkeypatch.setattr(runtime.os, "sysconf", lambda name: 100)  # ticks per second
+
+    def run(self, seconds: float, others_cores: float, my_cores: float) -> None:
+        self.now += seconds
+        self.mine += int(100 * seconds * my_cores)
+        self.busy += int(100 * seconds * (others_cores + my_cores))
+
+
+def make(machine: FakeMachine, monkeypatch) -> runtime.CpuThreads:
+    monkeypatch.delenv("TUNELAB_THREADS", raising=False)
+    threads = runtime.CpuThreads(every_s=10.0, probe_s=0.0)
+    threads._clock = lambda: machine.now
+    threads._last = (machine.now, (machine.busy, machine.mine))
+    return threads
+
+
+def test_all_cores_when_idle_one_thread_when_another_process_keeps_a_core_busy(monkeypatch):
+    machine = FakeMachine(monkeypatch)
+    threads = make(machine, monkeypatch)
+    machine.run(10, others_cores=0.1, my_cores=1.9)
+    assert threads.adjust() == 2 and torch.get_num_threads() == 2
+    machine.run(10, others_cores=1.2, my_cores=0.8)
+    assert threads.adjust() == 1 and torch.get_num_threads() == 1
+    machine.run(5, others_cores=0.0, my_cores=1.0)
+    assert threads.adjust() == 1, "re-read only every every_s seconds"
+    machine.run(10, others_cores=0.0, my_cores=1.0)
+    assert threads.adjust() == 2
+    machine.run(10, others_cores=6.0, my_cores=0.3)  # a heavily shared machine: never below one thread
+    assert threads.adjust() == 1
+    assert threads.history[-3:] == [1, 2, 1]
+
+
+def test_tunelab_threads_fixes_the_count(monkeypatch):
+    FakeMachine(monkeypatch)
+    monkeypatch.setenv("TUNELAB_THREADS", "1")
+    threads = runtime.CpuThreads()
+    assert threads.threads == 1 and torch.get_num_threads() == 1
+    assert threads.adjust(force=True) == 1
+
+
+def test_busy_jiffies_reads_proc():
+    reading = runtime._busy_jiffies()
+    if reading is None:
+        pytest.skip("no /proc here")
+    busy, mine = reading
+    assert busy >= mine >= 0

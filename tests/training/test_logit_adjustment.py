@@ -1,0 +1,73 @@
+"""The logit-adjusted loss and the post-hoc tau: planned, trained, stored with the model, and
+reported by `tunelab evaluate` next to the argmax decisions."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.helpers.tiny_models import write_classification_jsonl
+from tunelab.errors import InvalidInputError
+from tunelab.models.loading import load_fine_tuned
+from tunelab.store import Store
+from tunelab.training.config import ClassificationOptions, Hyperparameters
+from tunelab.training.planning import JobRequest, create_job
+from tunelab.training.runner import run_job
+
+CATEGORIES = ("dress", "shirt", "pants", "skirt")
+
+
+def imbalanced(path, n, seed):
+    """Mostly dresses: 4 of every 7 rows, one each of the others."""
+    full = write_classification_jsonl(path.with_suffix(".all"), n * 2, seed=seed, labels=CATEGORIES)
+    rows = [json.loads(line) for line in full.read_text().splitlines()]
+    keep = [r for i, r in enumerate(rows) if r["completion"] == " dress" or i % 3 == 0][:n]
+    path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+    return path
+
+
+def test_unknown_loss_and_misplaced_options_are_refused(tmp_path, tiny_models, tunelab_home):
+    with pytest.raises(InvalidInputError, match="loss must be one of"):
+        Hyperparameters(loss="focal")
+    train = write_classification_jsonl(tmp_path / "t.jsonl", 40, labels=CATEGORIES)
+    store = Store()
+    with pytest.raises(InvalidInputError) as info:
+        create_job(store, JobRequest(str(train), str(tiny_models.decoder), None,
+                                     {"method": "lm", "loss": "logit_adjusted", "logit_adjustment": True}))
+    assert "loss logit_adjusted needs the classifier method" in info.value.render()
+    assert "logit_adjustment tunes its strength on a validation file" in info.value.render()
+
+
+def test_trained_model_stores_prior_and_tau_and_evaluate_shows_both(tmp_path, tiny_models, tunelab_home, capsys):
+    train = imbalanced(tmp_path / "train.jsonl", 70, 0)
+    valid = imbalanced(tmp_path / "valid.jsonl", 30, 1)
+    test = imbalanced(tmp_path / "test.jsonl", 30, 2)
+    store = Store()
+    create_job(store, JobRequest(str(train), str(tiny_models.encoder), str(valid),
+                                 {"n_epochs": 1, "learning_rate_multiplier": 50, "eval_every": 1000,
+                                  "loss": "logit_adjusted", "logit_adjustment": True},
+                                 ClassificationOptions(True, 4)))
+    job = run_job(store, store.claim_next_job(os.getpid()))
+    assert job.status == "succeeded", job.error
+    record = store.find_model(job.fine_tuned_model)
+    meta = load_fine_tuned(record.path)[2]
+    rows = [json.loads(line)["completion"] for line in train.read_text().splitlines()]
+    assert meta.loss == "logit_adjusted"
+    assert meta.class_prior == pytest.approx([rows.count(label) / len(rows) for label in meta.labels])
+    assert 0.0 <= meta.logit_adjustment <= 2.0 and record.meta["logit_adjustment"] == meta.logit_adjustment
+    events = [e.message for e in store.list_events(job.id)]
+    assert any(m.startswith("Logit adjustment: tau") for m in events)
+
+    assert run_cli("evaluate", "-m", record.id, "-f", test, "--out", tmp_path / "report", "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    side = report["logit_adjustment"]
+    assert side["tau"] == meta.logit_adjustment and set(side) >= {"argmax", "adjusted"}
+    assert set(side["argmax"]) == {"accuracy", "macro_f1", "balanced_accuracy", "top3_accuracy", "rare_class_recall_mean"}
+    assert report["balanced_accuracy"] is not None and report["top3_accuracy"] is not None
+    assert list(report["rare_class_recall"]) == sorted(meta.labels, key=lambda l: meta.class_prior[meta.labels.index(l)])
+    assert run_cli("evaluate", "-m", record.id, "-f", test, "--out", tmp_path / "report") == 0
+    out = capsys.readouterr().out
+    assert "Logit adjustment (tau" in out and "balanced accuracy" in out and "top-3 accuracy" in out
