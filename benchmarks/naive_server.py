@@ -7,7 +7,8 @@ benchmark's call (max_tokens=1, logprobs=k) with the top label and the top-k lab
 
 --handler sync (default) is FastAPI's advice for blocking work: a plain `def` route, run in its
 thread pool, so requests are classified concurrently; async runs each forward pass on the event
-loop, one after the other.
+loop, one after the other. --threads sets torch's intra-op threads (default: torch's own choice,
+one per core), which on a CPU shared with other work can matter more than anything else.
 """
 
 from __future__ import annotations
@@ -73,7 +74,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--handler", choices=["sync", "async"], default="sync")
+    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     uvicorn.run(create_app(args.model_dir, args.device, args.handler), host="127.0.0.1", port=args.port,
                 log_level="warning")
 

@@ -149,12 +149,13 @@ class Server:
 class NaiveServer(Server):
     """benchmarks/naive_server.py on the model's folder (see the module docstring)."""
 
-    def __init__(self, folder: Path, device: str, handler: str):
+    def __init__(self, folder: Path, device: str, handler: str, threads: int | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
         self.proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "naive_server.py"), str(folder),
-                                      "--port", str(self.port), "--device", device, "--handler", handler], env=env)
+                                      "--port", str(self.port), "--device", device, "--handler", handler,
+                                      *(["--threads", str(threads)] if threads else [])], env=env)
 
     def batching(self, model: str) -> dict:
         return {}
@@ -268,6 +269,8 @@ def main() -> int:
                         "FastAPI + a transformers pipeline (benchmarks/naive_server.py)")
     parser.add_argument("--peer-handler", choices=["sync", "async"], default="sync",
                         help="the naive server's route: a plain def (FastAPI's thread pool) or async def")
+    parser.add_argument("--peer-threads", type=int, default=None,
+                        help="torch threads of the naive server (default: torch's own, one per core)")
     parser.add_argument("--requests", type=int, default=None,
                         help="requests per measured phase (each phase ends at --requests or --seconds; with "
                              "--peer the default is 600 and --seconds 120)")
@@ -312,9 +315,9 @@ def main() -> int:
         asyncio.run(phase(server.url, model, prompts, args.concurrency, args.warmup, args.max_requests))
         asyncio.run(phase(server.url, model, prompts, 1, min(2.0, args.warmup), args.max_requests))
         before = server.batching(model)
-        sequential = asyncio.run(phase(server.url, model, prompts, 1, args.seconds, args.max_requests))
+        sequential = timed_phase(server, model, prompts, 1, args)
         middle = server.batching(model)
-        concurrent = asyncio.run(phase(server.url, model, prompts, args.concurrency, args.seconds, args.max_requests))
+        concurrent = timed_phase(server, model, prompts, args.concurrency, args)
         after = server.batching(model)
         sequential["server"] = _delta(before, middle)
         concurrent["server"] = _delta(middle, after)
@@ -369,6 +372,17 @@ def main() -> int:
     return 0 if not (sequential["errors"] or concurrent["errors"]) else 1
 
 
+def timed_phase(server: Server, model: str, prompts: list[str], concurrency: int, args) -> dict:
+    """A measured phase, with the CPU time the server's processes spent per request: on a machine
+    shared with other work, req/s depends on the share of the cores a server gets, CPU per request
+    does not."""
+    before = cpu_seconds(server.proc.pid)
+    result = asyncio.run(phase(server.url, model, prompts, concurrency, args.seconds, args.max_requests))
+    after = cpu_seconds(server.proc.pid)
+    result["cpu_ms_per_request"] = 1000 * (after[1] - before[1]) / max(1, result["requests"])
+    return result
+
+
 def measure_peer(home: Path, model: str, prompts: list[str], args) -> dict:
     """The naive server on the model's folder: the same warm-up and phases as tunelab's."""
     from tunelab.runtime import device
@@ -377,27 +391,29 @@ def measure_peer(home: Path, model: str, prompts: list[str], args) -> dict:
     record = Store(home=home).find_model(model)
     if record is None:
         raise SystemExit(f"--peer needs a fine-tuned model of the store; {model} is not one")
-    peer = NaiveServer(Path(record.path), device().type, args.peer_handler)
+    peer = NaiveServer(Path(record.path), device().type, args.peer_handler, args.peer_threads)
     try:
         peer.wait()
         asyncio.run(phase(peer.url, model, prompts, args.concurrency, args.warmup, args.max_requests))
         asyncio.run(phase(peer.url, model, prompts, 1, min(2.0, args.warmup), args.max_requests))
-        sequential = asyncio.run(phase(peer.url, model, prompts, 1, args.seconds, args.max_requests))
-        concurrent = asyncio.run(phase(peer.url, model, prompts, args.concurrency, args.seconds, args.max_requests))
+        sequential = timed_phase(peer, model, prompts, 1, args)
+        concurrent = timed_phase(peer, model, prompts, args.concurrency, args)
         cpu = cpu_seconds(peer.proc.pid)
     finally:
         peer.stop()
-    return {"name": f"FastAPI + transformers pipeline ({args.peer_handler} route)", "sequential": sequential,
+    threads = f", {args.peer_threads} torch thread(s)" if args.peer_threads else ""
+    return {"name": f"FastAPI + transformers pipeline ({args.peer_handler} route{threads})", "sequential": sequential,
             "concurrent": concurrent, "cpu_seconds": cpu[1]}
 
 
 def print_peer(sequential: dict, concurrent: dict, peer: dict, args) -> None:
     print(f"\nAgainst the peer: {peer['name']}, one forward pass per request (benchmarks/naive_server.py)")
-    print(f"{'':<34}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    print(f"{'':<34}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU ms/req':>12}")
     rows = (("tunelab, 1 client", sequential), ("peer, 1 client", peer["sequential"]),
             (f"tunelab, {args.concurrency} clients", concurrent), (f"peer, {args.concurrency} clients", peer["concurrent"]))
     for name, r in rows:
-        print(f"{name:<34}{r['requests']:>9}{r['rps']:>9.1f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['errors']:>8}")
+        print(f"{name:<34}{r['requests']:>9}{r['rps']:>9.1f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['errors']:>8}"
+              f"{r['cpu_ms_per_request']:>12.2f}")
     one = sequential["rps"] / peer["sequential"]["rps"]
     many = concurrent["rps"] / peer["concurrent"]["rps"]
     print(f"tunelab / peer, req/s: 1 client {one:.2f}x, {args.concurrency} clients {many:.2f}x (target >= 2x); "

@@ -16,7 +16,7 @@ def test_categories_demo_on_a_tiny_model(tiny_models, tmp_path, capsys, monkeypa
     monkeypatch.setenv("TUNELAB_WORKER_IDLE", "2")
     out = tmp_path / "demo"
     code = run_cli("demo", "--case", "categories", "--model", tiny_models.encoder, "--train-size", "400",
-                   "--val-size", "100", "--test-size", "100", "--epochs", "1", "--out", out)
+                   "--val-size", "100", "--test-size", "100", "--epochs", "1", "--max-length", "96", "--out", out)
     text = capsys.readouterr().out
     assert code == 0, text[-3000:]
     for step in ("== 1.", "== 2.", "== 3.", "== 4.", "== 5.", "== 7."):

@@ -131,3 +131,14 @@ def test_model_trained_on_merged_labels_answers_merged_labels(dataset, tmp_path,
         res = client.completions.create(model=model, prompt=prompts, max_tokens=1, temperature=0, logprobs=5)
         assert {c.text for c in res.choices} <= merged
         assert all(set(c.logprobs.top_logprobs[0]) <= merged for c in res.choices)
+
+
+def test_issues_and_inspect_with_a_models_probabilities(models, tmp_path, capsys):
+    code, out, _ = run(capsys, "labels", "issues", "-f", models.cat_train, "-m", models.cat, "--json",
+                       "--out", tmp_path / "iss")
+    assert code == 0
+    result = json.loads(out)
+    assert result["probabilities"] == f"scores of {models.cat}" and result["n"] == 30
+    assert (tmp_path / "iss" / "issues.jsonl").exists()
+    code, out, _ = run(capsys, "labels", "inspect", "-f", models.cat_train, "-m", models.cat, "--out", tmp_path / "r")
+    assert code == 0 and f"scores of {models.cat}" in out

@@ -49,6 +49,7 @@ def test_follow_prints_the_legacy_event_texts(trained_job, capsys):
     assert all(e["object"] == "fine-tune-event" for e in streamed)
 
 
+@pytest.mark.slow  # a second job trains
 def test_files_get_and_models_delete(trained_job, capsys):
     assert run_cli("api", "fine_tunes.get", "-i", trained_job) == 0
     job = json.loads(capsys.readouterr().out)

@@ -118,3 +118,13 @@ def test_build_with_merge_stratifies_on_the_merged_labels(tmp_path):
         build_dataset("clothing-reviews", out_dir=tmp_path / "bad", preset="clothing-class", train_size=100,
                       merge={"Shirts": "Tops"})
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_second_merge_composes_with_the_first(tmp_path):
+    folder = _folder(tmp_path, ROWS)
+    merge_dataset(folder, {"Chemises": "Dresses"}, tmp_path / "one")
+    result = merge_dataset(tmp_path / "one", {"Dresses": "Dresses & slips"}, tmp_path / "two")
+    meta = json.loads((tmp_path / "two" / "labels.json").read_text())
+    assert meta["merged"] == {"Chemises": "Dresses & slips", "Dresses": "Dresses & slips"}
+    assert meta["labels_before_merge"] == ["Blouses", "Chemises", "Dresses", "Knits"]
+    assert result.labels == ["Blouses", "Dresses & slips", "Knits"]

@@ -273,3 +273,27 @@ def test_a_load_outlives_the_request_that_gave_up():
         return await pool.get("m")
 
     assert asyncio.run(main()) == "model m"
+
+
+def test_several_batches_in_flight_when_the_predictor_runs_them_at_once():
+    """max_in_flight=2 (an in-process model with two replicas): two batches run together, the next
+    waits for a free slot, and every request still gets its own answer."""
+    started, release = [], threading.Event()
+
+    def run(items):
+        started.append(list(items))
+        release.wait(5)
+        return [f"out:{x}" for x in items]
+
+    async def main():
+        batcher = MicroBatcher(run, executor=concurrent.futures.ThreadPoolExecutor(4), max_batch=2, window_s=0,
+                               max_in_flight=2)
+        tasks = [asyncio.create_task(batcher.submit([i])) for i in range(6)]
+        await asyncio.sleep(0.3)
+        running = [list(b) for b in started]
+        release.set()
+        return running, await asyncio.gather(*tasks)
+
+    running, results = asyncio.run(main())
+    assert running == [[0, 1], [2, 3]]
+    assert results == [[f"out:{i}"] for i in range(6)]

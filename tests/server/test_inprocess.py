@@ -41,13 +41,15 @@ def test_in_process_answers_match_the_predictor(store, real_models, restore_proc
         response = oa.completions.create(model=clf, prompt=[PROMPT, "bad awful"], max_tokens=1, temperature=0,
                                          logprobs=5)
         pids = http.get("/v1/tunelab/stats").json()["model_pids"]
-    predictor = load_predictor(clf, store)
-    expected = predictor.score_labels([PROMPT, "bad awful"])  # calibrated: the model's temperature applied
+        concurrency = app.state.tunelab.pool.peek(clf).concurrency
+    local = load_predictor(clf, store)
+    expected = local.score_labels([PROMPT, "bad awful"])  # calibrated: the model's temperature applied
     for choice, row in zip(response.choices, expected):
-        assert choice.logprobs.top_logprobs[0] == pytest.approx(dict(zip(predictor.labels, row.tolist())), abs=1e-5)
+        assert choice.logprobs.top_logprobs[0] == pytest.approx(dict(zip(local.labels, row.tolist())), abs=1e-5)
     assert pids == {clf: os.getpid()}
-    cores = available_cores()
-    assert torch.get_num_threads() == max(1, cores - (2 if cores > 4 else 1))  # a core left to HTTP
+    assert torch.get_num_threads() == 1  # one thread per forward pass, one pass per core at once
+    assert concurrency == available_cores()
+    assert app.state.tunelab.batchers.max_in_flight == available_cores()
     assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S)
 
 
@@ -59,3 +61,20 @@ def test_model_processes_choice(store, monkeypatch):
     assert create_app(store, isolate_models="always").state.tunelab.settings["model_processes"] is True
     monkeypatch.setenv("TUNELAB_DEVICE", "cuda")  # decided from the device, without touching a GPU
     assert create_app(store, isolate_models="auto").state.tunelab.settings["model_processes"] is True
+
+
+def test_replicas_share_the_model_and_answer_concurrently(store, real_models, restore_process):
+    """Two batches at once on two replicas: the same answers as one after the other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tunelab.inference.predictor import load_predictor
+    from tunelab.server.inprocess import ConcurrentPredictor
+
+    local = load_predictor(real_models["classifier"], store)
+    shared = ConcurrentPredictor(local, 2)
+    prompts = [[PROMPT, "bad awful"], ["great good love", "fits small"]] * 4
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda p: shared.score_labels(p), prompts))
+    for batch, scores in zip(prompts, together):
+        assert scores == pytest.approx(local.score_labels(batch), abs=1e-6)
+    assert shared.labels == local.labels and shared.model is local.model

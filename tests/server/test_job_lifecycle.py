@@ -61,6 +61,7 @@ def _messages(client, job_id) -> list[str]:
     return [e.message for e in client.fine_tuning.jobs.list_events(job_id, limit=1000).data][::-1]
 
 
+@pytest.mark.slow  # two jobs train (a few seconds)
 def test_a_job_through_the_client(client, store, tiny_models, tmp_path, thread_worker):
     train = _upload(client, write_classification_jsonl(tmp_path / "train.jsonl", 40))
     valid = _upload(client, write_classification_jsonl(tmp_path / "valid.jsonl", 10, seed=1))
@@ -101,8 +102,16 @@ def test_a_job_through_the_client(client, store, tiny_models, tmp_path, thread_w
         assert answer.choices[0].text.strip() in {"1", "2", "3", "4", "5"}
     with pytest.raises(openai.NotFoundError):
         client.completions.create(model=done.fine_tuned_model + ":ckpt-step-99999", prompt="x", max_tokens=1)
+    # and a job continues from one, as OpenAI allows
+    earliest = checkpoints[-1]
+    child = client.fine_tuning.jobs.create(model=earliest.fine_tuned_model_checkpoint, training_file=train,
+                                           hyperparameters={"n_epochs": 1, "batch_size": 8})
+    child = _wait(lambda: (j := client.fine_tuning.jobs.retrieve(child.id)).status in ("succeeded", "failed") and j)
+    assert child.status == "succeeded", child.error
+    assert client.models.retrieve(child.fine_tuned_model).parent == earliest.fine_tuned_model_checkpoint
 
 
+@pytest.mark.slow  # a job trains
 def test_legacy_endpoint_keeps_legacy_result_columns(http, store, tiny_models, tmp_path, thread_worker):
     path = write_classification_jsonl(tmp_path / "train.jsonl", 24)
     file_id = http.post("/v1/files", files={"file": open(path, "rb")}, data={"purpose": "fine-tune"}).json()["id"]
@@ -178,6 +187,7 @@ def test_jobs_list_refuses_unknown_filters(http):
     assert http.get("/v1/fine_tuning/jobs", params={"metadata": "null"}).status_code == 200
 
 
+@pytest.mark.slow  # a job trains
 def test_legacy_delete_takes_a_model_or_a_job(client, http, store, tiny_models, tmp_path, thread_worker):
     train = _upload(client, write_classification_jsonl(tmp_path / "train.jsonl", 24))
     job = client.fine_tuning.jobs.create(model=str(tiny_models.encoder), training_file=train,
@@ -196,3 +206,19 @@ def test_legacy_delete_takes_a_model_or_a_job(client, http, store, tiny_models, 
     assert gone.status_code == 200 and gone.json() == {"object": "fine-tune", "id": legacy_id, "deleted": True}
     assert http.get(f"/v1/fine-tunes/{legacy_id}").status_code == 404
     assert http.delete("/v1/fine-tunes/ft-0123456789abcdef01234567").status_code == 404
+
+
+def test_a_training_file_unusable_at_run_time_fails_with_openai_code(client, store, tiny_models, tmp_path,
+                                                                      monkeypatch):
+    from pathlib import Path
+
+    from tunelab.training.worker import WorkerOptions, run_worker
+
+    monkeypatch.setattr("tunelab.training.worker.ensure_worker", lambda _store: None)
+    train = _upload(client, write_classification_jsonl(tmp_path / "train.jsonl", 20))
+    job = client.fine_tuning.jobs.create(model=str(tiny_models.encoder), training_file=train)
+    Path(store.get_file(train).path).write_text('{"prompt": "cut off in the mid')  # e.g. a disk problem
+    run_worker(store, WorkerOptions(once=True, device="cpu"))
+    failed = client.fine_tuning.jobs.retrieve(job.id)
+    assert failed.status == "failed" and failed.error.code == "invalid_training_file"
+    assert "malformed JSON" in failed.error.message

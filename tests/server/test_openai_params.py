@@ -147,3 +147,20 @@ def test_streamed_completion_is_the_generated_tokens(app, client, real_models):
     for c in echoed:
         by_index[c.choices[0].index] = by_index.get(c.choices[0].index, "") + c.choices[0].text
     assert sorted(by_index) == [0, 1, 2, 3] and by_index[0].startswith("great") and by_index[2].startswith("good")
+
+
+def test_streamed_chat_is_the_generated_tokens(client, real_models):
+    model = real_models["lm"]
+    messages = [{"role": "user", "content": "great good"}]
+    whole = client.chat.completions.create(model=model, messages=messages, max_tokens=5, temperature=0,
+                                           logprobs=True, top_logprobs=2)
+    chunks = list(client.chat.completions.create(model=model, messages=messages, max_tokens=5, temperature=0,
+                                                 logprobs=True, top_logprobs=2, stream=True,
+                                                 stream_options={"include_usage": True}))
+    deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert "".join(deltas) == whole.choices[0].message.content
+    assert deltas == [t.token for t in whole.choices[0].logprobs.content]  # one chunk per token
+    streamed = [c.choices[0].logprobs.content[0] for c in chunks if c.choices and c.choices[0].logprobs]
+    assert [t.logprob for t in streamed] == pytest.approx([t.logprob for t in whole.choices[0].logprobs.content],
+                                                          abs=1e-5)
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens

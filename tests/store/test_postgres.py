@@ -187,3 +187,17 @@ def test_migrating_from_an_earlier_version_on_postgres(postgres_url, tmp_path, k
     with store.engine.connect() as conn:
         assert conn.execute(text("SELECT version FROM schema_migrations ORDER BY version")).scalars().all() == HEAD
     engine.dispose()
+
+
+def test_expired_files_and_checkpoint_models_on_postgres(postgres_url, tmp_path):
+    store = Store(home=tmp_path / "home", url=postgres_url)
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"prompt": "a", "completion": " 1"}\n')
+    kept, expiring = store.add_file(data), store.add_file(data, expires_after=3600)
+    job = new_job(store, training_file=expiring.id)  # a queued job still reads it
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE files SET expires_at = expires_at - 7200"))
+    assert {f.id for f in store.list_files()} == {kept.id, expiring.id}
+    store.request_cancel(job.id)
+    assert [f.id for f in store.list_files()] == [kept.id]  # gone once no unfinished job needs it
+    assert store.find_model(f"{job.id}:ckpt-step-3") is None  # no such checkpoint: not a model

@@ -71,3 +71,7 @@ def test_trained_model_stores_prior_and_tau_and_evaluate_shows_both(tmp_path, ti
     assert run_cli("evaluate", "-m", record.id, "-f", test, "--out", tmp_path / "report") == 0
     out = capsys.readouterr().out
     assert "Logit adjustment (tau" in out and "balanced accuracy" in out and "top-3 accuracy" in out
+    assert run_cli("compare", record.id, "-f", test, "--train", train, "--out", tmp_path / "cmp") == 0
+    out = capsys.readouterr().out
+    assert "balanced accuracy" in out and "recall of the 10 rarest classes" in out
+    assert "macro F1 (argmax)" in out and "macro F1 (logit-adjusted)" in out

@@ -79,6 +79,15 @@ def test_orphan_failed_after_too_many_attempts(tiny_models):
     assert store.list_models() == []
 
 
+def test_a_job_paused_by_a_worker_that_died_can_be_resumed(tiny_models):
+    store = Store()
+    job, _ = create_job(store, JobRequest(str(tiny_models.train), str(tiny_models.encoder)))
+    store.claim_next_job(999999)
+    store.request_pause(job.id)  # the worker died before it saved and handed the job back
+    recover_orphans(store)
+    assert store.request_resume(job.id).status == "queued"
+
+
 @pytest.mark.slow  # a worker process trains until cancelled
 def test_cancel_queued_and_running(tiny_models, tmp_path):
     store = Store()

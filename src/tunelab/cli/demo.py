@@ -43,11 +43,13 @@ def register(sub) -> None:
                    help="Report folder (default: ./tunelab-report/demo-<date>-<time>/).")
     p.add_argument("--seed", type=int, default=42, help="Seed of the data split and of training (default: 42).")
     p.add_argument("--case", choices=["stars", "categories"], default="stars",
-                   help="stars: the chapter's star ratings (§4.6); categories: its second case study (§4.6.4), "
+                   help="Which case study: stars, the chapter's star ratings (§4.6); categories, its second one (§4.6.4), "
                         "the clothing reviews' 18 imbalanced, overlapping product classes: class weights, logit "
                         "adjustment, label-issue cleaning and suggested merges, one table (default: stars).")
     p.add_argument("--epochs", type=int, default=2, metavar="N",
-                   help="--case categories: epochs of each fine-tune (default: 2).")
+                   help="With --case categories: epochs of each fine-tune (default: 2).")
+    p.add_argument("--max-length", type=int, default=None, metavar="N",
+                   help="With --case categories: tokens kept per review (default: the base model's, 256).")
 
 
 def cmd_demo(args) -> int:

@@ -75,7 +75,8 @@ def run_categories(args) -> int:
         print(f"   tunelab api fine_tunes.create -t {train_path} -v {valid_path} -m {args.model} "
               f"--n_epochs {epochs} {flags}".rstrip())
         submission = submit(store, job_request(
-            train_path, args.model, valid_path, hyperparameters={"n_epochs": epochs, "seed": args.seed, **hp},
+            train_path, args.model, valid_path,
+            hyperparameters={"n_epochs": epochs, "seed": args.seed, "max_length": args.max_length, **hp},
             compute_classification_metrics=True, classification_n_classes=n_classes))
         job = watch(store, submission.job.id, verbose=False, desc=f"   {submission.job.legacy_id}",
                     write=lambda line: print(f"   {line}", flush=True))

@@ -149,7 +149,9 @@ def merge_dataset(source: str | Path | dict[str, str | Path], mapping: dict[str,
     record = {**(meta or {}), "labels": new_labels, "label_counts": {s: {l: counts[s].get(l, 0) for l in new_labels}
                                                                     for s in counts},
               "counts": {s: len(r) for s, r in merged_rows.items()}}
-    record["merged"] = {**((meta or {}).get("merged") or {}), **changed}
+    # A second merge composes with the first: {A: B} then {B: C} records {A: C, B: C}.
+    earlier = {old: changed.get(mid, mid) for old, mid in ((meta or {}).get("merged") or {}).items()}
+    record["merged"] = {**earlier, **changed}
     record["labels_before_merge"] = (meta or {}).get("labels_before_merge") or [normalize_label(l) for l in known]
     try:
         for split, r in merged_rows.items():

@@ -81,10 +81,12 @@ def run_baselines(train_prompts: Sequence[str], train_gold: Sequence[str], test_
     outside = sorted(set(train_gold) - set(labels))
     if outside:
         raise InvalidInputError(f"The training file has labels outside the evaluated label set: {outside}.")
+    counts = [Counter(train_gold)[label] for label in labels]  # the rarest classes by training count, as for models
     out = {}
     for prediction in (majority_baseline(train_gold, len(test_prompts), labels),
                        tfidf_baseline(train_prompts, train_gold, test_prompts, labels)):
-        report = classification_report(test_gold, prediction.pred, prediction.probs, labels, threshold=threshold)
+        report = classification_report(test_gold, prediction.pred, prediction.probs, labels, threshold=threshold,
+                                       class_counts=counts)
         out[prediction.name] = {**summary_subset(report), "n_train": len(train_gold)}
         if prediction.name == "majority" and prediction.pred:
             out["majority"]["label"] = prediction.pred[0]

@@ -147,8 +147,8 @@ class Predictor:
             return c
         from tunelab.inference.streaming import stream_completion
 
-        return stream_completion(self, prompt, on_piece, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
-                                 stop=stop, logprobs=logprobs, echo=echo, seed=seed)
+        return Completion(**stream_completion(self, prompt, on_piece, max_tokens=max_tokens, temperature=temperature,
+                                               top_p=top_p, stop=stop, logprobs=logprobs, echo=echo, seed=seed))
 
     @torch.inference_mode()
     def _scored_prompt(self, prompt: str, logprobs: int | None, echo: bool) -> Completion:

@@ -4,8 +4,8 @@ transformers' `generate` calls a streamer after each new token; here that callba
 takes its logprob from the step's distribution (recorded by a logits processor, before temperature
 and top_p reshape it, as the non-streamed path reports them) and passes it on at once. Text that may
 be the start of a stop sequence is held back until it is clear it is not; a stop sequence ends
-generation at the next step. The returned Completion is the whole answer, as `Predictor.complete`
-gives it (for the prediction log and the usage counts).
+generation at the next step. What it returns is the whole answer, as `Predictor.complete` gives it
+(for the prediction log and the usage counts).
 """
 
 from __future__ import annotations
@@ -137,9 +137,7 @@ def stream_completion(predictor, prompt: str, on_piece: OnPiece, *, max_tokens: 
                       top_p: float = 1.0, stop: list[str] | None = None, logprobs: int | None = None,
                       echo: bool = False, seed: int | None = None):
     """Generate one completion of `prompt`, calling `on_piece` with each token as it is generated;
-    returns the whole Completion."""
-    from tunelab.inference.predictor import Completion
-
+    returns the fields of the whole Completion (tunelab.inference.predictor builds it)."""
     tok = predictor.tokenizer
     model = predictor.model
     dev = next(model.parameters()).device
@@ -162,7 +160,7 @@ def stream_completion(predictor, prompt: str, on_piece: OnPiece, *, max_tokens: 
     for t in tokens:
         offsets.append(pos)
         pos += len(t)
-    return Completion(text=(prompt if echo else "") + streamer.text + streamer.tail, tokens=tokens,
-                      token_logprobs=[lp for _, lp, _ in streamer.sent], top_logprobs=[tp for _, _, tp in streamer.sent],
-                      text_offset=offsets, finish_reason=streamer.finish,
-                      prompt_tokens=int(enc["attention_mask"][0].sum()), completion_tokens=len(tokens))
+    return dict(text=(prompt if echo else "") + streamer.text + streamer.tail, tokens=tokens,
+                token_logprobs=[lp for _, lp, _ in streamer.sent], top_logprobs=[tp for _, _, tp in streamer.sent],
+                text_offset=offsets, finish_reason=streamer.finish,
+                prompt_tokens=int(enc["attention_mask"][0].sum()), completion_tokens=len(tokens))

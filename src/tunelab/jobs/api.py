@@ -80,8 +80,8 @@ class Job:
         return pd.read_csv(files.results_path(self.store, self.refresh().record))
 
     def cancel(self) -> Job:
-        """A queued job is cancelled at once, a running one at its next step (ConflictError if it
-        has already ended)."""
+        """The job is `cancelled` at once; a running one's training stops within about a second and
+        registers no model (ConflictError if it has already ended)."""
         self.record = self.store.request_cancel(self.id)
         return self
 

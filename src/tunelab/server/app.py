@@ -87,6 +87,7 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
     """
     store = store or Store()
     serving = isolate_models in ("auto", "always", "never")  # `tunelab serve`: this process serves
+    in_flight = 1  # batches per model at once: one per replica of an in-process model
     if isolate_models == "auto":
         from tunelab.server.inprocess import models_in_processes
 
@@ -96,6 +97,9 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
         from tunelab.server.model_process import ProcessPredictor as loader
     elif loader is None and serving:
         from tunelab.server.inprocess import load_in_process as loader
+        from tunelab.server.inprocess import replicas
+
+        in_flight = replicas()
     elif loader is None:
         from tunelab.inference.predictor import load_predictor as loader
     keys = tuple(k for k in api_keys if k)
@@ -112,7 +116,8 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
     state = ServerState(
         store=store, pool=ModelPool(load, max_loaded=max_loaded_models, failure_ttl_s=load_failure_ttl_s),
         batchers=BatcherRegistry(max_batch=max_batch, window_s=batch_window_s, gap_s=batch_gap_s,
-                                 threads=inference_threads, max_queue=max_queue),
+                                 threads=max(inference_threads, in_flight), max_queue=max_queue,
+                                 max_in_flight=in_flight),
         max_upload_bytes=int(max_upload_bytes), api_keys=keys,
         settings={"max_loaded_models": max_loaded_models, "cors_origins": list(origins), "max_batch": max_batch,
                   "batch_window_s": batch_window_s, "batch_gap_s": batch_gap_s, "loopback_only": loopback_only,

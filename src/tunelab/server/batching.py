@@ -122,8 +122,13 @@ class MicroBatcher:
     def __init__(self, run: Callable[[list], Sequence], *, executor: Executor | None = None,
                  max_batch: int = DEFAULT_MAX_BATCH, window_s: float = DEFAULT_WINDOW_S,
                  gap_s: float = DEFAULT_GAP_S, stats: BatchStats | None = None,
-                 on_idle: Callable[[MicroBatcher], None] | None = None):
+                 on_idle: Callable[[MicroBatcher], None] | None = None, max_in_flight: int = 1):
         self.run = run
+        self.max_in_flight = max(1, int(max_in_flight))
+        """Batches run at once (each in its own executor thread). More than one only for a predictor
+        that runs calls concurrently (server/inprocess.py: one replica per core); the next batch
+        fills up while all of them run."""
+        self._in_flight: set[asyncio.Task] = set()
         self.executor = executor
         self.max_batch = max(1, int(max_batch))
         self.window_s = max(0.0, float(window_s))
@@ -164,11 +169,25 @@ class MicroBatcher:
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            while self._queue:
+            while self._queue or self._in_flight:
+                if not self._queue:  # batches still running: wait for one to end or a request to come
+                    self._arrival.clear()
+                    arrival = loop.create_task(self._arrival.wait())
+                    await asyncio.wait({*self._in_flight, arrival}, return_when=asyncio.FIRST_COMPLETED)
+                    arrival.cancel()
+                    continue
+                while len(self._in_flight) >= self.max_in_flight:
+                    await asyncio.wait(set(self._in_flight), return_when=asyncio.FIRST_COMPLETED)
                 await self._gather(loop)
                 batch = self._take()
-                if batch:
+                if not batch:
+                    continue
+                if self.max_in_flight == 1:
                     await self._execute(batch, loop)
+                else:
+                    task = loop.create_task(self._execute(batch, loop))
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._in_flight.discard)
         except asyncio.CancelledError:  # shutdown: nobody will answer the queued requests
             while self._queue:
                 self._queue.popleft().future.cancel()
@@ -361,8 +380,9 @@ class BatcherRegistry:
 
     def __init__(self, *, max_batch: int = DEFAULT_MAX_BATCH, window_s: float = DEFAULT_WINDOW_S,
                  gap_s: float = DEFAULT_GAP_S, threads: int = 4, max_queue: int | None = DEFAULT_MAX_QUEUE,
-                 on_batch: Callable[[str, int, int, float], None] | None = None):
+                 on_batch: Callable[[str, int, int, float], None] | None = None, max_in_flight: int = 1):
         self.on_batch = on_batch  # (model, requests, prompts, seconds) after each batch
+        self.max_in_flight = max_in_flight  # batches per key at once (MicroBatcher.max_in_flight)
         self.max_queue = max_queue  # prompts waiting per model; None: unbounded
         self.max_batch = max_batch
         self.window_s = window_s
@@ -388,7 +408,7 @@ class BatcherRegistry:
                     del self._batchers[k]
 
             batcher = MicroBatcher(run, executor=self.executor, max_batch=self.max_batch, window_s=self.window_s,
-                                   gap_s=self.gap_s, stats=stats, on_idle=drop)
+                                   gap_s=self.gap_s, stats=stats, on_idle=drop, max_in_flight=self.max_in_flight)
             if self.max_queue is not None:
                 batcher.admit = lambda n, model=model_id: self._admit(model, n)
             self._batchers[full_key] = batcher

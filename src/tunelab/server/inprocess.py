@@ -10,15 +10,21 @@ What the separate process protected against is kept small:
   inference thread waits for the event loop's thread at every operator boundary, up to the
   interpreter's switch interval (5 ms by default). The interval is lowered here, so that a busy
   HTTP thread hands the GIL over within a fraction of a millisecond.
-- Cores: PyTorch's intra-op threads are capped to leave a core to the HTTP thread (as the model
-  process does), since a parallel operator waits for its slowest thread.
+- Cores: each forward pass runs on one thread (no intra-op pool whose operators wait for a
+  preempted thread), and as many batches run at once as there are cores: the model is shared by
+  one `Predictor` replica per core, each with its own copy of the tokenizer (a Rust tokenizer must
+  not be used by two threads at once) and its own lock (`ConcurrentPredictor`); the batchers keep
+  that many batches in flight (MicroBatcher.max_in_flight) while the next one fills up.
 On a GPU (hundreds of short kernel launches per forward pass, each needing the GIL) processes stay
 the default.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
+import queue
 import sys
 import threading
 
@@ -36,6 +42,47 @@ def models_in_processes() -> bool:
     return device().type == "cuda"
 
 
+def replicas() -> int:
+    """Batches served at once in this process: one per core on a CPU (TUNELAB_THREADS overrides),
+    one on a GPU (which runs one batch's kernels at a time anyway)."""
+    from tunelab.runtime import available_cores, device
+
+    if device().type != "cpu":
+        return 1
+    fixed = os.environ.get("TUNELAB_THREADS", "")
+    return int(fixed) if fixed.isdigit() and int(fixed) > 0 else available_cores()
+
+
+class ConcurrentPredictor:
+    """`Predictor` replicas sharing one model: a call takes a free replica (waiting for one when all
+    are busy), so that several batches run at once. Everything else (labels, meta, the tokenizer for
+    the event loop's token counts and chat templates) is the primary predictor's."""
+
+    def __init__(self, predictor, n: int):
+        self.primary = predictor
+        self.concurrency = max(1, n)
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(self.concurrency):
+            self._free.put(dataclasses.replace(predictor, tokenizer=copy.deepcopy(predictor.tokenizer),
+                                               lock=threading.Lock()))
+
+    def __getattr__(self, name: str):
+        return getattr(self.primary, name)
+
+    def _call(self, method: str, *args, **kwargs):
+        replica = self._free.get()
+        try:
+            return getattr(replica, method)(*args, **kwargs)
+        finally:
+            self._free.put(replica)
+
+    def complete(self, prompts: list[str], **kwargs):
+        return self._call("complete", prompts, **kwargs)
+
+    def score_labels(self, prompts: list[str], **kwargs):
+        return self._call("score_labels", prompts, **kwargs)
+
+
 def configure_process(threads: int | None = None) -> None:
     """Thread settings for a server that runs models itself (once per process)."""
     global _done
@@ -44,12 +91,7 @@ def configure_process(threads: int | None = None) -> None:
             return
         import torch
 
-        from tunelab.runtime import available_cores
-
-        cores = available_cores()
-        fixed = os.environ.get("TUNELAB_THREADS", "")
-        threads = threads or (int(fixed) if fixed.isdigit() and int(fixed) > 0 else None)
-        torch.set_num_threads(threads or max(1, cores - (2 if cores > 4 else 1)))
+        torch.set_num_threads(threads or 1)  # one thread per forward pass; replicas() passes at once
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         _done = True
@@ -60,4 +102,4 @@ def load_in_process(model_id: str, store=None, *, decision: str = "argmax"):
     from tunelab.inference.predictor import load_predictor
 
     configure_process()
-    return load_predictor(model_id, store, decision=decision)
+    return ConcurrentPredictor(load_predictor(model_id, store, decision=decision), replicas())

@@ -190,10 +190,11 @@ class Store:
             raise ConflictError(f"Job {job.id} is already {job.status}; only running, queued or paused jobs can be "
                                 "cancelled.")
         with self.engine.begin() as conn:
-            conn.execute(text("UPDATE jobs SET cancel_requested = 1, status = :c, finished_at = :t, updated_at = :t "
-                              "WHERE id = :id AND status IN (:q, :r, :p, :v)"),
-                         {"c": CANCELLED, "q": QUEUED, "r": RUNNING, "p": PAUSED, "v": VALIDATING, "t": _now(),
-                          "id": job.id})
+            changed = conn.execute(text(
+                "UPDATE jobs SET cancel_requested = 1, status = :c, finished_at = :t, updated_at = :t "
+                "WHERE id = :id AND status = :s"), {"c": CANCELLED, "s": job.status, "t": _now(), "id": job.id}).rowcount
+        if not changed:
+            return self.request_cancel(job.id)  # it moved on meanwhile (e.g. it started, or ended): look again
         # A running job's runner adds "Job cancelled." once its loop has stopped.
         self.add_event(job.id, "Cancellation requested." if job.status == RUNNING else "Job cancelled before it started."
                        if job.status in (QUEUED, VALIDATING) else "Job cancelled while paused.")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from tunelab.data.readers import Example, read_prompt_completion
-from tunelab.errors import TunelabError
+from tunelab.errors import DataFileError, TunelabError
 from tunelab.fsutil import atomic_dir, disk_full_names
 from tunelab.models.meta import Method, ModelMeta
 from tunelab.inference.adjustment import class_prior, fit_tau, log_prior
@@ -59,8 +59,10 @@ def run_job(store: Store, job: JobRecord, *, abandoned: Callable[[], bool] | Non
         return store.update_job(job.id, status=CANCELLED, finished_at=int(time.time()))
     except TunelabError as exc:
         store.add_event(job.id, f"Job failed: {exc.render()}", level="error")
+        # OpenAI's code for a data file that turns out unusable once the job runs
+        code = "invalid_training_file" if isinstance(exc, DataFileError) else type(exc).__name__
         return store.update_job(job.id, status=FAILED, finished_at=int(time.time()),
-                                error={"code": getattr(exc, "code", None) or type(exc).__name__,
+                                error={"code": getattr(exc, "code", None) or code,
                                        "message": exc.render(), "param": None})
     except Exception as exc:  # a bug or a resource problem: keep the trace in the job's log
         trace = traceback.format_exc()

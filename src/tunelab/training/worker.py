@@ -35,7 +35,7 @@ from sqlalchemy.exc import DBAPIError
 
 from tunelab.errors import ConflictError, InvalidInputError
 from tunelab.store import JobRecord, Store
-from tunelab.store.records import FAILED, QUEUED, RUNNING
+from tunelab.store.records import FAILED, PAUSED, QUEUED, RUNNING
 
 MAX_ATTEMPTS = 3
 IDLE_EXIT_SECONDS = float(os.environ.get("TUNELAB_WORKER_IDLE", "10"))
@@ -145,6 +145,10 @@ def recover_orphans(store: Store) -> list[str]:
                             level="warning")
             store.update_job(job.id, status=QUEUED, worker_pid=None)
         recovered.append(job.id)
+    # A job paused while its worker died before handing it back: resumable again (from its last checkpoint).
+    for job in store.list_jobs(status=PAUSED):
+        if job.worker_pid is not None or job.worker_id is not None:
+            store.update_job(job.id, worker_pid=None, worker_id=None)
     return recovered
 
 

@@ -6,7 +6,7 @@ same batches as /v1/completions requests with the same sampling parameters."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from starlette.concurrency import run_in_threadpool
 
@@ -21,7 +21,7 @@ from tunelab.server.common import SYSTEM_FINGERPRINT, ServerState, new_request_i
 from tunelab.server.completions.protocol import CompletionUsage
 from tunelab.server.completions.service import (
     SamplingParams, finite, check_context, context_limit, label_logprobs, normalize_stop, pieces, prediction_of,
-    refuse_unsupported, run_completions_raw, sse, trim,
+    refuse_unsupported, run_completions_raw, sse, stream_pieces, trim,
 )
 from tunelab.server.errors import bad_request
 from tunelab.server.models.service import get_predictor
@@ -108,6 +108,8 @@ async def create_chat_completion(state: ServerState, request: ChatCompletionRequ
                             stop=normalize_stop(request.stop), echo=False, seed=request.seed)
     top = request.top_logprobs or 0
     k = (max(top, 1) if request.logprobs else None)
+    if request.stream and callable(getattr(predictor, "stream", None)) and not predictor.is_classification:
+        return _live_stream(state, request, predictor, prompt, params, k, top, caller)  # tokens as generated
     recorder = state.recorder
     full = recorder is not None and recorder.wants_distribution(predictor)
     (raw,) = await run_completions_raw(state, request.model, predictor, [prompt], params, k, all_labels=full)
@@ -153,4 +155,45 @@ def _stream(chat_id, created, request: ChatCompletionRequest, choices: list[Gene
         yield chunk(ChunkChoice(index=j, delta=ChoiceDelta(), finish_reason=c.finish_reason))
     if usage is not None:
         yield chunk(None, usage)
+    yield "data: [DONE]\n\n"
+
+
+async def _live_stream(state: ServerState, request: ChatCompletionRequest, predictor, prompt: str,
+                       params: SamplingParams, k: int | None, top: int, caller: Caller) -> AsyncIterator[str]:
+    """`stream: true` with each token sent as soon as it is generated (the `n` choices one after another)."""
+    chat_id, created = new_request_id("chatcmpl"), now()
+
+    def chunk(choice: ChunkChoice | None, with_usage=None) -> str:
+        return sse(ChatCompletionChunk(id=chat_id, created=created, model=request.model,
+                                       system_fingerprint=SYSTEM_FINGERPRINT,
+                                       choices=[choice] if choice is not None else [], usage=with_usage))
+
+    finals: list[Generated] = []
+    for j in range(params.n):
+        yield chunk(ChunkChoice(index=j, delta=ChoiceDelta(role="assistant", content="")))
+        seed = None if params.seed is None else params.seed + j
+        async for item in stream_pieces(predictor, prompt, params, k, seed):
+            if isinstance(item, Generated):
+                finals.append(item)
+                break
+            lp = None
+            if request.logprobs and item.token:
+                alternatives = list((item.top or {}).items())[:top] if top else []
+                lp = ChoiceLogprobs(content=[TokenLogprob(
+                    token=item.text, logprob=finite(item.logprob), bytes=list(item.text.encode()),
+                    top_logprobs=[TopLogprob(token=t, logprob=finite(v), bytes=list(t.encode()))
+                                  for t, v in alternatives])])
+            yield chunk(ChunkChoice(index=j, delta=ChoiceDelta(content=item.text), logprobs=lp))
+        yield chunk(ChunkChoice(index=j, delta=ChoiceDelta(), finish_reason=finals[-1].finish_reason))
+    if state.recorder is not None and finals:
+        state.recorder.record(caller, endpoint="chat.completions", response_id=chat_id, model=request.model,
+                              predictor=predictor, prompts=[prompt], predictions=[prediction_of(finals[0], prompt, False)],
+                              logprobs=[None], prompt_tokens=[finals[0].prompt_tokens],
+                              user=request.user or request.safety_identifier, metadata=request.metadata,
+                              store=request.store)
+    if request.stream_options and request.stream_options.include_usage:
+        completion_tokens = sum(c.completion_tokens for c in finals)
+        prompt_tokens = finals[0].prompt_tokens if finals else 0
+        yield chunk(None, CompletionUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                                          total_tokens=prompt_tokens + completion_tokens))
     yield "data: [DONE]\n\n"

@@ -65,7 +65,8 @@ def retrieve_job(fine_tuning_job_id: str, state: ServerState = Depends(get_state
 
 @router.post("/fine_tuning/jobs/{fine_tuning_job_id}/cancel", response_model=FineTuningJob)
 def cancel_job(fine_tuning_job_id: str, state: ServerState = Depends(get_state)):
-    """A queued job is cancelled at once, a running one at its next step. Finished jobs: 409."""
+    """The job is `cancelled` at once, as OpenAI answers; a running one's training stops within about a
+    second and registers no model. Finished jobs: 409."""
     return service.cancel_job(state.store, fine_tuning_job_id)
 
 
