@@ -1,5 +1,5 @@
 """Thread choice of CPU loops (tunelab.runtime.CpuThreads): fewer intra-op threads when other
-processes keep cores busy, all of them when the machine is idle, a fixed count from TUNELAB_THREADS."""
+processes keep the machine busy, all of them when the machine is idle, a fixed count from TUNELAB_THREADS."""
 
 from __future__ import annotations
 
@@ -44,7 +44,9 @@ def test_all_cores_when_idle_one_thread_when_another_process_keeps_a_core_busy(m
     threads = make(machine, monkeypatch)
     machine.run(10, others_cores=0.1, my_cores=1.9)
     assert threads.adjust() == 2 and torch.get_num_threads() == 2
-    machine.run(10, others_cores=1.2, my_cores=0.8)
+    machine.run(10, others_cores=1.2, my_cores=0.8)  # one other busy process: both cores still pay
+    assert threads.adjust() == 2
+    machine.run(10, others_cores=1.8, my_cores=0.2)
     assert threads.adjust() == 1 and torch.get_num_threads() == 1
     machine.run(5, others_cores=0.0, my_cores=1.0)
     assert threads.adjust() == 1, "re-read only every every_s seconds"

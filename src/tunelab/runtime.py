@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import time
 
@@ -69,8 +70,10 @@ class CpuThreads:
 
     A parallel operator waits for its slowest thread; when other processes keep a core busy, the
     thread scheduled on it is preempted for whole time slices and every operator waits for it.
-    Measured on a 2-core machine shared with other jobs (load ~6): a MiniLM training step took
-    2-3x longer with 2 threads than with 1. On an idle machine every core is used. The choice is
+    Measured on a 2-core machine shared with other jobs (load ~7): a MiniLM training step took
+    2-3x longer with 2 threads than with 1; next to a single busy process (load ~2) 2 threads were
+    still faster. So a thread is given up only when the other processes keep more than
+    cores - 0.5 cores busy (more for each further core they take). The choice is
     revisited every `every_s` seconds from the CPU time the other processes used meanwhile.
     TUNELAB_THREADS fixes the count instead."""
 
@@ -113,6 +116,9 @@ class CpuThreads:
             return self.threads
         tick = os.sysconf("SC_CLK_TCK")
         others = max(0.0, ((after[0] - before[0]) - (after[1] - before[1])) / tick / (now - then))
-        # Cores the others kept busy, rounded up from half a core: one busy core costs one thread.
-        self._set(self.cores - int(others + 0.5))
+        # Fewer threads only when the others alone (nearly) fill the machine: measured on 2 cores, a
+        # MiniLM epoch ran 1.4x faster with 2 threads than 1 next to one busy process (load ~2), and
+        # 2-3x slower next to several (load ~7).
+        over = others - (self.cores - 1)
+        self._set(self.cores - max(0, math.ceil(over - 0.5)))
         return self.threads

@@ -117,9 +117,6 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
     flush_every = 1 if accelerator.device.type == "cpu" else 25
     on_cpu = accelerator.device.type == "cpu"
     threads = CpuThreads() if on_cpu else None
-    # Batch widths: on a GPU multiples of 8 (fewer shapes for its kernels to warm up); on a CPU exact,
-    # since padding costs compute in proportion and new shapes cost nothing there.
-    width_multiple = 1 if on_cpu else 8
 
     state_dir = Path(work_dir) / "resume"
     position = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "tokens": 0, "examples": 0,
@@ -192,8 +189,7 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
         # batches (N times the global batch, 1/N of the steps): every process takes its share of each.
         shards = [_shard(b, accelerator.process_index, accelerator.num_processes) for b in batches[skip:]]
         loader = DataLoader(data.train, batch_sampler=[indices for indices, _ in shards],
-                            collate_fn=lambda items: collate(items, data.pad_id, left_pad=left_pad,
-                                                             multiple=width_multiple))
+                            collate_fn=lambda items: collate(items, data.pad_id, left_pad=left_pad))
         model.train()
         for i, batch in enumerate(loader, start=skip):
             if threads is not None:
