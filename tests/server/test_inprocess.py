@@ -31,8 +31,18 @@ def test_in_process_answers_match_the_predictor(store, real_models, restore_proc
 
     from tunelab.runtime import available_cores
 
+    from tunelab.inference.predictor import Predictor
+
     monkeypatch.setenv("TUNELAB_DEVICE", "cpu")
     monkeypatch.delenv("TUNELAB_THREADS", raising=False)
+    seen_threads = []
+    complete = Predictor.complete
+
+    def recording_complete(self, *args, **kwargs):
+        seen_threads.append(torch.get_num_threads())  # in the thread that runs the forward pass
+        return complete(self, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "complete", recording_complete)
     app = create_app(store, isolate_models="auto")
     assert app.state.tunelab.settings["model_processes"] is False
     oa, http = make_client(app)
@@ -47,7 +57,7 @@ def test_in_process_answers_match_the_predictor(store, real_models, restore_proc
     for choice, row in zip(response.choices, expected):
         assert choice.logprobs.top_logprobs[0] == pytest.approx(dict(zip(local.labels, row.tolist())), abs=1e-5)
     assert pids == {clf: os.getpid()}
-    assert torch.get_num_threads() == 1  # one thread per forward pass, one pass per core at once
+    assert seen_threads and set(seen_threads) == {1}  # one thread per forward pass, one pass per core at once
     assert concurrency == available_cores()
     assert app.state.tunelab.batchers.max_in_flight == available_cores()
     assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S)

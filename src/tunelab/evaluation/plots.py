@@ -215,7 +215,7 @@ def plot_training_curves(results_csv_path: str | Path, out_png: str | Path, *, t
     def series(column: str) -> tuple[list[float], list[float]]:
         xs, ys = [], []
         for row in rows:
-            x, y = _number(row.get("step")), _number(row.get(column))
+            x, y = finite_number(row.get("step")), finite_number(row.get(column))
             if x is not None and y is not None:
                 xs.append(x)
                 ys.append(y)
@@ -250,7 +250,8 @@ def plot_training_curves(results_csv_path: str | Path, out_png: str | Path, *, t
     return _save(fig, out_png)
 
 
-def _number(text) -> float | None:
+def finite_number(text) -> float | None:
+    """A results-CSV cell as a float; None for an empty cell, text or a non-finite value."""
     if text is None or str(text).strip() == "":
         return None
     try:

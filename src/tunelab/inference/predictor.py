@@ -178,15 +178,7 @@ class Predictor:
                 tops.append(None)
                 continue
             lps.append(float(logp[t - 1, token_id]))
-            if logprobs:
-                values, indices = logp[t - 1].topk(logprobs)
-                top: dict[str, float] = {}
-                for v, k in zip(values.tolist(), indices.tolist()):
-                    key = tok.decode([k])
-                    top[key] = max(top.get(key, -math.inf), v)
-                tops.append(top)
-            else:
-                tops.append(None)
+            tops.append(_top_tokens(logp[t - 1], logprobs, tok) if logprobs else None)
         return Completion(text=prompt, tokens=tokens, token_logprobs=lps, top_logprobs=tops, text_offset=offsets,
                           finish_reason="length", prompt_tokens=n_prompt, completion_tokens=0)
 
@@ -263,15 +255,7 @@ class Predictor:
                 break
             tokens.append(tok.decode([token_id]))
             lps.append(float(logp[t, token_id]))
-            if logprobs:
-                values, indices = logp[t].topk(logprobs)
-                top: dict[str, float] = {}
-                for v, k in zip(values.tolist(), indices.tolist()):
-                    key = tok.decode([k])
-                    top[key] = max(top.get(key, -math.inf), v)
-                tops.append(top)
-            else:
-                tops.append(None)
+            tops.append(_top_tokens(logp[t], logprobs, tok) if logprobs else None)
         text = "".join(tokens)
         cut = min((text.find(s) for s in stop if s and s in text), default=-1)
         if cut >= 0:
@@ -337,3 +321,14 @@ def load_predictor(model_id: str, store=None, *, decision: str = "argmax") -> Pr
     quiet_transformers()
     model = AutoModelForCausalLM.from_pretrained(str(resolved.path), dtype=torch.float32).to(dev).eval()
     return Predictor(model_id, model, load_tokenizer(resolved.path), Method.LM, None, base_model=resolved.base_model)
+
+
+def _top_tokens(logp_row, k: int, tok) -> dict[str, float]:
+    """The k most probable next tokens as {text: logprob}; tokens that decode to the same text
+    (possible with byte-level vocabularies) keep the higher one, as OpenAI's top_logprobs would."""
+    values, indices = logp_row.topk(k)
+    top: dict[str, float] = {}
+    for v, i in zip(values.tolist(), indices.tolist()):
+        key = tok.decode([i])
+        top[key] = max(top.get(key, -math.inf), v)
+    return top

@@ -61,6 +61,7 @@ class ConcurrentPredictor:
     def __init__(self, predictor, n: int):
         self.primary = predictor
         self.concurrency = max(1, n)
+        self.threads = 1  # per forward pass; `concurrency` passes run at once
         self._free: queue.SimpleQueue = queue.SimpleQueue()
         for _ in range(self.concurrency):
             self._free.put(dataclasses.replace(predictor, tokenizer=copy.deepcopy(predictor.tokenizer),
@@ -70,6 +71,12 @@ class ConcurrentPredictor:
         return getattr(self.primary, name)
 
     def _call(self, method: str, *args, **kwargs):
+        # OpenMP keeps the thread count per calling thread: a batch thread that never set it would
+        # run its forward pass on every core, against the other replicas.
+        import torch
+
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
         replica = self._free.get()
         try:
             return getattr(replica, method)(*args, **kwargs)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from tunelab.errors import NotFoundError, TunelabError
+from tunelab.evaluation.plots import finite_number
 from tunelab.fsutil import write_json
 from tunelab.jobs import files as job_files
 from tunelab.server.errors import bad_request, from_tunelab_error, not_found
@@ -32,16 +32,6 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def _number(text: str) -> float | None:
-    if text in ("", None):
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
 def job_results(store: Store, job_id: str) -> dict[str, Any]:
     """The job's results CSV (the growing one while it runs) as columns and numeric rows."""
     job = get_job(store, job_id)
@@ -52,7 +42,7 @@ def job_results(store: Store, job_id: str) -> dict[str, Any]:
     with open(path, newline="") as fh:
         reader = csv.reader(fh)
         columns = next(reader, [])
-        rows = [[_number(v) for v in row] for row in reader if len(row) == len(columns)]
+        rows = [[finite_number(v) for v in row] for row in reader if len(row) == len(columns)]
     return {"object": "tunelab.results", "job": job.id, "columns": columns, "rows": rows}
 
 
