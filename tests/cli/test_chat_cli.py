@@ -27,6 +27,7 @@ def train_queued(store: Store) -> str:
     return job.fine_tuned_model
 
 
+@pytest.mark.slow  # seconds of waiting or training: kept out of the fast tier
 def test_chat_stars_through_the_legacy_cli(tiny_models, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     data = write_chat_jsonl(tmp_path / "stars.jsonl", 50)
@@ -63,6 +64,7 @@ def test_chat_stars_through_the_legacy_cli(tiny_models, tmp_path, capsys, monkey
     assert store.find_model(child).meta["chat_format"] == "transcript"
 
 
+@pytest.mark.slow  # seconds of waiting or training: kept out of the fast tier
 def test_current_style_ids_work_in_the_cli(tiny_models, tmp_path, capsys):
     import shutil
 

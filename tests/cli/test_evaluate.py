@@ -76,6 +76,7 @@ def test_evaluate_batch_size_must_be_positive(models, home, capsys):
     assert exc.value.code == 2
 
 
+@pytest.mark.slow  # seconds of waiting or training: kept out of the fast tier
 def test_compare_three_models(models, home, capsys):
     out = home / "cmp"
     assert run_cli("compare", models.enc, models.lm, models.child, "-f", models.test, "--train", models.train,

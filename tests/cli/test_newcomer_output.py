@@ -14,6 +14,7 @@ from tunelab.errors import InvalidInputError
 from tunelab.inference.completion import PROMPT_HEAD, format_completion
 
 
+@pytest.mark.slow  # seconds of waiting or training: kept out of the fast tier
 def test_compare_names_on_the_command_line(models, home, capsys):
     out = home / "cmp"
     assert run_cli("compare", models.enc, models.child, "--names", "2 epochs", "3 epochs", "-f", models.test,

@@ -95,6 +95,7 @@ def models(tiny_models, tmp_path_factory) -> TrainedModels:
     return tiny_models.install_trained(tmp_path_factory.mktemp("readable") / "home")
 
 
+@pytest.mark.slow  # seconds of waiting or training: kept out of the fast tier
 def test_compare_uses_the_callers_names(models, tmp_path):
     names = {models.enc: "2 epochs", models.child: "2 + 1 epochs"}
     result = compare_models([models.enc, models.child], models.test, train_path=models.train, out_dir=tmp_path,

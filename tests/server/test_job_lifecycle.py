@@ -122,6 +122,7 @@ def test_legacy_endpoint_keeps_legacy_result_columns(http, store, tiny_models, t
     assert content.startswith("step,elapsed_tokens,elapsed_examples,training_loss,")
 
 
+@pytest.mark.slow  # seconds of waiting or training: kept out of the fast tier
 def test_cancel_answers_cancelled_and_the_training_stops(client, store, tiny_models, tmp_path, thread_worker):
     train = _upload(client, write_classification_jsonl(tmp_path / "big.jsonl", 2000))
     job = client.fine_tuning.jobs.create(model=str(tiny_models.encoder), training_file=train,

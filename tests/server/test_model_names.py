@@ -45,6 +45,7 @@ def test_suffix_is_normalised_not_refused(client, store, train_id, tiny_models):
     assert excinfo.value.param == "suffix"
 
 
+@pytest.mark.slow  # seconds of waiting or training: kept out of the fast tier
 def test_current_ids_resolve_everywhere(client, store, train_id, tiny_models):
     job = client.fine_tuning.jobs.create(model=str(tiny_models.encoder), training_file=train_id,
                                          hyperparameters={"n_epochs": 1})

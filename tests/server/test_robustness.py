@@ -116,6 +116,7 @@ def test_slow_body_is_a_408():
 # --- load: queue bound, deadlines ----------------------------------------------------------------
 
 
+@pytest.mark.slow  # seconds of waiting or training: kept out of the fast tier
 def test_overload_is_a_429_with_retry_after(store, models, fake_predictors):
     from tunelab.server import create_app
 
@@ -144,6 +145,7 @@ def test_overload_is_a_429_with_retry_after(store, models, fake_predictors):
             assert took < 1.0  # refused at once, not after waiting
 
 
+@pytest.mark.slow  # seconds of waiting or training: kept out of the fast tier
 def test_a_request_past_its_timeout_is_a_503_that_says_retry(store, models, fake_predictors):
     from tunelab.server import create_app
 

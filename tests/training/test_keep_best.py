@@ -79,6 +79,7 @@ def _rotated(src, dst):
     return dst
 
 
+@pytest.mark.slow  # seconds of waiting or training: kept out of the fast tier
 def test_continued_training_that_only_hurts_keeps_the_parent(store, tiny_models, tmp_path):
     parent = _run(store, tiny_models.train, str(tiny_models.encoder), tiny_models.valid,
                   n_epochs=3, learning_rate_multiplier=50)

@@ -41,6 +41,7 @@ def test_unknown_loss_and_misplaced_options_are_refused(tmp_path, tiny_models, t
     assert "logit_adjustment tunes its strength on a validation file" in info.value.render()
 
 
+@pytest.mark.slow  # seconds of waiting or training: kept out of the fast tier
 def test_trained_model_stores_prior_and_tau_and_evaluate_shows_both(tmp_path, tiny_models, tunelab_home, capsys):
     train = imbalanced(tmp_path / "train.jsonl", 70, 0)
     valid = imbalanced(tmp_path / "valid.jsonl", 30, 1)

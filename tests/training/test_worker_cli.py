@@ -131,6 +131,7 @@ def test_ensure_worker_on_postgres_starts_one_only_when_none_heartbeats(postgres
     assert len(started) == 1
 
 
+@pytest.mark.slow  # seconds of waiting or training: kept out of the fast tier
 def test_a_worker_declared_lost_notices_within_a_heartbeat(postgres_url):
     from sqlalchemy import text
 

@@ -116,6 +116,7 @@ def test_results_of_unknown_job_are_a_404(ui):
     assert response.status_code == 404 and "ftjob-nope" in response.json()["error"]["message"]
 
 
+@pytest.mark.slow  # seconds of waiting or training: kept out of the fast tier
 def test_evaluate_keeps_the_report_and_compare_builds_table_4_1(store, tiny_models, tmp_path):
     """Real tiny random-weight models, in-process: evaluate, list, fetch a PNG, compare with baselines."""
     from tunelab.server import create_app
