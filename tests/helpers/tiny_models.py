@@ -70,16 +70,24 @@ def build_tiny_decoder(folder: Path, chat_template: str | None = None) -> Path:
 def write_classification_jsonl(path: Path, n: int = 60, seed: int = 0, labels=("1", "2", "3", "4", "5")) -> Path:
     """Learnable toy data: each label has its own words."""
     import json
+
+    with open(path, "w") as fh:
+        for text, label in toy_reviews(n, seed, labels):
+            fh.write(json.dumps({"prompt": text + "\n\n###\n\n", "completion": " " + label}) + "\n")
+    return path
+
+
+def toy_reviews(n: int, seed: int, labels) -> list[tuple[str, str]]:
+    """(text, label) pairs, labels in turn, each text 3-8 words drawn from its label's own five."""
     import random
 
     rng = random.Random(seed)
     vocab = {l: WORDS[i * 5:(i + 1) * 5] for i, l in enumerate(labels)}
-    with open(path, "w") as fh:
-        for i in range(n):
-            label = labels[i % len(labels)]
-            words = [rng.choice(vocab[label]) for _ in range(rng.randint(3, 8))]
-            fh.write(json.dumps({"prompt": " ".join(words) + "\n\n###\n\n", "completion": " " + label}) + "\n")
-    return path
+    rows = []
+    for i in range(n):
+        label = labels[i % len(labels)]
+        rows.append((" ".join(rng.choice(vocab[label]) for _ in range(rng.randint(3, 8))), label))
+    return rows
 
 
 # -- the one factory every suite uses (the session fixture `tiny_models` in tests/conftest.py) -----
@@ -252,15 +260,10 @@ def write_chat_jsonl(path: Path, n: int = 60, seed: int = 0, labels=("1", "2", "
     """The classification data of `write_classification_jsonl` written as chat: the review is the
     user message, the label the assistant's reply."""
     import json
-    import random
 
-    rng = random.Random(seed)
-    vocab = {l: WORDS[i * 5:(i + 1) * 5] for i, l in enumerate(labels)}
     with open(path, "w") as fh:
-        for i in range(n):
-            label = labels[i % len(labels)]
-            words = [rng.choice(vocab[label]) for _ in range(rng.randint(3, 8))]
+        for text, label in toy_reviews(n, seed, labels):
             messages = ([{"role": "system", "content": system}] if system else []) + [
-                {"role": "user", "content": " ".join(words)}, {"role": "assistant", "content": label}]
+                {"role": "user", "content": text}, {"role": "assistant", "content": label}]
             fh.write(json.dumps({"messages": messages}) + "\n")
     return path
