@@ -102,7 +102,8 @@ def fine_tune(work: Path, hidden: int, layers: int) -> str:
         for i in range(200):
             fh.write(json.dumps({"prompt": sentence(rng, 8, 24), "completion": " " + LABELS[i % 5]}) + "\n")
     store = Store()
-    job, _ = create_job(store, JobRequest(str(train), str(base), hyperparameters={"n_epochs": 1}))
+    # pooling=cls: Hugging Face's own classifier head, so that the peer's `pipeline` loads the same folder.
+    job, _ = create_job(store, JobRequest(str(train), str(base), hyperparameters={"n_epochs": 1, "pooling": "cls"}))
     job = run_job(store, store.claim_next_job(os.getpid()))
     if job.status != "succeeded":
         raise SystemExit(f"fine-tuning failed: {job.error}")

@@ -93,6 +93,10 @@ def register(sub) -> None:
                      help="Classifier loss: logit_adjusted adds the training prior's log to the logits in the loss "
                           "(Menon et al. 2021), so rare classes are not drowned out "
                           f"(default: {d('loss')}).")
+    ext.add_argument("--pooling", choices=["auto", "cls", "cls+mean"], default=None,
+                     help="Classifier on an encoder: what the head reads; auto is the [CLS] token and the mean of "
+                          "the token vectors for minilm-l6, cls is Hugging Face's own head "
+                          f"(default: {d('pooling')}).")
     ext.add_argument("--logit_adjustment", action="store_true", default=None,
                      help="Tune a post-hoc logit adjustment strength on the validation file for macro-F1, stored "
                           "with the model and applied to its answers: fewer rare-class misses "
@@ -184,7 +188,7 @@ def cmd_create(args) -> int:
     _parse_numbers(args)
     hp = {k: getattr(args, k) for k in ("n_epochs", "batch_size", "learning_rate_multiplier", "prompt_loss_weight",
                                         "seed", "method", "lora", "class_weights", "loss", "logit_adjustment",
-                                        "shuffle", "max_length", "warmup_ratio", "lr_schedule", "keep_best", "early_stopping_patience")}
+                                        "pooling", "shuffle", "max_length", "warmup_ratio", "lr_schedule", "keep_best", "early_stopping_patience")}
     store = Store()
     submission = submit.submit(store, submit.job_request(
         args.training_file, args.model, args.validation_file, hyperparameters=hp,

@@ -43,8 +43,9 @@ def load_tokenizer(path):
 
 
 def build_model(resolved: ResolvedModel, method: str, labels: list[str] | None, *, lora: bool, lora_r: int,
-                seed: int):
-    """A model ready to train: a fresh head on a base model, or a fine-tuned model to continue."""
+                seed: int, pooling: str = "auto"):
+    """(model, tokenizer, pooling): a model ready to train, a fresh head on a base model or a fine-tuned
+    model to continue, and the head it has (tunelab.models.heads; "last" for a causal model)."""
     quiet_transformers()
     torch.manual_seed(seed)
     if resolved.parent is not None:
@@ -57,15 +58,27 @@ def build_model(resolved: ResolvedModel, method: str, labels: list[str] | None, 
             raise InvalidInputError(
                 f"{resolved.requested} classifies into {meta.labels}, but the training data has labels {labels}.",
                 hint="Continue a classifier only on data with the same label set.")
-        return model, tokenizer
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+        if pooling not in ("auto", meta.pooling):
+            raise InvalidInputError(
+                f"{resolved.requested} has the {meta.pooling} classifier head; a continued model keeps its head "
+                f"(got pooling={pooling}).", hint="Leave pooling at auto when continuing a model.")
+        return model, tokenizer, meta.pooling
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from tunelab.models.heads import classifier_class, resolve_pooling
 
     tokenizer = load_tokenizer(resolved.path)
+    head = "last"
     if method == Method.CLASSIFIER:
-        model = AutoModelForSequenceClassification.from_pretrained(
+        head = "cls" if resolved.kind == CAUSAL else resolve_pooling(pooling, AutoConfig.from_pretrained(str(resolved.path)))
+        if resolved.kind == CAUSAL and pooling not in ("auto", "cls"):
+            raise InvalidInputError(f"pooling={pooling} needs an encoder; {resolved.requested} is a causal model "
+                                    "(its classifier reads the last token).", hint="Leave pooling at auto.")
+        model = classifier_class(head).from_pretrained(
             str(resolved.path), num_labels=len(labels), id2label=dict(enumerate(labels)),
             label2id={l: i for i, l in enumerate(labels)}, dtype=torch.float32)
         model.config.pad_token_id = tokenizer.pad_token_id
+        head = "last" if resolved.kind == CAUSAL else head
     else:
         if resolved.kind != CAUSAL:
             raise InvalidInputError(f"{resolved.requested} is an encoder; it can only train classifiers.")
@@ -76,7 +89,7 @@ def build_model(resolved: ResolvedModel, method: str, labels: list[str] | None, 
         task = TaskType.SEQ_CLS if method == Method.CLASSIFIER else TaskType.CAUSAL_LM
         model = get_peft_model(model, LoraConfig(task_type=task, r=lora_r, lora_alpha=2 * lora_r,
                                                  lora_dropout=0.05, target_modules="all-linear"))
-    return model, tokenizer
+    return model, tokenizer, head
 
 
 def save_fine_tuned(model, tokenizer, folder: Path, meta: ModelMeta) -> None:
@@ -97,12 +110,14 @@ def read_meta(folder) -> ModelMeta:
 def load_fine_tuned(folder, *, trainable: bool = False):
     """(model, tokenizer, meta) from a folder written by save_fine_tuned."""
     quiet_transformers()
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import AutoModelForCausalLM
+
+    from tunelab.models.heads import classifier_class
 
     folder = Path(folder)
     meta = read_meta(folder)
     classifier = meta.method == Method.CLASSIFIER
-    auto = AutoModelForSequenceClassification if classifier else AutoModelForCausalLM
+    auto = classifier_class(meta.pooling) if classifier else AutoModelForCausalLM
     tokenizer = load_tokenizer(folder)
     keep_latest_turns(tokenizer, meta.method, meta.chat_format)
     if meta.lora:

@@ -79,6 +79,10 @@ class ModelMeta:
     every label distribution the model reports is softmax(log p / temperature - tau * log prior)."""
     loss: str = "cross_entropy"
     """The training loss: cross_entropy, or logit_adjusted (the prior was added to the logits in the loss)."""
+    pooling: str = "cls"
+    """classifier method: what the head reads (tunelab.models.heads): "cls" (Hugging Face's own
+    sequence-classification model; a causal model's last token), or "cls+mean" (the [CLS] token
+    and the mean of the token vectors). Models saved before the field existed are "cls"."""
 
     def __post_init__(self) -> None:
         self.method = Method.parse(self.method)

@@ -17,6 +17,7 @@ AUTO_FIELDS = ("n_epochs", "batch_size", "learning_rate_multiplier", "warmup_rat
 `training.recipes.resolve` from the model, the number of examples and the method."""
 LR_SCHEDULES = ("linear", "cosine", "constant")
 LOSSES = ("cross_entropy", "logit_adjusted")
+POOLINGS = ("auto", "cls", "cls+mean")  # tunelab.models.heads (not imported: it pulls in transformers)
 
 
 @dataclass
@@ -49,6 +50,11 @@ class Hyperparameters:
     """Classification with a validation file: tune a post-hoc logit adjustment strength tau for
     macro-F1 on it, stored with the model and applied to every distribution it reports
     (tunelab.inference.adjustment): fewer rare-class misses, at some cost in accuracy."""
+    pooling: str = "auto"
+    """classifier method on an encoder: what the head reads (tunelab.models.heads). auto: the [CLS]
+    token and the mean of the token vectors where the encoder is BERT-family (minilm-l6), else the
+    [CLS] token; cls: Hugging Face's own head (a folder any `pipeline` loads); cls+mean. A continued
+    model keeps its parent's head."""
     max_length: int = 256
     """Tokens kept per example (prompt + completion); longer ones are truncated from the right."""
     shuffle: bool | None = None
@@ -107,6 +113,8 @@ class Hyperparameters:
                 problems.append(f"lora_r must be >= 1, got {self.lora_r}")
             if self.warmup_ratio is not None and not 0 <= self.warmup_ratio < 1:
                 problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+            if self.pooling not in POOLINGS:
+                problems.append(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
             if self.loss not in LOSSES:
                 problems.append(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
             if self.lr_schedule not in LR_SCHEDULES:
@@ -123,11 +131,13 @@ class Hyperparameters:
         if unknown:
             raise InvalidInputError("Unknown hyperparameters:", problems=unknown,
                                     hint=f"Known: {', '.join(sorted(known))}.")
-        bad_auto = sorted(k for k, v in values.items() if v == AUTO and k not in AUTO_FIELDS)
+        bad_auto = sorted(k for k, v in values.items() if v == AUTO and k not in AUTO_FIELDS and k != "pooling")
         if bad_auto:
-            raise InvalidInputError(f"'auto' is only accepted for {', '.join(AUTO_FIELDS)}.", problems=bad_auto)
+            raise InvalidInputError(f"'auto' is only accepted for {', '.join((*AUTO_FIELDS, 'pooling'))}.", problems=bad_auto)
         # "auto" (OpenAI's word) and None both mean: resolve from the model, the data and the method.
-        return cls(**{k: (None if v == AUTO else v) for k, v in values.items() if v is not None or k in AUTO_FIELDS})
+        # (pooling keeps its "auto": the model's head is resolved when the model is built.)
+        return cls(**{k: (None if v == AUTO and k in AUTO_FIELDS else v) for k, v in values.items()
+                      if v is not None or k in AUTO_FIELDS})
 
     def auto_fields(self) -> list[str]:
         """The fields still "auto" (before planning resolves them)."""

@@ -100,10 +100,13 @@ def _run(store: Store, job: JobRecord, abandoned: Callable[[], bool], main: bool
     train_rows = read_prompt_completion(store.get_file(job.training_file).path)
     valid_rows = read_prompt_completion(store.get_file(job.validation_file).path) if job.validation_file else []
     resolved = resolve_model(plan.parent_model or job.model, store, classification=plan.classification)
-    model, tokenizer = build_model(resolved, plan.method, labels, lora=hp.lora, lora_r=hp.lora_r, seed=hp.seed)
+    model, tokenizer, pooling = build_model(resolved, plan.method, labels, lora=hp.lora, lora_r=hp.lora_r,
+                                            seed=hp.seed, pooling=hp.pooling)
     if resolved.parent is not None:
         store.add_event(job.id, f"Continuing from {resolved.parent.id} "
                                 f"({resolved.parent.cumulative_epochs} epoch(s) so far).")
+    elif plan.method == Method.CLASSIFIER and not resuming:
+        store.add_event(job.id, f"Classifier head: {_HEAD_WORDS.get(pooling, pooling)} (pooling={pooling}).")
 
     # A continued model keeps the format it learnt its messages in, whatever rows continue it.
     fmt = resolved.parent_meta.chat_format if resolved.parent_meta is not None else None
@@ -153,7 +156,7 @@ def _run(store: Store, job: JobRecord, abandoned: Callable[[], bool], main: bool
             scored = {**scored, "full_valid_loss": row["validation_loss"],
                       "full_valid_mean_token_accuracy": row.get("validation_token_accuracy")}
         _epoch_checkpoint(store, job, holder["model"], tokenizer, epoch, step, row,
-                          _meta(job, plan, lora, epoch, scored.get("temperature", 1.0), fmt),
+                          _meta(job, plan, lora, epoch, scored.get("temperature", 1.0), fmt, pooling),
                           extra=scored, keep=selector.best_epoch)
         return selector.should_stop(epoch)
 
@@ -200,7 +203,7 @@ def _run(store: Store, job: JobRecord, abandoned: Callable[[], bool], main: bool
                         data={"kept_epoch": kept, "epochs": selector.summary()})
     temperature = selector.temperature_for(kept, final_model)
 
-    meta = _meta(job, plan, lora, kept, temperature, fmt)
+    meta = _meta(job, plan, lora, kept, temperature, fmt, pooling)
     meta.kept_epoch = kept if selector.keep_best else None
     meta.class_prior, meta.loss = prior, hp.loss
     if hp.logit_adjustment and selector.scores_labels and prior is not None:
@@ -411,13 +414,19 @@ def _class_weights(train, n_labels: int) -> torch.Tensor:
                         dtype=torch.float32)
 
 
+_HEAD_WORDS = {"cls+mean": "a linear layer on the [CLS] token and the mean of the token vectors",
+               "cls": "a linear layer on the [CLS] token (Hugging Face's sequence-classification head)",
+               "last": "a linear layer on the last token"}
+
+
 def _meta(job: JobRecord, plan: JobPlan, lora: bool, epochs_here: int, temperature: float = 1.0,
-          chat_format: str | None = None) -> ModelMeta:
+          chat_format: str | None = None, pooling: str = "cls") -> ModelMeta:
     return ModelMeta(
         method=plan.method, kind=plan.kind, base_model=plan.base_model, labels=plan.labels, lora=lora,
         max_length=plan.hyperparameters.max_length, classification=plan.classification,
         base_learning_rate=plan.base_learning_rate, default_batch_size=plan.batch_size,
-        epochs_this_job=epochs_here, job_id=job.id, temperature=temperature, chat_format=chat_format)
+        epochs_this_job=epochs_here, job_id=job.id, temperature=temperature, chat_format=chat_format,
+        pooling=pooling)
 
 
 def _epoch_checkpoint(store, job, model, tokenizer, epoch, step, metrics, meta: ModelMeta, *,
