@@ -64,9 +64,13 @@ def test_unknown_pooling_is_a_clear_error():
     assert Hyperparameters.from_dict({"pooling": "auto"}).pooling == "auto"
 
 
-def _train(store, train, model, **hp):
+def _run(store, train, model, **hp):
     create_job(store, JobRequest(str(train), model, None, {"n_epochs": 1, "batch_size": 8, **hp}))
-    job = run_job(store, store.claim_next_job(os.getpid()))
+    return run_job(store, store.claim_next_job(os.getpid()))
+
+
+def _train(store, train, model, **hp):
+    job = _run(store, train, model, **hp)
     assert job.status == "succeeded", job.error
     return job
 
@@ -85,8 +89,7 @@ def test_a_job_records_the_head_and_a_continued_model_keeps_it(tiny_models, tmp_
 
     child = _train(store, train, job.fine_tuned_model)
     assert read_meta(store.get_model(child.fine_tuned_model).path).pooling == "cls+mean"
-    create_job(store, JobRequest(str(train), job.fine_tuned_model, None, {"n_epochs": 1, "pooling": "cls"}))
-    failed = run_job(store, store.claim_next_job(os.getpid()))
+    failed = _run(store, train, job.fine_tuned_model, pooling="cls")
     assert failed.status == "failed" and "keeps its head" in failed.error["message"]
 
 
@@ -105,11 +108,8 @@ def test_pooling_cls_is_hugging_faces_own_head(tiny_models, tmp_path):
 
 @pytest.mark.slow
 def test_a_causal_classifier_rejects_an_encoder_head(tiny_models, tmp_path):
-    store = Store()
-    create_job(store, JobRequest(str(write_classification_jsonl(tmp_path / "train.jsonl", 32)),
-                                 str(tiny_models.decoder), None,
-                                 {"n_epochs": 1, "method": "classifier", "pooling": "cls+mean"}))
-    failed = run_job(store, store.claim_next_job(os.getpid()))
+    failed = _run(Store(), write_classification_jsonl(tmp_path / "train.jsonl", 32), str(tiny_models.decoder),
+                  method="classifier", pooling="cls+mean")
     assert failed.status == "failed" and "needs an encoder" in failed.error["message"]
 
 
