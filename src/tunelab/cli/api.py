@@ -38,6 +38,8 @@ def hyperparameter_default(name: str) -> str:
 
 
 def register(sub) -> None:
+    from tunelab.training.config import POOLINGS  # (lazy, like d(): the CLI starts without it)
+
     api = sub.add_parser("api", help="Fine-tuning jobs and files (the legacy `openai api` verbs).",
                          description="Fine-tuning jobs and files (the legacy `openai api` verbs).")
     verbs = api.add_subparsers(dest="verb", metavar="VERB")
@@ -93,7 +95,7 @@ def register(sub) -> None:
                      help="Classifier loss: logit_adjusted adds the training prior's log to the logits in the loss "
                           "(Menon et al. 2021), so rare classes are not drowned out "
                           f"(default: {d('loss')}).")
-    ext.add_argument("--pooling", choices=["auto", "cls", "cls+mean"], default=None,
+    ext.add_argument("--pooling", choices=POOLINGS, default=None,
                      help="Classifier on an encoder: what the head reads; auto is the [CLS] token and the mean of "
                           "the token vectors for minilm-l6, cls is Hugging Face's own head "
                           f"(default: {d('pooling')}).")

@@ -15,6 +15,7 @@ from torch import nn
 from transformers import BertModel, BertPreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+
 class BertClsMeanForSequenceClassification(BertPreTrainedModel):
     """A BERT encoder whose classifier reads the [CLS] token's vector next to the attention-masked
     mean of all token vectors (2 x hidden inputs). Loss as Hugging Face's classifier computes it, so
@@ -23,7 +24,6 @@ class BertClsMeanForSequenceClassification(BertPreTrainedModel):
     def __init__(self, config):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.config = config
         self.bert = BertModel(config, add_pooling_layer=False)
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = nn.Dropout(dropout)
@@ -45,19 +45,17 @@ class BertClsMeanForSequenceClassification(BertPreTrainedModel):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
-def supports_cls_mean(config) -> bool:
-    return getattr(config, "model_type", None) == "bert"
-
-
 def resolve_pooling(requested: str, config) -> str:
-    """The head a new encoder classifier gets: `requested`, or for auto the best the encoder supports."""
+    """The head a new encoder classifier gets: `requested`, or for auto the best the encoder supports
+    (cls+mean is built on BertModel, so BERT-family encoders only)."""
     if requested == "auto":
-        return "cls+mean" if supports_cls_mean(config) else "cls"
+        return "cls+mean" if getattr(config, "model_type", None) == "bert" else "cls"
     return requested
 
 
 def classifier_class(pooling: str):
-    """The model class that builds and loads a classifier with this head."""
+    """The model class that builds and loads a classifier with this head ("cls" and a causal
+    model's "last" are Hugging Face's own)."""
     if pooling == "cls+mean":
         return BertClsMeanForSequenceClassification
     from transformers import AutoModelForSequenceClassification

@@ -68,17 +68,17 @@ def build_model(resolved: ResolvedModel, method: str, labels: list[str] | None, 
     from tunelab.models.heads import classifier_class, resolve_pooling
 
     tokenizer = load_tokenizer(resolved.path)
-    head = "last"
+    head = "last"  # a causal model's classifier reads its last token
     if method == Method.CLASSIFIER:
-        head = "cls" if resolved.kind == CAUSAL else resolve_pooling(pooling, AutoConfig.from_pretrained(str(resolved.path)))
-        if resolved.kind == CAUSAL and pooling not in ("auto", "cls"):
+        if resolved.kind != CAUSAL:
+            head = resolve_pooling(pooling, AutoConfig.from_pretrained(str(resolved.path)))
+        elif pooling not in ("auto", "cls"):
             raise InvalidInputError(f"pooling={pooling} needs an encoder; {resolved.requested} is a causal model "
                                     "(its classifier reads the last token).", hint="Leave pooling at auto.")
         model = classifier_class(head).from_pretrained(
             str(resolved.path), num_labels=len(labels), id2label=dict(enumerate(labels)),
             label2id={l: i for i, l in enumerate(labels)}, dtype=torch.float32)
         model.config.pad_token_id = tokenizer.pad_token_id
-        head = "last" if resolved.kind == CAUSAL else head
     else:
         if resolved.kind != CAUSAL:
             raise InvalidInputError(f"{resolved.requested} is an encoder; it can only train classifiers.")

@@ -81,8 +81,8 @@ class ModelMeta:
     """The training loss: cross_entropy, or logit_adjusted (the prior was added to the logits in the loss)."""
     pooling: str = "cls"
     """classifier method: what the head reads (tunelab.models.heads): "cls" (Hugging Face's own
-    sequence-classification model; a causal model's last token), or "cls+mean" (the [CLS] token
-    and the mean of the token vectors). Models saved before the field existed are "cls"."""
+    encoder head), "cls+mean" (the [CLS] token and the mean of the token vectors) or "last" (a causal
+    model's last token, Hugging Face's own). Models saved before the field existed are "cls"."""
 
     def __post_init__(self) -> None:
         self.method = Method.parse(self.method)

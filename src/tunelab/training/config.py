@@ -18,6 +18,8 @@ AUTO_FIELDS = ("n_epochs", "batch_size", "learning_rate_multiplier", "warmup_rat
 LR_SCHEDULES = ("linear", "cosine", "constant")
 LOSSES = ("cross_entropy", "logit_adjusted")
 POOLINGS = ("auto", "cls", "cls+mean")  # tunelab.models.heads (not imported: it pulls in transformers)
+AUTO_VALUED = ("pooling",)
+"""Fields that keep "auto" as their own value: resolved later, when the model is built."""
 
 
 @dataclass
@@ -131,11 +133,11 @@ class Hyperparameters:
         if unknown:
             raise InvalidInputError("Unknown hyperparameters:", problems=unknown,
                                     hint=f"Known: {', '.join(sorted(known))}.")
-        bad_auto = sorted(k for k, v in values.items() if v == AUTO and k not in AUTO_FIELDS and k != "pooling")
+        bad_auto = sorted(k for k, v in values.items() if v == AUTO and k not in (*AUTO_FIELDS, *AUTO_VALUED))
         if bad_auto:
-            raise InvalidInputError(f"'auto' is only accepted for {', '.join((*AUTO_FIELDS, 'pooling'))}.", problems=bad_auto)
+            raise InvalidInputError(f"'auto' is only accepted for {', '.join((*AUTO_FIELDS, *AUTO_VALUED))}.",
+                                    problems=bad_auto)
         # "auto" (OpenAI's word) and None both mean: resolve from the model, the data and the method.
-        # (pooling keeps its "auto": the model's head is resolved when the model is built.)
         return cls(**{k: (None if v == AUTO and k in AUTO_FIELDS else v) for k, v in values.items()
                       if v is not None or k in AUTO_FIELDS})
 
