@@ -99,3 +99,35 @@ def test_compare_default_out_dir_and_errors(models, home, capsys):
     capsys.readouterr()
     assert run_cli("compare", models.enc, "nope:ft-personal-2023-03-31-05-30-46", "-f", models.test) == 3
     assert "No such fine-tuned model" in capsys.readouterr().err
+
+
+def test_a_model_folder_is_evaluated_like_its_id(models, home, capsys):
+    """A job's checkpoints/epoch-N folder, or a copied model, can be scored by its path; the
+    server never opens paths (load_predictor without folders=True names the fix)."""
+    from tunelab.errors import InvalidInputError
+    from tunelab.inference.predictor import load_predictor
+
+    folder = str(models.store.get_model(models.enc).path)
+    reports = []
+    for model in (models.enc, folder):
+        assert run_cli("evaluate", "-m", model, "-f", models.test, "--json", "--no-progress",
+                       "--out", home / "r" / str(len(reports))) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    by_id, by_folder = reports
+    assert by_folder["model"] == folder
+    for key in ("accuracy", "macro_f1", "ece", "ece_uncalibrated", "mae", "labels"):
+        assert by_folder[key] == by_id[key], key
+
+    assert run_cli("compare", models.enc, f"the folder={folder}", "-f", models.test, "--no-progress",
+                   "--out", home / "cmp") == 0
+    assert "the folder" in capsys.readouterr().out
+
+    outputs = []
+    for model in (models.enc, folder):
+        assert run_cli("complete", "-m", model, "--prompt", "great fabric\n\n###\n\n", "--labels") == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1]
+
+    with pytest.raises(InvalidInputError) as err:
+        load_predictor(folder)
+    assert "tunelab model folder" in str(err.value) and "ckpt-step" in err.value.render()

@@ -47,7 +47,7 @@ def register(subparsers) -> None:
         epilog="Build the prompt exactly as in training (e.g. ending with the separator \\n\\n###\\n\\n).\n"
                "Example (bash): tunelab complete -m MODEL --prompt $'Great dress\\n\\n###\\n\\n'",
     )
-    parser.add_argument("-m", "--model", required=True, help="Fine-tuned model id (or a base model name).")
+    parser.add_argument("-m", "--model", required=True, help="Fine-tuned model id, a tunelab model folder, or a base model name.")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--prompt", help="The prompt text; - reads it from standard input (default: standard input when piped).")
     source.add_argument("--prompt-file", "--prompt_file", dest="prompt_file", metavar="PATH",
@@ -111,7 +111,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
     note = separator_note(args.model, prompt)
     if note:
         print(note, file=sys.stderr)
-    predictor = load_predictor(args.model)
+    predictor = load_predictor(args.model, folders=True)
     result = complete_prompt(predictor, prompt, max_tokens=args.max_tokens, logprobs=args.logprobs,
                              temperature=args.temperature, all_labels=args.labels, seed=args.seed)
     if args.json:

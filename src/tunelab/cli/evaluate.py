@@ -40,7 +40,8 @@ def register(subparsers) -> None:
                "to --out (default: ./tunelab-report/<model id>/). With --train, adds a majority-class and a\n"
                "TF-IDF + logistic regression baseline trained on that file.",
     )
-    ev.add_argument("-m", "--model", required=True, help="Fine-tuned model id (or a base model name).")
+    ev.add_argument("-m", "--model", required=True, help="Fine-tuned model id, a checkpoint's <model>:ckpt-step-<step>, a tunelab model folder "
+                         "(e.g. a job's checkpoints/epoch-N), or a base model name.")
     ev.add_argument("-f", "--file", required=True, help="Test file (prompt/completion JSONL) or file id.")
     ev.add_argument("--decision", default="argmax", choices=["argmax", "median", "good_vs_bad"],
                     help="Which label answers, for the headline rows: argmax, the most probable (default); for "
@@ -60,7 +61,8 @@ def register(subparsers) -> None:
                "  tunelab compare \"1 epoch=MODEL1\" \"4 epochs=MODEL2\" -f test.jsonl",
     )
     cmp_.add_argument("models", nargs="+", metavar="MODEL",
-                      help="Model ids to compare, each optionally as NAME=MODEL to name its column.")
+                      help="Model ids (or tunelab model folders) to compare, each optionally as NAME=MODEL to "
+                           "name its column.")
     cmp_.add_argument("--names", nargs="+", metavar="NAME", default=None,
                       help="One name per model, in order, for the table header and the chart legend "
                            "(default: the model ids).")
@@ -91,7 +93,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out_dir(args.model)
     report = evaluate_model(args.model, args.file, train_path=args.train, out_dir=out, batch_size=args.batch_size,
                             progress=args.progress and interactive(), threshold=args.threshold,
-                            decision=args.decision)
+                            decision=args.decision, folders=True)
     if args.json:
         print_json({k: v for k, v in report.items() if k != "calibration"})
         return 0
@@ -132,7 +134,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path.cwd() / "tunelab-report" / "compare"
     models, names = named_models(args.models, args.names)
     result = compare_models(models, args.file, train_path=args.train, out_dir=out, batch_size=args.batch_size,
-                            progress=args.progress and interactive(), threshold=args.threshold, names=names)
+                            progress=args.progress and interactive(), threshold=args.threshold, names=names,
+                            folders=True)
     if args.json:
         print_json({k: v for k, v in result.items() if k not in ("reports", "markdown")})
         return 0

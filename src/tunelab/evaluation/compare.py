@@ -108,7 +108,7 @@ def training_summary(model_id: str, store) -> dict:
 def compare_models(model_ids: Sequence[str], test_path: str | Path, *, train_path: str | Path | None = None,
                    out_dir: str | Path | None = None, store=None, batch_size: int = 32, progress: bool = True,
                    threshold: int | float | None = None, reports: dict[str, dict] | None = None,
-                   names: Mapping[str, str] | None = None) -> dict:
+                   names: Mapping[str, str] | None = None, folders: bool = False) -> dict:
     """Evaluate each model once (or reuse `reports`, {model_id: evaluate_model result}) and build
     Table 4.1. Baselines (majority, tf-idf) are trained once on `train_path`. With `out_dir`,
     writes compare.md, compare.csv, compare.png and compare.json there, and each model's own
@@ -127,7 +127,8 @@ def compare_models(model_ids: Sequence[str], test_path: str | Path, *, train_pat
     test_file, test = load_examples(test_path, store, "test")
     train = load_examples(train_path, store, "training")[1] if train_path is not None else None
     for model_id in model_ids:
-        if store.find_model(model_id) is None and ids.MODEL_ID.match(model_id):
+        found = store.find_model_or_folder(model_id) if folders else store.find_model(model_id)
+        if found is None and ids.MODEL_ID.match(model_id):
             raise NotFoundError(f"No such fine-tuned model: {model_id}.",
                                 hint="List models with `tunelab models list`.")
 
@@ -136,7 +137,7 @@ def compare_models(model_ids: Sequence[str], test_path: str | Path, *, train_pat
         if model_id not in reports:
             reports[model_id] = evaluate_model(
                 model_id, test_file, out_dir=(out / ids.model_dir_name(model_id)) if out else None, store=store,
-                batch_size=batch_size, progress=progress, threshold=threshold)
+                batch_size=batch_size, progress=progress, threshold=threshold, folders=folders)
     first = reports[model_ids[0]]
 
     baselines = None

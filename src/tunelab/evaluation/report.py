@@ -73,7 +73,8 @@ def map_labels(raw: Sequence[str], labels: Sequence[str], *, model_id: str, sour
 
 def evaluate_model(model_id: str, test_path: str | Path, *, train_path: str | Path | None = None,
                    out_dir: str | Path | None = None, store=None, batch_size: int = 32, progress: bool = True,
-                   threshold: int | float | None = None, predictor=None, decision: str = "argmax") -> dict:
+                   threshold: int | float | None = None, predictor=None, decision: str = "argmax",
+                   folders: bool = False) -> dict:
     """Evaluate `model_id` on a test file (path or file id) and return the metrics dict (the
     content of metrics.json). With `train_path`, adds majority and TF-IDF baselines trained on it.
     With `out_dir`, writes metrics.json, predictions.jsonl, confusion_matrix.png, reliability.png
@@ -81,7 +82,8 @@ def evaluate_model(model_id: str, test_path: str | Path, *, train_path: str | Pa
     `threshold`: good-vs-bad cut for ordinal labels (None: 3 for 1-5 stars, the middle of the range
     otherwise). `predictor`: an already loaded Predictor for `model_id` (skips loading). `decision`:
     the rule the headline metrics use (argmax, or for ordinal labels median / good_vs_bad); every
-    rule is scored under "decision_rules" anyway."""
+    rule is scored under "decision_rules" anyway. `folders`: `model_id` may also be a model folder
+    tunelab wrote, as a path (the local CLI and Python API; never the server)."""
     from tunelab.store import Store
 
     if batch_size < 1:
@@ -90,7 +92,7 @@ def evaluate_model(model_id: str, test_path: str | Path, *, train_path: str | Pa
     test_file, test = load_examples(test_path, store, "test")
     train_file, train = load_examples(train_path, store, "training") if train_path is not None else (None, None)
 
-    record = store.find_model(model_id)
+    record = store.find_model_or_folder(model_id) if folders else store.find_model(model_id)
     if record is None and ids.MODEL_ID.match(model_id or ""):
         raise NotFoundError(f"No such fine-tuned model: {model_id}.", hint="List models with `tunelab models list`.")
     if record is not None and record.labels:
@@ -113,7 +115,7 @@ def evaluate_model(model_id: str, test_path: str | Path, *, train_path: str | Pa
     if predictor is None:
         from tunelab.inference.predictor import load_predictor
 
-        predictor = load_predictor(model_id, store)
+        predictor = load_predictor(model_id, store, folders=folders)
     check_decision_rule(decision, labels)
     # Chat rows are read the way the model learnt its messages (tunelab.models.chat).
     fmt = getattr(getattr(predictor, "meta", None), "chat_format", None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -290,16 +291,17 @@ def nucleus(logp: np.ndarray, temperature: float, top_p: float = 1.0) -> np.ndar
     return p
 
 
-def load_predictor(model_id: str, store=None, *, decision: str = "argmax") -> Predictor:
+def load_predictor(model_id: str, store=None, *, decision: str = "argmax", folders: bool = False) -> Predictor:
     """A fine-tuned model from the store, or a causal base model (plain completions). `decision`:
-    the rule a classification model's greedy completions answer with."""
+    the rule a classification model's greedy completions answer with. `folders`: also a model
+    folder tunelab wrote, given as a path (the local CLI; never the server)."""
     from tunelab.errors import NotFoundError
     from tunelab.models.loading import load_fine_tuned, load_tokenizer
     from tunelab.models.registry import CAUSAL, resolve_model
     from tunelab.store import Store
 
     store = store or Store()
-    record = store.find_model(model_id)
+    record = store.find_model_or_folder(model_id) if folders else store.find_model(model_id)
     dev = device()
     if record is not None:
         model, tokenizer, meta = load_fine_tuned(record.path)
@@ -312,6 +314,10 @@ def load_predictor(model_id: str, store=None, *, decision: str = "argmax") -> Pr
         raise NotFoundError(f"The model {model_id!r} does not exist.",
                             hint="List models with `tunelab models list`.") from None
     if resolved.kind != CAUSAL:
+        if not folders and (Path(model_id).expanduser() / "tunelab.json").is_file():
+            raise InvalidInputError(f"{model_id} is a tunelab model folder; models are named by id here.",
+                                    hint="Use the model's id (`tunelab models list`), or a checkpoint's "
+                                         "`<model>:ckpt-step-<step>`.")
         raise InvalidInputError(f"{model_id} is an encoder base model; it has no completions until fine-tuned.")
     check_decision_rule(decision, None)
     from transformers import AutoModelForCausalLM

@@ -144,7 +144,8 @@ def evaluate(model: str, test_file: str | Path, *, train_file: str | Path | None
     from tunelab.evaluation.report import evaluate_model
 
     return evaluate_model(model, test_file, train_path=train_file, out_dir=out_dir, store=store,
-                          batch_size=batch_size, progress=progress, threshold=threshold, decision=decision)
+                          batch_size=batch_size, progress=progress, threshold=threshold, decision=decision,
+                          folders=True)
 
 
 def compare(models: Sequence[str], test_file: str | Path, *, train_file: str | Path | None = None,
@@ -156,7 +157,8 @@ def compare(models: Sequence[str], test_file: str | Path, *, train_file: str | P
     from tunelab.evaluation.compare import compare_models
 
     return compare_models(list(models), test_file, train_path=train_file, out_dir=out_dir, store=store,
-                          batch_size=batch_size, progress=progress, threshold=threshold, names=names)
+                          batch_size=batch_size, progress=progress, threshold=threshold, names=names,
+                          folders=True)
 
 
 def complete(model: str, prompt: str, *, max_tokens: int = 1, logprobs: int = 5, temperature: float = 0.0,

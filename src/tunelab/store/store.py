@@ -459,6 +459,26 @@ class Store:
         row = self._one("SELECT * FROM models WHERE id = :id", id=model_id)
         return decode(ModelRecord, row) if row else self._checkpoint_model(model_id)
 
+    def find_model_or_folder(self, model_id: str) -> ModelRecord | None:
+        """`find_model`, or else a model folder tunelab wrote (a path holding tunelab.json: a job's
+        `checkpoints/epoch-N`, a copied model). For the local CLI and Python API only: the server
+        names models by id and never opens a path a request gives."""
+        record = self.find_model(model_id)
+        if record is not None or not model_id:
+            return record
+        folder = Path(model_id).expanduser()
+        meta_file = folder / "tunelab.json"
+        if not meta_file.is_file():
+            return None
+        try:
+            meta = json.loads(meta_file.read_text())
+        except ValueError:
+            return None
+        return ModelRecord(id=model_id, created_at=int(meta_file.stat().st_mtime), owned_by="user-local",
+                           base_model=meta.get("base_model") or "", parent_id=None, job_id=None,
+                           method=meta.get("method") or "", path=str(folder.resolve()), labels=meta.get("labels"),
+                           cumulative_epochs=int(meta.get("cumulative_epochs") or 0), meta=meta)
+
     def _checkpoint_model(self, model_id: str) -> ModelRecord | None:
         match = ids.CHECKPOINT_MODEL.match(model_id)
         if match is None:
