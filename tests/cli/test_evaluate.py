@@ -131,3 +131,33 @@ def test_a_model_folder_is_evaluated_like_its_id(models, home, capsys):
     with pytest.raises(InvalidInputError) as err:
         load_predictor(folder)
     assert "tunelab model folder" in str(err.value) and "ckpt-step" in err.value.render()
+
+
+def test_checkpoints_lists_each_epoch_by_the_name_evaluate_takes(models, home, capsys):
+    from pathlib import Path
+
+    from tunelab.training.plan import JobStats
+
+    job_id = models.store.get_model(models.enc).job_id
+    assert run_cli("api", "fine_tunes.checkpoints", "-i", job_id) == 0
+    data = json.loads(capsys.readouterr().out)["data"]
+    assert [c["epoch"] for c in data] == [2, 1]  # newest first, as the API lists them
+    assert all(c["object"] == "fine_tuning.job.checkpoint" and c["available"] for c in data)
+
+    assert run_cli("api", "fine_tunes.checkpoints", "-i", job_id, "--table") == 0
+    table = capsys.readouterr().out.splitlines()
+    kept = JobStats.from_job(models.store.get_job(job_id)).kept_epoch
+    rows = {int(line.split()[0]): line for line in table[1:]}
+    assert set(rows) == {1, 2} and "kept" in rows[kept] and "kept" not in rows[3 - kept]
+    for c in data:
+        assert c["fine_tuned_model_checkpoint"] in rows[c["epoch"]]
+        assert f"{c['all_metrics']['selection_accuracy']:.4f}" in rows[c["epoch"]]
+
+    name = next(c["fine_tuned_model_checkpoint"] for c in data if c["epoch"] == 1)
+    assert run_cli("evaluate", "-m", name, "-f", models.test, "--json", "--no-progress", "--out", home / "ck") == 0
+    assert json.loads(capsys.readouterr().out)["model"] == name
+
+    epoch_1 = next(c for c in models.store.list_checkpoints(job_id) if c.epoch == 1)
+    (Path(epoch_1.path) / "tunelab.json").unlink()
+    assert run_cli("api", "fine_tunes.checkpoints", "-i", job_id, "--table") == 0
+    assert "(folder pruned)" in capsys.readouterr().out

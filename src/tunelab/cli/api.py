@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime
+from pathlib import Path
 
 from tunelab.cli.common import add_command, clip, format_columns, print_json
 from tunelab.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, InvalidInputError, NotFoundError
@@ -15,7 +16,7 @@ from tunelab.jobs.progress import event_line, watch
 from tunelab.jobs.views import drop_none
 from tunelab.store import Store
 from tunelab.store.records import FAILED, SUCCEEDED
-from tunelab.training.plan import JobPlan
+from tunelab.training.plan import JobPlan, JobStats
 
 
 AUTO = "auto, resolved from the model and the data and shown in the job"
@@ -128,6 +129,9 @@ def register(sub) -> None:
         ("fine_tunes.cancel", cmd_cancel, "Cancel a queued or running job."),
         ("fine_tunes.delete", cmd_delete, "Delete a finished job and its artifacts (not its model)."),
         ("fine_tunes.results", cmd_results, "Print a job's results CSV (one row per step)."),
+        ("fine_tunes.checkpoints", cmd_checkpoints,
+         "List a job's epoch checkpoints, newest first, as JSON (--table: one line each): each answers "
+         "`evaluate`, `complete` and the server as <model>:ckpt-step-<step> while its folder is kept."),
     ]:
         q = add_command(verbs, name, func, text)
         q.add_argument("-i", "--id", required=True, help="Job id (ftjob-… or the legacy ft-…).")
@@ -135,6 +139,10 @@ def register(sub) -> None:
             q.add_argument("--plot", nargs="?", const="", metavar="PNG",
                            help="Also draw the loss and accuracy curves to PNG (default without a name: "
                                 "<job id>-curves.png).")
+        if name == "fine_tunes.checkpoints":
+            q.add_argument("--table", action="store_true",
+                           help="One line per checkpoint: epoch, step, validation accuracy and log-loss, "
+                                "which one the job kept, and its model name (default: JSON).")
         if name == "fine_tunes.get":
             q.add_argument("--table", action="store_true",
                            help="A short summary and the last events instead of JSON (default: JSON).")
@@ -342,6 +350,35 @@ def cmd_events(args) -> int:
             return EXIT_INTERRUPTED
         return 0
     print_json({"object": "list", "data": [views.legacy_event_view(e, n_epochs) for e in store.list_events(job.id)]})
+    return 0
+
+
+def cmd_checkpoints(args) -> int:
+    store = Store()
+    job = store.get_job(args.id)
+    checkpoints = sorted(store.list_checkpoints(job.id), key=lambda c: c.step, reverse=True)
+    rows = [{**views.checkpoint_view(job, c), "available": (Path(c.path) / "tunelab.json").is_file()}
+            for c in checkpoints]
+    if not args.table:
+        print_json({"object": "list", "data": rows, "has_more": False})
+        return 0
+    if not rows:
+        print(f"{job.id} has no epoch checkpoints yet.")
+        return 0
+    kept = (JobStats.from_job(job).kept_epoch if job.fine_tuned_model else None)
+    header = ["epoch", "step", "val. accuracy", "val. log-loss", "", "model (evaluate -m / complete -m)"]
+    lines = []
+    for row in rows:
+        m = row["all_metrics"]
+        acc, loss = m.get("selection_accuracy"), m.get("selection_score")
+        mark = "kept" if kept is not None and row["epoch"] == kept else ""
+        lines.append((str(row["epoch"]), str(row["step_number"]), "—" if acc is None else f"{acc:.4f}",
+                      "—" if loss is None else f"{loss:.4f}", mark,
+                      row["fine_tuned_model_checkpoint"] if row["available"] else "(folder pruned)"))
+    # Wide enough never to cut a model name: it is there to be copied.
+    print(format_columns(header, lines, width=200, right=frozenset({0, 1, 2, 3})))
+    if kept == 0:
+        print(f"The job kept its starting point (the parent's weights, {job.fine_tuned_model}).")
     return 0
 
 
