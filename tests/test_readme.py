@@ -70,6 +70,8 @@ def test_quick_demo_runs(tmp_path):
     for step in range(1, 8):
         assert f"== {step}." in out
     assert "Report folder:" in out
+    assert "| 1 + 1 epochs, shuffled" in out  # the continued column says what it is (and any kept epoch)
+    assert "tunelab api fine_tunes.checkpoints -i ftjob-" in out
     report = Path(out.rsplit("Report folder:", 1)[1].split()[0])
     for name in ("compare/compare.md", "compare/compare.csv", "compare/compare.png", "listing_4_3.txt",
                  "openai_client_snippet.py", "summary.json"):

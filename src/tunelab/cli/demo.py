@@ -83,7 +83,7 @@ def cmd_demo(args) -> int:
     print(f"   shuffled: {shuffled.out_dir}\n   sorted by label: {unshuffled.out_dir}")
     n_classes = len(shuffled.labels)
 
-    def fine_tune(title: str, data, model: str, epochs: int, file_order: bool = False) -> str:
+    def fine_tune(title: str, data, model: str, epochs: int, file_order: bool = False):
         _title(title)
         print(f"   tunelab api fine_tunes.create -t {data.paths['train']} -v {data.paths['valid']} "
               f"--compute_classification_metrics --classification_n_classes {n_classes} -m {model} --n_epochs {epochs}"
@@ -104,17 +104,19 @@ def cmd_demo(args) -> int:
         acc = JobStats.from_job(job).final_metrics.get("classification/accuracy")
         print(f"   → {job.fine_tuned_model}  ({job.train_seconds:.0f} s"
               + (f", validation accuracy {acc:.3f})" if acc is not None else ")"))
-        return job.fine_tuned_model
+        return job.fine_tuned_model, job
 
-    first = fine_tune("2. Fine-tune 1 epoch on the shuffled data (Listing 4.2)", shuffled, args.model, 1)
-    sorted_model = fine_tune("3. Fine-tune 1 epoch on the data sorted by label, in file order", unshuffled,
+    first, _ = fine_tune("2. Fine-tune 1 epoch on the shuffled data (Listing 4.2)", shuffled, args.model, 1)
+    sorted_model, _ = fine_tune("3. Fine-tune 1 epoch on the data sorted by label, in file order", unshuffled,
                              args.model, 1, file_order=True)
-    continued = fine_tune(f"4. Continue the first model for {args.continue_epochs} more epochs (incremental learning)",
-                          shuffled, first, args.continue_epochs)
+    continued, job = fine_tune(f"4. Continue the first model for {args.continue_epochs} more epochs (incremental learning)",
+                               shuffled, first, args.continue_epochs)
+    continued_name = _continued_name(args.continue_epochs, JobStats.from_job(job).kept_epoch)
+    print(f"   Every epoch of it, with its validation scores: tunelab api fine_tunes.checkpoints -i {job.id} --table")
 
     _title("5. Evaluate on the held-out test split (Table 4.1), with baselines")
     models = [sorted_model, first, continued]
-    names = {sorted_model: "1 epoch, unshuffled", first: "1 epoch, shuffled", continued: f"{1 + args.continue_epochs} epochs, shuffled"}
+    names = {sorted_model: "1 epoch, unshuffled", first: "1 epoch, shuffled", continued: continued_name}
     result = compare_models(models, shuffled.paths["test"], train_path=shuffled.paths["train"], out_dir=out / "compare",
                             store=store, names=names, progress=interactive())
     print(result["markdown"])
@@ -142,6 +144,17 @@ def cmd_demo(args) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     _title(f"Done in {elapsed / 60:.1f} min. Report folder: {out}")
     return 0
+
+
+def _continued_name(epochs: int, kept: int | None) -> str:
+    """The continued model's column: what was asked (1 + N epochs) and, when keep_best registered
+    another epoch, which one, so that the table does not claim epochs the model does not have."""
+    name = f"1 + {epochs} epochs, shuffled"
+    if kept is None or kept == epochs:
+        return name
+    if kept == 0:
+        return f"{name} (kept the 1-epoch weights)"
+    return f"{name} (kept epoch {kept} of {epochs})"
 
 
 def _snippet(model_id: str, prompt: str) -> str:
