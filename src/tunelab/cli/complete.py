@@ -47,7 +47,8 @@ def register(subparsers) -> None:
         epilog="Build the prompt exactly as in training (e.g. ending with the separator \\n\\n###\\n\\n).\n"
                "Example (bash): tunelab complete -m MODEL --prompt $'Great dress\\n\\n###\\n\\n'",
     )
-    parser.add_argument("-m", "--model", required=True, help="Fine-tuned model id, a tunelab model folder, or a base model name.")
+    parser.add_argument("-m", "--model", required=True,
+                        help="Fine-tuned model id, a tunelab model folder, or a base model name.")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--prompt", help="The prompt text; - reads it from standard input (default: standard input when piped).")
     source.add_argument("--prompt-file", "--prompt_file", dest="prompt_file", metavar="PATH",

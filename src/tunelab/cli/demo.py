@@ -109,8 +109,9 @@ def cmd_demo(args) -> int:
     first, _ = fine_tune("2. Fine-tune 1 epoch on the shuffled data (Listing 4.2)", shuffled, args.model, 1)
     sorted_model, _ = fine_tune("3. Fine-tune 1 epoch on the data sorted by label, in file order", unshuffled,
                              args.model, 1, file_order=True)
-    continued, job = fine_tune(f"4. Continue the first model for {args.continue_epochs} more epochs (incremental learning)",
-                               shuffled, first, args.continue_epochs)
+    continued, job = fine_tune(
+        f"4. Continue the first model for {args.continue_epochs} more epochs (incremental learning)",
+        shuffled, first, args.continue_epochs)
     continued_name = _continued_name(args.continue_epochs, JobStats.from_job(job).kept_epoch)
     print(f"   Every epoch of it, with its validation scores: tunelab api fine_tunes.checkpoints -i {job.id} --table")
 

@@ -40,7 +40,8 @@ def register(subparsers) -> None:
                "to --out (default: ./tunelab-report/<model id>/). With --train, adds a majority-class and a\n"
                "TF-IDF + logistic regression baseline trained on that file.",
     )
-    ev.add_argument("-m", "--model", required=True, help="Fine-tuned model id, a checkpoint's <model>:ckpt-step-<step>, a tunelab model folder "
+    ev.add_argument("-m", "--model", required=True,
+                    help="Fine-tuned model id, a checkpoint's <model>:ckpt-step-<step>, a tunelab model folder "
                          "(e.g. a job's checkpoints/epoch-N), or a base model name.")
     ev.add_argument("-f", "--file", required=True, help="Test file (prompt/completion JSONL) or file id.")
     ev.add_argument("--decision", default="argmax", choices=["argmax", "median", "good_vs_bad"],
