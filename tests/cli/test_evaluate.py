@@ -128,9 +128,11 @@ def test_a_model_folder_is_evaluated_like_its_id(models, home, capsys):
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1]
 
-    with pytest.raises(InvalidInputError) as err:
-        load_predictor(folder)
-    assert "tunelab model folder" in str(err.value) and "ckpt-step" in err.value.render()
+    # Both kinds: a causal (lm-method) folder would otherwise load as a plain base model.
+    for path in (folder, str(models.store.get_model(models.lm).path)):
+        with pytest.raises(InvalidInputError) as err:
+            load_predictor(path)
+        assert "tunelab model folder" in str(err.value) and "ckpt-step" in err.value.render()
 
 
 def test_checkpoints_lists_each_epoch_by_the_name_evaluate_takes(models, home, capsys):

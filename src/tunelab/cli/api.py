@@ -15,6 +15,7 @@ from tunelab.jobs.follow import follow
 from tunelab.jobs.progress import event_line, watch
 from tunelab.jobs.views import drop_none
 from tunelab.store import Store
+from tunelab.store.store import MODEL_META_FILE
 from tunelab.store.records import FAILED, SUCCEEDED
 from tunelab.training.plan import JobPlan, JobStats
 
@@ -357,7 +358,7 @@ def cmd_checkpoints(args) -> int:
     store = Store()
     job = store.get_job(args.id)
     checkpoints = sorted(store.list_checkpoints(job.id), key=lambda c: c.step, reverse=True)
-    rows = [{**views.checkpoint_view(job, c), "available": (Path(c.path) / "tunelab.json").is_file()}
+    rows = [{**views.checkpoint_view(job, c), "available": (Path(c.path) / MODEL_META_FILE).is_file()}
             for c in checkpoints]
     if not args.table:
         print_json({"object": "list", "data": rows, "has_more": False})

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -301,7 +300,14 @@ def load_predictor(model_id: str, store=None, *, decision: str = "argmax", folde
     from tunelab.store import Store
 
     store = store or Store()
-    record = store.find_model_or_folder(model_id) if folders else store.find_model(model_id)
+    record = store.find_model(model_id)
+    if record is None:
+        record = store.model_folder(model_id)
+        if record is not None and not folders:
+            # Else resolve_model would take the folder for a base model and drop its labels and temperature.
+            raise InvalidInputError(f"{model_id} is a tunelab model folder; models are named by id here.",
+                                    hint="Use the model's id (`tunelab models list`), or a checkpoint's "
+                                         "`<model>:ckpt-step-<step>`.")
     dev = device()
     if record is not None:
         model, tokenizer, meta = load_fine_tuned(record.path)
@@ -314,10 +320,6 @@ def load_predictor(model_id: str, store=None, *, decision: str = "argmax", folde
         raise NotFoundError(f"The model {model_id!r} does not exist.",
                             hint="List models with `tunelab models list`.") from None
     if resolved.kind != CAUSAL:
-        if not folders and (Path(model_id).expanduser() / "tunelab.json").is_file():
-            raise InvalidInputError(f"{model_id} is a tunelab model folder; models are named by id here.",
-                                    hint="Use the model's id (`tunelab models list`), or a checkpoint's "
-                                         "`<model>:ckpt-step-<step>`.")
         raise InvalidInputError(f"{model_id} is an encoder base model; it has no completions until fine-tuned.")
     check_decision_rule(decision, None)
     from transformers import AutoModelForCausalLM

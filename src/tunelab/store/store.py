@@ -29,6 +29,9 @@ from tunelab.store.records import (
 
 # Worker and lease times come from the database's clock on PostgreSQL, so that workers on machines
 # whose clocks disagree still agree on whose lease has run out.
+MODEL_META_FILE = "tunelab.json"
+"""What a model folder holds next to its weights (tunelab.models.loading.META_FILE; the store sits
+below the models package and does not import it)."""
 _PG_CLOCK = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
 
 
@@ -460,24 +463,17 @@ class Store:
         return decode(ModelRecord, row) if row else self._checkpoint_model(model_id)
 
     def find_model_or_folder(self, model_id: str) -> ModelRecord | None:
-        """`find_model`, or else a model folder tunelab wrote (a path holding tunelab.json: a job's
-        `checkpoints/epoch-N`, a copied model). For the local CLI and Python API only: the server
-        names models by id and never opens a path a request gives."""
-        record = self.find_model(model_id)
-        if record is not None or not model_id:
-            return record
-        folder = Path(model_id).expanduser()
-        meta_file = folder / "tunelab.json"
-        if not meta_file.is_file():
+        """`find_model`, or else `model_folder`: for the local CLI and Python API, where a path is
+        the user's own; the server looks fine-tuned models up by id only."""
+        return self.find_model(model_id) or self.model_folder(model_id)
+
+    @staticmethod
+    def model_folder(path: str) -> ModelRecord | None:
+        """A model folder tunelab wrote, given by path (a job's `checkpoints/epoch-N`, a copied
+        model), as an unregistered record; None when `path` holds no readable tunelab.json."""
+        if not path:
             return None
-        try:
-            meta = json.loads(meta_file.read_text())
-        except ValueError:
-            return None
-        return ModelRecord(id=model_id, created_at=int(meta_file.stat().st_mtime), owned_by="user-local",
-                           base_model=meta.get("base_model") or "", parent_id=None, job_id=None,
-                           method=meta.get("method") or "", path=str(folder.resolve()), labels=meta.get("labels"),
-                           cumulative_epochs=int(meta.get("cumulative_epochs") or 0), meta=meta)
+        return _folder_record(Path(path).expanduser(), id=path, owned_by="user-local", parent_id=None, job_id=None)
 
     def _checkpoint_model(self, model_id: str) -> ModelRecord | None:
         match = ids.CHECKPOINT_MODEL.match(model_id)
@@ -489,15 +485,14 @@ class Store:
             return None
         job = decode(JobRecord, row)
         checkpoint = next((c for c in self.list_checkpoints(job.id) if c.step == step), None)
-        meta_file = Path(checkpoint.path) / "tunelab.json" if checkpoint else None
-        if meta_file is None or not meta_file.exists():
-            return None  # never saved, or an older epoch whose folder was removed
-        meta = json.loads(meta_file.read_text())
+        if checkpoint is None:
+            return None
         parent = self.find_model(job.parent_model) if job.parent_model else None
-        return ModelRecord(id=model_id, created_at=checkpoint.created_at, owned_by=f"user-{job.organization_id}",
-                           base_model=job.base_model, parent_id=job.parent_model, job_id=job.id, method=job.method,
-                           path=checkpoint.path, labels=meta.get("labels"),
-                           cumulative_epochs=(parent.cumulative_epochs if parent else 0) + checkpoint.epoch, meta=meta)
+        # None when the folder was never saved, or was an older epoch's and has been pruned
+        return _folder_record(Path(checkpoint.path), id=model_id, created_at=checkpoint.created_at,
+                              owned_by=f"user-{job.organization_id}", base_model=job.base_model,
+                              parent_id=job.parent_model, job_id=job.id, method=job.method,
+                              cumulative_epochs=(parent.cumulative_epochs if parent else 0) + checkpoint.epoch)
 
     def list_models(self) -> list[ModelRecord]:
         return [decode(ModelRecord, r) for r in self._all("SELECT * FROM models ORDER BY created_at, id")]
@@ -558,3 +553,18 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+def _folder_record(folder: Path, **fields) -> ModelRecord | None:
+    """A ModelRecord for a model folder from its tunelab.json; `fields` override what the file says
+    (a checkpoint's job knows its lineage). None without a readable tunelab.json."""
+    meta_file = folder / MODEL_META_FILE
+    try:
+        meta = json.loads(meta_file.read_text())
+        created = int(meta_file.stat().st_mtime)
+    except (OSError, ValueError):
+        return None
+    values = dict(created_at=created, base_model=meta.get("base_model") or "", method=meta.get("method") or "",
+                  path=str(folder.resolve()), labels=meta.get("labels"),
+                  cumulative_epochs=int(meta.get("cumulative_epochs") or 0), meta=meta)
+    return ModelRecord(**{**values, **fields})
