@@ -47,3 +47,19 @@ def test_a_folder_needs_train_and_test(tmp_path):
     _write(folder / "train.jsonl", [{"text": "a", "label": 1}])
     with pytest.raises(DataFileError, match="no test file"):
         split_files(folder)
+
+
+def test_the_amazon_release_layout_keeps_its_split(tmp_path):
+    """The Amazon Multilingual Reviews files as released: dataset_en_{train,dev,test}.json, JSON
+    lines under a .json name; --train-size samples within the train file only."""
+    folder = tmp_path / "amazon"
+    folder.mkdir()
+    for part, n in (("train", 60), ("dev", 10), ("test", 15)):
+        _write(folder / f"dataset_en_{part}.json",
+               [{"review_id": f"en_{part}_{i}", "stars": 1 + i % 5, "review_body": f"{part} body {i}",
+                 "review_title": f"title {i}", "language": "en", "product_category": "home"} for i in range(n)])
+    result = build_dataset(folder, out_dir=tmp_path / "out", preset="amazon-stars", train_size=40)
+    assert result.counts == {"train": 40, "valid": 10, "test": 15}
+    assert result.labels == ["1", "2", "3", "4", "5"] and result.ordinal
+    valid = [json.loads(line)["prompt"] for line in open(result.paths["valid"])]
+    assert all(p.startswith("title ") and "\ndev body " in p for p in valid)
