@@ -124,3 +124,12 @@ class DiskFullError(TunelabError):
     def __init__(self, message: str, *, folder: str, **kwargs):
         self.folder = folder
         super().__init__(message, **kwargs)
+
+
+class ResumeStateError(TunelabError):
+    """A job's saved training state (its `resume` folder) cannot be loaded by this tunelab: it was
+    written by a version whose optimizer was laid out differently."""
+
+    exit_code = EXIT_FAILED
+    code = "resume_state_incompatible"
+    """The `error.code` of a job that failed for this reason."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from tunelab.errors import ResumeStateError
 from tunelab.fsutil import disk_full_names
 from tunelab.models.encoding import Encoded, collate
 from tunelab.runtime import device as pick_device
@@ -144,7 +145,17 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
     if resume and not state_dir.exists() and state_dir.with_name("resume.old").exists():
         os.replace(state_dir.with_name("resume.old"), state_dir)  # killed between the two renames
     if resume and (state_dir / "position.json").exists():
-        accelerator.load_state(str(state_dir))
+        try:
+            accelerator.load_state(str(state_dir))
+        except (ValueError, KeyError, RuntimeError) as exc:
+            if isinstance(exc, torch.OutOfMemoryError):
+                raise
+            # torch refuses an optimizer state whose parameter groups differ from the optimizer's:
+            # the state of a job started before an upgrade that changed them (weight decay groups).
+            raise ResumeStateError(
+                f"Cannot resume from this job's saved training state ({state_dir}): {exc}",
+                hint="It was saved by another tunelab version. Finish the job with that version, or create "
+                     "it again (`tunelab api fine_tunes.create` with the same files and hyperparameters).") from exc
         position = json.loads((state_dir / "position.json").read_text())
         hooks.on_progress({"event": "resumed", **position, "total_steps": n_total})
     if results is not None:
