@@ -97,8 +97,10 @@ def main(argv=None) -> None:
                      tunelab + ["api", "fine_tunes.create", "-t", str(data / "train.jsonl"), "-v",
                                 str(data / "valid.jsonl"), "-m", "ada", "--compute_classification_metrics",
                                 "--classification_n_classes", "5"], out / "train.log")
-    listed = subprocess.run(tunelab + ["api", "fine_tunes.list"], capture_output=True, text=True, check=True)
-    job = json.loads(listed.stdout)["data"][-1]
+    latest = subprocess.run(tunelab + ["api", "fine_tunes.list", "--latest"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    job = json.loads(subprocess.run(tunelab + ["api", "fine_tunes.get", "-i", latest], capture_output=True,
+                                    text=True, check=True).stdout)
     evaluate, report = timed("evaluate (with the TF-IDF baseline)",
                              tunelab + ["evaluate", "-m", job["fine_tuned_model"], "-f", str(data / "test.jsonl"),
                                         "--train", str(data / "train.jsonl")], out / "evaluate.log")

@@ -56,4 +56,7 @@ def test_a_saved_state_this_version_cannot_load_is_a_clear_error(tiny_models, tm
     assert "parameter groups" in str(caught.value) and "fine_tunes.create" in caught.value.render()
     assert caught.value.code == "resume_state_incompatible"
     monkeypatch.undo()
-    assert run(loop.LoopHooks()).steps == 4  # the same version resumes it
+    events = []
+    assert run(loop.LoopHooks(on_progress=events.append)).steps == 4
+    resumed = [e for e in events if e["event"] == "resumed"]  # the same version resumes it, not restarts
+    assert len(resumed) == 1 and resumed[0]["global_step"] >= 1

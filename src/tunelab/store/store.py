@@ -27,11 +27,12 @@ from tunelab.store.records import (
     CheckpointRecord, EventRecord, FileRecord, JobRecord, ModelRecord, WorkerRecord, decode, encode,
 )
 
-# Worker and lease times come from the database's clock on PostgreSQL, so that workers on machines
-# whose clocks disagree still agree on whose lease has run out.
 MODEL_META_FILE = "tunelab.json"
 """What a model folder holds next to its weights (tunelab.models.loading.META_FILE; the store sits
 below the models package and does not import it)."""
+
+# Worker and lease times come from the database's clock on PostgreSQL, so that workers on machines
+# whose clocks disagree still agree on whose lease has run out.
 _PG_CLOCK = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
 
 

@@ -154,8 +154,8 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
             # the state of a job started before an upgrade that changed them (weight decay groups).
             raise ResumeStateError(
                 f"Cannot resume from this job's saved training state ({state_dir}): {exc}",
-                hint="It was saved by another tunelab version. Finish the job with that version, or create "
-                     "it again (`tunelab api fine_tunes.create` with the same files and hyperparameters).") from exc
+                hint="It was saved by another tunelab version (or is damaged). Finish the job with the version "
+                     "that started it, or create it again (`tunelab api fine_tunes.create` with the same files and hyperparameters).") from exc
         position = json.loads((state_dir / "position.json").read_text())
         hooks.on_progress({"event": "resumed", **position, "total_steps": n_total})
     if results is not None:
