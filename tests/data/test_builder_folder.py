@@ -63,3 +63,36 @@ def test_the_amazon_release_layout_keeps_its_split(tmp_path):
     assert result.labels == ["1", "2", "3", "4", "5"] and result.ordinal
     valid = [json.loads(line)["prompt"] for line in open(result.paths["valid"])]
     assert all(p.startswith("title ") and "\ndev body " in p for p in valid)
+
+
+def _categories(folder, train, dev, test):
+    """Amazon-layout files whose product_category column holds the given labels, row by row."""
+    folder.mkdir()
+    for part, labels in (("train", train), ("dev", dev), ("test", test)):
+        _write(folder / f"dataset_en_{part}.json",
+               [{"review_body": f"{part} body {i}", "review_title": "t", "stars": 3, "product_category": label}
+                for i, label in enumerate(labels)])
+    return folder
+
+
+def test_a_train_size_sample_keeps_every_rare_category(tmp_path):
+    """31 imbalanced categories: a proportional sample of the train file would drop a category with
+    one or two rows, and the next fine_tunes.create would refuse the validation file."""
+    train = ["home"] * 300 + ["pc"] * 100 + ["watch"] * 2 + ["digital_ebook_purchase"]
+    folder = _categories(tmp_path / "amazon", train, ["home", "pc", "watch", "digital_ebook_purchase"], ["home", "pc"])
+    result = build_dataset(folder, out_dir=tmp_path / "out", preset="amazon-category", train_size=40)
+    assert result.counts["train"] == 40
+    assert all(result.label_counts["train"][label] >= 1 for label in result.labels)
+    assert result.label_counts["train"]["home"] > result.label_counts["train"]["pc"] > 1
+
+
+def test_a_label_missing_from_train_gets_a_validation_row_and_a_test_only_label_a_note(tmp_path):
+    folder = _categories(tmp_path / "amazon", ["home"] * 20 + ["pc"] * 20, ["home", "pc", "toy", "toy"],
+                         ["home", "pc", "luggage"])
+    result = build_dataset(folder, out_dir=tmp_path / "out", preset="amazon-category")
+    assert result.label_counts["train"]["toy"] == 1 and result.label_counts["valid"]["toy"] == 1
+    assert result.counts == {"train": 41, "valid": 3, "test": 3}
+    assert any("moved to train" in note and "'toy'" in note for note in result.notes)
+    assert any("'luggage'" in note and "only in the test part" in note for note in result.notes)
+    saved = json.loads(result.paths["labels"].read_text())
+    assert saved["notes"] == result.notes

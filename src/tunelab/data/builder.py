@@ -167,8 +167,11 @@ class _Splitter:
         self.stratified = True
         self.notes: list[str] = []
 
-    def take(self, idx, k: int, what: str):
-        """(k rows of idx, the rest), keeping class proportions where possible."""
+    def take(self, idx, k: int, what: str, *, cover: bool = False):
+        """(k rows of idx, the rest), keeping class proportions where possible. `cover`: the k rows
+        are the ones kept (a --train-size sample), so they hold at least one row of every class of
+        idx when k allows; a proportional sample would leave out a class with a handful of rows, and
+        a classifier cannot learn a label it never sees."""
         import numpy as np
         from sklearn.model_selection import train_test_split
 
@@ -176,6 +179,25 @@ class _Splitter:
             return idx[:0], idx
         if k >= len(idx):
             return idx, idx[:0]
+        if cover:
+            taken, rest = self.take(idx, k, what)
+            missing = sorted(set(self.labels[idx]) - set(self.labels[taken]))
+            if not missing or len(missing) + 1 > k:
+                return taken, rest
+            # Each missing class swaps one of its rows in for a row of the largest class taken, so
+            # the sample keeps its size and, for every other class, its proportions.
+            rng = np.random.default_rng(self.seed)
+            taken, rest = list(taken), list(rest)
+            for label in missing:
+                counts = Counter(self.labels[taken])
+                largest = max(counts, key=lambda c: (counts[c], c))
+                out = next(i for i in reversed(taken) if self.labels[i] == largest)
+                come = rng.choice([i for i in rest if self.labels[i] == label])
+                taken.remove(out)
+                rest.remove(come)
+                taken.append(come)
+                rest.append(out)
+            return np.sort(np.array(taken, dtype=idx.dtype)), np.sort(np.array(rest, dtype=idx.dtype))
         counts = Counter(self.labels[idx])
         # A class with one row cannot be in both parts; it stays in the rest (the bigger part).
         single = np.array([counts[label] == 1 for label in self.labels[idx]], dtype=bool)
@@ -209,7 +231,7 @@ def _split(rows: list[_Row], bundled: bool, sizes: dict[str, int | None], seed: 
             k = _size(sizes[part], len(idx), f"--{'val' if part == 'valid' else part}-size")
             if k > len(idx) and part != "train":
                 raise InvalidInputError(f"Asked for {k} {part} rows, but the bundled {part} part has {len(idx)} usable rows.")
-            result[part] = splitter.take(idx, k, part)[0]
+            result[part] = splitter.take(idx, k, part, cover=part == "train")[0]
         return result, splitter
     n = len(rows)
     default = round(n * DEFAULT_HOLDOUT_FRACTION)
@@ -221,7 +243,7 @@ def _split(rows: list[_Row], bundled: bool, sizes: dict[str, int | None], seed: 
     test, rest = splitter.take(np.arange(n), n_test, "test")
     valid, train = splitter.take(rest, n_val, "validation")
     if sizes["train"] is not None:
-        train = splitter.take(train, _size(sizes["train"], len(train), "--train-size"), "train")[0]
+        train = splitter.take(train, _size(sizes["train"], len(train), "--train-size"), "train", cover=True)[0]
     return {"train": train, "valid": valid, "test": test}, splitter
 
 
@@ -234,6 +256,33 @@ def _carve_valid(rows: list[_Row], val_size: int | None, seed: int) -> list[_Row
     for i in taken:
         rows[i].part = "valid"
     return rows
+
+
+def _train_every_label(rows: list[_Row], indices: dict) -> tuple[dict, list[str]]:
+    """(indices, notes): a label with validation rows but no training row gets one of them moved to
+    train, because fine_tunes.create refuses a validation label the training file lacks and a
+    classifier cannot learn a label it never saw. A label found only in the test part is named in a
+    note instead: the test part is the user's yardstick and stays as given."""
+    import numpy as np
+
+    in_train = {rows[i].label for i in indices["train"]}
+    notes, moved = [], []
+    for i in indices["valid"]:
+        label = rows[i].label
+        if label not in in_train:
+            in_train.add(label)
+            moved.append(i)
+    if moved:
+        indices = {**indices, "train": np.sort(np.concatenate([indices["train"], moved])),
+                   "valid": np.setdiff1d(indices["valid"], moved)}
+        notes.append(f"{len(moved)} label(s) had no training row; one validation row of each moved to train: "
+                     + ", ".join(repr(rows[i].label) for i in moved))
+    test_only = sorted({rows[i].label for i in indices["test"]} - in_train)
+    if test_only:
+        notes.append(f"label(s) {', '.join(map(repr, test_only))} occur only in the test part: a model trained on "
+                     "this data cannot predict them and `tunelab evaluate` refuses a test label the model never saw; "
+                     "fold them into another label with --merge OLD=NEW, or add training rows")
+    return indices, notes
 
 
 def _order(rows: list[_Row], idx, labels: list[str], shuffle: bool, seed: int) -> list[_Row]:
@@ -279,9 +328,10 @@ def build_dataset(source: str | Path, *, out_dir: str | Path, text_columns: Sequ
         # A folder with train and test only: the validation rows come out of the training part.
         rows = _carve_valid(rows, val_size, seed)
     indices, splitter = _split(rows, fixed_parts, sizes, seed)
+    indices, untrained = _train_every_label(rows, indices)
     splits = {name: _order(rows, idx, labels, shuffle, seed) for name, idx in indices.items()}
 
-    notes = list(splitter.notes)
+    notes = list(splitter.notes) + untrained
     inside = sum(separator in r.prompt[: -len(separator)] for r in rows)
     if inside:
         notes.append(f"{inside} prompts contain the separator {separator!r} inside their text")
