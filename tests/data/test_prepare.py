@@ -217,9 +217,23 @@ def test_split_is_seeded_and_falls_back_without_stratification(fixtures, tmp_pat
     data = prepare.analyze(fixtures / "prepare_clean_classification.jsonl").data
     a, b, c = (prepare.plan_split(data, seed=s) for s in (1, 1, 2))
     assert list(a.valid.index) == list(b.valid.index) != list(c.valid.index)
-    rows = [{"prompt": f"p{i}{SEP}", "completion": " a" if i else " b"} for i in range(20)]
+    rows = [{"prompt": f"p{i}{SEP}", "completion": [" a", " b", " c", " d", " e"][i % 5]} for i in range(20)]
     split = prepare.plan_split(prepare.analyze(jsonl(tmp_path, rows)).data)
-    assert not split.stratified and "single example" in split.note and len(split.valid) == 4
+    assert not split.stratified and "split is random" in split.note and len(split.valid) <= 4
+    assert set(split.valid["completion"]) <= set(split.train["completion"])
+
+
+def test_a_single_example_class_stays_in_training_and_the_rest_is_stratified(tmp_path):
+    """A class seen once (a rare product category) in validation only would make fine_tunes.create
+    refuse the pair it suggests."""
+    rows = [{"prompt": f"p{i}{SEP}", "completion": [" a", " b"][i % 2]} for i in range(40)]
+    rows += [{"prompt": f"q{i}{SEP}", "completion": f" rare{i}"} for i in range(3)]
+    for seed in range(5):
+        split = prepare.plan_split(prepare.analyze(jsonl(tmp_path, rows)).data, seed=seed)
+        assert split.stratified and "3 class(es) have a single example" in split.note
+        assert {" rare0", " rare1", " rare2"} <= set(split.train["completion"])
+        assert sorted(split.valid["completion"]) == [" a"] * 4 + [" b"] * 4
+        assert len(split.train) + len(split.valid) == 43
 
 
 def test_validation_is_capped_at_1000(tmp_path):

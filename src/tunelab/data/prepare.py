@@ -561,15 +561,29 @@ def plan_split(data: pd.DataFrame, seed: int = 42) -> SplitPlan | None:
     answers = pd.Series(replies(data), index=data.index)
     counts = answers.value_counts()
     single = [str(c) for c in counts.index[counts < 2]]
+    # A class with one example cannot be in both sets; it stays in training (a validation-only
+    # class makes fine_tunes.create refuse the pair), and the other classes are still stratified.
+    pool = data[~answers.isin(single)]
     note = None
     if single:
-        note = (f"{len(single)} class(es) have a single example ({', '.join(repr(s) for s in single[:5])}), "
-                "so the split is random rather than stratified")
-    elif n_valid < len(labels) or len(data) - n_valid < len(labels):
-        note = f"too few rows to put each of the {len(labels)} classes in both sets, so the split is random"
-    stratify = None if note else answers
-    train, valid = train_test_split(data, test_size=n_valid, random_state=seed, stratify=stratify)
-    return SplitPlan(train, valid, stratified=note is None, note=note)
+        note = (f"{len(single)} class(es) have a single example ({', '.join(repr(s) for s in single[:5])}); "
+                "each stays in the training set")
+    n_classes = len(labels) - len(single)
+    if n_valid >= len(pool):
+        return None
+    if n_valid < n_classes or len(pool) - n_valid < n_classes:
+        note = "; ".join(filter(None, [note, f"too few rows to put each of the {n_classes} classes in both sets, "
+                                              "so the split is random"]))
+        train, valid = train_test_split(pool, test_size=n_valid, random_state=seed)
+        stratified = False
+    else:
+        train, valid = train_test_split(pool, test_size=n_valid, random_state=seed, stratify=answers[pool.index])
+        stratified = True
+    # Whatever the split, no class may be in validation only.
+    unseen = ~answers[valid.index].isin(set(answers[train.index]))
+    train = pd.concat([train, valid[unseen], data[answers.isin(single)]])
+    valid = valid[~unseen]
+    return SplitPlan(train, valid, stratified=stratified, note=note)
 
 
 def output_paths(path: str | Path, split: bool) -> list[Path]:
