@@ -113,3 +113,33 @@ def test_model_probabilities_follow_the_data_labels():
     assert np.allclose(probs.probs, [[0.2, 0.8], [0.2, 0.8]])
     with pytest.raises(InvalidInputError, match="never learned"):
         A.model_probs(Fake(), ["p"], ["a", "c"])
+
+
+def test_a_one_example_class_is_scored_by_a_model_without_cross_validation(tmp_path, monkeypatch):
+    completions = [" a"] * 5 + [" b"] * 5 + [" c"]
+    assert A.check_learnable(completions, folds=5, source="train.jsonl", cross_validated=False) == ["a", "b", "c"]
+    with pytest.raises(InvalidInputError, match="single class"):
+        A.check_learnable([" a"] * 6, folds=5, source="train.jsonl", cross_validated=False)
+
+    class Fake:
+        model_id, labels = "ft-x", [" a", " b", " c"]
+
+        def score_labels(self, prompts, batch_size=32):
+            # confident in the given label, except row 0 which looks like a "b"
+            gold = [self.labels.index(c) for c in completions]
+            probs = np.full((len(prompts), 3), 0.05)
+            probs[np.arange(len(prompts)), gold] = 0.9
+            probs[0] = [0.05, 0.9, 0.05]
+            return np.log(probs)
+
+    import tunelab.inference.predictor as P
+
+    monkeypatch.setattr(P, "load_predictor", lambda model, store=None: Fake())
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"row {i}", "completion": c}) + "\n"
+                            for i, c in enumerate(completions)))
+    train, probs, issues = find_label_issues(path, model="ft-x")
+    assert len(train) == 11 and probs.source == "scores of ft-x"
+    assert [(i["line"], i["suggested"]) for i in issues] == [(1, " b")]
+    with pytest.raises(InvalidInputError, match="Cross-validation cannot score"):
+        find_label_issues(path)  # without a model the check still applies

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 
 from tests.conftest import run_cli
@@ -58,9 +59,12 @@ def test_trained_model_stores_prior_and_tau_and_evaluate_shows_both(tmp_path, ti
     rows = [json.loads(line)["completion"] for line in train.read_text().splitlines()]
     assert meta.loss == "logit_adjusted"
     assert meta.class_prior == pytest.approx([rows.count(label) / len(rows) for label in meta.labels])
-    assert 0.0 <= meta.logit_adjustment <= 2.0 and record.meta["logit_adjustment"] == meta.logit_adjustment
+    assert meta.logit_adjustment >= 0.0 and record.meta["logit_adjustment"] == meta.logit_adjustment
     events = [e.message for e in store.list_events(job.id)]
     assert any(m.startswith("Logit adjustment: tau") for m in events)
+    # the last temperature reported is the one stored: refitted after a kept tau
+    calibrated = [e.data for e in store.list_events(job.id) if e.message.startswith("Calibrated probabilities")]
+    assert calibrated[-1]["temperature"] == meta.temperature == record.meta["temperature"]
 
     assert run_cli("evaluate", "-m", record.id, "-f", test, "--out", tmp_path / "report", "--json") == 0
     report = json.loads(capsys.readouterr().out)
@@ -76,3 +80,55 @@ def test_trained_model_stores_prior_and_tau_and_evaluate_shows_both(tmp_path, ti
     out = capsys.readouterr().out
     assert "balanced accuracy" in out and "recall of the 10 rarest classes" in out
     assert "macro F1 (argmax)" in out and "macro F1 (logit-adjusted)" in out
+
+
+def _imbalanced_overconfident(n: int = 6000, k: int = 8, seed: int = 0, sharpen: float = 2.0):
+    """Validation log-probabilities of a model that carries a long-tailed training prior and is
+    `sharpen` times too sure of itself, and their gold labels."""
+    from scipy.special import log_softmax
+
+    rng = np.random.default_rng(seed)
+    prior = np.geomspace(1.0, 0.03, k)
+    prior /= prior.sum()
+    gold = rng.choice(k, size=n, p=prior)
+    evidence = rng.normal(size=(n, k)) + 1.2 * (np.arange(k)[None, :] == gold[:, None])
+    return log_softmax((evidence + np.log(prior)[None, :]) * sharpen, axis=1), gold
+
+
+def test_temperature_is_refitted_after_a_kept_tau_keeping_every_decision():
+    """What the Predictor reports, adjust(apply_temperature(raw, T), prior, tau), is calibrated after a
+    kept tau, and the decisions tau was tuned for do not move."""
+    from types import SimpleNamespace
+
+    from tunelab.evaluation.metrics import calibration
+    from tunelab.inference.adjustment import adjust, class_prior, fit_tau
+    from tunelab.inference.calibration import apply_temperature, fit_temperature
+    from tunelab.training.runner import _fit_adjustment
+
+    logp, gold = _imbalanced_overconfident()
+    prior = class_prior(gold, logp.shape[1])
+    before = fit_temperature(logp, gold)
+    tuned_tau = fit_tau(apply_temperature(logp, before), gold, prior)[0]
+    events = []
+    store = SimpleNamespace(add_event=lambda job_id, message, data=None: events.append((message, data)))
+    selector = SimpleNamespace(score=lambda model: logp, gold_idx=gold, calibrate=True)
+    tau, temperature = _fit_adjustment(store, SimpleNamespace(id="ftjob-1"), selector, None, before, prior)
+
+    reported_before = adjust(apply_temperature(logp, before), prior, tuned_tau)
+    reported = adjust(apply_temperature(logp, temperature), prior, tau)
+    assert tuned_tau > 0 and temperature != pytest.approx(before, rel=0.05)
+    assert (reported.argmax(1) == reported_before.argmax(1)).all()
+    ece_before = calibration(gold, np.exp(reported_before))["ece"]
+    ece_after = calibration(gold, np.exp(reported))["ece"]
+    assert ece_after < ece_before / 2, (ece_before, ece_after)
+    assert -reported[np.arange(len(gold)), gold].mean() < -reported_before[np.arange(len(gold)), gold].mean()
+    message, data = events[-1]
+    assert message.startswith(f"Calibrated probabilities: temperature {temperature:.3f} refitted on the adjusted scores")
+    assert data == {"temperature": temperature, "temperature_before_adjustment": before, "logit_adjustment": tau}
+
+    # without calibration the temperature stays 1 and tau is the tuned one
+    events.clear()
+    selector.calibrate = False
+    tau, temperature = _fit_adjustment(store, SimpleNamespace(id="ftjob-1"), selector, None, 1.0, prior)
+    assert temperature == 1.0 and tau == fit_tau(logp, gold, prior)[0]
+    assert len(events) == 1 and events[0][0].startswith("Logit adjustment: tau")

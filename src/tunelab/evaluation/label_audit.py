@@ -50,13 +50,16 @@ def label_index(completions: Sequence[str], labels: Sequence[str]) -> np.ndarray
     return np.array([index[normalize_label(c)] for c in completions], dtype=np.int64)
 
 
-def check_learnable(completions: Sequence[str], *, folds: int, source: str) -> list[str]:
-    """The labels of a training file, when k-fold cross-validation can score every row: at least
-    two classes, and at least two examples (and `folds` for a stratified fold) of each."""
+def check_learnable(completions: Sequence[str], *, folds: int, source: str, cross_validated: bool = True) -> list[str]:
+    """The labels of a training file, when its rows can be scored: at least two classes and, for
+    k-fold cross-validation (`cross_validated`), at least two examples of each (and `folds` >= 2).
+    A model's own probabilities (`-m`) score a one-example class as well as any other."""
     counts = Counter(normalize_label(c) for c in completions)
     if len(counts) < 2:
         raise InvalidInputError(f"{source} has a single class ({preview(list(counts))}); there is nothing to "
                                 "confuse it with.", hint="Label issues need at least two classes.")
+    if not cross_validated:
+        return sort_labels(list(counts))
     too_few = sorted(label for label, n in counts.items() if n < 2)
     if too_few:
         raise InvalidInputError(

@@ -88,7 +88,8 @@ def find_label_issues(train_path: str | Path, *, model: str | None = None, store
                       seed: int = 0, batch_size: int = 32) -> tuple[list[Example], A.Probabilities, list[dict]]:
     """(the training rows, their out-of-sample probabilities, the issues most suspicious first)."""
     train = read_prompt_completion(train_path)
-    labels = A.check_learnable([e.completion for e in train], folds=folds, source=str(train_path))
+    labels = A.check_learnable([e.completion for e in train], folds=folds, source=str(train_path),
+                               cross_validated=model is None)
     probs = _probabilities(train, labels, model=model, store=store, folds=folds, seed=seed, batch_size=batch_size)
     return train, probs, A.find_issues(train, probs)
 
