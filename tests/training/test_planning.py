@@ -103,6 +103,25 @@ def test_continuing_a_fine_tuned_model(store, tiny_models):
     assert any("trained with method classifier" in p for p in excinfo.value.problems)
 
 
+def test_a_classifier_continues_on_data_with_some_of_its_labels(store, tiny_models, tmp_path):
+    """Corrections exported from feedback rarely cover every class: the continued model keeps the
+    parent's labels (and head); a label the parent does not have is refused before anything runs."""
+    parent = tiny_models.register(store, "classifier")
+    labels = store.get_model(parent).labels
+    some = write_classification_jsonl(tmp_path / "some.jsonl", 20, labels=("2", "4"))
+    job, _ = plan(store, some, parent, {"n_epochs": 1}, validation_file=str(tiny_models.valid),
+                  classification=ClassificationOptions(True, 5))
+    assert job.options["labels"] == labels and len(labels) == 5
+    job, _ = plan(store, some, parent, {"n_epochs": 1}, validation_file=str(some),
+                  classification=ClassificationOptions(True, 2))
+    assert job.options["labels"] == labels
+    foreign = write_classification_jsonl(tmp_path / "foreign.jsonl", 20, labels=("2", "6"))
+    with pytest.raises(InvalidInputError) as excinfo:
+        plan(store, foreign, parent, {"n_epochs": 1})
+    assert any("label(s) it does not have: ' 6'" in p for p in excinfo.value.problems)
+    assert len(store.list_jobs()) == 2
+
+
 def test_every_problem_is_reported_at_once(store, tmp_path):
     with pytest.raises(InvalidInputError) as excinfo:
         create_job(store, JobRequest(str(tmp_path / "missing.jsonl"), "no-such-model",
@@ -153,3 +172,18 @@ def test_chat_files_plan_like_prompt_completion_ones(store, tiny_models, tmp_pat
         plan(store, chat, str(tiny_models.encoder), validation_file=str(tiny_models.valid))
     assert ("the training file is chat (messages) but the validation file is prompt/completion; give both in the "
             "same format") in excinfo.value.problems
+
+
+@pytest.mark.slow  # trains a tiny model: kept out of the fast tier
+def test_a_continued_classifier_trained_on_some_labels_keeps_all_of_them(store, tiny_models, tmp_path):
+    import os
+
+    from tunelab.training.runner import run_job
+
+    parent = tiny_models.register(store, "classifier")
+    labels = store.get_model(parent).labels
+    some = write_classification_jsonl(tmp_path / "some.jsonl", 20, labels=("2", "4"))
+    plan(store, some, parent, {"n_epochs": 1})
+    job = run_job(store, store.claim_next_job(os.getpid()))
+    assert job.status == "succeeded", job.error
+    assert store.find_model(job.fine_tuned_model).labels == labels

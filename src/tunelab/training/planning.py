@@ -88,21 +88,12 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
         completions = [e.completion for e in train_rows]
         labels = sorted(set(completions), key=label_sort_key)
         is_classification = detect_classification(completions) or (wants_classification and len(labels) <= 1000)
-        if opts.classification_n_classes is not None:
-            if opts.classification_n_classes != len(labels):
-                problems.append(f"--classification_n_classes {opts.classification_n_classes} does not match the "
-                                f"training data, which has {len(labels)} distinct completions: "
-                                f"{preview(labels)}")
         if opts.classification_positive_class is not None and labels is not None:
             if find_label(opts.classification_positive_class, labels) is None:
                 problems.append(f"--classification_positive_class {opts.classification_positive_class!r} is not a "
                                 f"completion in the training data ({preview(labels)})")
             elif len(labels) != 2:
                 problems.append(f"--classification_positive_class is for binary data; the training data has {len(labels)} classes")
-        if valid_rows is not None and is_classification:
-            unseen = sorted({e.completion for e in valid_rows} - set(labels))
-            if unseen:
-                problems.append(f"the validation file has completions that never occur in the training file: {preview(unseen)}")
 
     method = hp.method if hp else "auto"
     resolved = None
@@ -110,6 +101,29 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
         resolved = resolve_model(request.model, store, classification=is_classification, materialize=False)
     except TunelabError as exc:
         problems.append(exc.message + (f" {exc.hint}" if exc.hint else ""))
+    parent_labels = _parent_labels(resolved)
+    if labels is not None and parent_labels is not None:
+        # A classifier continues on any data whose labels are among its own (corrections from
+        # feedback rarely cover every class): its head keeps every label, in its order.
+        foreign = [label for label in labels if label not in parent_labels]
+        if foreign:
+            problems.append(f"{request.model} classifies into {preview(parent_labels)}; the training data has "
+                            f"label(s) it does not have: {preview(foreign)}. Continue it on data with its labels, "
+                            "or train a new model from its base model")
+        else:
+            labels = list(parent_labels)
+    if labels is not None and opts.classification_n_classes is not None:
+        counts = sorted({len(labels), len(sorted(set(e.completion for e in train_rows)))})
+        if opts.classification_n_classes not in counts:
+            problems.append(f"--classification_n_classes {opts.classification_n_classes} does not match the "
+                            f"training data, which has {counts[0]} distinct completions"
+                            + (f" (the model it continues has {counts[-1]} labels)" if len(counts) > 1 else "")
+                            + f": {preview(labels)}")
+    if labels is not None and valid_rows is not None and is_classification:
+        unseen = sorted({e.completion for e in valid_rows} - set(labels))
+        if unseen:
+            where = "the training file" if parent_labels is None else f"the training file or {request.model}'s labels"
+            problems.append(f"the validation file has completions that never occur in {where}: {preview(unseen)}")
     if resolved is not None and hp is not None and train_rows is not None:
         parent_meta = resolved.parent_meta
         if parent_meta is not None:
@@ -160,6 +174,14 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
     job = store.update_job(job.id, status=QUEUED)
     store.add_event(job.id, "Job enqueued. It starts as soon as the worker is free.")
     return job, notices
+
+
+def _parent_labels(resolved: ResolvedModel | None) -> list[str] | None:
+    """The labels of the classifier being continued (None: a base model, or an lm-method parent)."""
+    meta = resolved.parent_meta if resolved is not None else None
+    if meta is None or meta.method != Method.CLASSIFIER or not meta.labels:
+        return None
+    return list(meta.labels)
 
 
 def _plan(method: Method, hp: Hyperparameters, opts: ClassificationOptions, resolved: ResolvedModel,
