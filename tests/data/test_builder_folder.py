@@ -96,3 +96,21 @@ def test_a_label_missing_from_train_gets_a_validation_row_and_a_test_only_label_
     assert any("'luggage'" in note and "only in the test part" in note for note in result.notes)
     saved = json.loads(result.paths["labels"].read_text())
     assert saved["notes"] == result.notes
+
+
+def test_a_release_keeps_its_test_rows_even_when_they_repeat_a_prompt(tmp_path):
+    """Amazon's official 5,000-review test split stays 5,000 rows: short reviews ("Five Stars" /
+    "Great") recur across and within the released files, and scores must compare with published ones."""
+    train = [{"review_body": f"body {i}", "review_title": "t", "stars": 1 + i % 5} for i in range(20)]
+    train.append(dict(train[0]))  # a repeat inside train is still dropped
+    dev = [{"review_body": "body 1", "review_title": "t", "stars": 2}, {"review_body": "dev", "review_title": "t", "stars": 3}]
+    test = [{"review_body": "body 2", "review_title": "t", "stars": 3}] * 2 + [{"review_body": "new", "review_title": "t", "stars": 4}]
+    folder = tmp_path / "amazon"
+    folder.mkdir()
+    for part, rows in (("train", train), ("dev", dev), ("test", test)):
+        _write(folder / f"dataset_en_{part}.json", rows)
+    result = build_dataset(folder, out_dir=tmp_path / "out", preset="amazon-stars")
+    assert result.counts == {"train": 20, "valid": 2, "test": 3}
+    assert result.dropped["duplicate_prompt"] == 1
+    assert any(note.startswith("2 test row(s) repeat an earlier prompt") for note in result.notes)
+    assert any(note.startswith("1 validation row(s) repeat") for note in result.notes)

@@ -137,23 +137,34 @@ def _check_columns(table: Table, wanted: Sequence[str], source: str | Path) -> N
 
 
 def _collect(tables: list[tuple[str | None, Table]], text_columns: Sequence[str], label_column: str,
-             separator: str) -> tuple[list[_Row], dict[str, list[str]]]:
+             separator: str, *, release: bool = False) -> tuple[list[_Row], dict[str, list[str]], list[str]]:
+    """(rows, dropped rows by reason, notes). `release`: the files are a corpus's own split (a folder
+    such as Amazon's dataset_en_{train,dev,test}.json), whose validation and test rows are kept as
+    released even when they repeat a prompt, so that scores compare with published ones on the
+    official split; the repeats are counted in a note."""
     rows: list[_Row] = []
     dropped: dict[str, list[str]] = {reason: [] for reason in DROP_REASONS}
     seen: set[str] = set()
+    repeats: dict[str, int] = {}
     for part, table in tables:
+        keep_repeats = release and part in ("valid", "test")
         for record, line in zip(table.rows, table.lines):
             where = f"{table.path.name}:{line}"
             prompt = make_prompt(record, text_columns, separator)
             label = format_label(record.get(label_column))
+            repeated = prompt in seen
             reason = ("empty_text" if not prompt else "missing_label" if label is None
-                      else "duplicate_prompt" if prompt in seen else None)
+                      else "duplicate_prompt" if repeated and not keep_repeats else None)
             if reason:
                 dropped[reason].append(where)
                 continue
-            seen.add(prompt)  # first occurrence wins, so no prompt can land in two splits
+            if repeated:
+                repeats[part] = repeats.get(part, 0) + 1
+            seen.add(prompt)  # first occurrence wins: outside a release, no prompt lands in two splits
             rows.append(_Row(prompt, label, part, where))
-    return rows, dropped
+    notes = [f"{n} {'validation' if part == 'valid' else part} row(s) repeat an earlier prompt (e.g. a short review "
+             "such as 'Five Stars'); kept, as the corpus's split has them" for part, n in repeats.items()]
+    return rows, dropped, notes
 
 
 class _Splitter:
@@ -311,7 +322,8 @@ def build_dataset(source: str | Path, *, out_dir: str | Path, text_columns: Sequ
     tables = _load(source)
     for _, table in tables:
         _check_columns(table, [*text_columns, label_column], source)
-    rows, dropped = _collect(tables, text_columns, label_column, separator)
+    release = Path(source).is_dir() and _bundled(source) is None
+    rows, dropped, repeat_notes = _collect(tables, text_columns, label_column, separator, release=release)
     if not rows:
         raise DataFileError(f"{source}: no usable rows (every row has empty text, no label or a repeated prompt).")
     labels = sort_labels(sorted({r.label for r in rows}))
@@ -331,7 +343,7 @@ def build_dataset(source: str | Path, *, out_dir: str | Path, text_columns: Sequ
     indices, untrained = _train_every_label(rows, indices)
     splits = {name: _order(rows, idx, labels, shuffle, seed) for name, idx in indices.items()}
 
-    notes = list(splitter.notes) + untrained
+    notes = repeat_notes + list(splitter.notes) + untrained
     inside = sum(separator in r.prompt[: -len(separator)] for r in rows)
     if inside:
         notes.append(f"{inside} prompts contain the separator {separator!r} inside their text")
