@@ -105,8 +105,8 @@ def test_bad_inputs(models, home, capsys):
     assert "classification model" in capsys.readouterr().err
     assert run_cli("complete", "-m", models.enc, "--prompt", "") == 2
     assert "empty" in capsys.readouterr().err
-    assert run_cli("complete", "-m", models.enc, "--prompt-file", home / "missing.txt") == 2
-    assert "Cannot read the prompt file" in capsys.readouterr().err
+    assert run_cli("complete", "-m", models.enc, "--prompt-file", home / "missing.txt") == 3
+    assert f"The prompt file {home / 'missing.txt'} does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         run_cli("complete", "-m", models.enc, "--prompt", "x", "--temperature", "-1")
     assert exc.value.code == 2

@@ -141,7 +141,7 @@ def test_bad_columns_are_clear_errors(capsys, fixtures, tmp_path, argv, expected
 
 def test_unknown_input(capsys, tmp_path):
     code, _, err = build(capsys, "no-such-dataset", "--preset", "amazon-stars", "--out", tmp_path / "out")
-    assert code == 2 and "no such file or bundled dataset" in err and "clothing-reviews" in err
+    assert code == 3 and "no such file or bundled dataset" in err and "clothing-reviews" in err
 
 
 def test_negative_size_is_rejected_by_argparse(capsys, fixtures, tmp_path):
@@ -173,6 +173,6 @@ def test_build_bundled_keeps_canonical_membership(capsys, tmp_path):
 def test_missing_input_is_named_before_columns(tmp_path, capsys):
     code = run_cli("datasets", "build", tmp_path / "nope.csv", "--out", tmp_path / "out")
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == 3
     assert "nope.csv: no such file or bundled dataset" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()

@@ -155,6 +155,39 @@ def test_exit_3_not_found_names_the_id_as_given(capsys):
     assert "No such fine-tuning job: ft-doesnotexist0000." in capsys.readouterr().err
 
 
+MISSING = "MISSING"  # replaced by a path that does not exist
+OK = "OK"  # replaced by a usable prompt/completion file
+
+
+@pytest.mark.parametrize("argv", [
+    ["evaluate", "-m", "ada", "-f", MISSING],
+    ["datasets", "build", MISSING, "--preset", "amazon-stars", "--out", "out"],
+    ["datasets", "build", "clothing-reviews", "--merge-labels", MISSING, "--out", "out"],
+    ["tools", "fine_tunes.prepare_data", "-f", MISSING, "-q"],
+    ["api", "fine_tunes.create", "-t", MISSING, "-m", "ada"],
+    ["api", "fine_tunes.create", "-t", OK, "-v", MISSING, "-m", "ada"],
+    ["api", "files.create", "-f", MISSING],
+    ["complete", "-m", "ada", "--prompt-file", MISSING],
+    ["labels", "inspect", "-f", MISSING],
+    ["labels", "inspect", "-f", OK, "-t", MISSING],
+    ["labels", "merge", MISSING, "--merge", "1=2", "--out", "out"],
+    ["labels", "merge", "-f", MISSING, "--merge", "1=2", "--out", "out"],
+    ["labels", "merge", "-f", OK, "--merge-labels", MISSING, "--out", "out"],
+    ["labels", "issues", "-f", MISSING],
+    ["feedback", "import", MISSING],
+], ids=lambda argv: " ".join(argv))
+def test_exit_3_for_a_missing_path_names_it(argv, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    missing = tmp_path / "no-such-dir" / "nope.jsonl"
+    ok = tmp_path / "ok.jsonl"
+    ok.write_text("".join(json.dumps({"prompt": f"p{i} ->", "completion": f" {i % 2}"}) + "\n" for i in range(6)))
+    argv = [str(missing) if a == MISSING else str(ok) if a == OK else a for a in argv]
+    assert run_cli(*argv) == 3
+    out, err = capsys.readouterr()
+    assert str(missing) in err and "Traceback" not in out + err
+    assert not (tmp_path / "out").exists()
+
+
 def test_exit_130_interrupted(job_id, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

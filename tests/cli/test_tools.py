@@ -57,7 +57,7 @@ def test_unusable_files_exit_2_and_write_nothing(capsys, copy, tmp_path, name, e
 
 def test_missing_file(capsys, tmp_path):
     code, _, err = prepare_data(capsys, tmp_path / "nope.jsonl", "-q")
-    assert code == 2 and "no such file" in err
+    assert code == 3 and f"The data file {tmp_path / 'nope.jsonl'} does not exist" in err
 
 
 def test_clean_classification(capsys, copy, tmp_path):
@@ -106,6 +106,20 @@ def test_no_separator(capsys, copy, tmp_path):
     assert "[Recommended] Add a suffix separator `\\n\\n###\\n\\n` to all prompts [Y/n]: Y" in out
     rows = read_jsonl(tmp_path / "prepare_no_separator_prepared.jsonl")
     assert all(r["prompt"].endswith(SEP) for r in rows)
+
+
+def test_empty_prompt_is_dropped_and_the_separator_recognised(capsys, tmp_path):
+    path = tmp_path / "tiny.jsonl"
+    path.write_text('{"prompt": "", "completion": " 3"}\n'
+                    '{"prompt": "a\\n\\n###\\n\\n", "completion": " 1"}\n'
+                    '{"prompt": "b\\n\\n###\\n\\n", "completion": " 2"}\n')
+    code, out, _ = prepare_data(capsys, path, "-q")
+    assert code == 0
+    assert "- There is 1 example with an empty prompt, while the other prompts have text. These are rows: [1]" in out
+    assert "[Recommended] Remove 1 row with empty prompts [Y/n]: Y" in out
+    assert "common separator" not in out and "All prompts end with suffix `\\n\\n###\\n\\n`" in out
+    rows = read_jsonl(tmp_path / "tiny_prepared.jsonl")
+    assert [r["prompt"] for r in rows] == ["a" + SEP, "b" + SEP]
 
 
 def test_bom_jsonl(capsys, copy, tmp_path):

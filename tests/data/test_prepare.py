@@ -149,6 +149,40 @@ def test_empty_completions_are_a_necessary_drop(tmp_path):
     assert action.rows == (2, 3, 5)
 
 
+def test_empty_prompts_are_a_recommended_drop_by_file_line(tmp_path):
+    rows = generation_rows(6)
+    rows[0]["prompt"] = ""
+    rows[3]["prompt"] = "  "
+    analysis = prepare.analyze(jsonl(tmp_path, rows))
+    action = next(a for a in analysis.actions if a.key == "drop_empty_prompts")
+    assert not action.necessary and action.rows == (1, 4)
+    assert action.message == "Remove 2 rows with empty prompts"
+    finding = next(f for f in analysis.findings if f.rows == (1, 4))
+    assert "2 examples with an empty prompt" in finding.message and "rows: [1, 4]" in finding.message
+    # The others' separator is recognised, not replaced by a new one.
+    assert "add_separator" not in keys(analysis)
+    assert f"All prompts end with suffix `{prepare.show(SEP)}`" in messages(analysis)
+    assert len(run_all(analysis)) == 4
+
+
+def test_declining_the_empty_prompt_drop_keeps_the_separator(tmp_path):
+    rows = generation_rows(4)
+    rows[2]["prompt"] = ""
+    analysis = prepare.analyze(jsonl(tmp_path, rows))
+    kept = [a for a in analysis.actions if a.key != "drop_empty_prompts"]
+    data = prepare.apply_actions(analysis.data, kept)
+    assert list(data["prompt"]) == [r["prompt"] for r in rows]
+    assert prepare.prompt_separator(data["prompt"]) == SEP
+    assert any(f"`{prepare.show(SEP)}`" in note for note in prepare.usage_notes(data))
+
+
+def test_all_prompts_empty_is_generation_not_a_problem(tmp_path):
+    rows = generation_rows(4, prompt="")
+    analysis = prepare.analyze(jsonl(tmp_path, rows))
+    assert "drop_empty_prompts" not in keys(analysis)
+    assert "All prompts are empty" in messages(analysis)
+
+
 def test_extra_columns_dropped(tmp_path):
     rows = generation_rows(4, source="web", id=1)
     analysis = prepare.analyze(jsonl(tmp_path, rows))

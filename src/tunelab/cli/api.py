@@ -7,7 +7,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from tunelab.cli.common import add_command, clip, format_columns, print_json
+from tunelab.cli.common import add_command, clip, format_columns, print_json, require_paths
+from tunelab.data.files import resolve_path
 from tunelab.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, InvalidInputError, NotFoundError
 from tunelab.jobs import submit, views
 from tunelab.jobs.files import results_path, upload_file
@@ -201,12 +202,19 @@ def cmd_create(args) -> int:
                                         "seed", "method", "lora", "class_weights", "loss", "logit_adjustment",
                                         "pooling", "shuffle", "max_length", "warmup_ratio", "lr_schedule", "keep_best", "early_stopping_patience")}
     store = Store()
-    submission = submit.submit(store, submit.job_request(
-        args.training_file, args.model, args.validation_file, hyperparameters=hp,
-        compute_classification_metrics=args.compute_classification_metrics,
-        classification_n_classes=args.classification_n_classes,
-        classification_positive_class=args.classification_positive_class,
-        classification_betas=args.classification_betas, suffix=args.suffix))
+    try:
+        submission = submit.submit(store, submit.job_request(
+            args.training_file, args.model, args.validation_file, hyperparameters=hp,
+            compute_classification_metrics=args.compute_classification_metrics,
+            classification_n_classes=args.classification_n_classes,
+            classification_positive_class=args.classification_positive_class,
+            classification_betas=args.classification_betas, suffix=args.suffix))
+    except InvalidInputError as exc:
+        # Planning lists a missing file among all the other problems, as an input error: keep the
+        # whole list, but exit 3 (not found) as evaluate does for a missing file.
+        if _any_missing(store, args.training_file, args.validation_file):
+            raise NotFoundError(exc.message, problems=exc.problems, hint=exc.hint) from None
+        raise
     job = submission.job
     # With --no_follow stdout is the job's JSON alone (as the legacy CLI printed it), for scripts.
     notes = sys.stderr if args.no_follow else sys.stdout
@@ -223,6 +231,16 @@ def cmd_create(args) -> int:
     print("Streaming events until fine-tuning is complete...")
     print("(Ctrl-C will interrupt the stream, but not cancel the fine-tune)", flush=True)
     return follow_job(store, job.id, shown=submission.notices)  # the notices are events too: once is enough
+
+
+def _any_missing(store: Store, *refs: str | None) -> bool:
+    """Whether a data file given as a path or a file id does not exist."""
+    for ref in filter(None, refs):
+        try:
+            resolve_path(store, ref)
+        except NotFoundError:
+            return True
+    return False
 
 
 def cmd_follow(args) -> int:
@@ -412,6 +430,7 @@ def cmd_results(args) -> int:
 
 
 def cmd_file_create(args) -> int:
+    require_paths(("file", args.file))
     print_json(views.file_view(upload_file(Store(), args.file, args.purpose)))
     return 0
 

@@ -5,12 +5,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+
+from tunelab.errors import NotFoundError
 
 
 def add_command(sub, name: str, func, help: str, **kwargs) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help, description=help, **kwargs)
     parser.set_defaults(func=func)
     return parser
+
+
+def require_paths(*given: tuple[str, str | None]) -> None:
+    """NotFoundError (exit 3) naming the first (what, path) whose path does not exist; None skips.
+
+    The readers below the CLI report a missing file as one more unusable input (exit 2); checking
+    first keeps the README's promise that a missing path exits 3, whichever command reads it."""
+    for what, path in given:
+        if path is not None and not Path(path).exists():
+            raise NotFoundError(f"The {what} {path} does not exist.")
 
 
 def print_json(obj) -> None:

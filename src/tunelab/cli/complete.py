@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from tunelab.cli.common import add_command, print_json
-from tunelab.errors import InvalidInputError
+from tunelab.errors import InvalidInputError, NotFoundError
 from tunelab.inference.completion import complete_prompt, format_completion
 
 
@@ -74,6 +74,8 @@ def read_prompt(args: argparse.Namespace) -> str:
         try:
             with open(args.prompt_file, encoding="utf-8") as fh:
                 text = fh.read()
+        except FileNotFoundError:
+            raise NotFoundError(f"The prompt file {args.prompt_file} does not exist.") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidInputError(f"Cannot read the prompt file {args.prompt_file}: {exc}") from None
     elif not sys.stdin.isatty():

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from tunelab.cli.common import add_command, print_json
+from tunelab.cli.common import add_command, print_json, require_paths
+from tunelab.errors import NotFoundError
 
 # The default of `tunelab api fine_tunes.create -m`: an alias the model registry resolves per task.
 DEFAULT_MODEL = "ada"
@@ -94,10 +96,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from tunelab.data.builder import build_dataset
+    from tunelab.data.bundled import BUNDLED, get_bundled
     from tunelab.data.label_maps import merge_request
     from tunelab.data.labels import with_leading_space
     from tunelab.data.prepare import next_command
 
+    # The builder refuses it as well, but as unusable input (2); a missing path is "not found" (3).
+    if get_bundled(args.input) is None and not Path(args.input).exists():
+        raise NotFoundError(f"{args.input}: no such file or bundled dataset.",
+                            hint=f"Bundled datasets: {', '.join(BUNDLED)} (see `tunelab datasets list`).")
+    require_paths(("merge map file", args.merge_labels))
     merge = merge_request(args.merge_labels, args.merge) or None
     result = build_dataset(
         args.input, out_dir=args.out, text_columns=args.text, label_column=args.label, preset=args.preset,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from datetime import datetime, timezone
 
-from tunelab.cli.common import add_command, format_columns, print_json
+from tunelab.cli.common import add_command, format_columns, print_json, require_paths
 
 
 def register(subparsers) -> None:
@@ -84,6 +84,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from tunelab.monitoring.feedback import import_feedback
     from tunelab.store import Store
 
+    require_paths(("feedback file", args.file))
     records = import_feedback(Store(), args.file, model=args.model, source=args.source)
     models = sorted({r.model for r in records})
     print(f"Imported {len(records)} label(s) from {args.file} for {', '.join(models)}.")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tunelab.cli.common import add_command, format_columns, print_json
+from tunelab.cli.common import add_command, format_columns, print_json, require_paths
 
 
 def _count(text: str) -> int:
@@ -89,6 +89,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from tunelab.evaluation.label_audit import RARE_COUNT
     from tunelab.evaluation.label_report import inspect_labels, summary_counts, write_inspect_report
 
+    require_paths(("training file", args.file), ("validation file", args.valid), ("test file", args.test))
     report = inspect_labels(args.file, valid_path=args.valid, test_path=args.test, model=args.model,
                             folds=args.folds, seed=args.seed, confusion=args.confusion,
                             rare=RARE_COUNT if args.rare is None else args.rare)
@@ -134,8 +135,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
     if bool(args.input) == bool(args.file):
         raise InvalidInputError("Give a dataset folder, or the files with -f TRAIN [-v VALID] [-t TEST].")
+    require_paths(("dataset folder", args.input), ("training file", args.file), ("validation file", args.valid),
+                  ("test file", args.test), ("merge map file", args.merge_labels))
     if args.input is None and not Path(args.file).is_file():
-        raise InvalidInputError(f"{args.file}: no such file.")
+        raise InvalidInputError(f"{args.file} is a folder, not a data file.")
     if args.input is not None and not Path(args.input).is_dir():
         raise InvalidInputError(f"{args.input}: not a dataset folder.", hint="Give the files with -f instead.")
     mapping = merge_request(args.merge_labels, args.merge)
@@ -155,6 +158,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 def cmd_issues(args: argparse.Namespace) -> int:
     from tunelab.evaluation.label_report import find_label_issues, write_issues
 
+    require_paths(("training file", args.file))
     train, probs, issues = find_label_issues(args.file, model=args.model, folds=args.folds, seed=args.seed)
     files = write_issues(args.file, train, issues, args.out, action=args.action, limit=args.limit)
     if args.json:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from tunelab.data.labels import has_leading_space, most_frequent_class, positive_class, with_leading_space
 from tunelab.data.chat import clean_messages, last_reply
 from tunelab.data.readers import detect_classification, raise_problems, read_table, validate_messages
-from tunelab.errors import DataFileError, TunelabError
+from tunelab.errors import DataFileError, NotFoundError, TunelabError
 from tunelab.fsutil import atomic_open
 
 if TYPE_CHECKING:
@@ -127,8 +127,9 @@ def _common_suffix(values: Sequence[str]) -> str:
 
 def prompt_separator(prompts: Sequence[str]) -> str:
     """The separator every prompt ends with ("\\n\\n###\\n\\n", " ->", ...), as prepare_data finds
-    it; "" when there is none (or fewer than two prompts to tell)."""
-    prompts = list(prompts)
+    it; "" when there is none (or fewer than two prompts to tell). Blank prompts are left out: one
+    of them would hide the separator all the others share (prepare_data flags them itself)."""
+    prompts = [p for p in prompts if p.strip()]
     return _marker(_common_suffix(prompts), SEPARATORS) if len(prompts) > 1 else ""
 
 
@@ -197,9 +198,11 @@ def _as_text(value: Any) -> str | None:
 
 def load(path: str | Path) -> tuple[str, str, pd.DataFrame, list[Finding]]:
     """Read `path` for prepare_data: (format, kind, data indexed by file line, notes).
-    Raises DataFileError for unusable files, listing every problem."""
+    Raises NotFoundError for a missing file, DataFileError for unusable ones, listing every problem."""
     import pandas as pd
 
+    if not Path(path).exists():
+        raise NotFoundError(f"The data file {path} does not exist.")
     if str(path).lower().endswith(".txt"):
         fmt, columns, rows, lines = "txt", ["prompt", "completion"], *_read_txt(Path(path))
     else:
@@ -250,8 +253,6 @@ def load(path: str | Path) -> tuple[str, str, pd.DataFrame, list[Finding]]:
 def _read_txt(path: Path) -> tuple[list[dict], list[int]]:
     """A .txt file as the legacy tool read it: each line a completion with an empty prompt (data for
     open-ended generation)."""
-    if not path.exists():
-        raise DataFileError(f"{path}: no such file.")
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -300,6 +301,19 @@ def _check_empty_completions(df: pd.DataFrame) -> Check:
                  empty)],
         Action("drop_empty", f"Remove {plural(len(empty), 'row')} with empty completions", _drop(empty), empty,
                necessary=True),
+    )
+
+
+def _check_empty_prompts(df: pd.DataFrame) -> Check:
+    # All prompts empty is open-ended generation (a .txt file), not a problem.
+    blank = [not p.strip() for p in df["prompt"]]
+    empty = _where(df, blank)
+    if not empty or all(blank):
+        return [], None
+    return (
+        [Finding(f"{there_are(len(empty), 'example')} with an empty prompt, while the other prompts have text. "
+                 f"These are rows: {rows_text(empty)}", empty)],
+        Action("drop_empty_prompts", f"Remove {plural(len(empty), 'row')} with empty prompts", _drop(empty), empty),
     )
 
 
@@ -384,7 +398,7 @@ def _check_separator(df: pd.DataFrame) -> Check:
     prompts = list(df["prompt"])
     if not any(prompts):
         return [Finding("All prompts are empty: the model will learn open-ended generation")], None
-    suffix = _marker(_common_suffix(prompts), SEPARATORS) if len(prompts) > 1 else ""
+    suffix = prompt_separator(prompts)
     if suffix:
         return _suffix_findings(df, "prompt", suffix), None
     message = ("Your data does not contain a common separator at the end of your prompts. A separator "
@@ -454,7 +468,8 @@ def _classification_findings() -> list[Finding]:
 
 
 def analyze(path: str | Path) -> Analysis:
-    """Read `path` and run every check. Raises DataFileError when the file cannot be used."""
+    """Read `path` and run every check. Raises NotFoundError when there is no such file, DataFileError
+    when the file cannot be used."""
     fmt, kind, data, notes = load(path)
     what = "chat examples" if kind == CHAT else "prompt-completion pairs"
     findings = [
@@ -479,6 +494,7 @@ def analyze(path: str | Path) -> Analysis:
     classification = False
     if kind == PROMPT_COMPLETION:
         run(_check_empty_completions)
+        run(_check_empty_prompts)
     run(_check_duplicates, kind)
     run(_check_long, kind)
     if kind == CHAT and not df.empty:
@@ -653,7 +669,7 @@ def usage_notes(data: pd.DataFrame) -> list[str]:
         return []
     notes = []
     prompts, completions = list(data["prompt"]), list(data["completion"])
-    sep = _marker(_common_suffix(prompts), SEPARATORS) if len(prompts) > 1 else ""
+    sep = prompt_separator(prompts)
     if sep:
         notes.append(f"After you've fine-tuned a model, remember that your prompt has to end with the indicator "
                      f"string `{show(sep)}` for the model to start generating completions, rather than "
