@@ -218,3 +218,23 @@ def test_validate_messages(messages, expected):
 ])
 def test_detect_classification(completions, expected):
     assert detect_classification(completions) is expected
+
+
+def test_a_raw_review_table_where_prompts_belong_names_the_build_command(tmp_path):
+    """Amazon's dataset_en_test.json handed to evaluate or fine_tunes.create: one error that says how
+    to build prompt/completion files, not a `prompt is missing` line per review."""
+    from tunelab.data.readers import read_prompt_completion
+
+    path = tmp_path / "dataset_en_test.json"
+    path.write_text("".join(json.dumps({"review_id": f"en_{i}", "stars": 1 + i % 5, "review_body": "fine",
+                                        "review_title": "ok", "product_category": "home"}) + "\n" for i in range(50)))
+    with pytest.raises(DataFileError) as err:
+        read_prompt_completion(path)
+    text = err.value.render()
+    assert "no `prompt`/`completion` fields" in text and "`review_body`" in text
+    assert f"tunelab datasets build {path} --preset amazon-stars or --preset amazon-category --out data" in text
+    assert len(err.value.problems or []) == 0
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"text": "a", "y": 1}) + "\n")
+    with pytest.raises(DataFileError, match="--text COLUMN"):
+        read_prompt_completion(other)

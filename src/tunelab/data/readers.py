@@ -326,6 +326,8 @@ def read_prompt_completion(path: str | Path) -> list[Example]:
     table = read_table(path, default_format="jsonl")
     if table.rows and "messages" in table.rows[0] and "prompt" not in table.rows[0]:
         return _read_chat(table)
+    if table.rows and not {"prompt", "completion"} & set(table.rows[0]):
+        raise _raw_table(table)
     examples, problems = [], []
     for row, line in zip(table.rows, table.lines):
         bad = []
@@ -350,6 +352,24 @@ def read_prompt_completion(path: str | Path) -> list[Example]:
     if not examples:
         raise DataFileError(f"{table.path} has no examples.")
     return examples
+
+
+def _raw_table(table: Table) -> DataFileError:
+    """A file of reviews as published (Amazon's review_body/stars, a CSV export) given where a
+    prompt/completion file belongs: one error that names the command building one, not a
+    `prompt is missing` line per row."""
+    from tunelab.data.bundled import PRESETS
+
+    columns = list(table.rows[0])
+    fitting = [p.name for p in PRESETS.values() if set(p.text_columns) | {p.label_column} <= set(columns)]
+    how = (" or ".join(f"--preset {name}" for name in fitting) if fitting
+           else "--text COLUMN[,COLUMN...] --label COLUMN")
+    return DataFileError(
+        f"{table.path} has no `prompt`/`completion` fields (its first row has {', '.join(f'`{c}`' for c in columns[:8])}"
+        f"{', ...' if len(columns) > 8 else ''}): it looks like a table of raw reviews, not a prompt/completion file.",
+        hint=f"Build prompt/completion files from it first: `tunelab datasets build {table.path} {how} --out data` "
+             "(or give the folder that holds its train, dev and test files, to keep a published split), then use "
+             "data/train.jsonl, data/valid.jsonl and data/test.jsonl.")
 
 
 def _read_chat(table: Table) -> list[Example]:
