@@ -114,3 +114,42 @@ def test_a_release_keeps_its_test_rows_even_when_they_repeat_a_prompt(tmp_path):
     assert result.dropped["duplicate_prompt"] == 1
     assert any(note.startswith("2 test row(s) repeat an earlier prompt") for note in result.notes)
     assert any(note.startswith("1 validation row(s) repeat") for note in result.notes)
+
+
+def _release(root, languages=("de", "en"), subfolders=True):
+    """Amazon Multilingual Reviews as released: train/, dev/, test/ holding dataset_<lang>_<split>.json."""
+    for part, n in (("train", 30), ("dev", 5), ("test", 6)):
+        where = root / part if subfolders else root
+        where.mkdir(parents=True, exist_ok=True)
+        for lang in languages:
+            _write(where / f"dataset_{lang}_{part}.json",
+                   [{"review_body": f"{lang} {part} {i}", "review_title": "t", "stars": 1 + i % 5, "language": lang}
+                    for i in range(n)])
+    return root
+
+
+def test_the_multilingual_release_is_read_one_language_at_a_time(tmp_path):
+    root = _release(tmp_path / "amazon_reviews_multi")
+    with pytest.raises(DataFileError) as err:
+        build_dataset(root, out_dir=tmp_path / "out", preset="amazon-stars")
+    assert "several files look like the train split" in err.value.message
+    assert "--language CODE (these files: de, en)" in err.value.render()
+    assert not (tmp_path / "out").exists()
+    result = build_dataset(root, out_dir=tmp_path / "out", preset="amazon-stars", language="en")
+    assert result.counts == {"train": 30, "valid": 5, "test": 6}
+    prompts = [json.loads(line)["prompt"] for line in open(result.paths["test"])]
+    assert all(p.split("\n")[1].startswith("en test") for p in prompts)
+    with pytest.raises(DataFileError, match="language code 'fr'"):
+        build_dataset(root, out_dir=tmp_path / "out2", preset="amazon-stars", language="fr")
+
+
+def test_one_language_in_flat_files_needs_no_language_option(tmp_path):
+    root = _release(tmp_path / "en_only", languages=("en",), subfolders=False)
+    assert build_dataset(root, out_dir=tmp_path / "out", preset="amazon-stars").counts["test"] == 6
+
+
+def test_language_needs_a_folder(tmp_path):
+    from tunelab.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="--language picks files in a folder"):
+        build_dataset("clothing-reviews", out_dir=tmp_path / "out", language="en")

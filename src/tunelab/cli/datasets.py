@@ -54,6 +54,9 @@ def register(subparsers) -> None:
     parser.add_argument("--train-size", type=_count, metavar="N", help="At most N training rows, a stratified sample (default: all the rest).")
     parser.add_argument("--val-size", type=_count, metavar="N", help="Validation rows (default: 10%% of the rows).")
     parser.add_argument("--test-size", type=_count, metavar="N", help="Test rows (default: 10%% of the rows).")
+    parser.add_argument("--language", metavar="CODE",
+                        help="In a folder holding several languages' files (Amazon's dataset_de_train.json, "
+                             "dataset_en_train.json, ...), use the files of this language code, e.g. en.")
     parser.add_argument("--seed", type=int, default=42, help="Seed of the split and the shuffle (default: 42).")
     parser.add_argument("-m", "--model", default=DEFAULT_MODEL,
                         help=f"Base model to put in the suggested fine_tunes.create command (default: {DEFAULT_MODEL}).")
@@ -110,7 +113,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     result = build_dataset(
         args.input, out_dir=args.out, text_columns=args.text, label_column=args.label, preset=args.preset,
         train_size=args.train_size, val_size=args.val_size, test_size=args.test_size, seed=args.seed,
-        shuffle=not args.no_shuffle, separator=args.separator, merge=merge,
+        shuffle=not args.no_shuffle, separator=args.separator, merge=merge, language=args.language,
     )
     dropped = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in result.dropped.items() if n)
     print(f"Built {args.out} from {args.input}" + (f" (dropped rows: {dropped})" if dropped else ""))

@@ -82,20 +82,37 @@ SPLIT_WORDS = {"train": ("train",), "valid": ("valid", "validation", "val", "dev
 TABLE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".xlsx", ".jsonl.gz", ".csv.gz", ".tsv.gz", ".json.gz")
 
 
-def split_files(folder: str | Path) -> dict[str, Path]:
-    """{part: file} of a folder holding one table per split, matched by a word of the file name
-    (train; valid/validation/val/dev; test). DataFileError when a part is missing or ambiguous."""
+def split_files(folder: str | Path, language: str | None = None) -> dict[str, Path]:
+    """{part: file} of a folder holding one table per split, matched by a word of the file's path
+    below the folder (train; valid/validation/val/dev; test), in the folder itself or in one level
+    of subfolders (Amazon's release: train/dataset_en_train.json, dev/..., test/...). `language`
+    keeps the files whose name has that code as a word (dataset_en_train.json for "en"), for a
+    release that holds several languages. DataFileError when a part is missing or ambiguous."""
     import re
 
+    def word(w: str, text: str) -> bool:
+        return re.search(rf"(^|[^a-z]){re.escape(w)}([^a-z]|$)", text) is not None
+
     folder = Path(folder)
-    tables = [f for f in sorted(folder.iterdir()) if f.is_file() and f.name.lower().endswith(TABLE_SUFFIXES)]
+    candidates = [f for f in sorted(folder.iterdir()) if f.is_file()]
+    candidates += [f for sub in sorted(folder.iterdir()) if sub.is_dir() and not sub.name.startswith(".")
+                   for f in sorted(sub.iterdir()) if f.is_file()]
+    tables = [f for f in candidates if f.name.lower().endswith(TABLE_SUFFIXES)]
+    if language:
+        tables = [f for f in tables if word(language.lower(), f.name.lower())]
+        if not tables:
+            raise DataFileError(f"{folder}: no data file has the language code {language!r} in its name "
+                                "(e.g. dataset_en_train.json for en).")
     found: dict[str, Path] = {}
     for part, words in SPLIT_WORDS.items():
-        matches = [f for f in tables
-                   if any(re.search(rf"(^|[^a-z]){w}([^a-z]|$)", f.name.lower()) for w in words)]
+        matches = [f for f in tables if any(word(w, f.relative_to(folder).as_posix().lower()) for w in words)]
         if len(matches) > 1:
+            codes = sorted({m.group(1) for f in matches
+                            if (m := re.search(r"(?:^|[^a-z])([a-z]{2})(?:[^a-z]|$)", f.name.lower().replace(part, "")))})
+            hint = ("Pick one language with --language CODE" + (f" (these files: {', '.join(codes)})" if codes else "")
+                    + ", or keep one file per split in the folder.")
             raise DataFileError(f"{folder}: several files look like the {part} split: "
-                                f"{', '.join(m.name for m in matches)}.", hint="Keep one file per split in the folder.")
+                                f"{', '.join(m.relative_to(folder).as_posix() for m in matches)}.", hint=hint)
         if matches:
             found[part] = matches[0]
     missing = [part for part in ("train", "test") if part not in found]
@@ -116,13 +133,16 @@ def _check_source(source: str | Path) -> None:
                             hint=f"Bundled datasets: {', '.join(BUNDLED)} (see `tunelab datasets list`).")
 
 
-def _load(source: str | Path) -> list[tuple[str | None, Table]]:
+def _load(source: str | Path, language: str | None = None) -> list[tuple[str | None, Table]]:
     _check_source(source)
     dataset = _bundled(source)
+    if language and not (dataset is None and Path(source).is_dir()):
+        raise InvalidInputError("--language picks files in a folder of one file per split and language; "
+                                f"{source} is not such a folder.")
     if dataset:
         return [(part, read_table(dataset.path(part))) for part in PARTS]
     if Path(source).is_dir():
-        return [(part, read_table(path)) for part, path in split_files(source).items()]
+        return [(part, read_table(path)) for part, path in split_files(source, language).items()]
     return [(None, read_table(Path(source)))]
 
 
@@ -310,7 +330,7 @@ def build_dataset(source: str | Path, *, out_dir: str | Path, text_columns: Sequ
                   label_column: str | None = None, preset: str | None = None, train_size: int | None = None,
                   val_size: int | None = None, test_size: int | None = None, seed: int = 42,
                   shuffle: bool = True, separator: str = DEFAULT_SEPARATOR,
-                  merge: dict[str, str] | None = None) -> BuildResult:
+                  merge: dict[str, str] | None = None, language: str | None = None) -> BuildResult:
     """Write out_dir/{train,valid,test}.jsonl and labels.json from a CSV/JSONL/... file or a
     bundled dataset name. Nothing is written when the input cannot be used. `merge`: {old label:
     new label} applied to every row before splitting (tunelab.data.label_maps reads one), recorded
@@ -319,7 +339,7 @@ def build_dataset(source: str | Path, *, out_dir: str | Path, text_columns: Sequ
                                                  label_column=label_column)
     if not separator:
         raise InvalidInputError("The separator must not be empty; it tells the model where the prompt ends.")
-    tables = _load(source)
+    tables = _load(source, language)
     for _, table in tables:
         _check_columns(table, [*text_columns, label_column], source)
     release = Path(source).is_dir() and _bundled(source) is None
