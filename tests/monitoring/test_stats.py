@@ -77,6 +77,9 @@ def test_text_drift_tells_topics_apart_and_not_samples():
 
 def test_quality_flags():
     assert S.is_empty("") and S.is_empty("   \n\n###\n\n") and not S.is_empty("ok\n\n###\n\n")
+    assert S.is_empty("...\n\n###\n\n") and not S.is_empty("5\n\n###\n\n")
+    emoji = "\U0001F60D\U0001F60D\U0001F44D\n\n###\n\n"  # a review of emoji only: content, but not text
+    assert not S.is_empty(emoji) and S.is_non_text(emoji)
     assert not S.is_non_text("Lovely dress, runs small!\n\n###\n\n")
     assert not S.is_non_text("ok\n\n###\n\n")  # the separator is not held against a short prompt
     assert S.is_non_text("3.1415 2.7182 1.4142\n\n###\n\n") and S.is_non_text('{"a": [1, 2, 3]}')

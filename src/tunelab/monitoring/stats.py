@@ -41,7 +41,9 @@ TEXT_DRIFT_FOLDS = 5
 TEXT_DRIFT_MIN_PER_SIDE = 20
 
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
-_ALNUM = re.compile(r"[^\W_]")
+# Anything but whitespace and ASCII punctuation (the separator "###", "..."): letters, digits, and
+# the emoji of a review such as "😍😍👍", which has content (non-text, not empty).
+_CONTENT = re.compile(r"[^\s!-/:-@\[-`{-~]")
 _LETTER = re.compile(r"[^\W\d_]")
 _ASCII_LETTERS = bytes(range(ord("A"), ord("Z") + 1)) + bytes(range(ord("a"), ord("z") + 1))
 _BROKEN = re.compile("[\ufffd\x00-\x08\x0b\x0c\x0e-\x1f]")
@@ -209,8 +211,9 @@ def text_drift(reference_texts: Sequence[str], window_texts: Sequence[str], *, s
 
 
 def is_empty(prompt: str) -> bool:
-    """No letter or digit at all: "", whitespace, or only the separator ("\\n\\n###\\n\\n")."""
-    return _ALNUM.search(prompt) is None
+    """Nothing but whitespace and ASCII punctuation: "", spaces, or only the separator
+    ("\\n\\n###\\n\\n"). An emoji-only review is not empty; `is_non_text` counts it."""
+    return _CONTENT.search(prompt) is None
 
 
 def is_non_text(prompt: str) -> bool:
@@ -222,7 +225,7 @@ def is_non_text(prompt: str) -> bool:
     if _BROKEN.search(prompt):
         return True
     end = len(prompt)
-    while end and not (prompt[end - 1].isalnum() or prompt[end - 1] == "_"):  # the separator is short
+    while end and _CONTENT.match(prompt[end - 1]) is None:  # the separator is short ASCII punctuation
         end -= 1
     chars = "".join(prompt[:end].split())
     if not chars:
