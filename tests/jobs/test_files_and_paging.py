@@ -71,6 +71,11 @@ def test_files_of_unfinished_jobs_and_results(store, queued):
         results_path(store, queued)
     store.request_cancel(queued.id)
     assert jobs_using(store, queued.training_file) == []
+    failed = store.update_job(queued.id, status="failed", error={"code": "invalid_training_file",
+                                                                 "message": "the labels do not match"})
+    with pytest.raises(InvalidInputError, match=r"has no results: it failed before its first step was recorded "
+                                                r"\(the labels do not match\)"):
+        results_path(store, failed)
 
 
 def items(*ids):

@@ -38,6 +38,12 @@ def results_path(store: Store, job: JobRecord) -> Path:
     if not path.exists() and job.result_file:
         path = Path(store.get_file(job.result_file).path)
     if not path.exists():
+        if job.status in ("failed", "cancelled"):
+            # "yet" would promise results that will never come.
+            message = (job.error or {}).get("message") if job.status == "failed" else None
+            reason = f" ({message})" if message else ""
+            raise InvalidInputError(f"Job {job.legacy_id} has no results: it {job.status} before its first "
+                                    f"step was recorded{reason}.")
         raise InvalidInputError(f"Job {job.legacy_id} has no results yet (status: {job.status}).")
     return path
 
