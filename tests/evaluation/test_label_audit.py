@@ -143,3 +143,23 @@ def test_a_one_example_class_is_scored_by_a_model_without_cross_validation(tmp_p
     assert [(i["line"], i["suggested"]) for i in issues] == [(1, " b")]
     with pytest.raises(InvalidInputError, match="Cross-validation cannot score"):
         find_label_issues(path)  # without a model the check still applies
+
+
+def test_flagged_rows_of_a_rare_class_are_kept_unless_asked(tmp_path):
+    """Cross-validated TF-IDF flags correct rows of a class it saw three times; dropping them would
+    erase the class (QA: shoes 3 -> 1, watch 3 -> 1)."""
+    from tunelab.evaluation.label_report import acted_on
+
+    train = [Example(f"home {i}\n\n###\n\n", " home", i + 1) for i in range(30)]
+    train += [Example(f"shoe {i}\n\n###\n\n", " shoes", 31 + i) for i in range(3)]
+    issues = [{"line": 32, "given": " shoes", "suggested": " home", "score": 0.01},
+              {"line": 2, "given": " home", "suggested": " shoes", "score": 0.02},
+              {"line": 33, "given": " shoes", "suggested": " home", "score": 0.03}]
+    done, kept = acted_on(train, issues)
+    assert [i["line"] for i in done] == [2] and [i["line"] for i in kept] == [32, 33]
+    assert [i["line"] for i in acted_on(train, issues, keep_rare=0)[0]] == [32, 2, 33]
+    assert [i["line"] for i in acted_on(train, issues, limit=1)[1]] == [32]
+    files = write_issues(tmp_path / "train.jsonl", train, issues, tmp_path / "out", action="drop")
+    cleaned = read_prompt_completion(files["train"])
+    assert sum(e.completion == " shoes" for e in cleaned) == 3 and len(cleaned) == 32
+    assert len([json.loads(line) for line in open(files["issues"])]) == 3

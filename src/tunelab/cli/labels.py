@@ -71,6 +71,10 @@ def register(subparsers) -> None:
                         help="Write a cleaned train.jsonl with the flagged rows given the suggested label.")
     p.add_argument("--limit", type=_count, default=None, metavar="N",
                    help="Drop or relabel only the N most suspicious rows (default: every flagged row).")
+    p.add_argument("--keep-rare", type=_count, default=None, metavar="N",
+                   help="Leave the flagged rows of classes with fewer than N training rows as they are (default: "
+                        "20; 0 acts on every class): a judge that saw a class a handful of times flags its "
+                        "correct rows too.")
     p.add_argument("--show", type=_count, default=10, metavar="N", help="Issues to print (default: 10).")
     p.add_argument("--out", default="tunelab-report/label-issues", metavar="DIR",
                    help="Output folder (default: ./tunelab-report/label-issues/).")
@@ -156,11 +160,14 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_issues(args: argparse.Namespace) -> int:
-    from tunelab.evaluation.label_report import find_label_issues, write_issues
+    from tunelab.evaluation.label_audit import RARE_COUNT
+    from tunelab.evaluation.label_report import acted_on, find_label_issues, write_issues
 
     require_paths(("training file", args.file))
+    keep_rare = RARE_COUNT if args.keep_rare is None else args.keep_rare
     train, probs, issues = find_label_issues(args.file, model=args.model, folds=args.folds, seed=args.seed)
-    files = write_issues(args.file, train, issues, args.out, action=args.action, limit=args.limit)
+    files = write_issues(args.file, train, issues, args.out, action=args.action, limit=args.limit,
+                         keep_rare=keep_rare)
     if args.json:
         print_json({"probabilities": probs.source, "n": len(train), "issues": issues, "files": files})
         return 0
@@ -171,8 +178,13 @@ def cmd_issues(args: argparse.Namespace) -> int:
         print(format_columns(["line", "given", "suggested", "score", "prompt"], rows, right=frozenset({0, 3}),
                              cut_middle=False))
     if args.action:
-        n = len(issues) if args.limit is None else min(args.limit, len(issues))
-        print(f"\n{'Dropped' if args.action == 'drop' else 'Relabelled'} {n} row(s): cleaned file {files['train']}, "
-              f"record {files['changes']}")
+        done, kept = acted_on(train, issues, limit=args.limit, keep_rare=keep_rare)
+        print(f"\n{'Dropped' if args.action == 'drop' else 'Relabelled'} {len(done)} row(s): cleaned file "
+              f"{files['train']}, record {files['changes']}")
+        if kept:
+            classes = sorted({i["given"].strip() for i in kept})
+            print(f"Kept {len(kept)} flagged row(s) of {len(classes)} class(es) with fewer than {keep_rare} training "
+                  f"rows ({', '.join(classes[:8])}{', ...' if len(classes) > 8 else ''}): review them in "
+                  "issues.jsonl, or act on them too with --keep-rare 0.")
     print(f"Wrote {', '.join(Path(p).name for p in files.values())} to {args.out}/")
     return 0

@@ -94,11 +94,26 @@ def find_label_issues(train_path: str | Path, *, model: str | None = None, store
     return train, probs, A.find_issues(train, probs)
 
 
+def acted_on(train: list[Example], issues: list[dict], *, limit: int | None = None,
+             keep_rare: int = A.RARE_COUNT) -> tuple[list[dict], list[dict]]:
+    """(issues to drop or relabel, issues left alone because their given class is rare): the first
+    `limit` issues (all by default), except those of a class with fewer than `keep_rare` training
+    rows. A judge that saw a class a handful of times (cross-validated TF-IDF most of all) flags
+    its correct rows too; removing them would erase the class, so they stay listed for review."""
+    from collections import Counter
+
+    counts = Counter(e.completion for e in train)
+    head = issues if limit is None else issues[:limit]
+    rare = [i for i in head if counts[i["given"]] < keep_rare]
+    return [i for i in head if counts[i["given"]] >= keep_rare], rare
+
+
 def write_issues(train_path: str | Path, train: list[Example], issues: list[dict], out_dir: str | Path, *,
-                 action: str | None = None, limit: int | None = None) -> dict[str, str]:
+                 action: str | None = None, limit: int | None = None, keep_rare: int = A.RARE_COUNT) -> dict[str, str]:
     """issues.jsonl (every issue, most suspicious first) and, with `action` "drop" or "relabel",
-    train.jsonl cleaned of the first `limit` issues (all by default) plus changes.jsonl, what was
-    dropped or relabelled. The test file is never read or written here."""
+    train.jsonl cleaned of the first `limit` issues (all by default; rows of a class with fewer than
+    `keep_rare` training rows are kept, see `acted_on`) plus changes.jsonl, what was dropped or
+    relabelled. The test file is never read or written here."""
     if action not in (None, "drop", "relabel"):
         raise InvalidInputError(f"Unknown action {action!r}: use drop or relabel.")
     if limit is not None and limit < 0:
@@ -112,7 +127,7 @@ def write_issues(train_path: str | Path, train: list[Example], issues: list[dict
     write_jsonl(out / "issues.jsonl", issues)
     files["issues"] = str(out / "issues.jsonl")
     if action:
-        chosen = {i["line"]: i for i in (issues if limit is None else issues[:limit])}
+        chosen = {i["line"]: i for i in acted_on(train, issues, limit=limit, keep_rare=keep_rare)[0]}
         rows, changes = [], []
         for e in train:
             issue = chosen.get(e.line)
