@@ -25,11 +25,11 @@ class FakeStore:
         return []
 
 
-def selector(patience=2, n_epochs=6):
+def selector(patience=2, n_epochs=6, n_valid=1):
     hp = SimpleNamespace(keep_best=True, early_stopping_patience=patience, calibrate=False, max_length=64)
     plan = SimpleNamespace(hyperparameters=hp, classification=False, n_epochs=n_epochs,
                            method=SimpleNamespace(value="classifier"))
-    rows = [SimpleNamespace(prompt="p", completion=" 1")]
+    rows = [SimpleNamespace(prompt="p", completion=" 1")] * n_valid
     return _EpochSelector(FakeStore(), SimpleNamespace(id="ftjob-x"), plan, None, rows, None, 16)
 
 
@@ -100,7 +100,7 @@ def test_continued_training_that_only_hurts_keeps_the_parent(store, tiny_models,
 
 
 def test_accuracy_ranks_first_and_log_loss_breaks_ties():
-    sel = selector()
+    sel = selector(n_valid=1099)
     # SST-5's case: epoch 2 had the lower log-loss, epoch 3 the higher accuracy; epoch 3 is kept
     sel.history = {1: {"score": 1.220, "accuracy": 0.468, "temperature": 1.1},
                    2: {"score": 1.181, "accuracy": 0.473, "temperature": 1.3},
@@ -111,3 +111,20 @@ def test_accuracy_ranks_first_and_log_loss_breaks_ties():
     sel.history[5] = {"score": 1.150, "accuracy": 0.491, "temperature": 1.7}
     assert sel.best_epoch == 4  # a full tie keeps the earlier epoch
     assert sel.kept_message(4, 5) == "Kept epoch 4 of 5: the best on the validation file (accuracy 0.4910, log-loss 1.1500)."
+
+
+def test_accuracy_differences_within_the_noise_are_ties_that_log_loss_breaks():
+    """SST-5, seed 7: 0.486 / 0.479 / 0.480 on 1,099 validation sentences (standard error 0.015)."""
+    sel = selector(n_valid=1099)
+    sel.history = {1: {"score": 1.1917, "accuracy": 0.4859, "temperature": 1.2},
+                   2: {"score": 1.1640, "accuracy": 0.4786, "temperature": 1.4},
+                   3: {"score": 1.1764, "accuracy": 0.4795, "temperature": 1.6}}
+    assert sel.best_epoch == 2
+    small = selector(n_valid=100_000)  # the same gaps on 100,000 rows are real: accuracy decides
+    small.history = dict(sel.history)
+    assert small.best_epoch == 1
+    # a continued job keeps its starting point unless the chosen epoch beats it outright
+    sel.history[0] = {"score": 1.17, "accuracy": 0.482, "temperature": 1.0}
+    assert sel.best_epoch == 0
+    sel.history[0] = {"score": 1.17, "accuracy": 0.470, "temperature": 1.0}
+    assert sel.best_epoch == 2
