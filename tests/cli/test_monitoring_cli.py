@@ -62,7 +62,8 @@ def test_feedback_add_queue_export(logged, capsys, home):
     assert run_cli("feedback", "add", "--id", ids[0], "--label", rows[0].completion.strip()) == 0
     assert "Recorded fb-" in capsys.readouterr().out
     assert run_cli("feedback", "add", "--id", ids[1], "--label", "9") == 2
-    assert "is not a label of" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is not a label of" in err and "so '1' names ' 1'" in err  # the hint shows one of its own labels
     assert run_cli("feedback", "add", "--id", "cmpl-doesnotexist", "--label", "4") == 3
     capsys.readouterr()
     assert run_cli("feedback", "add", "-m", models.enc, "--text", "love love great", "--label", "5") == 0

@@ -65,7 +65,8 @@ def _label(name: Any, labels: list[str] | None, model_id: str) -> str:
         return match_label(name, labels)
     except InvalidInputError:
         raise InvalidInputError(f"{name!r} is not a label of {model_id}; its labels are {preview(labels, 40)}.",
-                                hint="Labels are matched ignoring surrounding spaces, so '4' names ' 4'.") from None
+                                hint=f"Labels are matched ignoring surrounding spaces, so {labels[0].strip()!r} "
+                                     f"names {labels[0]!r}.") from None
 
 
 def _check(store, log: PredictionLog, item: dict, labels_cache: dict, flush: Callable[[], Any] | None) \
