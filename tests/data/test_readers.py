@@ -238,3 +238,11 @@ def test_a_raw_review_table_where_prompts_belong_names_the_build_command(tmp_pat
     other.write_text(json.dumps({"text": "a", "y": 1}) + "\n")
     with pytest.raises(DataFileError, match="--text COLUMN"):
         read_prompt_completion(other)
+
+
+def test_csv_saved_as_json_gets_a_hint(tmp_path):
+    path = write(tmp_path / "reviews.json", "review_title,review_body,stars\nGreat,Works well,5\n")
+    with pytest.raises(DataFileError) as err:
+        read_table(path)
+    assert "malformed JSON at line 1" in err.value.message
+    assert "looks like a CSV header" in err.value.render() and ".csv" in err.value.render()

@@ -197,6 +197,16 @@ def _read_jsonl(path: Path, text: str) -> Table:
     return Table(path, "jsonl", _columns_of(rows), rows, lines)
 
 
+def _looks_like_csv(path: Path, text: str) -> str | None:
+    """A hint when a .json file's first line reads like a CSV header (comma-separated names, no
+    brace): the file was saved under the wrong extension."""
+    first = text.lstrip().split("\n", 1)[0]
+    if "," in first and not first.startswith(("{", "[")):
+        return (f"Its first line looks like a CSV header ({first[:80]!r}); if the file is CSV, give it a .csv "
+                "name so that it is read as a table.")
+    return None
+
+
 def _read_json(path: Path, text: str) -> Table:
     decoder = safejson.decoder()
     start = len(text) - len(text.lstrip())
@@ -205,7 +215,8 @@ def _read_json(path: Path, text: str) -> Table:
         try:
             _, end = decoder.raw_decode(text, start)
         except json.JSONDecodeError as exc:
-            raise DataFileError(f"{path}: malformed JSON at line {exc.lineno}: {_json_error(exc)}") from None
+            raise DataFileError(f"{path}: malformed JSON at line {exc.lineno}: {_json_error(exc)}",
+                                hint=_looks_like_csv(path, text)) from None
         except RecursionError:
             raise DataFileError(f"{path}: line 1: nested more than {safejson.MAX_DEPTH} levels deep.") from None
         if text[end:].strip():
