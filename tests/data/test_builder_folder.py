@@ -153,3 +153,13 @@ def test_language_needs_a_folder(tmp_path):
 
     with pytest.raises(InvalidInputError, match="--language picks files in a folder"):
         build_dataset("clothing-reviews", out_dir=tmp_path / "out", language="en")
+
+
+def test_a_missing_column_error_suggests_the_close_name_and_the_preset_that_fits(tmp_path):
+    path = tmp_path / "reviews.jsonl"
+    _write(path, [{"review_title": "t", "review_body": "b", "stars": 5}] * 3)
+    with pytest.raises(DataFileError) as err:
+        build_dataset(path, out_dir=tmp_path / "out", text_columns=["review_titel", "review_body"], label_column="stars")
+    text = err.value.render()
+    assert "no column `review_titel`" in text and "Did you mean `review_title` for `review_titel`?" in text
+    assert "this table fits --preset amazon-stars;" in text

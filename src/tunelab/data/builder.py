@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunelab.data.bundled import BUNDLED, PARTS, BundledDataset, get_bundled, get_preset
+from tunelab.data.bundled import BUNDLED, PARTS, PRESETS, BundledDataset, get_bundled, get_preset
 from tunelab.data.labels import (
     COMPLETION_PREFIX, check_merge_map, format_label, is_ordinal, merged_label, normalize_label, sort_labels,
     with_leading_space,
@@ -147,13 +147,22 @@ def _load(source: str | Path, language: str | None = None) -> list[tuple[str | N
 
 
 def _check_columns(table: Table, wanted: Sequence[str], source: str | Path) -> None:
+    import difflib
+
     missing = [c for c in wanted if c not in table.columns]
     if missing:
         present = ", ".join(f"`{c}`" for c in table.columns)
+        close = {c: m[0] for c in missing if (m := difflib.get_close_matches(c, table.columns, n=1, cutoff=0.75))}
+        fitting = [p.name for p in PRESETS.values() if set(p.text_columns) | {p.label_column} <= set(table.columns)]
+        hints = [f"did you mean {', '.join(f'`{m}` for `{c}`' for c, m in close.items())}?"] if close else []
+        if fitting:
+            hints.append(f"this table fits --preset {' or --preset '.join(fitting)}")
+        hints.append("choose columns with --text COL[,COL...] and --label COL, or a --preset")
+        hint = "; ".join(hints)
         raise DataFileError(
             f"{source if _bundled(source) else table.path}: no column {', '.join(f'`{c}`' for c in missing)}. "
             f"Columns present: {present}.",
-            hint="Choose columns with --text COL[,COL...] and --label COL, or a --preset.")
+            hint=hint[0].upper() + hint[1:] + ".")
 
 
 def _collect(tables: list[tuple[str | None, Table]], text_columns: Sequence[str], label_column: str,
