@@ -56,7 +56,8 @@ def register(subparsers) -> None:
     parser.add_argument("--test-size", type=_count, metavar="N", help="Test rows (default: 10%% of the rows).")
     parser.add_argument("--language", metavar="CODE",
                         help="In a folder holding several languages' files (Amazon's dataset_de_train.json, "
-                             "dataset_en_train.json, ...), use the files of this language code, e.g. en.")
+                             "dataset_en_train.json, ...), use the files of this language code, e.g. en (default: "
+                             "every file, which must then be one per split).")
     parser.add_argument("--seed", type=int, default=42, help="Seed of the split and the shuffle (default: 42).")
     parser.add_argument("-m", "--model", default=DEFAULT_MODEL,
                         help=f"Base model to put in the suggested fine_tunes.create command (default: {DEFAULT_MODEL}).")
