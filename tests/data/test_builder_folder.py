@@ -112,7 +112,7 @@ def test_a_release_keeps_its_test_rows_even_when_they_repeat_a_prompt(tmp_path):
     result = build_dataset(folder, out_dir=tmp_path / "out", preset="amazon-stars")
     assert result.counts == {"train": 20, "valid": 2, "test": 3}
     assert result.dropped["duplicate_prompt"] == 1
-    assert any(note.startswith("2 test row(s) repeat an earlier prompt") for note in result.notes)
+    assert any(note.startswith("2 test row(s) repeat a prompt of an earlier row") for note in result.notes)
     assert any(note.startswith("1 validation row(s) repeat") for note in result.notes)
 
 

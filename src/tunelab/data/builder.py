@@ -191,8 +191,8 @@ def _collect(tables: list[tuple[str | None, Table]], text_columns: Sequence[str]
                 repeats[part] = repeats.get(part, 0) + 1
             seen.add(prompt)  # first occurrence wins: outside a release, no prompt lands in two splits
             rows.append(_Row(prompt, label, part, where))
-    notes = [f"{n} {'validation' if part == 'valid' else part} row(s) repeat an earlier prompt (e.g. a short review "
-             "such as 'Five Stars'); kept, as the corpus's split has them" for part, n in repeats.items()]
+    notes = [f"{n} {'validation' if part == 'valid' else part} row(s) repeat a prompt of an earlier row or file; "
+             "kept, as the corpus's split has them" for part, n in repeats.items()]
     return rows, dropped, notes
 
 
