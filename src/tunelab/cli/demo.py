@@ -102,8 +102,15 @@ def cmd_demo(args) -> int:
             raise JobFailedError(f"Job {job.legacy_id} {job.status}: {(job.error or {}).get('message', '')}",
                                  job_id=job.id, status=job.status)
         acc = JobStats.from_job(job).final_metrics.get("classification/accuracy")
-        print(f"   → {job.fine_tuned_model}  ({job.train_seconds:.0f} s"
-              + (f", validation accuracy {acc:.3f})" if acc is not None else ")"))
+        # The registered weights are the kept epoch's, not necessarily the last step's.
+        kept = (store.find_model(job.fine_tuned_model).meta or {}).get("kept_epoch")
+        if kept:
+            scores = {c.epoch: (c.metrics or {}).get("selection_accuracy") for c in store.list_checkpoints(job.id)}
+            acc = scores.get(kept) if scores.get(kept) is not None else acc
+        tail = (", kept the parent's weights" if kept == 0 else
+                f", validation accuracy {acc:.3f}" + (f" at the kept epoch {kept}" if kept else "") if acc is not None
+                else "")
+        print(f"   → {job.fine_tuned_model}  ({job.train_seconds:.0f} s{tail})")
         return job.fine_tuned_model, job
 
     first, _ = fine_tune("2. Fine-tune 1 epoch on the shuffled data (Listing 4.2)", shuffled, args.model, 1)
