@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunelab.data.bundled import BUNDLED, PARTS, PRESETS, BundledDataset, get_bundled, get_preset
+from tunelab.data.bundled import BUNDLED, PARTS, BundledDataset, get_bundled, get_preset, presets_fitting
 from tunelab.data.labels import (
     COMPLETION_PREFIX, check_merge_map, format_label, is_ordinal, merged_label, normalize_label, sort_labels,
     with_leading_space,
@@ -153,7 +153,7 @@ def _check_columns(table: Table, wanted: Sequence[str], source: str | Path) -> N
     if missing:
         present = ", ".join(f"`{c}`" for c in table.columns)
         close = {c: m[0] for c in missing if (m := difflib.get_close_matches(c, table.columns, n=1, cutoff=0.75))}
-        fitting = [p.name for p in PRESETS.values() if set(p.text_columns) | {p.label_column} <= set(table.columns)]
+        fitting = presets_fitting(table.columns)
         hints = [f"did you mean {', '.join(f'`{m}` for `{c}`' for c, m in close.items())}?"] if close else []
         if fitting:
             hints.append(f"this table fits --preset {' or --preset '.join(fitting)}")

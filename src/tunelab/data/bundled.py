@@ -88,5 +88,11 @@ def get_preset(name: str) -> Preset:
                                 hint=f"Presets: {', '.join(PRESETS)}.") from None
 
 
+def presets_fitting(columns) -> list[str]:
+    """Names of the presets whose text and label columns are all among `columns`."""
+    have = set(columns)
+    return [p.name for p in PRESETS.values() if set(p.text_columns) | {p.label_column} <= have]
+
+
 def get_bundled(name: str) -> BundledDataset | None:
     return BUNDLED.get(name)

@@ -197,7 +197,7 @@ def _read_jsonl(path: Path, text: str) -> Table:
     return Table(path, "jsonl", _columns_of(rows), rows, lines)
 
 
-def _looks_like_csv(path: Path, text: str) -> str | None:
+def _looks_like_csv(text: str) -> str | None:
     """A hint when a .json file's first line reads like a CSV header (comma-separated names, no
     brace): the file was saved under the wrong extension."""
     first = text.lstrip().split("\n", 1)[0]
@@ -216,7 +216,7 @@ def _read_json(path: Path, text: str) -> Table:
             _, end = decoder.raw_decode(text, start)
         except json.JSONDecodeError as exc:
             raise DataFileError(f"{path}: malformed JSON at line {exc.lineno}: {_json_error(exc)}",
-                                hint=_looks_like_csv(path, text)) from None
+                                hint=_looks_like_csv(text)) from None
         except RecursionError:
             raise DataFileError(f"{path}: line 1: nested more than {safejson.MAX_DEPTH} levels deep.") from None
         if text[end:].strip():
@@ -369,10 +369,10 @@ def _raw_table(table: Table) -> DataFileError:
     """A file of reviews as published (Amazon's review_body/stars, a CSV export) given where a
     prompt/completion file belongs: one error that names the command building one, not a
     `prompt is missing` line per row."""
-    from tunelab.data.bundled import PRESETS
+    from tunelab.data.bundled import presets_fitting
 
     columns = list(table.rows[0])
-    fitting = [p.name for p in PRESETS.values() if set(p.text_columns) | {p.label_column} <= set(columns)]
+    fitting = presets_fitting(columns)
     how = (" or ".join(f"--preset {name}" for name in fitting) if fitting
            else "--text COLUMN[,COLUMN...] --label COLUMN")
     return DataFileError(

@@ -102,6 +102,7 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
     except TunelabError as exc:
         problems.append(exc.message + (f" {exc.hint}" if exc.hint else ""))
     parent_labels = _parent_labels(resolved)
+    n_data_labels = len(labels) if labels is not None else 0
     if labels is not None and parent_labels is not None:
         # A classifier continues on any data whose labels are among its own (corrections from
         # feedback rarely cover every class): its head keeps every label, in its order.
@@ -113,7 +114,7 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
         else:
             labels = list(parent_labels)
     if labels is not None and opts.classification_n_classes is not None:
-        counts = sorted({len(labels), len(sorted(set(e.completion for e in train_rows)))})
+        counts = sorted({len(labels), n_data_labels})
         if opts.classification_n_classes not in counts:
             problems.append(f"--classification_n_classes {opts.classification_n_classes} does not match the "
                             f"training data, which has {counts[0]} distinct completions"

@@ -341,11 +341,11 @@ class _EpochSelector:
             chosen = max(e for e in trained if accuracy[e] >= top - noise)
         else:
             chosen = min(trained, key=self._rank)
-        if 0 in self.history and self._rank(0) <= self._rank(chosen):
-            # The latest of the tied epochs does not beat the parent's weights; the most accurate may.
-            chosen = min(trained, key=self._rank)
-        # The parent's weights are replaced only by an epoch strictly better than them.
-        return 0 if 0 in self.history and self._rank(0) <= self._rank(chosen) else chosen
+        if 0 not in self.history:
+            return chosen
+        # The parent's weights are replaced only by an epoch strictly better than them: the latest
+        # tied one, else the most accurate one.
+        return next((e for e in (chosen, min(trained, key=self._rank)) if self._rank(e) < self._rank(0)), 0)
 
     def should_stop(self, epoch: int) -> bool:
         best = self.best_epoch
