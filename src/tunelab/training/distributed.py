@@ -63,6 +63,18 @@ def launch_command(job_id: str, *, num_processes: int, worker_id: str | None = N
     return cmd
 
 
+def finish() -> None:
+    """Tear the process group down before the interpreter exits. Left to exit, a process that
+    returns first (the secondary after a cancel: it writes nothing) can be aborted by gloo
+    ("terminate called without an active exception") while the other still holds the connection,
+    and the launcher then reports a failure for a job that stopped cleanly. No barrier: a process
+    that returned after an error must not wait on one that is still training."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def process_alive(pid: int) -> bool:
     """Whether `pid` runs (a zombie, killed but not yet reaped by its parent, does not)."""
     try:

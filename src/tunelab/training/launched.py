@@ -8,7 +8,7 @@ import argparse
 
 from tunelab.store import Store
 from tunelab.store.records import RUNNING
-from tunelab.training.distributed import process_alive
+from tunelab.training.distributed import finish, process_alive
 from tunelab.training.runner import run_job
 
 
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         return bool(args.worker_id) and store.get_job(job.id).worker_id != args.worker_id
 
     run_job(store, job, abandoned=abandoned)
+    finish()
     return 0
 
 
