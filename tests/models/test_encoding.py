@@ -48,7 +48,7 @@ def test_a_huge_prompt_is_cut_before_tokenizing(tokenizer):
     spy = Spy(tokenizer)
     started = time.perf_counter()
     [clipped] = encode_classifier(spy, [huge], [0], max_length=64)
-    assert time.perf_counter() - started < 1.0 and spy.chars <= 64 * 20
+    assert time.perf_counter() - started < 1.0 and spy.chars <= 2 * 64 * 20 + 2  # its head and its tail
     [whole] = encode_classifier(tokenizer, [words * 20], [0], max_length=64)
     assert clipped.input_ids == whole.input_ids and len(clipped.input_ids) == 64
 
@@ -78,3 +78,23 @@ def test_collate_pads_to_a_multiple_of_8_by_default_and_exactly_with_multiple_1(
     assert wide["input_ids"].shape == (2, 16) and exact["input_ids"].shape == (2, 11)
     assert exact["attention_mask"].sum(1).tolist() == [3, 11]
     assert (wide["input_ids"][:, :11] == exact["input_ids"]).all()
+
+
+def test_a_long_prompt_keeps_its_start_and_its_end(tokenizer):
+    from tunelab.models.encoding import HEAD_SHARE, encode_classifier
+
+    prompt = "great love " + "fine okay dress " * 200 + "bad fits\n\n###\n\n"
+    [enc] = encode_classifier(tokenizer, [prompt], [0], max_length=64)
+    words = tokenizer.convert_ids_to_tokens(enc.input_ids)
+    assert len(words) == 64 and words[0] == "[CLS]" and words[-1] == "[SEP]"
+    assert words[1:3] == ["great", "love"]  # the head
+    assert words[-5:] == ["dress", "bad", "fits", "###", "[SEP]"]  # the verdict and the separator
+    head = int(62 * HEAD_SHARE)
+    [head_only] = encode_classifier(tokenizer, [prompt[:200]], [0], max_length=64)
+    assert enc.input_ids[:1 + head] == head_only.input_ids[:1 + head]
+    # a text far longer than the model reads gives the same tokens as tokenizing it all
+    huge = "great love " + "fine okay dress " * 100_000 + "bad fits\n\n###\n\n"
+    [cut] = encode_classifier(tokenizer, [huge], [0], max_length=64)
+    assert cut.input_ids == enc.input_ids
+    [short] = encode_classifier(tokenizer, ["great love"], [0], max_length=64)
+    assert tokenizer.convert_ids_to_tokens(short.input_ids) == ["[CLS]", "great", "love", "[SEP]"]

@@ -58,7 +58,9 @@ class Hyperparameters:
     [CLS] token; cls: Hugging Face's own head (a folder any `pipeline` loads); cls+mean. A continued
     model keeps its parent's head."""
     max_length: int = 256
-    """Tokens kept per example (prompt + completion); longer ones are truncated from the right."""
+    """Tokens kept per example (prompt + completion). A longer classifier prompt keeps its first
+    quarter and its last three quarters (head + tail: the verdict and the separator stay in); the
+    lm method keeps the prompt's end and the completion."""
     shuffle: bool | None = None
     """Shuffle examples each epoch. None is "auto", which shuffles: a file sorted by label (as
     published review dumps often are) would otherwise train sorted by label and collapse onto the
