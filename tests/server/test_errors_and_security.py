@@ -59,6 +59,19 @@ def test_malformed_and_invalid_bodies_are_400(http, models):
     assert_envelope(http.post("/v1/chat/completions", json={"model": models["lm"], "messages": [{"role": "robot", "content": "x"}]}), 400)
 
 
+
+def test_a_value_of_no_accepted_type_names_the_field_and_the_types(http, models):
+    """`prompt: 123` matched none of prompt's four types: the message names 'prompt' and what it takes,
+    not pydantic's first member ('prompt.str') and "(and 3 more problem(s))"."""
+    for bad in (123, None, ["a", 1]):
+        error = assert_envelope(http.post("/v1/completions", json={"model": models["classifier"], "prompt": bad}), 400)
+        assert error["param"] == "prompt", error
+        assert "expected a string, an array of strings" in error["message"] and "more problem" not in error["message"]
+    error = assert_envelope(http.post("/v1/fine_tuning/jobs", json={"model": "ada", "training_file": "file-x",
+                                                                   "hyperparameters": {"n_epochs": "three"}}), 400)
+    assert error["param"] == "hyperparameters.n_epochs"
+    assert "expected 'auto' or an integer" in error["message"] and '"three"' in error["message"]
+
 def test_not_found_everywhere(http):
     error = assert_envelope(http.get("/v1/no/such/route"), 404)
     assert error["code"] == "unknown_url"

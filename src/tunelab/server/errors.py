@@ -19,6 +19,7 @@ every operation.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from typing import Any
@@ -145,6 +146,54 @@ def _param_of(loc: tuple) -> str | None:
     return ".".join(parts) or None
 
 
+_UNION_MEMBERS = {
+    "str": "a string", "int": "an integer", "float": "a number", "bool": "a boolean",
+    "list[str]": "an array of strings", "list[int]": "an array of integers",
+    "list[list[int]]": "an array of arrays of integers", "list[dict[str,any]]": "an array of content parts",
+}
+
+
+def _union_member(part: object) -> str | None:
+    """pydantic names the member of a union an error is about by its type ('str', 'list[int]',
+    "literal['auto']"); field names never look like that."""
+    if not isinstance(part, str):
+        return None
+    if part in _UNION_MEMBERS:
+        return _UNION_MEMBERS[part]
+    if part.startswith("literal[") and part.endswith("]"):
+        return " or ".join(part[len("literal["):-1].split(","))
+    if "[" in part:
+        return part
+    return None
+
+
+def _union_message(errors: list[dict]) -> tuple[str, str | None] | None:
+    """One sentence for a value that matched no member of a union (`prompt: 123`), instead of
+    pydantic's first member's complaint under a param such as 'prompt.str'."""
+    loc = tuple(errors[0].get("loc", ()))
+    at = next((i for i, part in enumerate(loc) if _union_member(part)), None)
+    if at is None:
+        return None
+    field = loc[:at]
+    expected: list[str] = []
+    for error in errors:
+        other = tuple(error.get("loc", ()))
+        if other[:at] == field and len(other) > at:
+            member = _union_member(other[at])
+            if member and member not in expected:
+                expected.append(member)
+    param = _param_of(field)
+    value = errors[0].get("input")
+    try:
+        shown = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    wanted = expected[0] if len(expected) == 1 else ", ".join(expected[:-1]) + " or " + expected[-1]
+    return f"Invalid type for '{param}': expected {wanted}, but got {shown}.", param
+
+
 def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     """FastAPI's list of validation errors as one sentence, OpenAI style."""
     errors = exc.errors()
@@ -167,6 +216,9 @@ def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
         return f"Unrecognized request argument supplied: {param}", param
     if kind in ("model_attributes_type", "dict_type") and param is None:
         return "The request body must be a JSON object.", None
+    union = _union_message(errors)
+    if union is not None:
+        return union
     msg = first.get("msg", "invalid value")
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     return (f"Invalid value for '{param}': {msg}{more}." if param else f"{msg}{more}."), param
