@@ -82,6 +82,22 @@ def test_validation_reports_every_problem(client, uploaded, tiny_models, trainin
     assert client.fine_tuning.jobs.list().data == []
 
 
+
+def test_an_unknown_hyperparameter_is_named_with_the_fix(client, uploaded, tiny_models):
+    """`{"epochs": 2}` was refused as "Cannot create the fine-tuning job:\n  - epochs": the name alone,
+    without saying it is unknown, what was meant or what is known."""
+    train, _ = uploaded
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        client.fine_tuning.jobs.create(model=str(tiny_models.encoder), training_file=train,
+                                       hyperparameters={"epochs": 2})
+    message = excinfo.value.message
+    assert "unknown hyperparameter 'epochs' (did you mean 'n_epochs'?)" in message
+    assert "known: batch_size," in message
+    assert excinfo.value.param == "hyperparameters"
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        client.fine_tuning.jobs.create(model="no-such-model", training_file=train)
+    assert excinfo.value.param == "model"
+
 def test_list_pages_with_after(client, uploaded, tiny_models):
     train, _ = uploaded
     ids = [client.fine_tuning.jobs.create(model=str(tiny_models.encoder), training_file=train).id for _ in range(3)]

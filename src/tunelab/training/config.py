@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import asdict, dataclass, field, fields
 
 from tunelab.errors import InvalidInputError
@@ -133,12 +134,18 @@ class Hyperparameters:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise InvalidInputError("Unknown hyperparameters:", problems=unknown,
-                                    hint=f"Known: {', '.join(sorted(known))}.")
+            # Each problem stands alone: job creation lists them among the other problems of the request.
+            problems = []
+            for name in unknown:
+                close = difflib.get_close_matches(name, known, n=1)
+                problems.append(f"unknown hyperparameter {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                                + f"; known: {', '.join(sorted(known))}")
+            raise InvalidInputError("Unknown hyperparameters:", problems=problems)
         bad_auto = sorted(k for k, v in values.items() if v == AUTO and k not in (*AUTO_FIELDS, *AUTO_VALUED))
         if bad_auto:
-            raise InvalidInputError(f"'auto' is only accepted for {', '.join((*AUTO_FIELDS, *AUTO_VALUED))}.",
-                                    problems=bad_auto)
+            allowed = ", ".join((*AUTO_FIELDS, *AUTO_VALUED))
+            raise InvalidInputError(f"'auto' is only accepted for {allowed}.",
+                                    problems=[f"{name}: 'auto' is only accepted for {allowed}" for name in bad_auto])
         # "auto" (OpenAI's word) and None both mean: resolve from the model, the data and the method.
         return cls(**{k: (None if v == AUTO and k in AUTO_FIELDS else v) for k, v in values.items()
                       if v is not None or k in AUTO_FIELDS})

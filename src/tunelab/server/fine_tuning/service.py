@@ -75,7 +75,8 @@ ERROR_CODES = {"training_file": "invalid_training_file", "validation_file": "inv
 
 def _param_of(problems: list[str]) -> str | None:
     for prefix, param in (("training file", "training_file"), ("validation file", "validation_file"),
-                          ("suffix", "suffix")):
+                          ("suffix", "suffix"), ("unknown hyperparameter", "hyperparameters"),
+                          ("Unknown model", "model")):
         if problems and all(p.lstrip().removeprefix("the ").startswith(prefix) or p.startswith("    ")
                             for p in problems):
             return param
