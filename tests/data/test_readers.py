@@ -232,7 +232,8 @@ def test_a_raw_review_table_where_prompts_belong_names_the_build_command(tmp_pat
         read_prompt_completion(path)
     text = err.value.render()
     assert "no `prompt`/`completion` fields" in text and "`review_body`" in text
-    assert f"tunelab datasets build {path} --preset amazon-stars or --preset amazon-category --out data" in text
+    # a command that runs when pasted (it read "--preset amazon-stars or --preset amazon-category"), then the other preset
+    assert f"`tunelab datasets build {path} --preset amazon-stars --out data` (or --preset amazon-category)" in text
     assert len(err.value.problems or []) == 0
     other = tmp_path / "other.jsonl"
     other.write_text(json.dumps({"text": "a", "y": 1}) + "\n")

@@ -373,14 +373,15 @@ def _raw_table(table: Table) -> DataFileError:
 
     columns = list(table.rows[0])
     fitting = presets_fitting(columns)
-    how = (" or ".join(f"--preset {name}" for name in fitting) if fitting
-           else "--text COLUMN[,COLUMN...] --label COLUMN")
+    # The command is one that runs when pasted; other fitting presets are named after it.
+    how = f"--preset {fitting[0]}" if fitting else "--text COLUMN[,COLUMN...] --label COLUMN"
+    others = "".join(f" (or --preset {name})" for name in fitting[1:])
     return DataFileError(
         f"{table.path} has no `prompt`/`completion` fields (its first row has {', '.join(f'`{c}`' for c in columns[:8])}"
         f"{', ...' if len(columns) > 8 else ''}): it looks like a table of raw reviews, not a prompt/completion file.",
-        hint=f"Build prompt/completion files from it first: `tunelab datasets build {table.path} {how} --out data` "
-             "(or give the folder that holds its train, dev and test files, to keep a published split), then use "
-             "data/train.jsonl, data/valid.jsonl and data/test.jsonl.")
+        hint=f"Build prompt/completion files from it first: `tunelab datasets build {table.path} {how} --out data`"
+             f"{others} (or give the folder that holds its train, dev and test files, to keep a published split), "
+             "then use data/train.jsonl, data/valid.jsonl and data/test.jsonl.")
 
 
 def _read_chat(table: Table) -> list[Example]:
