@@ -145,6 +145,19 @@ def test_feedback_for_a_text_and_bad_feedback(http, client, models):
     assert error({"id": res.id}, 400)["param"] == "label"
 
 
+
+def test_feedback_takes_a_star_rating_as_a_number(http, client, models):
+    """Amazon's `stars` is an int; `{"label": 4}` was a 400 ("should be a valid string") while
+    `tunelab feedback import` took the same number from a file. A bool or a float is still refused."""
+    res = client.completions.create(model=models["classifier"], prompt=PROMPT, max_tokens=1, temperature=0)
+    got = http.post("/v1/feedback", json={"id": res.id, "label": 4})
+    assert got.status_code == 200, got.text
+    assert got.json()["label"] == " 4"
+    for bad in (True, 4.5, None):
+        r = http.post("/v1/feedback", json={"id": res.id, "label": bad})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "label", r.text
+        assert "expected a string or an integer" in r.json()["error"]["message"]
+
 def test_feedback_right_after_the_answer_finds_it(store, fake_predictors, models):
     """A response whose log row is still queued (long flush interval) is found: the route flushes."""
     from tunelab.server import create_app

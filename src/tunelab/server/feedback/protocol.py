@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, StrictInt
 
 from tunelab.server.common import RequestModel, ResponseModel
 
@@ -16,8 +16,9 @@ class FeedbackRequest(RequestModel):
     """The `id` of a response from /v1/completions, /v1/chat/completions or /v1/labels/score."""
     index: int = Field(0, ge=0)
     """Which prompt of that response (its position in `prompt`); 0 for a single prompt."""
-    label: str
-    """The right label ("4" names the model's " 4"), or for a free-form model the right completion."""
+    label: str | StrictInt
+    """The right label ("4" names the model's " 4"; so does 4, as a star rating is often stored), or for a
+    free-form model the right completion."""
     source: str | None = Field(None, max_length=200)
     """Who says so: "human" (default), "annotator:alice", "returns-db", ..."""
     model: str | None = None

@@ -21,12 +21,13 @@ async def create_feedback(state: ServerState, request: FeedbackRequest, caller: 
     if request.id is not None and request.text is not None:
         raise bad_request("Give either `id` or `text`, not both: feedback on a response uses its logged prompt.",
                           param="text")
-    if not request.label.strip():
+    label = str(request.label)  # 4 as "4", as `tunelab feedback import` reads a file's numbers
+    if not label.strip():
         raise bad_request("'label' is empty.", param="label")
     writer = state.recorder.writer if state.recorder is not None else None
     try:
         result = await run_in_threadpool(
-            add_feedback, state.store, label=request.label, response_id=request.id, index=request.index,
+            add_feedback, state.store, label=label, response_id=request.id, index=request.index,
             model=request.model, text=request.text, source=request.source, api_key_id=caller.api_key_id,
             end_user=request.user, metadata=request.metadata, flush=writer.flush if writer is not None else None)
     except NotFoundError as exc:
