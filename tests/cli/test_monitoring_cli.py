@@ -73,6 +73,8 @@ def test_feedback_add_queue_export(logged, capsys, home):
     assert run_cli("feedback", "export", "-m", models.enc, "--out", "fb", "--holdout", "0.5") == 0
     out = capsys.readouterr().out
     assert "Exported 2 labelled example(s)" in out and "fine_tunes.create" in out
+    # the counts in brackets add up to the examples: the text label is neither a correction nor a confirmation
+    assert any(f"({c} correction(s), {1 - c} confirmation(s), 1 for a text never served)" in out for c in (0, 1))
     assert (home / "fb" / "train.jsonl").exists() and (home / "fb" / "provenance.json").exists()
 
 

@@ -123,8 +123,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     result = export_feedback(Store(), args.model, args.out, holdout=args.holdout, seed=args.seed,
                              corrections_only=args.corrections_only, since=parse_time(args.since))
     c = result.counts
+    unserved = c["examples"] - c["corrections"] - c["confirmations"]  # labels for a text, with no prediction
+    texts = f", {unserved} for a text never served" if unserved else ""
     print(f"Exported {c['examples']} labelled example(s) of {args.model} "
-          f"({c['corrections']} correction(s), {c['confirmations']} confirmation(s)) from {c['feedback']} feedback row(s).")
+          f"({c['corrections']} correction(s), {c['confirmations']} confirmation(s){texts}) "
+          f"from {c['feedback']} feedback row(s).")
     skipped = {k.removeprefix("skipped_").replace("_", " "): v for k, v in c.items() if k.startswith("skipped_")}
     if skipped:
         print("Left out: " + ", ".join(f"{v} {k}" for k, v in skipped.items()) + ".")
