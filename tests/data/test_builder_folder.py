@@ -163,3 +163,30 @@ def test_a_missing_column_error_suggests_the_close_name_and_the_preset_that_fits
     text = err.value.render()
     assert "no column `review_titel`" in text and "Did you mean `review_title` for `review_titel`?" in text
     assert "this table fits --preset amazon-stars;" in text
+
+
+def test_a_build_never_writes_over_its_input_or_raw_data(tmp_path, monkeypatch):
+    """Raw Amazon-shaped reviews in data/{train,dev,test}.jsonl and `--out data`, as the raw-table
+    error once suggested: the build wrote data/train.jsonl and data/test.jsonl over the reviews.
+    It now refuses and writes nothing; a folder of an earlier build is still written over."""
+    from tunelab.data.readers import read_prompt_completion
+    from tunelab.errors import InvalidInputError
+
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    for part, n in (("train", 40), ("dev", 10), ("test", 10)):
+        _write(data / f"{part}.jsonl", [{"review_id": f"{part}_{i}", "stars": 1 + i % 5, "review_body": f"{part} {i}",
+                                         "review_title": "", "product_category": "home"} for i in range(n)])
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    with pytest.raises(InvalidInputError, match="write over the input file"):
+        build_dataset(data, out_dir=data, preset="amazon-stars")
+    with pytest.raises(InvalidInputError, match="not a prompt/completion file of an earlier build"):
+        build_dataset(data / "dev.jsonl", out_dir=data, preset="amazon-stars")
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before
+    build_dataset(data, out_dir="prompts", preset="amazon-stars")
+    assert build_dataset(data, out_dir="prompts", preset="amazon-stars").counts["train"] == 40  # a rebuild
+    # the raw-table error suggests an output folder other than the raw file's own
+    with pytest.raises(DataFileError) as err:
+        read_prompt_completion(data / "train.jsonl")
+    assert "--preset amazon-stars --out prompts`" in err.value.render()

@@ -146,6 +146,36 @@ def _load(source: str | Path, language: str | None = None) -> list[tuple[str | N
     return [(None, read_table(Path(source)))]
 
 
+def _refuse_overwriting_data(paths: dict[str, Path], tables: list[tuple[str | None, Table]]) -> None:
+    """A build writes over the prompt/completion files of an earlier build, never over its input or
+    another data file: raw reviews in data/ (Amazon's train.jsonl, dev.jsonl, test.jsonl) with
+    `--out data` would otherwise lose train.jsonl and test.jsonl."""
+    import json
+
+    inputs = [table.path for _, table in tables]
+    for target in paths.values():
+        if not target.is_file():
+            continue
+        if any(target.resolve() == Path(path).resolve() for path in inputs):
+            raise InvalidInputError(f"--out {target.parent} would write over the input file {target}.",
+                                    hint="Choose another output folder, e.g. --out prompts.")
+        if target.suffix != ".jsonl":
+            continue
+        try:
+            with target.open(encoding="utf-8") as fh:
+                first = next((line for line in fh if line.strip()), "")
+            row = json.loads(first) if first else {}
+        except (OSError, UnicodeDecodeError, ValueError):
+            row = None
+        if not first:
+            continue
+        if not isinstance(row, dict) or not ({"prompt", "completion"} <= set(row) or "messages" in row):
+            raise InvalidInputError(f"--out {target.parent} would write over {target}, which is not a prompt/completion "
+                                    "file of an earlier build (its first row has "
+                                    f"{', '.join(f'`{k}`' for k in list(row or {})[:6]) or 'no JSON object'}).",
+                                    hint="Choose another output folder, e.g. --out prompts, or move that file.")
+
+
 def _check_columns(table: Table, wanted: Sequence[str], source: str | Path) -> None:
     import difflib
 
@@ -411,6 +441,7 @@ def build_dataset(source: str | Path, *, out_dir: str | Path, text_columns: Sequ
         meta["labels_before_merge"] = before_merge
     paths = {name: out / FILES[name] for name in splits}
     paths["labels"] = out / "labels.json"
+    _refuse_overwriting_data(paths, tables)
     try:
         for name, split_rows in splits.items():
             write_jsonl(paths[name], ({"prompt": r.prompt, "completion": with_leading_space(r.label)}

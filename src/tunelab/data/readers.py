@@ -376,12 +376,14 @@ def _raw_table(table: Table) -> DataFileError:
     # The command is one that runs when pasted; other fitting presets are named after it.
     how = f"--preset {fitting[0]}" if fitting else "--text COLUMN[,COLUMN...] --label COLUMN"
     others = "".join(f" (or --preset {name})" for name in fitting[1:])
+    # never the raw file's own folder: data/train.jsonl with --out data would be written over
+    out = "data" if Path(table.path).resolve().parent != Path("data").resolve() else "prompts"
     return DataFileError(
         f"{table.path} has no `prompt`/`completion` fields (its first row has {', '.join(f'`{c}`' for c in columns[:8])}"
         f"{', ...' if len(columns) > 8 else ''}): it looks like a table of raw reviews, not a prompt/completion file.",
-        hint=f"Build prompt/completion files from it first: `tunelab datasets build {table.path} {how} --out data`"
+        hint=f"Build prompt/completion files from it first: `tunelab datasets build {table.path} {how} --out {out}`"
              f"{others} (or give the folder that holds its train, dev and test files, to keep a published split), "
-             "then use data/train.jsonl, data/valid.jsonl and data/test.jsonl.")
+             f"then use {out}/train.jsonl, {out}/valid.jsonl and {out}/test.jsonl.")
 
 
 def _read_chat(table: Table) -> list[Example]:
