@@ -133,6 +133,23 @@ def test_every_problem_is_reported_at_once(store, tmp_path):
     assert store.list_jobs() == [] and store.list_files() == []
 
 
+
+def test_a_raw_review_file_is_refused_with_the_command_that_builds_one(store, tmp_path):
+    """fine_tunes.create -t <Amazon reviews as released> said what was wrong but dropped the
+    reader's hint, the `datasets build` command; an invalid file keeps its prepare_data hint too."""
+    raw = tmp_path / "reviews.jsonl"
+    raw.write_text("".join(json.dumps({"review_id": f"r{i}", "stars": 1 + i % 5, "review_body": "fine",
+                                       "review_title": "", "product_category": "home"}) + "\n" for i in range(20)))
+    with pytest.raises(InvalidInputError) as excinfo:
+        create_job(store, JobRequest(str(raw), "ada"))
+    text = "\n".join(excinfo.value.problems)
+    assert "not a prompt/completion file" in text and f"tunelab datasets build {raw} --preset amazon-stars" in text
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a"}\n')
+    with pytest.raises(InvalidInputError) as excinfo:
+        create_job(store, JobRequest(str(bad), "ada"))
+    assert f"tunelab tools fine_tunes.prepare_data -f {bad}" in "\n".join(excinfo.value.problems)
+
 def test_class_count_and_positive_class_are_checked_against_the_data(store, tiny_models, tmp_path):
     with pytest.raises(InvalidInputError) as excinfo:
         plan(store, tiny_models.train, str(tiny_models.encoder), validation_file=str(tiny_models.valid),

@@ -224,5 +224,7 @@ def _load(store: Store, ref: str, role: str, problems: list[str]):
     except TunelabError as exc:
         problems.append(f"{role} file: {exc.message}")
         problems += [f"    {p}" for p in exc.problems[:20]]
+        if exc.hint:  # what to do about it: the datasets build command for raw reviews, prepare_data, ...
+            problems.append(f"    {exc.hint}")
         return None, None
     return data.file_id, data.rows
