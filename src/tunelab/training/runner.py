@@ -56,7 +56,9 @@ def run_job(store: Store, job: JobRecord, *, abandoned: Callable[[], bool] | Non
         return store.update_job(job.id, worker_pid=None, worker_id=None)
     except loop.Cancelled:
         store.add_event(job.id, "Job cancelled.")
-        return store.update_job(job.id, status=CANCELLED, finished_at=int(time.time()))
+        # jobs.cancel already answered with a finished_at (the time of the cancel): keep it
+        return store.update_job(job.id, status=CANCELLED,
+                                finished_at=store.get_job(job.id).finished_at or int(time.time()))
     except TunelabError as exc:
         store.add_event(job.id, f"Job failed: {exc.render()}", level="error")
         # OpenAI's code for a data file that turns out unusable once the job runs
