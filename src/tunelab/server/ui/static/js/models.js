@@ -9,12 +9,15 @@ async function image(model, testFile, name, alt) {
   const response = await api(`/ui/api/evaluations/image?${q}`, { raw: true });
   const url = URL.createObjectURL(await response.blob());
   imageUrls.push(url);
-  return el("figure", {}, el("img", { src: url, alt, loading: "lazy" }), el("figcaption", {}, alt));
+  // A link to the full-size image: with dozens of labels, a third of the page is too small to read.
+  return el("figure", {}, el("a", { href: url, target: "_blank", title: `${alt}, full size` }, el("img", { src: url, alt, loading: "lazy" })),
+    el("figcaption", {}, alt));
 }
 
 const HEADLINE = [["accuracy", "Accuracy"], ["good_vs_bad_accuracy", "Good vs bad accuracy"], ["one_off_accuracy", "One-off accuracy"],
   ["macro_f1", "Macro F1"], ["weighted_f1", "Weighted F1"], ["mae", "Mean absolute error"], ["qwk", "Quadratic weighted kappa"],
-  ["ece", "Expected calibration error"], ["n", "Test rows"]];
+  ["balanced_accuracy", "Balanced accuracy"], ["top3_accuracy", "Top-3 accuracy"],
+  ["rare_class_recall_mean", "Recall of the 10 rarest classes"], ["ece", "Expected calibration error"], ["n", "Test rows"]];
 
 async function reportCard(r) {
   const metrics = el("table", { class: "data" }, el("tbody", {}, HEADLINE.filter(([k]) => r[k] !== undefined && r[k] !== null)

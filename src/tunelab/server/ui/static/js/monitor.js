@@ -17,28 +17,43 @@ function windowsTable(report) {
       el("td", {}, el("ul", {}, w.checks.map((c) => el("li", { class: c.alarm ? "alarm" : "" }, `${c.name}: ${c.detail}` + (c.alarm ? " (alarm)" : ""))))))))));
 }
 
+const MAX_BUTTONS = 8; // more labels than this (Amazon's 31 categories): the row's likeliest as buttons, the rest in a list
+const LIKELY = 3;
+
+function labelChoices(r, labels, record) {
+  const button = (label) => el("button", { type: "button", class: "small", "aria-label": `Label ${label.trim()} for this prediction`,
+    onclick: () => record(label) }, visible(label));
+  if (labels.length <= MAX_BUTTONS) return el("div", { class: "labels-row" }, labels.map(button));
+  const probs = r.label_probs || {};
+  const likely = [...labels].sort((a, b) => (probs[b] ?? 0) - (probs[a] ?? 0)).slice(0, LIKELY);
+  const other = el("select", { class: "other-label", "aria-label": "Another label for this prediction",
+    onchange: (ev) => { if (ev.target.value) record(ev.target.value); } },
+    el("option", { value: "" }, `other label (${labels.length})…`), labels.map((label) => el("option", { value: label }, visible(label))));
+  return el("div", { class: "labels-row" }, likely.map(button), other);
+}
+
 function queueTable(model, queue) {
   if (!queue.data.length) return el("p", { class: "muted" }, "Nothing to review: every logged prediction has feedback.");
   return el("div", { class: "table-wrap" }, el("table", { class: "data", id: "queue-table" },
     el("thead", {}, el("tr", {}, ["When", "Prompt", "Predicted", "Margin", "Right label"].map((h) => el("th", { scope: "col" }, h)))),
     el("tbody", {}, queue.data.map((r) => {
       const result = el("span", { class: "muted", role: "status" });
-      const buttons = (queue.labels || []).map((label) => el("button", { type: "button", class: "small", "aria-label": `Label ${label.trim()} for this prediction`,
-        onclick: async (ev) => {
-          try {
-            const fb = await api("/v1/feedback", { method: "POST", json: { id: r.response_id, index: r.prompt_index, label, source: "human" } });
-            fill(result, fb.correct ? "recorded: the model was right" : `recorded: ${visible(fb.label)}`);
-            ev.target.closest("tr").classList.add("done");
-          } catch (err) {
-            fill(result, err.message);
-          }
-        } }, visible(label)));
-      return el("tr", {},
+      const row = el("tr", {});
+      async function record(label) {
+        try {
+          const fb = await api("/v1/feedback", { method: "POST", json: { id: r.response_id, index: r.prompt_index, label, source: "human" } });
+          fill(result, fb.correct ? "recorded: the model was right" : `recorded: ${visible(fb.label)}`);
+          row.classList.add("done");
+        } catch (err) {
+          fill(result, err.message);
+        }
+      }
+      return fill(row,
         el("td", {}, fmtTime(r.created_at)),
-        el("td", { class: "prompt-echo" }, r.prompt ?? "(text not kept)"),
+        el("td", {}, el("div", { class: "prompt-echo" }, r.prompt ?? "(text not kept)")), // a cell ignores max-height
         el("td", {}, el("code", {}, visible(r.prediction ?? "")), ` ${fmt(r.top1_prob)}`),
         el("td", { class: "num" }, fmt(r.margin)),
-        el("td", {}, el("div", { class: "labels-row" }, buttons), result));
+        el("td", {}, labelChoices(r, queue.labels || [], record), result));
     }))));
 }
 

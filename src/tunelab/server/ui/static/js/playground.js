@@ -86,7 +86,8 @@ async function submit(ev) {
     let first = Object.entries((lp && lp.top_logprobs[0]) || {});
     let source = `top_logprobs of /v1/completions (logprobs=${body.logprobs})`;
     if (labels && labels.length > MAX_LOGPROBS) {
-      const scored = await api("/v1/labels/score", { method: "POST", json: { model: id, prompt } });
+      // The same prediction as the completion above, which the prediction log already holds: not logged twice.
+      const scored = await api("/v1/labels/score", { method: "POST", json: { model: id, prompt, store: false } });
       first = Object.entries(scored.data[0].logprobs);
       source = "every label, from /v1/labels/score (the same numbers as top_logprobs)";
     }
