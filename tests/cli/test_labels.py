@@ -58,9 +58,22 @@ def test_issues_drop_writes_cleaned_file_and_record(dataset, tmp_path, capsys):
     assert json.loads((tmp_path / "iss" / "changes.jsonl").read_text())["line"] == 4
 
 
+def test_issues_leaves_a_one_row_class_unscored(tmp_path, capsys):
+    rows = [{"prompt": f"{w} {i}\n\n###\n\n", "completion": f" {w}"} for i in range(12) for w in ("dress", "shirt")]
+    rows.append({"prompt": "odd one\n\n###\n\n", "completion": " luggage"})
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out, err = run(capsys, "labels", "issues", "-f", path, "--drop", "--out", tmp_path / "out")
+    assert code == 0, err
+    assert "Not scored: 1 class(es) with a single training row ('luggage')" in out
+    assert json.dumps(rows[-1]) in (tmp_path / "out" / "train.jsonl").read_text().splitlines()  # kept
+    code, out, _ = run(capsys, "labels", "issues", "-f", path, "--json", "--out", tmp_path / "out2")
+    assert code == 0 and json.loads(out)["unscored"] == ["luggage"]
+
+
 @pytest.mark.parametrize("completions, message", [
     ([" dress"] * 10, "single class"),
-    ([" dress", " shirt"] * 5 + [" pants"], "single example"),
+    ([" dress"] * 10 + [" shirt", " pants"], "single example"),
 ])
 def test_issues_refuses_data_it_cannot_score(tmp_path, capsys, completions, message):
     path = tmp_path / "train.jsonl"

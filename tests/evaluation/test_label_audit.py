@@ -141,8 +141,15 @@ def test_a_one_example_class_is_scored_by_a_model_without_cross_validation(tmp_p
     train, probs, issues = find_label_issues(path, model="ft-x")
     assert len(train) == 11 and probs.source == "scores of ft-x"
     assert [(i["line"], i["suggested"]) for i in issues] == [(1, " b")]
+    # Cross-validated, the one-row class is left unscored instead of refusing the file (QA: the rarest
+    # Amazon category of a --train-size sample has one row, and `labels issues` refused the file)
+    train, probs, issues = find_label_issues(path)
+    assert len(train) == 11 and probs.unscored == ["c"] and probs.probs.shape == (10, 2)
+    assert all(i["given"] != " c" for i in issues)
+    path.write_text("".join(json.dumps({"prompt": f"row {i}", "completion": c}) + "\n"
+                            for i, c in enumerate([" a"] * 9 + [" b", " c"])))
     with pytest.raises(InvalidInputError, match="Cross-validation cannot score"):
-        find_label_issues(path)  # without a model the check still applies
+        find_label_issues(path)  # one class left to score: nothing to confuse it with
 
 
 def test_flagged_rows_of_a_rare_class_are_kept_unless_asked(tmp_path):

@@ -90,6 +90,7 @@ def _probability_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from tunelab.data.labels import preview
     from tunelab.evaluation.label_audit import RARE_COUNT
     from tunelab.evaluation.label_report import inspect_labels, summary_counts, write_inspect_report
 
@@ -160,6 +161,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_issues(args: argparse.Namespace) -> int:
+    from tunelab.data.labels import preview
     from tunelab.evaluation.label_audit import RARE_COUNT
     from tunelab.evaluation.label_report import acted_on, find_label_issues, write_issues
 
@@ -169,9 +171,14 @@ def cmd_issues(args: argparse.Namespace) -> int:
     files = write_issues(args.file, train, issues, args.out, action=args.action, limit=args.limit,
                          keep_rare=keep_rare)
     if args.json:
-        print_json({"probabilities": probs.source, "n": len(train), "issues": issues, "files": files})
+        print_json({"probabilities": probs.source, "n": len(train), "unscored": probs.unscored, "issues": issues,
+                    "files": files})
         return 0
     print(f"{len(issues)} of {len(train)} training rows look mislabelled ({probs.source}; cleanlab confident learning).")
+    if probs.unscored:
+        print(f"Not scored: {len(probs.unscored)} class(es) with a single training row ({preview(probs.unscored, 8)}): "
+              "cross-validation cannot judge a class no fold learnt. Merge them into a related label "
+              "(tunelab labels merge --merge 'RARE+BIG=BIG'), or judge them with a fine-tuned model (-m).")
     rows = [[str(i["line"]), i["given"].strip(), i["suggested"].strip(), f"{i['score']:.3f}",
              " ".join(i["prompt"].split())] for i in issues[: args.show]]
     if rows:

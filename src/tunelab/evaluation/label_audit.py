@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -43,6 +43,8 @@ class Probabilities:
     labels: list[str]
     source: str
     """How they were made, in words (for the report)."""
+    unscored: list[str] = field(default_factory=list)
+    """Classes whose rows were not scored: one training row cannot be cross-validated."""
 
 
 def label_index(completions: Sequence[str], labels: Sequence[str]) -> np.ndarray:

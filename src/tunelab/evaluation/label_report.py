@@ -4,11 +4,12 @@ file. Every check runs before the first file is written."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from tunelab.data.labels import normalize_label
+from tunelab.data.labels import normalize_label, sort_labels
 from tunelab.data.readers import Example, read_prompt_completion
 from tunelab.errors import InvalidInputError
 from tunelab.evaluation import label_audit as A
@@ -88,10 +89,20 @@ def find_label_issues(train_path: str | Path, *, model: str | None = None, store
                       seed: int = 0, batch_size: int = 32) -> tuple[list[Example], A.Probabilities, list[dict]]:
     """(the training rows, their out-of-sample probabilities, the issues most suspicious first)."""
     train = read_prompt_completion(train_path)
-    labels = A.check_learnable([e.completion for e in train], folds=folds, source=str(train_path),
+    scored, unscored = train, []
+    if model is None:
+        # A class with one row cannot be cross-validated (no fold could learn it): its row is left
+        # unscored, as `labels inspect` leaves it, rather than refusing the whole file, which the
+        # rarest Amazon categories of a --train-size sample would make the usual case.
+        counts = Counter(normalize_label(e.completion) for e in train)
+        unscored = sort_labels([label for label, n in counts.items() if n == 1])
+        if len(counts) - len(unscored) >= 2:
+            scored = [e for e in train if counts[normalize_label(e.completion)] >= 2]
+    labels = A.check_learnable([e.completion for e in scored], folds=folds, source=str(train_path),
                                cross_validated=model is None)
-    probs = _probabilities(train, labels, model=model, store=store, folds=folds, seed=seed, batch_size=batch_size)
-    return train, probs, A.find_issues(train, probs)
+    probs = _probabilities(scored, labels, model=model, store=store, folds=folds, seed=seed, batch_size=batch_size)
+    probs.unscored = unscored
+    return train, probs, A.find_issues(scored, probs)
 
 
 def acted_on(train: list[Example], issues: list[dict], *, limit: int | None = None,
