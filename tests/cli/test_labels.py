@@ -155,3 +155,13 @@ def test_issues_and_inspect_with_a_models_probabilities(models, tmp_path, capsys
     assert (tmp_path / "iss" / "issues.jsonl").exists()
     code, out, _ = run(capsys, "labels", "inspect", "-f", models.cat_train, "-m", models.cat, "--out", tmp_path / "r")
     assert code == 0 and f"scores of {models.cat}" in out
+
+
+def test_each_suggested_merge_says_what_it_rests_on():
+    from tunelab.cli.labels import _merge_reason
+
+    report = {"rare_threshold": 20, "counts": {"train": {"home": 900, "kitchen": 400, "camera": 5}},
+              "confusable_pairs": [{"a": "home", "b": "kitchen", "mutual": 0.29, "a_as_b": 0.2, "b_as_a": 0.4},
+                                   {"a": "camera", "b": "home", "mutual": 0.002, "a_as_b": 0.4, "b_as_a": 0.0}]}
+    assert _merge_reason(report, "kitchen", "home") == "29% of the pair's rows mixed up"
+    assert _merge_reason(report, "camera", "home") == "2 of its 5 rows predicted as home"

@@ -79,6 +79,13 @@ def test_suggested_merges_follow_the_confusion():
              {"a": "Chemises", "b": "Knits", "mutual": 0.01, "a_as_b": 0.6, "b_as_a": 0.0},
              {"a": "Dresses", "b": "Jeans", "mutual": 0.02, "a_as_b": 0.01, "b_as_a": 0.05}]
     assert A.suggest_merges(pairs, counts) == {"Blouses": "Knits", "Chemises": "Knits"}
+    # A rare class needs the evidence of at least two rows and a fifth of them (QA: 1 of 14
+    # video_games rows predicted as pet_products suggested merging the two)
+    rare = {"home": 900, "pet_products": 300, "video_games": 14, "camera": 5}
+    stray = [{"a": "pet_products", "b": "video_games", "mutual": 0.003, "a_as_b": 0.0, "b_as_a": 1 / 14},
+             {"a": "camera", "b": "home", "mutual": 0.001, "a_as_b": 0.2, "b_as_a": 0.0}]
+    assert A.suggest_merges(stray, rare) == {}
+    assert A.suggest_merges([stray[0], {**stray[1], "a_as_b": 0.4}], rare) == {"camera": "home"}
     # Never down to one class.
     assert len(set(A.suggest_merges([{**pairs[0], "mutual": 0.9}], {"Blouses": 5, "Knits": 5}).values())) <= 1
     assert A.suggest_merges([{**pairs[0], "mutual": 0.9}], {"Blouses": 5, "Knits": 5}) == {}

@@ -126,12 +126,25 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                              right=frozenset({2, 3, 4, 5})))
         merges = report["suggested_merges"]
         if merges:
-            print("\nSuggested merges: " + "; ".join(f"{old} -> {new}" for old, new in merges.items()))
+            print("\nSuggested merges: " + "; ".join(f"{old} -> {new} ({_merge_reason(report, old, new)})"
+                                                    for old, new in merges.items()))
             print(f"Apply them: tunelab labels merge DIR --merge-labels {files['merge_map']} --out DIR-merged")
         else:
             print("\nNo merge suggested.")
     print(f"\nWrote {', '.join(Path(p).name for p in files.values())} to {args.out}/")
     return 0
+
+
+def _merge_reason(report: dict, old: str, new: str) -> str:
+    """The evidence behind one suggested merge, which the 10-row table may not show."""
+    pair = next((p for p in report["confusable_pairs"] if {p["a"], p["b"]} == {old, new}), None)
+    if pair is None:
+        return "see labels_report.json"
+    share = pair["a_as_b"] if pair["a"] == old else pair["b_as_a"]
+    n = report["counts"]["train"].get(old, 0)
+    if n < report["rare_threshold"]:
+        return f"{round(share * n)} of its {n} rows predicted as {new}"
+    return f"{pair['mutual']:.0%} of the pair's rows mixed up"
 
 
 def cmd_merge(args: argparse.Namespace) -> int:

@@ -32,6 +32,9 @@ NEAR_DUPLICATE_COSINE = 0.9
 MERGE_OVERLAP = 0.2
 """A pair of classes is suggested for merging when out-of-sample predictions put at least this share
 of the pair's rows in the other class (both directions counted)."""
+MIN_MERGE_ROWS = 2
+"""A rare class is suggested for merging into another only when at least this many of its rows are
+predicted as that class (and at least MERGE_OVERLAP of them)."""
 
 
 @dataclass
@@ -267,8 +270,11 @@ def suggest_merges(pairs: Sequence[dict], counts: dict[str, int], *, overlap: fl
                    rare: int = RARE_COUNT) -> dict[str, str]:
     """A merge map ({old label: new label}, for `--merge-labels`): each pair with at least
     `overlap` of its rows predicted as the other class, the smaller class into the larger; and
-    each class rarer than `rare` into the class its rows are most often predicted as. One level
-    only (a class that absorbs others is not merged away), and never down to a single class."""
+    each class rarer than `rare` into the class its rows are most often predicted as, when that is
+    at least `overlap` of them and at least two rows (one stray prediction, or one mislabelled row,
+    is no evidence that two categories are one: QA saw 1 of 14 video_games rows suggest merging
+    into pet_products). One level only (a class that absorbs others is not merged away), and never
+    down to a single class."""
     mapping: dict[str, str] = {}
 
     def add(small: str, big: str) -> None:
@@ -286,6 +292,9 @@ def suggest_merges(pairs: Sequence[dict], counts: dict[str, int], *, overlap: fl
         if 0 < counts[label] < rare:
             involving = [(p["a_as_b"], p["b"]) if p["a"] == label else (p["b_as_a"], p["a"])
                          for p in pairs if label in (p["a"], p["b"])]
-            if involving:
-                add(label, max(involving)[1])
+            if not involving:
+                continue
+            share, big = max(involving)
+            if share >= overlap and round(share * counts[label]) >= MIN_MERGE_ROWS:
+                add(label, big)
     return mapping
