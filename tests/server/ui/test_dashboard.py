@@ -175,6 +175,12 @@ def test_fine_tune_from_the_browser(page, server, state, tiny_models):
         assert int(path.get_attribute("data-points")) >= 2, (chart, series)
         assert path.get_attribute("d").count("L") >= 1
     assert page.locator("#checkpoints tr").count() >= 1
+    # each epoch's row shows its whole-validation-file scores, as `fine_tunes.checkpoints --table` does
+    newest = api(server, "GET", f"/v1/fine_tuning/jobs/{job_id}/checkpoints")["data"][0]
+    row = page.locator("#checkpoints tr", has=page.locator("td", has_text=newest["fine_tuned_model_checkpoint"]))
+    cells = row.locator("td").all_inner_texts()
+    assert float(cells[3]) == pytest.approx(newest["all_metrics"]["selection_accuracy"], abs=1e-4)
+    assert float(cells[4]) == pytest.approx(newest["all_metrics"]["selection_score"], abs=1e-4)
     assert "Job succeeded." in page.locator("#events").inner_text()
     state.update(job_id=job_id, model=job["fine_tuned_model"], valid_file=job["validation_file"],
                  train_file=job["training_file"])

@@ -164,7 +164,11 @@ export async function jobPage() {
     fill("events", events.map((e) => el("li", { class: e.level }, el("time", {}, new Date(e.created_at * 1000).toLocaleTimeString()), e.message)));
     fill("checkpoints", checkpoints.map((c) => el("tr", {},
       el("td", { class: "num" }, c.epoch), el("td", { class: "num" }, c.step_number),
-      el("td", { class: "num" }, fmt(c.metrics.train_loss, 4)), el("td", { class: "num" }, fmt(c.metrics.valid_loss, 4)),
+      // The epoch's score on the whole validation file, as keep_best saw it and as
+      // `fine_tunes.checkpoints --table` lists it (the curves' validation loss is a 64-row sample).
+      el("td", { class: "num" }, fmt(c.metrics.train_loss, 4)),
+      el("td", { class: "num" }, fmt((c.all_metrics || {}).selection_accuracy, 4)),
+      el("td", { class: "num" }, fmt((c.all_metrics || {}).selection_score, 4)),
       el("td", {}, el("code", {}, c.fine_tuned_model_checkpoint)))));
     drawCurves(results, events);
     if (job.fine_tuned_model && shownModel !== job.fine_tuned_model) {
