@@ -80,6 +80,7 @@ def test_trained_model_stores_prior_and_tau_and_evaluate_shows_both(tmp_path, ti
     out = capsys.readouterr().out
     assert "balanced accuracy" in out and "recall of the 10 rarest classes" in out
     assert "macro F1 (argmax)" in out and "macro F1 (logit-adjusted)" in out
+    assert "good-vs-bad" not in out and "one-off" not in out and "MAE" not in out  # no empty ordinal rows
 
 
 def _imbalanced_overconfident(n: int = 6000, k: int = 8, seed: int = 0, sharpen: float = 2.0):

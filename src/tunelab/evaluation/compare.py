@@ -25,7 +25,7 @@ from tunelab.training.plan import JobStats
 ADA_TRAINING_USD_PER_1K_TOKENS = 0.0004
 ADA_PRICE_TITLE = "ada-equivalent price (reference)"
 
-# (row title, key in an evaluate report, format). Ordinal rows show "—" for categorical labels.
+# (row title, key in an evaluate report, format). The ordinal rows are left out for categorical labels.
 METRIC_ROWS = [
     ("accuracy", "accuracy", "f3"),
     ("good-vs-bad accuracy", "good_vs_bad_accuracy", "f3"),
@@ -35,6 +35,7 @@ METRIC_ROWS = [
     ("ECE", "ece", "f3"),
     ("ECE before calibration", "ece_uncalibrated", "f3"),
 ]
+ORDINAL_KEYS = {"good_vs_bad_accuracy", "one_off_accuracy", "mae"}
 # For ordinal labels: the same probabilities answered by the other decision rules.
 RULE_ROWS = [("accuracy", "accuracy"), ("good-vs-bad", "good_vs_bad_accuracy"), ("one-off", "one_off_accuracy"),
              ("MAE", "mae")]
@@ -157,6 +158,8 @@ def compare_models(model_ids: Sequence[str], test_path: str | Path, *, train_pat
         values = {m: reports[m].get(key) for m in model_ids}
         if baselines:
             values.update({TITLES[b]: baselines[b].get(key) for b in BASELINES})
+        if key in ORDINAL_KEYS and all(v is None for v in values.values()):
+            continue  # categories: no good-vs-bad, one-off or MAE to show
         rows.append({"metric": title, "key": key, "format": fmt, "values": values})
     if not first.get("ordinal") and len(first["labels"]) > 3:  # many categories: the imbalance view
         for title, key, fmt in IMBALANCE_ROWS:
@@ -272,7 +275,7 @@ def write_compare(result: dict, out_dir: str | Path) -> dict:
         fh.write(to_csv(result))
     by_key = {r["key"]: r for r in result["rows"]}
     metrics = [(title, key) for title, key in CHART_METRICS
-               if any(by_key[key]["values"].get(c) is not None for c in result["columns"])]
+               if key in by_key and any(by_key[key]["values"].get(c) is not None for c in result["columns"])]
     names = result.get("names") or {}
     legend = {c: names.get(c, c) if c in result["models"] else f"{c} (baseline)" for c in result["columns"]}
     series = {legend[c]: [by_key[key]["values"].get(c) for _, key in metrics] for c in result["columns"]}
