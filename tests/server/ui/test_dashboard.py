@@ -290,6 +290,9 @@ def test_models_page_evaluates_and_compares(page, server, state):
     table = page.locator("#compare-table").inner_text()
     assert "accuracy" in table and "majority" in table and "tf-idf" in table
     assert page.locator("#compare-table thead th").count() == 4  # metric, the model, two baselines
+    # cells read as in the CLI's table: the price in dollars, counts with separators
+    price = page.locator("#compare-table tr", has=page.locator("th", has_text="ada-equivalent price")).locator("td")
+    assert price.first.inner_text().startswith("$0.0")
 
 
 def test_every_page_at_both_widths_in_light_and_dark(page, server, state, shots):

@@ -49,7 +49,10 @@ async function showReports() {
 function cell(value, format) {
   if (typeof value !== "number") return fmt(value);
   if (format === "duration") return fmtDuration(value);
-  if (format === "int") return String(Math.round(value));
+  if (format === "int") return Math.round(value).toLocaleString("en-US");
+  // as the CLI's table prints it (evaluation.report.format_cell)
+  if (format === "usd") return value < 1 ? "$" + value.toFixed(4) : "$" + value.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  if (/^f[123]$/.test(format || "")) return value.toFixed(Number(format[1]));
   return fmt(value, 3);
 }
 
