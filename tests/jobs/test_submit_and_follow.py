@@ -78,6 +78,28 @@ def test_follow_yields_every_event_until_the_job_ends(store, queued):
     assert messages == [e.message for e in store.list_events(queued.id)]
 
 
+def test_follow_starts_a_worker_again_when_the_one_running_the_job_died(store, queued, no_worker):
+    """QA on PostgreSQL: the only worker was killed (kill -9) mid-job; `fine_tunes.follow` started
+    nothing, since the dead worker's lease had not yet run out, and then waited forever. Following
+    now checks every so often that a worker serves a queued or running job."""
+    no_worker.clear()
+    store.update_job(queued.id, status=RUNNING)  # its worker is gone: nothing writes events any more
+    thread = finish_later(store, queued.id, delay=0.5)
+    messages = [e.message for e in follow(store, queued.id, poll_s=0.05, check_worker_s=0.1)]
+    thread.join()
+    assert messages[-1] == "Job succeeded." and 2 <= len(no_worker) and set(no_worker) == {store}
+
+
+def test_follow_starts_no_worker_for_a_paused_job(store, queued, no_worker):
+    no_worker.clear()
+    store.update_job(queued.id, status="paused")
+    ended = threading.Timer(0.5, lambda: store.request_cancel(queued.id))
+    ended.start()
+    list(follow(store, queued.id, poll_s=0.05, check_worker_s=0.1))
+    ended.join()
+    assert no_worker == []
+
+
 def test_events_written_as_the_job_ends_are_not_lost(store, queued):
     cursor = EventCursor(store, queued.id)
     assert cursor.poll() and not cursor.done
