@@ -100,6 +100,27 @@ def test_bad_requests_are_typed_errors_listing_every_problem(store, tiny_models,
         tunelab.evaluate("ada", tmp_path / "missing.jsonl")
 
 
+def test_compare_takes_one_id_alone_and_names_in_order(store, fake_predictors, tmp_path):
+    """A notebook passes one model as a string and names as a list, as `--names` takes them: a
+    string was read as its characters ("given more than once: -, 1, 2, ...") and a list of names
+    was an AttributeError."""
+    import tunelab
+
+    labels = [" 1", " 2", " 3", " 4", " 5"]
+    parent = fake_predictors.register(store, "classifier", labels=labels, suffix="parent")
+    child = fake_predictors.register(store, "classifier", labels=labels, suffix="child")
+    test = tmp_path / "test.jsonl"
+    write_classification_jsonl(test, 20, seed=2)
+
+    alone = tunelab.compare(parent, test, progress=False)
+    assert alone["models"] == [parent] and parent in alone["markdown"]
+    named = tunelab.compare([parent, child], test, names=["1 epoch", "2 epochs"], progress=False)
+    assert named["names"] == {parent: "1 epoch", child: "2 epochs"}
+    assert named["markdown"].startswith("| metric | 1 epoch | 2 epochs |")
+    with pytest.raises(InvalidInputError, match="1 name.*2 model"):
+        tunelab.compare([parent, child], test, names=["only one"], progress=False)
+
+
 @pytest.mark.slow  # starts a fresh interpreter (this one has torch loaded already)
 def test_import_tunelab_stays_cheap():
     code = ("import sys, tunelab; assert tunelab.create_job and tunelab.Job; "

@@ -17,11 +17,11 @@ typed ones of tunelab.errors (InvalidInputError lists every problem of a request
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tunelab.errors import JobFailedError
+from tunelab.errors import InvalidInputError, JobFailedError
 from tunelab.jobs import files, follow, submit, views
 from tunelab.jobs.progress import watch
 from tunelab.store import JobRecord, Store
@@ -148,15 +148,25 @@ def evaluate(model: str, test_file: str | Path, *, train_file: str | Path | None
                           folders=True)
 
 
-def compare(models: Sequence[str], test_file: str | Path, *, train_file: str | Path | None = None,
+def compare(models: Sequence[str] | str, test_file: str | Path, *, train_file: str | Path | None = None,
             out_dir: str | Path | None = None, threshold: float | None = None, batch_size: int = 32,
-            progress: bool = True, store: Store | None = None, names: dict[str, str] | None = None) -> dict[str, Any]:
+            progress: bool = True, store: Store | None = None,
+            names: Mapping[str, str] | Sequence[str] | None = None) -> dict[str, Any]:
     """`tunelab compare` (the chapter's Table 4.1) as a dict: "markdown" is the table, "rows" its
     cells, "reports" each model's evaluate() result, "training" each model's epochs and cost.
-    `names`: {model id: name} for the table's header and the chart's legend (default: the ids)."""
+    `models`: a list of model ids (one id alone is a list of one). `names`: {model id: name}, or
+    one name per model in order (as `--names`), for the table's header and the chart's legend
+    (default: the ids)."""
     from tunelab.evaluation.compare import compare_models
 
-    return compare_models(list(models), test_file, train_path=train_file, out_dir=out_dir, store=store,
+    models = [str(models)] if isinstance(models, (str, Path)) else [str(m) for m in models]
+    if names is not None and not isinstance(names, Mapping):
+        if isinstance(names, str) or len(names) != len(models):
+            given = 1 if isinstance(names, str) else len(names)
+            raise InvalidInputError(f"names gives {given} name(s) for {len(models)} model(s); give one per model, "
+                                    "in order, or a dict {model id: name}.")
+        names = dict(zip(models, names))
+    return compare_models(models, test_file, train_path=train_file, out_dir=out_dir, store=store,
                           batch_size=batch_size, progress=progress, threshold=threshold, names=names,
                           folders=True)
 
