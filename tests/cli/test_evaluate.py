@@ -155,6 +155,16 @@ def test_checkpoints_lists_each_epoch_by_the_name_evaluate_takes(models, home, c
         assert c["fine_tuned_model_checkpoint"] in rows[c["epoch"]]
         assert f"{c['all_metrics']['selection_accuracy']:.4f}" in rows[c["epoch"]]
 
+    # A continuation that kept its starting point: the note names the parent, not only the new id
+    # (it read "the parent's weights, <the child's id>", as if the child were the parent).
+    child_job = models.store.get_model(models.child).job_id
+    job = models.store.get_job(child_job)
+    models.store.update_job(child_job, options={**(job.options or {}), "kept_epoch": 0})
+    assert run_cli("api", "fine_tunes.checkpoints", "-i", child_job, "--table") == 0
+    note = capsys.readouterr().out.splitlines()[-1]
+    assert note.startswith("The job kept its starting point") and note.endswith(f"its parent, {models.enc}.")
+    assert models.child in note and job.model == models.enc
+
     name = next(c["fine_tuned_model_checkpoint"] for c in data if c["epoch"] == 1)
     assert run_cli("evaluate", "-m", name, "-f", models.test, "--json", "--no-progress", "--out", home / "ck") == 0
     assert json.loads(capsys.readouterr().out)["model"] == name

@@ -397,7 +397,8 @@ def cmd_checkpoints(args) -> int:
     # Wide enough never to cut a model name: it is there to be copied.
     print(format_columns(header, lines, width=200, right=frozenset({0, 1, 2, 3})))
     if kept == 0:
-        print(f"The job kept its starting point (the parent's weights, {job.fine_tuned_model}).")
+        print(f"The job kept its starting point: no epoch above scored better on the validation file, so "
+              f"{job.fine_tuned_model} has the weights of its parent, {job.model}.")
     return 0
 
 
