@@ -101,6 +101,13 @@ def test_continuing_a_fine_tuned_model(store, tiny_models):
     with pytest.raises(InvalidInputError) as excinfo:
         plan(store, tiny_models.train, parent, {"method": "lm"})
     assert any("trained with method classifier" in p for p in excinfo.value.problems)
+    # Another head is refused here, with the other problems, not by the job once queued (QA).
+    head = store.get_model(parent).meta.get("pooling", "cls")
+    other = "cls" if head != "cls" else "cls+mean"
+    with pytest.raises(InvalidInputError) as excinfo:
+        plan(store, tiny_models.train, parent, {"pooling": other})
+    assert any(f"keeps its head (got pooling={other})" in p for p in excinfo.value.problems)
+    assert plan(store, tiny_models.train, parent, {"pooling": head})[0].parent_model == parent
 
 
 def test_a_classifier_continues_on_data_with_some_of_its_labels(store, tiny_models, tmp_path):

@@ -133,6 +133,9 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
             elif method != parent_meta.method:
                 problems.append(f"{request.model} was trained with method {parent_meta.method}; "
                                 "continue it with the same method")
+            if hp.pooling not in ("auto", parent_meta.pooling):
+                problems.append(f"{request.model} has the {parent_meta.pooling} classifier head; a continued model "
+                                f"keeps its head (got pooling={hp.pooling}): leave pooling at auto")
         elif method == "auto":
             method = Method.CLASSIFIER.value if is_classification else Method.LM.value
             if not is_classification and resolved.kind == ENCODER:
