@@ -120,6 +120,21 @@ def test_training_counts_say_they_sum_every_epoch_of_the_lineage(models):
     assert child["trained_examples"] == parent["trained_examples"] + 60  # the 60-row file, one more epoch
 
 
+def test_an_epoch_checkpoint_counts_its_job_only_up_to_that_epoch(models):
+    """QA: `compare` of a job's epoch-1 checkpoint showed the whole 2-epoch job's examples, tokens and
+    time next to "epochs 1"."""
+    from tunelab.evaluation.compare import training_summary
+
+    job = models.store.get_model(models.enc).job_id
+    first = next(c for c in models.store.list_checkpoints(job) if c.epoch == 1)
+    summary = training_summary(f"{models.enc}:ckpt-step-{first.step}", models.store)
+    whole = training_summary(models.enc, models.store)
+    assert summary["epochs"] == 1 and whole["epochs"] == 2
+    assert summary["trained_examples"] == first.metrics["elapsed_examples"] == whole["trained_examples"] // 2
+    assert summary["trained_tokens"] == first.metrics["elapsed_tokens"] < whole["trained_tokens"]
+    assert 0 < summary["train_seconds"] < whole["train_seconds"] and summary["cpu_seconds"] < whole["cpu_seconds"]
+
+
 def test_names_must_be_for_compared_models_and_distinct():
     assert display_names(["a", "b"], {"a": "first"}) == {"a": "first", "b": "b"}
     with pytest.raises(InvalidInputError, match="not compared"):

@@ -78,9 +78,20 @@ def training_summary(model_id: str, store) -> dict:
             except Exception:  # a deleted job: its cost is unknown, the rest still adds up
                 pass
         current = store.find_model(current.parent_id) if current.parent_id else None
-    examples = sum(j.trained_examples or 0 for j in jobs)
-    tokens = sum(j.trained_tokens or 0 for j in jobs)
-    wall = sum(j.train_seconds or 0.0 for j in jobs)
+    # An epoch checkpoint (`…:ckpt-step-N`) cost its job only the steps up to it, not the epochs after.
+    share = {j.id: 1.0 for j in jobs}
+    counted = {j.id: (j.trained_examples or 0, j.trained_tokens or 0) for j in jobs}
+    match = ids.CHECKPOINT_MODEL.match(record.id)
+    if match and jobs and jobs[0].id == record.job_id:
+        job = jobs[0]
+        ckpt = next((c for c in store.list_checkpoints(job.id) if c.step == int(match["step"])), None)
+        done = (ckpt.metrics or {}).get("elapsed_examples") if ckpt else None
+        if done is not None and job.trained_examples:
+            share[job.id] = min(1.0, done / job.trained_examples)
+            counted[job.id] = (done, (ckpt.metrics or {}).get("elapsed_tokens") or 0)
+    examples = sum(counted[j.id][0] for j in jobs)
+    tokens = sum(counted[j.id][1] for j in jobs)
+    wall = sum((j.train_seconds or 0.0) * share[j.id] for j in jobs)
     cpu = gpu = 0.0
     devices = []
     for job in jobs:
@@ -88,9 +99,9 @@ def training_summary(model_id: str, store) -> dict:
         dev = stats.device or "cpu"
         devices.append(dev)
         if dev.startswith(("cuda", "mps", "xpu")):
-            gpu += float(job.train_seconds or 0.0)
+            gpu += float(job.train_seconds or 0.0) * share[job.id]
         else:
-            cpu += float(stats.cpu_seconds or job.train_seconds or 0.0)
+            cpu += float(stats.cpu_seconds or job.train_seconds or 0.0) * share[job.id]
     parts = []
     if cpu:
         parts.append(f"{cpu:,.1f} CPU-s")
