@@ -190,3 +190,7 @@ def test_a_build_never_writes_over_its_input_or_raw_data(tmp_path, monkeypatch):
     with pytest.raises(DataFileError) as err:
         read_prompt_completion(data / "train.jsonl")
     assert "--preset amazon-stars --out prompts`" in err.value.render()
+    # a file there that is not JSON lines at all (binary) is refused the same way, not a crash
+    (tmp_path / "prompts" / "test.jsonl").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(InvalidInputError, match="not a prompt/completion file of an earlier build"):
+        build_dataset(data, out_dir="prompts", preset="amazon-stars")

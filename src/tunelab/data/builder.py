@@ -166,7 +166,7 @@ def _refuse_overwriting_data(paths: dict[str, Path], tables: list[tuple[str | No
                 first = next((line for line in fh if line.strip()), "")
             row = json.loads(first) if first else {}
         except (OSError, UnicodeDecodeError, ValueError):
-            row = None
+            first, row = "?", None  # unreadable or not JSON lines: not an earlier build's output
         if not first:
             continue
         if not isinstance(row, dict) or not ({"prompt", "completion"} <= set(row) or "messages" in row):

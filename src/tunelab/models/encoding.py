@@ -75,11 +75,12 @@ def _head_and_tail(tokenizer, prompts: list[str], max_length: int) -> list[list[
     # the two ends are tokenized apart so that the cut cannot change either end's tokens.
     limit = body * MAX_CHARS_PER_TOKEN
     short = [i for i, p in enumerate(prompts) if len(p) <= 2 * limit]
+    long = [i for i, p in enumerate(prompts) if len(p) > 2 * limit]
     out: list[list[int]] = [[] for _ in prompts]
     if short:
         for i, ids in zip(short, tokenizer([prompts[i] for i in short], add_special_tokens=True)["input_ids"]):
             out[i] = ids if len(ids) <= max_length else ids[:n_prefix + head] + ids[len(ids) - n_suffix - tail:]
-    for i in (i for i in range(len(prompts)) if len(prompts[i]) > 2 * limit):
+    for i in long:
         start = tokenizer(prompts[i][:limit], add_special_tokens=True)["input_ids"]
         end = tokenizer(prompts[i][-limit:], add_special_tokens=True)["input_ids"]
         out[i] = start[:n_prefix + head] + end[max(0, len(end) - n_suffix - tail):]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from tunelab.errors import InvalidInputError
-from tunelab.models.meta import CAUSAL, Method, ModelMeta
+from tunelab.models.meta import CAUSAL, Method, ModelMeta, pooling_conflict
 from tunelab.models.chat import keep_latest_turns
 
 if TYPE_CHECKING:  # the registry needs the store (SQLAlchemy); loading and saving a folder must not
@@ -58,10 +58,9 @@ def build_model(resolved: ResolvedModel, method: str, labels: list[str] | None, 
             raise InvalidInputError(
                 f"{resolved.requested} classifies into {meta.labels}, but the training data has labels {labels}.",
                 hint="Continue a classifier only on data with the same label set.")
-        if pooling not in ("auto", meta.pooling):
-            raise InvalidInputError(
-                f"{resolved.requested} has the {meta.pooling} classifier head; a continued model keeps its head "
-                f"(got pooling={pooling}).", hint="Leave pooling at auto when continuing a model.")
+        conflict = pooling_conflict(resolved.requested, meta.pooling, pooling)
+        if conflict:
+            raise InvalidInputError(conflict + ".")
         return model, tokenizer, meta.pooling
     from transformers import AutoConfig, AutoModelForCausalLM
 

@@ -18,6 +18,16 @@ CAUSAL = "causal"
 """A base model that can learn a classification head or language modelling (decoder-only)."""
 
 
+def pooling_conflict(model: str, parent_pooling: str, requested: str) -> str | None:
+    """Why `requested` pooling cannot continue `model` (whose head is `parent_pooling`), or None: a
+    continued model keeps its head. Planning reports it with the request's other problems; loading
+    checks it again for a job queued by an older version."""
+    if requested in ("auto", parent_pooling):
+        return None
+    return (f"{model} has the {parent_pooling} classifier head; a continued model keeps its head "
+            f"(got pooling={requested}): leave pooling at auto")
+
+
 class Method(str, Enum):
     """How a job trains. A `str` enum so that stored rows and JSON keep the plain words."""
 

@@ -8,7 +8,7 @@ from tunelab.data.files import load_data_file
 from tunelab.data.labels import find_label, label_sort_key, preview
 from tunelab.data.readers import detect_classification
 from tunelab.errors import InvalidInputError, NotFoundError, TunelabError
-from tunelab.models.meta import CAUSAL, ENCODER, Method
+from tunelab.models.meta import CAUSAL, ENCODER, Method, pooling_conflict
 from tunelab.models.registry import ResolvedModel, resolve_model
 from tunelab.store import JobRecord, Store, ids
 from tunelab.store.records import QUEUED, VALIDATING
@@ -133,9 +133,9 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
             elif method != parent_meta.method:
                 problems.append(f"{request.model} was trained with method {parent_meta.method}; "
                                 "continue it with the same method")
-            if hp.pooling not in ("auto", parent_meta.pooling):
-                problems.append(f"{request.model} has the {parent_meta.pooling} classifier head; a continued model "
-                                f"keeps its head (got pooling={hp.pooling}): leave pooling at auto")
+            conflict = pooling_conflict(request.model, parent_meta.pooling, hp.pooling)
+            if conflict:
+                problems.append(conflict)
         elif method == "auto":
             method = Method.CLASSIFIER.value if is_classification else Method.LM.value
             if not is_classification and resolved.kind == ENCODER:
