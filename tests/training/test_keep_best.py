@@ -137,3 +137,20 @@ def test_accuracy_differences_within_the_noise_are_ties_that_the_latest_epoch_wi
     assert sel.best_epoch == 1
     sel.history[0] = {"score": 1.17, "accuracy": 0.490, "temperature": 1.0}
     assert sel.best_epoch == 0
+
+
+def test_a_resumed_continuation_scores_its_starting_point_again_without_repeating_the_event():
+    import numpy as np
+
+    hp = SimpleNamespace(keep_best=True, early_stopping_patience=2, calibrate=False, max_length=64)
+    plan = SimpleNamespace(hyperparameters=hp, classification=True, n_epochs=3,
+                           method=SimpleNamespace(value="classifier"))
+    rows = [SimpleNamespace(prompt="p", completion=" 1"), SimpleNamespace(prompt="q", completion=" 2")]
+    sel = _EpochSelector(FakeStore(), SimpleNamespace(id="ftjob-x"), plan, [" 1", " 2"], rows, None, 16)
+    sel.score = lambda model: np.log(np.array([[0.8, 0.2], [0.3, 0.7]]))
+    sel.score_start(object())
+    assert sel.store.events[0].startswith("Starting point (the parent's weights)")
+    resumed = _EpochSelector(FakeStore(), SimpleNamespace(id="ftjob-x"), plan, [" 1", " 2"], rows, None, 16)
+    resumed.score = sel.score
+    resumed.score_start(object(), announce=False)
+    assert resumed.store.events == [] and resumed.history[0]["accuracy"] == 1.0

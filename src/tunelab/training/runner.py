@@ -104,7 +104,7 @@ def _run(store: Store, job: JobRecord, abandoned: Callable[[], bool], main: bool
     resolved = resolve_model(plan.parent_model or job.model, store, classification=plan.classification)
     model, tokenizer, pooling = build_model(resolved, plan.method, labels, lora=hp.lora, lora_r=hp.lora_r,
                                             seed=hp.seed, pooling=hp.pooling)
-    if resolved.parent is not None:
+    if resolved.parent is not None and not resuming:
         store.add_event(job.id, f"Continuing from {resolved.parent.id} "
                                 f"({resolved.parent.cumulative_epochs} epoch(s) so far).")
     elif plan.method == Method.CLASSIFIER and not resuming:
@@ -148,7 +148,8 @@ def _run(store: Store, job: JobRecord, abandoned: Callable[[], bool], main: bool
     selector = _EpochSelector(store, job, plan, labels, valid_rows, tokenizer, batch_size)
     if selector.keep_best and resolved.parent is not None:
         # The starting point competes too: continuing must never register a model worse than its parent.
-        selector.score_start(model, resolved.parent.path)
+        # A resumed job scores it again (the score is not saved) but said so when it first started.
+        selector.score_start(model, announce=not resuming)
 
     def epoch_end(epoch: int, step: int, row: dict) -> bool:
         if not main:
@@ -291,13 +292,14 @@ class _EpochSelector:
         return {"score": nll(logp, self.gold_idx, temperature), "temperature": temperature,
                 "accuracy": float((logp.argmax(1) == self.gold_idx).mean()), "raw_score": nll(logp, self.gold_idx)}
 
-    def score_start(self, model, path) -> None:
+    def score_start(self, model, announce: bool = True) -> None:
         if not self.scores_labels:
             return
         entry = self._summarise(self.score(model))
         self.history[0] = entry
-        self.store.add_event(self.job.id, f"Starting point (the parent's weights): validation "
-                                          f"{self._describe(entry)}.")
+        if announce:
+            self.store.add_event(self.job.id, f"Starting point (the parent's weights): validation "
+                                              f"{self._describe(entry)}.")
         self._logp = None
 
     def record(self, epoch: int, row: dict) -> dict:
