@@ -8,6 +8,7 @@ import io
 import re
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -67,8 +68,14 @@ def test_readme_block_then_the_whole_api(reviews, tiny_models, quick_worker, sto
     assert model in table["markdown"] and table["reports"][model]["n"] == 25
     report = tunelab.evaluate(model, "reviews/test.jsonl", progress=False)
     assert report["n"] == 25 and report["baselines"] is None and report["files"] == {}
-    result = tunelab.complete(model, "great good love\n\n###\n\n", logprobs=2)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = tunelab.complete(model, "great good love\n\n###\n\n", logprobs=2)
+    assert not [w for w in caught if "trained on prompts" in str(w.message)]  # it ends with the separator
     assert result["classification"] and len(result["probabilities"]) == 2
+    with pytest.warns(UserWarning, match=r"trained on prompts that end with '\\n\\n###\\n\\n'"):
+        tunelab.complete(model, "great good love")
 
 
 def test_wait_raises_a_typed_error_unless_asked_not_to(store, tiny_models, no_worker):

@@ -179,6 +179,22 @@ def complete(model: str, prompt: str, *, max_tokens: int = 1, logprobs: int = 5,
     from tunelab.inference.completion import complete_prompt
     from tunelab.inference.predictor import load_predictor
 
-    predictor = load_predictor(model, store or Store())
+    store = store or Store()
+    _warn_missing_separator(store, model, prompt)
+    predictor = load_predictor(model, store)
     return complete_prompt(predictor, prompt, max_tokens=max_tokens, logprobs=logprobs, temperature=temperature,
                            seed=seed)
+
+
+def _warn_missing_separator(store: Store, model: str, prompt: str) -> None:
+    """The CLI prints this note; in a notebook a warning is the place for it (the answer to a prompt
+    without the separator the model learnt to answer after is often just wrong, not an error)."""
+    import warnings
+
+    from tunelab.data.prepare import show
+
+    separator = files.prompt_separator(store, model)
+    if separator and not prompt.endswith(separator):
+        warnings.warn(f"{model} was trained on prompts that end with {separator!r} ({show(separator)}), and this "
+                      f"prompt does not, so its answer may be off: add the separator to the prompt's end.",
+                      UserWarning, stacklevel=3)
