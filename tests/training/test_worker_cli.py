@@ -108,7 +108,16 @@ def test_postgres_worker_registers_and_stops(postgres_url, capsys):
     live = store.register_worker(device="cuda:0", launcher="inprocess")
     assert run_cli("worker", "--list") == 0
     listed = capsys.readouterr().out
-    assert live.id in listed and "cuda:0" in listed
+    assert live.id in listed and "cuda:0" in listed and f"(pid {live.pid})" in listed
+
+
+def test_worker_list_says_when_a_worker_has_gone_silent():
+    from tunelab.cli.worker import heartbeat_text
+
+    assert heartbeat_text(12, 60) == "12 s ago"
+    assert heartbeat_text(41, 60) == "41 s ago (silent: declared lost in 19 s unless it beats)"
+    assert "expired: lost" in heartbeat_text(75, 60)
+    assert heartbeat_text(-2, 60) == "0 s ago"  # clocks of two machines a little apart
 
 
 def test_ensure_worker_on_postgres_starts_one_only_when_none_heartbeats(postgres_url, monkeypatch):

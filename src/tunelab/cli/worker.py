@@ -97,8 +97,21 @@ def _list(store: Store) -> int:
         print("No worker is serving this store.", file=sys.stderr)
         return 0
     now = time.time()
-    print(format_columns(["ID", "DEVICE", "LAUNCHER", "HEARTBEAT", "JOB"],
-                         [[w.id, w.device or "auto", w.launcher or "", f"{max(0.0, now - w.heartbeat_at):.0f} s ago",
-                           w.job_id or "-"] for w in workers]))
+    lease = lease_seconds()
+    print(format_columns(["ID", "HOST", "DEVICE", "LAUNCHER", "HEARTBEAT", "JOB"],
+                         [[w.id, f"{w.host} (pid {w.pid})", w.device or "auto", w.launcher or "",
+                           heartbeat_text(now - w.heartbeat_at, lease), w.job_id or "-"] for w in workers]))
     return 0
+
+
+def heartbeat_text(age: float, lease: float) -> str:
+    """A worker heartbeats every quarter of the lease, so one silent for more than half of it has
+    missed two beats: most likely killed or frozen, which `--list` should say before the lease runs
+    out and another worker declares it lost."""
+    age = max(0.0, age)
+    if age <= lease / 2:
+        return f"{age:.0f} s ago"
+    if age <= lease:
+        return f"{age:.0f} s ago (silent: declared lost in {lease - age:.0f} s unless it beats)"
+    return f"{age:.0f} s ago (lease of {lease:g} s expired: lost; a worker re-queues its job)"
 
