@@ -44,7 +44,8 @@ export function lineChart(target, series, opts = {}) {
   let x0 = Math.min(...xs), x1 = Math.max(...xs);
   if (x1 === x0) { x0 -= 1; x1 += 1; }
   let y0 = opts.yMin ?? Math.min(...ys), y1 = opts.yMax ?? Math.max(...ys);
-  if (y1 === y0) { y0 -= 0.5; y1 += 0.5; }
+  // One value (a 1-epoch job): a band of 10 % around it, so the axis reads on the value's own scale.
+  if (y1 === y0) { const d = Math.abs(y0) * 0.1 || 0.5; y0 -= d; y1 += d; }
   const pad = (y1 - y0) * 0.05;
   if (opts.yMin === undefined) y0 -= pad;
   if (opts.yMax === undefined) y1 += pad;
