@@ -169,3 +169,30 @@ def test_legacy_fine_tunes(http, uploaded, tiny_models):
     assert [json.loads(l.removeprefix("data: "))["message"] for l in lines[:-1]] == [e["message"] for e in events]
     bad = http.post("/v1/fine-tunes", json={"training_file": train, "model": str(tiny_models.encoder), "n_epochs": 0})
     assert bad.status_code == 400 and "n_epochs" in bad.json()["error"]["message"]
+
+
+def test_metadata_limits_and_the_param_of_a_bad_value(client, uploaded, tiny_models):
+    """QA: 17 metadata pairs made a job (OpenAI allows 16, as chat completions here already checked);
+    a hyperparameter out of range came back with `param` null, and a bad method type with
+    `param` 'method.MethodIn.type' (pydantic's name of the union member)."""
+    train, _ = uploaded
+    model = str(tiny_models.encoder)
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        client.fine_tuning.jobs.create(model=model, training_file=train, metadata={f"k{i}": "v" for i in range(17)})
+    assert excinfo.value.param == "metadata" and "at most 16" in excinfo.value.message
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        client.fine_tuning.jobs.create(model=model, training_file=train, metadata={"k": "v" * 513})
+    assert excinfo.value.param == "metadata"
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        client.fine_tuning.jobs.create(model=model, training_file=train, hyperparameters={"n_epochs": 0})
+    assert excinfo.value.param == "hyperparameters.n_epochs"
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        client.fine_tuning.jobs.create(model=model, training_file=train,
+                                       method={"type": "supervised", "supervised": {"hyperparameters": {"batch_size": 0}}})
+    assert excinfo.value.param == "hyperparameters.batch_size"
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        client.fine_tuning.jobs.create(model=model, training_file=train, method={"type": "xyz"})
+    assert excinfo.value.param == "method.type"
+    assert client.fine_tuning.jobs.list().data == []
+    job = client.fine_tuning.jobs.create(model=model, training_file=train, metadata={f"k{i}": "v" for i in range(16)})
+    assert len(job.metadata) == 16

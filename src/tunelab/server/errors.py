@@ -141,8 +141,18 @@ _STATUS_TYPES = {
 }
 
 
+def _model_names(cls: type = BaseModel) -> set[str]:
+    names: set[str] = set()
+    for sub in cls.__subclasses__():
+        names |= {sub.__name__} | _model_names(sub)
+    return names
+
+
 def _param_of(loc: tuple) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    """`method.type`, never `method.MethodIn.type`: pydantic names the model member of a union
+    (`MethodIn | Literal[...]`) in the location, by its class name."""
+    models = _model_names() if any(isinstance(p, str) and p[:1].isupper() for p in loc) else set()
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header") and p not in models]
     return ".".join(parts) or None
 
 

@@ -5,6 +5,7 @@ the store whoever created it."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 from tunelab.errors import InvalidInputError, NotFoundError, TunelabError
@@ -14,10 +15,13 @@ from tunelab.server.errors import APIError, bad_request, from_tunelab_error, not
 from tunelab.server.fine_tuning.protocol import (
     FineTuningJob, FineTuningJobCheckpoint, FineTuningJobEvent, JobCreateRequest,
 )
+from tunelab.server.prediction_log import check_tags
 from tunelab.store import JobRecord, Store
 from tunelab.store.ids import is_valid_id, normalize_job_id
+from tunelab.training.config import Hyperparameters
 
 OPENAI_HYPERPARAMETERS = ("batch_size", "learning_rate_multiplier", "n_epochs")
+HYPERPARAMETER_NAMES = frozenset(f.name for f in fields(Hyperparameters))
 
 
 def check_training_file(store: Store, file_id: str | None, param: str) -> None:
@@ -80,6 +84,10 @@ def _param_of(problems: list[str]) -> str | None:
         if problems and all(p.lstrip().removeprefix("the ").startswith(prefix) or p.startswith("    ")
                             for p in problems):
             return param
+    # "n_epochs must be between 1 and 100, got 0": a problem with one hyperparameter names it
+    names = {p.split(" ", 1)[0] for p in problems}
+    if len(names) == 1 and names <= HYPERPARAMETER_NAMES:
+        return f"hyperparameters.{names.pop()}"
     return None
 
 
@@ -89,6 +97,7 @@ def create_job(store: Store, request: JobCreateRequest, *, legacy: bool = False)
     if request.integrations:
         raise bad_request("Integrations (e.g. wandb) are not supported by tunelab; the results file of the job "
                           "(GET /v1/files/{result_file}/content) holds every metric.", param="integrations")
+    check_tags(None, request.metadata)  # OpenAI's limits: 16 pairs, keys of 64 and values of 512 characters
     check_training_file(store, request.training_file, "training_file")
     check_training_file(store, request.validation_file, "validation_file")
     job_request = submit.job_request(
