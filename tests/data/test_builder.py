@@ -145,3 +145,16 @@ def test_bundled_split_membership_and_subsamples(tmp_path):
 def test_bundled_part_too_small(tmp_path):
     with pytest.raises(InvalidInputError, match="bundled valid part has 2264"):
         build_dataset("clothing-reviews", out_dir=tmp_path / "out", val_size=5000)
+
+
+def test_a_list_or_object_cell_is_refused_with_file_line_and_field(tmp_path):
+    path = tmp_path / "d.jsonl"
+    rows = [{"t": f"text {i}", "y": "a" if i % 2 else "b"} for i in range(20)]
+    rows[3]["y"] = ["a"]
+    rows[5]["t"] = {"title": "x"}
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataFileError) as err:
+        build_dataset(path, text_columns=["t"], label_column="y", out_dir=tmp_path / "out")
+    text = err.value.render()
+    assert f"{path}:4: field `y`: a JSON list" in text and f"{path}:6: field `t`: a JSON object" in text
+    assert not (tmp_path / "out").exists()

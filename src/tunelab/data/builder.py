@@ -205,6 +205,14 @@ def _collect(tables: list[tuple[str | None, Table]], text_columns: Sequence[str]
     dropped: dict[str, list[str]] = {reason: [] for reason in DROP_REASONS}
     seen: set[str] = set()
     repeats: dict[str, int] = {}
+    nested = [f"{table.path}:{line}: field `{column}`: a JSON {'list' if isinstance(record[column], list) else 'object'}"
+              f", not a text or a number" for _, table in tables for record, line in zip(table.rows, table.lines)
+              for column in (*text_columns, label_column) if isinstance(record.get(column), (list, dict))]
+    if nested:
+        # str() would make a label such as "['home']" or a prompt of a dict's repr, with no word said.
+        shown = nested[:20] + ([f"… and {len(nested) - 20} more"] if len(nested) > 20 else [])
+        raise DataFileError(f"{len(nested)} cell(s) hold a list or an object where a text or a label belongs:",
+                            problems=shown, hint='Write each of those fields as one string or number ("home", not ["home"]).')
     for part, table in tables:
         keep_repeats = release and part in ("valid", "test")
         for record, line in zip(table.rows, table.lines):
