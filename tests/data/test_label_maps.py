@@ -98,9 +98,14 @@ def test_bad_merges_write_nothing(tmp_path, mapping, files, message):
 def test_merge_refuses_a_class_left_without_training_rows(tmp_path):
     folder = _folder(tmp_path, {**ROWS, "valid": [("sheer top", "Blouses"), ("a coat", "Coats")]})
     (folder / "labels.json").write_text(json.dumps({"labels": ["Blouses", "Chemises", "Coats", "Dresses", "Knits"]}))
-    with pytest.raises(InvalidInputError, match="no row of 'Coats'"):
+    with pytest.raises(InvalidInputError, match="no row of 'Coats'") as err:
         merge_dataset(folder, {"Chemises": "Dresses"}, tmp_path / "merged")
     assert not (tmp_path / "merged").exists()
+    # The class never had a training row (a category only in the test file): the message says so,
+    # where its rows are, and how to fold it.
+    text = err.value.render()
+    assert "'Coats' (1 valid row(s), none in train before the merge either)" in text
+    assert "--merge 'Coats=OTHER_LABEL'" in text
 
 
 def test_build_with_merge_stratifies_on_the_merged_labels(tmp_path):

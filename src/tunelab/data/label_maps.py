@@ -136,8 +136,22 @@ def merge_dataset(source: str | Path | dict[str, str | Path], mapping: dict[str,
     counts = {split: dict(Counter(normalize_label(c) for _, c in r)) for split, r in merged_rows.items()}
     missing = [label for label in new_labels if not counts["train"].get(label)]
     if require_all and missing:
-        raise InvalidInputError(f"After merging, the training file has no row of {preview(missing)}.",
-                                hint="Every class needs training examples; merge it into another label too.")
+        # Say where the rows are, and whether the map emptied the class or it never had a training
+        # row (a category found only in the test file, which `datasets build` keeps with a note).
+        before = {normalize_label(e.completion) for e in rows["train"]}
+
+        def described(label: str) -> str:
+            parts = [f"{counts[s][label]} {s} row(s)" for s in ("valid", "test") if counts.get(s, {}).get(label)]
+            if not any(normalize_label(old) in before for old in [*known, *present]
+                       if normalize_label(merged_label(old, resolved)) == label):
+                parts.append("none in train before the merge either")
+            return f"{label!r} ({', '.join(parts)})" if parts else repr(label)
+
+        shown = ", ".join(described(label) for label in missing[:10]) + (" …" if len(missing) > 10 else "")
+        raise InvalidInputError(
+            f"After merging, the training file has no row of {shown}.",
+            hint=f"Every class needs training examples: fold it into a label that has some, e.g. "
+                 f"--merge '{missing[0]}=OTHER_LABEL' (next to --merge-labels), or add training rows.")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"--out {out} is a file, not a directory.")
