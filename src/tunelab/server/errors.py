@@ -204,6 +204,18 @@ def _union_message(errors: list[dict]) -> tuple[str, str | None] | None:
     return f"Invalid type for '{param}': expected {wanted}, but got {shown}.", param
 
 
+NOT_SUPPORTED = {
+    "audio": "text only", "modalities": "text only", "functions": "no functions or tools",
+    "function_call": "no functions or tools", "moderation": "there is no moderation model",
+    "prediction": "no predicted outputs", "prompt_cache_options": "there is no prompt cache",
+    "prompt_cache_retention": "there is no prompt cache",
+    "reasoning_effort": "the models do not reason in hidden tokens", "verbosity": "no verbosity control",
+    "web_search_options": "no web search",
+}
+"""OpenAI parameters that no request model of tunelab has (docs/openai-compatibility.md: refused),
+with the reason, instead of "Unrecognized request argument" as for a name OpenAI does not know."""
+
+
 def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     """FastAPI's list of validation errors as one sentence, OpenAI style."""
     errors = exc.errors()
@@ -223,6 +235,8 @@ def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
             return "The request body is missing; the API expects a JSON object.", None
         return f"Missing required parameter: '{param}'.", param
     if kind == "extra_forbidden":
+        if param in NOT_SUPPORTED:
+            return f"{param} is not supported by tunelab: {NOT_SUPPORTED[param]}.", param
         return f"Unrecognized request argument supplied: {param}", param
     if kind in ("model_attributes_type", "dict_type") and param is None:
         return "The request body must be a JSON object.", None
