@@ -247,3 +247,19 @@ def test_csv_saved_as_json_gets_a_hint(tmp_path):
         read_table(path)
     assert "malformed JSON at line 1" in err.value.message
     assert "looks like a CSV header" in err.value.render() and ".csv" in err.value.render()
+
+
+def test_a_preference_file_says_it_is_one(tmp_path):
+    """QA: OpenAI's DPO format uploaded to /v1/files was called 'a table of raw reviews' with a
+    `tunelab datasets build` command to run; it is a preference file, and tunelab trains supervised."""
+    from tunelab.data.readers import read_prompt_completion
+
+    path = tmp_path / "dpo.jsonl"
+    row = {"input": {"messages": [{"role": "user", "content": "hi"}]},
+           "preferred_output": [{"role": "assistant", "content": "hello"}],
+           "non_preferred_output": [{"role": "assistant", "content": "go away"}]}
+    path.write_text((json.dumps(row) + "\n") * 5)
+    with pytest.raises(DataFileError) as err:
+        read_prompt_completion(path)
+    text = err.value.render()
+    assert "preference (DPO) file" in text and "supervised" in text and "datasets build" not in text

@@ -329,6 +329,10 @@ def detect_classification(completions: Sequence[str]) -> bool:
     return len({normalize_label(c) for c in completions}) < len(completions) / 3
 
 
+PREFERENCE_FIELDS = frozenset({"input", "preferred_output", "non_preferred_output"})
+"""A row of OpenAI's preference (DPO) fine-tuning format."""
+
+
 def read_prompt_completion(path: str | Path) -> list[Example]:
     """Read a prepared training file: prompt/completion rows, or chat rows (`{"messages": [...]}`,
     tunelab.data.chat) when its first row has `messages`. Every problem is reported at once, each as
@@ -337,6 +341,11 @@ def read_prompt_completion(path: str | Path) -> list[Example]:
     table = read_table(path, default_format="jsonl")
     if table.rows and "messages" in table.rows[0] and "prompt" not in table.rows[0]:
         return _read_chat(table)
+    if table.rows and PREFERENCE_FIELDS <= set(table.rows[0]):
+        raise DataFileError(f"{table.path} is a preference (DPO) file (`input`, `preferred_output`, "
+                            "`non_preferred_output`): tunelab trains supervised only.",
+                            hint='Give the preferred answers as chat examples, {"messages": [..., '
+                                 '{"role": "assistant", "content": ...}]}, one per line.')
     if table.rows and not {"prompt", "completion"} & set(table.rows[0]):
         raise _raw_table(table)
     examples, problems = [], []
