@@ -196,3 +196,18 @@ def test_metadata_limits_and_the_param_of_a_bad_value(client, uploaded, tiny_mod
     assert client.fine_tuning.jobs.list().data == []
     job = client.fine_tuning.jobs.create(model=model, training_file=train, metadata={f"k{i}": "v" for i in range(16)})
     assert len(job.metadata) == 16
+
+
+def test_a_running_job_estimates_its_finish(client, store, uploaded, tiny_models):
+    """QA: `estimated_finish` was always null; OpenAI gives a running job's estimate."""
+    job = client.fine_tuning.jobs.create(model=str(tiny_models.encoder), training_file=uploaded[0])
+    assert job.estimated_finish is None  # queued
+    store.update_job(job.id, status="running")
+    assert client.fine_tuning.jobs.retrieve(job.id).estimated_finish is None  # no step yet
+    event = store.add_event(job.id, "Step 10/40: training loss=1.0",
+                            data={"event": "step", "step": 10, "total_steps": 40, "elapsed": 20.0, "loss": 1.0})
+    expected = event.created_at + 60  # 2 s a step, 30 steps left
+    assert client.fine_tuning.jobs.retrieve(job.id).estimated_finish == expected
+    assert [j.estimated_finish for j in client.fine_tuning.jobs.list()] == [expected]
+    store.update_job(job.id, status="succeeded")
+    assert client.fine_tuning.jobs.retrieve(job.id).estimated_finish is None

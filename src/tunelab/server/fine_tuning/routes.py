@@ -60,7 +60,7 @@ def metadata_filter(items) -> dict[str, str] | None:
 
 @router.get("/fine_tuning/jobs/{fine_tuning_job_id}", response_model=FineTuningJob)
 def retrieve_job(fine_tuning_job_id: str, state: ServerState = Depends(get_state)):
-    return service.to_object(service.get_job(state.store, fine_tuning_job_id))
+    return service.to_object(service.get_job(state.store, fine_tuning_job_id), store=state.store)
 
 
 @router.post("/fine_tuning/jobs/{fine_tuning_job_id}/cancel", response_model=FineTuningJob)

@@ -159,10 +159,10 @@ def list_jobs(store: Store, *, after: str | None, limit: int,
     if metadata is None:
         # The store pages jobs in SQL; one row beyond the limit says whether there are more.
         jobs, more = page(store.list_jobs(after=cursor, limit=limit + 1), limit=limit)
-        return [to_object(j) for j in jobs], more
+        return [to_object(j, store=store) for j in jobs], more
     matching = [j for j in store.list_jobs(after=cursor)
                 if (bool(metadata) or not (j.options or {}).get("metadata")) and all(((j.options or {}).get("metadata") or {}).get(k) == v for k, v in metadata.items())]
-    return [to_object(j) for j in matching[:limit]], len(matching) > limit
+    return [to_object(j, store=store) for j in matching[:limit]], len(matching) > limit
 
 
 def list_events(store: Store, job_id: str, *, after: str | None, limit: int) -> tuple[list[FineTuningJobEvent], bool]:
@@ -180,5 +180,23 @@ def list_checkpoints(store: Store, job_id: str, *, after: str | None, limit: int
     return [FineTuningJobCheckpoint.model_validate(views.checkpoint_view(job, c)) for c in checkpoints], more
 
 
-def to_object(job: JobRecord, notices: list[str] | None = None) -> FineTuningJob:
-    return FineTuningJob.model_validate(views.job_view(job, notices))
+def estimated_finish(store: Store, job: JobRecord) -> int | None:
+    """OpenAI's `estimated_finish` of a running job: the pace of its newest step event (seconds of
+    training per step, resumed attempts included) over the steps left; None before the first step
+    and for a job that is not running."""
+    if job.status != "running":
+        return None
+    for event in store.list_events(job.id, newest_first=True, limit=50):
+        data = event.data or {}
+        step, total, elapsed = data.get("step"), data.get("total_steps"), data.get("elapsed")
+        if step and total and elapsed is not None:
+            return int(event.created_at + elapsed / step * max(total - step, 0))
+    return None
+
+
+def to_object(job: JobRecord, notices: list[str] | None = None, *, store: Store | None = None) -> FineTuningJob:
+    """`store`: to estimate a running job's finish (without it, `estimated_finish` is null)."""
+    obj = FineTuningJob.model_validate(views.job_view(job, notices))
+    if store is not None:
+        obj.estimated_finish = estimated_finish(store, job)
+    return obj
