@@ -48,7 +48,9 @@ class TunelabError(Exception):
 
     def render(self) -> str:
         lines = [self.message]
-        lines += [f"  - {p}" for p in self.problems]
+        # An indented problem details the one above it (a file's bad lines under "training file: ..."):
+        # it goes under that bullet, without a bullet of its own.
+        lines += [f"  {p}" if p[:1].isspace() else f"  - {p}" for p in self.problems]
         if self.hint:
             lines.append(self.hint)
         return "\n".join(lines)
