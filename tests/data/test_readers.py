@@ -263,3 +263,15 @@ def test_a_preference_file_says_it_is_one(tmp_path):
         read_prompt_completion(path)
     text = err.value.render()
     assert "preference (DPO) file" in text and "supervised" in text and "datasets build" not in text
+
+
+@pytest.mark.parametrize("encoding, name", [("utf-16", "UTF-16"), ("utf-16-be", "UTF-16"), ("utf-32", "UTF-32")])
+def test_utf16_file_says_so_and_how_to_convert(tmp_path, encoding, name):
+    text = '{"stars": 5, "review_body": "Très bien 👍"}\n'
+    bom = {"utf-16-be": b"\xfe\xff"}.get(encoding, b"")
+    path = write(tmp_path / "dataset_en_train.json", bom + text.encode(encoding))
+    with pytest.raises(DataFileError) as err:
+        read_table(path)
+    rendered = err.value.render()
+    assert f"is {name} text" in rendered and f"iconv -f {name.lower()} -t utf-8" in rendered
+    assert "latin1" not in rendered

@@ -7,6 +7,7 @@ known; files with several bad lines report all of them at once.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -130,6 +131,14 @@ def _read_text(path: Path, compressed: bool) -> str:
             data = gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
         raise DataFileError(f"{path}: cannot read the file: {exc}") from None
+    # A UTF-16 (Windows "Unicode") file would otherwise get the latin1 advice below, which garbles it.
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)):
+        encoding = "utf-32" if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)) else "utf-16"
+        raise DataFileError(
+            f"{path} is {encoding.upper()} text{' after decompression' if compressed else ''} (it starts with a "
+            f"{encoding.upper()} byte-order mark), not UTF-8.",
+            hint=f"Re-save the file as UTF-8, e.g. `iconv -f {encoding} -t utf-8 IN > OUT`, or 'Save as: CSV UTF-8' "
+                 "in a spreadsheet program.")
     try:
         text = data.decode("utf-8-sig")  # -sig: a leading BOM (Excel, Notepad) is not data
     except UnicodeDecodeError as exc:
