@@ -158,3 +158,26 @@ def test_a_list_or_object_cell_is_refused_with_file_line_and_field(tmp_path):
     text = err.value.render()
     assert f"{path}:4: field `y`: a JSON list" in text and f"{path}:6: field `t`: a JSON object" in text
     assert not (tmp_path / "out").exists()
+
+
+def _amazon_rows(tmp_path, stars):
+    path = tmp_path / "dataset_en_train.json"
+    path.write_text("".join(json.dumps({"review_title": f"t{i}", "review_body": f"body number {i}", "stars": s}) + "\n"
+                            for i, s in enumerate(stars)))
+    return path
+
+
+def test_star_preset_refuses_a_value_outside_1_to_5_naming_file_line_and_field(tmp_path):
+    stars = [1, 2, 3, 4, 5] * 8
+    stars[6], stars[20] = "five", 4.5
+    path = _amazon_rows(tmp_path, stars)
+    with pytest.raises(DataFileError) as err:
+        build_dataset(path, preset="amazon-stars", out_dir=tmp_path / "out")
+    text = err.value.render()
+    assert "2 row(s) have a `stars` that is not one of 1, 2, 3, 4, 5 (--preset amazon-stars)" in text
+    assert "dataset_en_train.json:7: `stars` is 'five'" in text and "dataset_en_train.json:21: `stars` is '4.5'" in text
+    assert "--merge 'five=5'" in text and "--text review_title,review_body --label stars" in text
+    assert not (tmp_path / "out").exists()
+    # The way out the message names: a merge map that says what "five" means, or the columns without the preset.
+    assert build_dataset(path, preset="amazon-stars", merge={"five": "5", "4.5": "4"}, out_dir=tmp_path / "m").ordinal
+    assert "five" in build_dataset(path, text_columns=["review_body"], label_column="stars", out_dir=tmp_path / "c").labels

@@ -234,6 +234,26 @@ def _collect(tables: list[tuple[str | None, Table]], text_columns: Sequence[str]
     return rows, dropped, notes
 
 
+def _check_preset_labels(rows: list[_Row], preset: str | None, label_column: str,
+                         merge: dict[str, str] | None) -> None:
+    """A preset that knows its label values (stars 1-5) refuses any other value: a stray "five" or
+    "4.5" would otherwise become a label of its own and turn the star ratings into categories. A value
+    the merge map names (--merge five=5) is taken care of."""
+    chosen = get_preset(preset) if preset else None
+    if chosen is None or not chosen.labels or label_column != chosen.label_column:
+        return
+    allowed = set(chosen.labels) | {normalize_label(old) for old in merge or {}}
+    wrong = [r for r in rows if r.label not in allowed]
+    bad = [f"{r.where}: `{label_column}` is {r.label!r}" for r in wrong]
+    if bad:
+        raise DataFileError(
+            f"{len(bad)} row(s) have a `{label_column}` that is not one of {', '.join(chosen.labels)} "
+            f"(--preset {preset}):", problems=bad[:10] + ([f"... and {len(bad) - 10} more"] if len(bad) > 10 else []),
+            hint=f"Correct or remove those lines, or map a value with --merge (e.g. --merge "
+                 f"'{wrong[0].label}={chosen.labels[-1]}'); to take `{label_column}` as it is, give the columns "
+                 f"instead of the preset (--text {','.join(chosen.text_columns)} --label {label_column}).")
+
+
 class _Splitter:
     """Seeded, stratified sampling that records why it could not stratify."""
 
@@ -391,6 +411,7 @@ def build_dataset(source: str | Path, *, out_dir: str | Path, text_columns: Sequ
         _check_columns(table, [*text_columns, label_column], source)
     release = Path(source).is_dir() and _bundled(source) is None
     rows, dropped, repeat_notes = _collect(tables, text_columns, label_column, separator, release=release)
+    _check_preset_labels(rows, preset, label_column, merge)
     if not rows:
         raise DataFileError(f"{source}: no usable rows (every row has empty text, no label or a repeated prompt).")
     labels = sort_labels(sorted({r.label for r in rows}))

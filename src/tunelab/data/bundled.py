@@ -24,6 +24,7 @@ class Preset:
     text_columns: tuple[str, ...]
     label_column: str
     description: str
+    labels: tuple[str, ...] | None = None  # the only values the label column may hold (star ratings), if known
 
 
 @dataclass(frozen=True)
@@ -45,15 +46,17 @@ class BundledDataset:
             return sum(1 for line in fh if line.strip())
 
 
+STARS = ("1", "2", "3", "4", "5")
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
         Preset("amazon-stars", ("review_title", "review_body"), "stars",
-               "Amazon Multilingual Reviews: star rating 1-5 from title and body"),
+               "Amazon Multilingual Reviews: star rating 1-5 from title and body", STARS),
         Preset("amazon-category", ("review_title", "review_body"), "product_category",
                "Amazon Multilingual Reviews: product category from title and body"),
         Preset("clothing-stars", ("Title", "Review Text"), "Rating",
-               "Clothing reviews: star rating 1-5 from title and review text"),
+               "Clothing reviews: star rating 1-5 from title and review text", STARS),
         Preset("clothing-department", ("Title", "Review Text"), "Department Name",
                "Clothing reviews: department (6 classes) from title and review text"),
         Preset("clothing-class", ("Title", "Review Text"), "Class Name",
