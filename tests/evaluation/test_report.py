@@ -140,8 +140,10 @@ def test_unseen_labels_are_named(models, tmp_path):
 def test_unseen_labels_in_the_training_file(models, tmp_path):
     bad = tmp_path / "train.jsonl"
     bad.write_text(json.dumps({"prompt": "x", "completion": " 9"}) + "\n")
-    with pytest.raises(InvalidInputError, match="' 9'"):
+    with pytest.raises(InvalidInputError, match="' 9'") as err:
         evaluate_model(models.enc, models.test, train_path=bad, store=models.store, progress=False)
+    assert "test file made" not in err.value.render()  # the hint fits the training file too
+    assert "tunelab labels merge" in err.value.render()
 
 
 def test_empty_and_missing_test_files(models, tmp_path):

@@ -67,7 +67,9 @@ def map_labels(raw: Sequence[str], labels: Sequence[str], *, model_id: str, sour
         raise InvalidInputError(
             f"{source} has {len(unseen)} row(s) whose completion is a label the model {model_id} never saw: "
             f"{preview(distinct)}.",
-            hint=f"The model's labels are: {preview(labels, 40)}. Evaluate with a test file made for this model.")
+            hint=f"The model's labels are: {preview(labels, 40)}. Use files made for this model; a label it cannot "
+                 "know (a category found only in the test file, say) folds into one of its labels with "
+                 "`tunelab labels merge DIR --merge 'OLD=NEW' --out NEW_DIR`.")
     return [found[value] for value in raw]
 
 
