@@ -100,6 +100,8 @@ def test_labels_json_and_drop_reasons(tmp_path):
     assert meta["labels"] == ["1", "2"] and meta["ordinal"] is True
     assert meta["dropped"] == {"empty_text": 1, "missing_label": 1, "duplicate_prompt": 1}
     assert meta["dropped_examples"]["duplicate_prompt"] == ["d.jsonl:5"]
+    assert "dropped 1 row(s) with no `y`: d.jsonl:4" in result.notes
+    assert "dropped 1 row(s) with empty text: d.jsonl:3" in result.notes
     assert meta["seed"] == 7 and meta["shuffled"] is True and meta["separator"] == DEFAULT_SEPARATOR
     assert meta["text_columns"] == ["t"] and meta["label_column"] == "y" and meta["source"] == str(path)
     assert sum(meta["counts"].values()) == 22

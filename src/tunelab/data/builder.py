@@ -432,6 +432,10 @@ def build_dataset(source: str | Path, *, out_dir: str | Path, text_columns: Sequ
     splits = {name: _order(rows, idx, labels, shuffle, seed) for name, idx in indices.items()}
 
     notes = repeat_notes + list(splitter.notes) + untrained
+    for reason, what in (("missing_label", f"no `{label_column}`"), ("empty_text", "empty text")):
+        if where := dropped[reason]:  # which lines, so that they can be looked at (labels.json keeps 10)
+            notes.append(f"dropped {len(where)} row(s) with {what}: {', '.join(where[:5])}"
+                         + (f" and {len(where) - 5} more" if len(where) > 5 else ""))
     inside = sum(separator in r.prompt[: -len(separator)] for r in rows)
     if inside:
         notes.append(f"{inside} prompts contain the separator {separator!r} inside their text")
