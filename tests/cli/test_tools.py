@@ -44,7 +44,8 @@ def read_jsonl(path):
     ("prepare_malformed_line7.jsonl", ["line 7: malformed JSON: Expecting ',' delimiter"]),
     ("empty.jsonl", ["is empty"]),
     ("non_utf8.csv", ["not valid UTF-8", "byte offset 46", "line 3"]),
-    ("amazon_reviews_tiny.jsonl", ["no `prompt` or `completion` column", "`review_body`", "tunelab datasets build"]),
+    ("amazon_reviews_tiny.jsonl", ["no `prompt` or `completion` column", "`review_body`", "tunelab datasets build",
+                                   "--preset amazon-stars --out DIR` (or --preset amazon-category)"]),
 ])
 def test_unusable_files_exit_2_and_write_nothing(capsys, copy, tmp_path, name, expected):
     code, out, err = prepare_data(capsys, copy(name), "-q")

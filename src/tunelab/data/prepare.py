@@ -205,9 +205,11 @@ def load(path: str | Path) -> tuple[str, str, pd.DataFrame, list[Finding]]:
         raise NotFoundError(f"The data file {path} does not exist.")
     if str(path).lower().endswith(".txt"):
         fmt, columns, rows, lines = "txt", ["prompt", "completion"], *_read_txt(Path(path))
+        as_written = columns
     else:
         table = read_table(path)
         path, fmt, columns, rows, lines = table.path, table.format, table.columns, table.rows, table.lines
+        as_written = columns  # presets name the headers as written, before they are lower-cased
         if not rows:
             raise DataFileError(f"{path} has no rows, only a header.")
         columns, rows = _lower_headers(columns, rows)
@@ -218,12 +220,16 @@ def load(path: str | Path) -> tuple[str, str, pd.DataFrame, list[Finding]]:
     else:
         missing = [c for c in ("prompt", "completion") if c not in columns]
         found = ", ".join(f"`{c}`" for c in columns) or "none"
+        from tunelab.data.bundled import presets_fitting
+
+        fitting = presets_fitting(as_written)
+        how = f"--preset {fitting[0]}" if fitting else "--text COL --label COL"
+        others = "".join(f" (or --preset {name})" for name in fitting[1:])
         raise DataFileError(
             f"{path} has no {' or '.join(f'`{c}`' for c in missing)} column. Columns found: {found}.",
             hint="Rename the column holding the input text to `prompt` and the one holding the desired "
                  "output to `completion` (or give chat data a `messages` key). To make prompt/completion "
-                 f"pairs from text and label columns, use `tunelab datasets build {path} --text COL --label COL "
-                 "--out DIR`.",
+                 f"pairs from text and label columns, use `tunelab datasets build {path} {how} --out DIR`{others}.",
         )
     problems, records, numbers = [], [], 0
     for row, line in zip(rows, lines):
