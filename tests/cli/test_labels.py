@@ -165,3 +165,17 @@ def test_each_suggested_merge_says_what_it_rests_on():
                                    {"a": "camera", "b": "home", "mutual": 0.002, "a_as_b": 0.4, "b_as_a": 0.0}]}
     assert _merge_reason(report, "kitchen", "home") == "29% of the pair's rows mixed up"
     assert _merge_reason(report, "camera", "home") == "2 of its 5 rows predicted as home"
+
+
+def test_the_suggested_merge_command_names_the_inspected_files(tmp_path):
+    import argparse
+
+    from tunelab.cli.labels import _merge_source
+
+    folder = tmp_path / "my data"
+    folder.mkdir()
+    (folder / "labels.json").write_text("{}")
+    built = argparse.Namespace(file=str(folder / "train.jsonl"), valid=str(folder / "valid.jsonl"), test=None)
+    assert _merge_source(built) == (f"'{folder}'", f"'{folder}-merged'")
+    loose = argparse.Namespace(file="a/train.jsonl", valid=None, test="b/test.jsonl")
+    assert _merge_source(loose) == ("-f a/train.jsonl -t b/test.jsonl", "merged")

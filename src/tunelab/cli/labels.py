@@ -4,6 +4,7 @@ one command each — see what a label set looks like, merge confusable classes, 
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from tunelab.cli.common import add_command, format_columns, print_json, require_paths
@@ -128,11 +129,24 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         if merges:
             print("\nSuggested merges: " + "; ".join(f"{old} -> {new} ({_merge_reason(report, old, new)})"
                                                     for old, new in merges.items()))
-            print(f"Apply them: tunelab labels merge DIR --merge-labels {files['merge_map']} --out DIR-merged")
+            source, out = _merge_source(args)
+            print(f"Apply them: tunelab labels merge {source} --merge-labels "
+                  f"{shlex.quote(str(files['merge_map']))} --out {out}")
         else:
             print("\nNo merge suggested.")
     print(f"\nWrote {', '.join(Path(p).name for p in files.values())} to {args.out}/")
     return 0
+
+
+def _merge_source(args) -> tuple[str, str]:
+    """The inspected files as `labels merge` takes them, and an --out beside them: the folder of a
+    `datasets build` (its labels.json goes along), else the files themselves."""
+    folder = Path(args.file).parent
+    if (folder / "labels.json").is_file() and all(
+            p is None or Path(p).parent == folder for p in (args.valid, args.test)):
+        return shlex.quote(str(folder)), shlex.quote(str(folder) + "-merged")
+    given = [(flag, p) for flag, p in (("-f", args.file), ("-v", args.valid), ("-t", args.test)) if p]
+    return " ".join(f"{flag} {shlex.quote(str(p))}" for flag, p in given), "merged"
 
 
 def _merge_reason(report: dict, old: str, new: str) -> str:
