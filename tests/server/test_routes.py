@@ -178,6 +178,8 @@ def test_chat_errors(client, models):
     lm = models["lm"]
     cases = [
         (dict(messages=[{"role": "tool", "content": "x"}]), "messages[0].role"),
+        # a schema error names the message the same way (QA: it was 'messages.0.role')
+        (dict(messages=[{"role": "user", "content": "x"}, {"role": "wizard", "content": "x"}]), "messages[1].role"),
         (dict(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]),
          "messages[0].content"),
         (dict(messages=[{"role": "user", "content": "x"}], tools=[{"type": "function", "function": {"name": "f"}}]),

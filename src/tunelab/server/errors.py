@@ -150,10 +150,15 @@ def _model_names(cls: type = BaseModel) -> set[str]:
 
 def _param_of(loc: tuple) -> str | None:
     """`method.type`, never `method.MethodIn.type`: pydantic names the model member of a union
-    (`MethodIn | Literal[...]`) in the location, by its class name."""
+    (`MethodIn | Literal[...]`) in the location, by its class name. Indexes: `messages[0].role`."""
     models = _model_names() if any(isinstance(p, str) and p[:1].isupper() for p in loc) else set()
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header") and p not in models]
-    return ".".join(parts) or None
+    param = ""
+    for p in loc:
+        if p in ("body", "query", "path", "header") or p in models:
+            continue
+        # a list index as OpenAI writes it, and as the services' own errors do: messages[0].role
+        param += f"[{p}]" if isinstance(p, int) and param else f".{p}" if param else str(p)
+    return param or None
 
 
 _UNION_MEMBERS = {
