@@ -49,6 +49,22 @@ def test_label_drift_same_and_different():
     assert S.label_drift([0, 0, 0, 0, 0], ref)["p_value"] is None
 
 
+def test_label_drift_counts_the_reference_as_a_sample():
+    """28 skewed categories, a 400-row reference and windows of 500 drawn from the same
+    distribution: the test must not alarm on noise (goodness of fit to the reference's shares taken
+    as exact gave p < 0.01 in most windows), and must still see a real shift."""
+    rng = np.random.default_rng(0)
+    share = np.geomspace(1, 0.005, 28)
+    share /= share.sum()
+    p_same = [S.label_drift(rng.multinomial(500, share), rng.multinomial(400, share))["p_value"] for _ in range(200)]
+    assert np.mean(np.array(p_same) < 0.01) <= 0.03
+    shifted = share.copy()
+    shifted[[3, 5]] *= 4
+    shifted /= shifted.sum()
+    p_shift = [S.label_drift(rng.multinomial(500, shifted), rng.multinomial(400, share))["p_value"] for _ in range(50)]
+    assert np.mean(np.array(p_shift) < 0.01) >= 0.9
+
+
 def test_confidence_drift():
     rng = np.random.default_rng(1)
     ref = rng.beta(5, 2, 2000)

