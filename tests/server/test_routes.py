@@ -279,3 +279,15 @@ def test_a_model_is_loaded_once_for_concurrent_first_requests(client, models, fa
                                                                   temperature=0).choices[0].text, range(8)))
     assert len(set(texts)) == 1
     assert fake_predictors.loads.count(model) == 1
+
+
+def test_stream_options_without_stream_is_refused(client, models):
+    """QA: stream_options on a request that does not stream was silently ignored; OpenAI answers 400."""
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        client.completions.create(model=models["lm"], prompt="good", max_tokens=2,
+                                  stream_options={"include_usage": True})
+    assert excinfo.value.param == "stream_options"
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        client.chat.completions.create(model=models["lm"], messages=[{"role": "user", "content": "hi"}],
+                                       max_tokens=2, stream=False, stream_options={"include_usage": True})
+    assert excinfo.value.param == "stream_options"

@@ -84,7 +84,7 @@ async def create_chat_completion(state: ServerState, request: ChatCompletionRequ
     check_tags(request.user or request.safety_identifier, request.metadata)
     n = request.n or 1
     refuse_unsupported(frequency_penalty=request.frequency_penalty, presence_penalty=request.presence_penalty,
-                       logit_bias=request.logit_bias, n=n)
+                       logit_bias=request.logit_bias, n=n, stream=request.stream, stream_options=request.stream_options)
     if request.tools:
         raise bad_request("Tools are not supported by tunelab.", param="tools")
     if request.tool_choice not in (None, "none", "auto"):  # "required", or a named function

@@ -154,8 +154,12 @@ def normalize_stop(stop) -> tuple[str, ...]:
 
 
 def refuse_unsupported(*, frequency_penalty=None, presence_penalty=None, logit_bias=None, best_of=None, n=1,
-                       suffix=None) -> None:
-    """Parameters tunelab cannot honour are refused rather than silently ignored."""
+                       suffix=None, stream=None, stream_options=None) -> None:
+    """Parameters tunelab cannot honour are refused rather than silently ignored (and, as OpenAI
+    refuses them, stream_options without stream)."""
+    if stream_options is not None and not stream:
+        raise bad_request("The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                          param="stream_options")
     if frequency_penalty:
         raise bad_request("frequency_penalty is not supported by tunelab; leave it at 0.", param="frequency_penalty")
     if presence_penalty:
@@ -217,7 +221,8 @@ async def create_completion(state: ServerState, request: CompletionRequest, call
     prompts = [] if token_ids else normalize_prompts(request.prompt)
     n = request.n or 1
     refuse_unsupported(frequency_penalty=request.frequency_penalty, presence_penalty=request.presence_penalty,
-                       logit_bias=request.logit_bias, best_of=request.best_of, n=n, suffix=request.suffix)
+                       logit_bias=request.logit_bias, best_of=request.best_of, n=n, suffix=request.suffix,
+                       stream=request.stream, stream_options=request.stream_options)
     max_tokens = 16 if request.max_tokens is None else request.max_tokens
     if max_tokens < 1 and not request.echo:
         raise bad_request("max_tokens must be at least 1 (0 only with echo=true, to score the prompt).",
