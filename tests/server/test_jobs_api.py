@@ -211,3 +211,15 @@ def test_a_running_job_estimates_its_finish(client, store, uploaded, tiny_models
     assert [j.estimated_finish for j in client.fine_tuning.jobs.list()] == [expected]
     store.update_job(job.id, status="succeeded")
     assert client.fine_tuning.jobs.retrieve(job.id).estimated_finish is None
+
+
+def test_hyperparameters_are_strictly_typed(client, uploaded, tiny_models):
+    """QA: `"n_epochs": true` made a job of 1 epoch (pydantic's lax bool -> int); OpenAI refuses the type."""
+    for name, value in [("n_epochs", True), ("n_epochs", "3"), ("batch_size", 2.5), ("learning_rate_multiplier", True)]:
+        with pytest.raises(openai.BadRequestError) as excinfo:
+            client.fine_tuning.jobs.create(model=str(tiny_models.encoder), training_file=uploaded[0],
+                                           hyperparameters={name: value})
+        assert excinfo.value.param == f"hyperparameters.{name}", (name, value)
+    job = client.fine_tuning.jobs.create(model=str(tiny_models.encoder), training_file=uploaded[0],
+                                         hyperparameters={"n_epochs": 2, "learning_rate_multiplier": 2})
+    assert job.hyperparameters.n_epochs == 2 and job.hyperparameters.learning_rate_multiplier == 2.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictFloat, StrictInt
 
 from tunelab.server.common import RequestModel, ResponseModel
 
@@ -18,9 +18,10 @@ class HyperparametersIn(RequestModel):
     added here too; unknown names are refused with the list of known ones."""
 
     model_config = ConfigDict(extra="allow")
-    batch_size: Auto | int | None = None
-    learning_rate_multiplier: Auto | float | None = None
-    n_epochs: Auto | int | None = None
+    # strict, as OpenAI's types: `true` is not 1 epoch, nor "3" three
+    batch_size: Auto | StrictInt | None = None
+    learning_rate_multiplier: Auto | StrictFloat | None = None
+    n_epochs: Auto | StrictInt | None = None
 
 
 class SupervisedIn(RequestModel):
