@@ -133,3 +133,38 @@ def test_temperature_is_refitted_after_a_kept_tau_keeping_every_decision():
     tau, temperature = _fit_adjustment(store, SimpleNamespace(id="ftjob-1"), selector, None, 1.0, prior)
     assert temperature == 1.0 and tau == fit_tau(logp, gold, prior)[0]
     assert len(events) == 1 and events[0][0].startswith("Logit adjustment: tau")
+
+
+@pytest.mark.slow  # trains two tiny models
+def test_a_continuation_on_some_labels_keeps_the_lineage_prior_and_says_what_it_drops(tmp_path, tiny_models,
+                                                                                      tunelab_home):
+    """Feedback corrections cover a few labels: a continued model keeps its parent's prior (a share of
+    0 for a missing label made the post-hoc adjustment boost it), and continuing without -v says that
+    the parent's tau and temperature cannot be refitted."""
+    train = imbalanced(tmp_path / "train.jsonl", 70, 0)
+    valid = imbalanced(tmp_path / "valid.jsonl", 30, 1)
+    store = Store()
+    create_job(store, JobRequest(str(train), str(tiny_models.encoder), str(valid),
+                                 {"n_epochs": 1, "learning_rate_multiplier": 50, "eval_every": 1000,
+                                  "logit_adjustment": True}, ClassificationOptions(True, 4)))
+    parent = run_job(store, store.claim_next_job(os.getpid()))
+    assert parent.status == "succeeded", parent.error
+    parent_meta = load_fine_tuned(store.find_model(parent.fine_tuned_model).path)[2]
+
+    rows = [json.loads(line) for line in train.read_text().splitlines()]
+    some = tmp_path / "feedback.jsonl"
+    some.write_text("".join(json.dumps(r) + "\n" for r in rows if r["completion"] in (" shirt", " pants")))
+    create_job(store, JobRequest(str(some), parent.fine_tuned_model, str(valid),
+                                 {"n_epochs": 1, "eval_every": 1000, "logit_adjustment": True}))
+    child = run_job(store, store.claim_next_job(os.getpid()))
+    assert child.status == "succeeded", child.error
+    child_meta = load_fine_tuned(store.find_model(child.fine_tuned_model).path)[2]
+    assert child_meta.labels == parent_meta.labels
+    assert child_meta.class_prior == pytest.approx(parent_meta.class_prior)
+
+    _, notices = create_job(store, JobRequest(str(some), parent.fine_tuned_model, None, {"n_epochs": 1}))
+    dropped = [n for n in notices if "without a validation file" in n]
+    if parent_meta.logit_adjustment or parent_meta.temperature != 1.0:
+        assert len(dropped) == 1 and f"-v {parent.validation_file}" in dropped[0], notices
+    else:
+        assert not dropped

@@ -136,6 +136,10 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
             conflict = pooling_conflict(request.model, parent_meta.pooling, hp.pooling)
             if conflict:
                 problems.append(conflict)
+            if valid_rows is None:
+                dropped = _unrefitted(store, request.model, resolved)
+                if dropped:
+                    notices.append(dropped)
         elif method == "auto":
             method = Method.CLASSIFIER.value if is_classification else Method.LM.value
             if not is_classification and resolved.kind == ENCODER:
@@ -178,6 +182,29 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
     job = store.update_job(job.id, status=QUEUED)
     store.add_event(job.id, "Job enqueued. It starts as soon as the worker is free.")
     return job, notices
+
+
+def _unrefitted(store: Store, model: str, resolved: ResolvedModel) -> str | None:
+    """What continuing without a validation file gives up: the temperature and post-hoc logit
+    adjustment the parent fitted on its validation file are not carried over (they are refitted on
+    -v, or dropped), so the new model answers by argmax at temperature 1. None: nothing to lose."""
+    meta = resolved.parent_meta
+    fitted = ([f"a logit adjustment (tau {meta.logit_adjustment:.2f})"] if meta.logit_adjustment else []) + \
+        ([f"temperature {meta.temperature:.3f}"] if meta.temperature != 1.0 else [])
+    if not fitted:
+        return None
+    valid = None
+    if resolved.parent.job_id:
+        try:
+            valid = store.get_job(resolved.parent.job_id).validation_file
+        except TunelabError:
+            valid = None
+    again = " --logit_adjustment" if meta.logit_adjustment else ""
+    return (f"Note: {model} answers with {' and '.join(fitted)}, fitted on its validation file; without a "
+            f"validation file this job cannot refit {'them' if len(fitted) > 1 else 'it'}, so the new model "
+            f"answers {'by argmax ' if meta.logit_adjustment else ''}at temperature 1. To keep "
+            f"{'them' if len(fitted) > 1 else 'it'}, add " + (f"-v {valid}{again} (its validation file)." if valid
+                                                            else f"-v VALID.jsonl{again}."))
 
 
 def _parent_labels(resolved: ResolvedModel | None) -> list[str] | None:

@@ -122,6 +122,13 @@ def _run(store: Store, job: JobRecord, abandoned: Callable[[], bool], main: bool
     class_weights = (_class_weights(train, len(labels))
                      if plan.method == Method.CLASSIFIER and hp.class_weights else None)
     prior = _prior(train_rows, labels) if plan.classification and labels else None
+    parent_prior = resolved.parent_meta.class_prior if resolved.parent_meta is not None else None
+    if prior is not None and parent_prior and len(parent_prior) == len(labels):
+        # A continued classifier keeps its lineage's prior: corrections from feedback rarely cover
+        # every label (a share of 0 would make logit adjustment boost a missing label by
+        # tau * 13.8), and the parent's head learnt its bias, or its logit-adjusted loss offsets,
+        # from the parent's data.
+        prior = list(parent_prior)
     batch_size, learning_rate = plan.batch_size, plan.learning_rate
     data = loop.LoopData(train=train, valid=valid, method=plan.method.value,
                          pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
