@@ -243,14 +243,13 @@ def _check_preset_labels(rows: list[_Row], preset: str | None, label_column: str
     if chosen is None or not chosen.labels or label_column != chosen.label_column:
         return
     allowed = set(chosen.labels) | {normalize_label(old) for old in merge or {}}
-    wrong = [r for r in rows if r.label not in allowed]
-    bad = [f"{r.where}: `{label_column}` is {r.label!r}" for r in wrong]
+    bad = [f"{r.where}: `{label_column}` is {r.label!r}" for r in rows if r.label not in allowed]
     if bad:
         raise DataFileError(
             f"{len(bad)} row(s) have a `{label_column}` that is not one of {', '.join(chosen.labels)} "
             f"(--preset {preset}):", problems=bad[:10] + ([f"... and {len(bad) - 10} more"] if len(bad) > 10 else []),
-            hint=f"Correct or remove those lines, or map a value with --merge (e.g. --merge "
-                 f"'{wrong[0].label}={chosen.labels[-1]}'); to take `{label_column}` as it is, give the columns "
+            hint=f"Correct or remove those lines, or say what a value means with --merge (e.g. --merge "
+                 f"'five=5'); to take `{label_column}` as it is, give the columns "
                  f"instead of the preset (--text {','.join(chosen.text_columns)} --label {label_column}).")
 
 
