@@ -167,11 +167,19 @@ def test_class_count_and_positive_class_are_checked_against_the_data(store, tiny
         plan(store, binary, str(tiny_models.encoder), validation_file=str(binary),
              classification=ClassificationOptions(True, None, "maybe"))
     assert any("'maybe' is not a completion" in p for p in excinfo.value.problems)
+    assert store.list_files() == []  # a refused request leaves none of the files it uploaded
     unseen = write_classification_jsonl(tmp_path / "unseen.jsonl", 10, labels=("yes", "no", "other"))
     with pytest.raises(InvalidInputError) as excinfo:
         plan(store, binary, str(tiny_models.encoder), validation_file=str(unseen),
              classification=ClassificationOptions(True, None))
     assert any("never occur in the training file" in p for p in excinfo.value.problems)
+    assert store.list_files() == [] and not any(store.files_dir.glob("*"))
+    # A file given by id was the user's upload: a refused request keeps it.
+    kept = store.add_file(binary, purpose="fine-tune", n_rows=20).id
+    with pytest.raises(InvalidInputError):
+        plan(store, kept, str(tiny_models.encoder), validation_file=str(unseen),
+             classification=ClassificationOptions(True, None))
+    assert [f.id for f in store.list_files()] == [kept]
 
 
 def test_chat_files_plan_like_prompt_completion_ones(store, tiny_models, tmp_path):

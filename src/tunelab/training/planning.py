@@ -45,10 +45,11 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
     except InvalidInputError as exc:
         problems += exc.problems or [exc.message]
 
-    train_id, train_rows = _load(store, request.training_file, "training", problems)
+    uploaded: list[str] = []  # the files this request copied into the store, removed again if it is refused
+    train_id, train_rows = _load(store, request.training_file, "training", problems, uploaded)
     valid_id, valid_rows = (None, None)
     if request.validation_file:
-        valid_id, valid_rows = _load(store, request.validation_file, "validation", problems)
+        valid_id, valid_rows = _load(store, request.validation_file, "validation", problems, uploaded)
 
     wants_classification = (opts.compute_classification_metrics or opts.classification_n_classes is not None
                             or opts.classification_positive_class is not None or bool(opts.classification_betas))
@@ -159,6 +160,8 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
             problems.append("logit_adjustment tunes its strength on a validation file of classification data: "
                             "give one with -v")
     if problems:
+        for file_id in uploaded:  # nothing of a refused request stays (its files were never shown to the user)
+            store.delete_file(file_id)
         raise InvalidInputError("Cannot create the fine-tuning job:", problems=problems)
     if resolved.notice:
         notices.insert(0, resolved.notice)
@@ -244,8 +247,9 @@ def _plan(method: Method, hp: Hyperparameters, opts: ClassificationOptions, reso
     )
 
 
-def _load(store: Store, ref: str, role: str, problems: list[str]):
-    """A path is uploaded into the store; a file id is looked up. Either way the rows are parsed."""
+def _load(store: Store, ref: str, role: str, problems: list[str], uploaded: list[str]):
+    """A path is uploaded into the store (its new id goes to `uploaded`); a file id is looked up.
+    Either way the rows are parsed."""
     try:
         data = load_data_file(store, ref, role, upload=True)
     except NotFoundError as exc:  # "The training file X does not exist." already names the file
@@ -257,4 +261,6 @@ def _load(store: Store, ref: str, role: str, problems: list[str]):
         if exc.hint:  # what to do about it: the datasets build command for raw reviews, prepare_data, ...
             problems.append(f"    {exc.hint}")
         return None, None
+    if data.file_id != str(ref):
+        uploaded.append(data.file_id)
     return data.file_id, data.rows
