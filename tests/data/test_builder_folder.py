@@ -41,6 +41,16 @@ def test_without_a_dev_file_validation_comes_out_of_train(tmp_path):
     assert result.counts == {"train": 45, "valid": 5, "test": 20}
 
 
+def test_a_size_larger_than_a_folders_part_names_the_part_not_a_bundled_dataset(tmp_path):
+    from tunelab.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError) as err:
+        build_dataset(_folder(tmp_path), out_dir=tmp_path / "out", preset="sst5", val_size=30)
+    text = err.value.render()
+    assert "Asked for 30 valid rows, but the valid part has 10 usable rows." in text and "bundled valid" not in text
+    assert "give --val-size 10 or less" in text
+
+
 def test_a_folder_needs_train_and_test(tmp_path):
     folder = tmp_path / "f"
     folder.mkdir()

@@ -327,7 +327,10 @@ def _split(rows: list[_Row], bundled: bool, sizes: dict[str, int | None], seed: 
             idx = np.array([i for i, r in enumerate(rows) if r.part == part], dtype=int)
             k = _size(sizes[part], len(idx), f"--{'val' if part == 'valid' else part}-size")
             if k > len(idx) and part != "train":
-                raise InvalidInputError(f"Asked for {k} {part} rows, but the bundled {part} part has {len(idx)} usable rows.")
+                flag = f"--{'val' if part == 'valid' else part}-size"
+                raise InvalidInputError(f"Asked for {k} {part} rows, but the {part} part has {len(idx)} usable rows.",
+                                        hint=f"A bundled dataset or a folder of split files keeps its own split: "
+                                             f"give {flag} {len(idx)} or less.")
             result[part] = splitter.take(idx, k, part, cover=part == "train")[0]
         return result, splitter
     n = len(rows)
