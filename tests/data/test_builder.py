@@ -145,7 +145,7 @@ def test_bundled_split_membership_and_subsamples(tmp_path):
 
 
 def test_bundled_part_too_small(tmp_path):
-    with pytest.raises(InvalidInputError, match="bundled valid part has 2264"):
+    with pytest.raises(InvalidInputError, match="the valid part has 2264"):
         build_dataset("clothing-reviews", out_dir=tmp_path / "out", val_size=5000)
 
 
