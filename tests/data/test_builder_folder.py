@@ -204,3 +204,11 @@ def test_a_build_never_writes_over_its_input_or_raw_data(tmp_path, monkeypatch):
     (tmp_path / "prompts" / "test.jsonl").write_bytes(b"\xff\xfe\x00binary")
     with pytest.raises(InvalidInputError, match="not a prompt/completion file of an earlier build"):
         build_dataset(data, out_dir="prompts", preset="amazon-stars")
+
+
+def test_train_size_zero_is_refused_and_writes_nothing(tmp_path):
+    from tunelab.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="--train-size 0 leaves no training rows"):
+        build_dataset(_folder(tmp_path), out_dir=tmp_path / "out", preset="sst5", train_size=0)
+    assert not (tmp_path / "out").exists()

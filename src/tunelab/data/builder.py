@@ -425,6 +425,9 @@ def build_dataset(source: str | Path, *, out_dir: str | Path, text_columns: Sequ
             row.label = merged_label(row.label, resolved)
         labels = sort_labels(sorted({r.label for r in rows}))
     sizes = {"train": train_size, "valid": val_size, "test": test_size}
+    if train_size == 0:  # it took rows back from validation to cover the labels: a training file nobody asked for
+        raise InvalidInputError("--train-size 0 leaves no training rows.",
+                                hint="Give 1 or more, or leave --train-size out to train on all the rest.")
     fixed_parts = _bundled(source) is not None or Path(source).is_dir()
     if fixed_parts and not any(r.part == "valid" for r in rows):
         # A folder with train and test only: the validation rows come out of the training part.
