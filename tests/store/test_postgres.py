@@ -167,6 +167,13 @@ def test_list_workers_alive_within(postgres_url, tmp_path):
         conn.execute(text("UPDATE workers SET heartbeat_at = heartbeat_at - 300 WHERE id = :w"), {"w": b.id})
     assert [w.id for w in store.list_workers()] == [a.id, b.id]
     assert [w.id for w in store.list_workers(alive_within=60)] == [a.id]
+    # `worker --list` shows the job a worker runs, not one it finished
+    job = new_job(store)
+    assert store.claim_next_job(1, a.id).id == job.id and store.get_worker(a.id).job_id == job.id
+    store.worker_finished_job(b.id, job.id)
+    assert store.get_worker(a.id).job_id == job.id
+    store.worker_finished_job(a.id, job.id)
+    assert store.get_worker(a.id).job_id is None
     store.stop_worker(a.id)
     assert [w.id for w in store.list_workers(include_stopped=True)] == [a.id, b.id]
     assert [w.id for w in store.list_workers()] == [b.id]

@@ -332,6 +332,11 @@ class Store:
                        w=worker_id, r=RUNNING, now=time.time())
         return bool(alive)
 
+    def worker_finished_job(self, worker_id: str, job_id: str) -> None:
+        """The worker is done with `job_id` (whatever its outcome): `tunelab worker --list` no longer
+        shows it as the worker's job."""
+        self._exec("UPDATE workers SET job_id = NULL WHERE id = :w AND job_id = :j", w=worker_id, j=job_id)
+
     def stop_worker(self, worker_id: str) -> None:
         self._exec(f"UPDATE workers SET status = 'stopped', stopped_at = {self._clock()}, job_id = NULL "
                    "WHERE id = :w AND status = :r", w=worker_id, r=RUNNING, now=time.time())

@@ -303,6 +303,9 @@ def _loop(store: Store, options: WorkerOptions, report: Report, lease: Lease | N
             continue
         report(f"{job.id}: started (attempt {job.attempts}).")
         done = _run_claimed(store, job, options, lease)
+        if lease is not None:
+            with contextlib.suppress(DBAPIError):  # only the --list view; the next claim overwrites it anyway
+                store.worker_finished_job(lease.worker_id, job.id)
         if done.status == RUNNING:
             report(f"{job.id}: stopped; this worker lost its lease, and the worker holding the job now finishes it.")
         else:
