@@ -125,6 +125,7 @@ def test_temperature_is_refitted_after_a_kept_tau_keeping_every_decision():
     assert -reported[np.arange(len(gold)), gold].mean() < -reported_before[np.arange(len(gold)), gold].mean()
     message, data = events[-1]
     assert message.startswith(f"Calibrated probabilities: temperature {temperature:.3f} refitted on the adjusted scores")
+    assert f"the same adjustment is tau {tau:.2f} (= {tuned_tau:.1f} x {before:.3f} / {temperature:.3f})" in message
     assert data == {"temperature": temperature, "temperature_before_adjustment": before, "logit_adjustment": tau}
 
     # without calibration the temperature stays 1 and tau is the tuned one

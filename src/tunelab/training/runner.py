@@ -447,8 +447,9 @@ def _fit_adjustment(store: Store, job: JobRecord, selector: "_EpochSelector", mo
     shifted = adjust(raw, prior, strength)
     refit = fit_temperature(shifted, selector.gold_idx)
     store.add_event(job.id, f"Calibrated probabilities: temperature {refit:.3f} refitted on the adjusted scores "
-                            f"(was {temperature:.3f}; tau {strength / refit:.2f} keeps the same decisions; adjusted "
-                            f"validation log-loss {nll(shifted, selector.gold_idx, temperature):.4f} -> "
+                            f"(was {temperature:.3f}); on the refitted scale the same adjustment is tau "
+                            f"{strength / refit:.2f} (= {tau:.1f} x {temperature:.3f} / {refit:.3f}), the tau that evaluate "
+                            f"shows, and every decision stays as tuned; adjusted validation log-loss {nll(shifted, selector.gold_idx, temperature):.4f} -> "
                             f"{nll(shifted, selector.gold_idx, refit):.4f}).",
                     data={"temperature": refit, "temperature_before_adjustment": temperature,
                           "logit_adjustment": strength / refit})
