@@ -155,6 +155,7 @@ def test_issues_and_inspect_with_a_models_probabilities(models, tmp_path, capsys
     assert (tmp_path / "iss" / "issues.jsonl").exists()
     code, out, _ = run(capsys, "labels", "inspect", "-f", models.cat_train, "-m", models.cat, "--out", tmp_path / "r")
     assert code == 0 and f"scores of {models.cat}" in out
+    assert "cross-validated" not in out.split("Most confusable pairs")[1].splitlines()[0]
 
 
 def test_each_suggested_merge_says_what_it_rests_on():

@@ -119,8 +119,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if report.get("unscored"):
         print(f"One training row only (not cross-validated; merge them first): {', '.join(report['unscored'])}")
     if report["confusable_pairs"] is not None:
-        print(f"\nMost confusable pairs ({report['probabilities']}; cross-validated accuracy "
-              f"{report['cv_accuracy']:.3f}):")
+        # A model's own scores are in sample for the rows it trained on: not a cross-validated number.
+        accuracy = "accuracy, in sample where the model trained on the rows" if args.model else "cross-validated accuracy"
+        print(f"\nMost confusable pairs ({report['probabilities']}; {accuracy} {report['cv_accuracy']:.3f}):")
         rows = [[p["a"], p["b"], f"{p['mutual']:.0%}", f"{p['a_as_b']:.0%}", f"{p['b_as_a']:.0%}",
                  str(p["overlapping_examples"])] for p in report["confusable_pairs"][:10]]
         print(format_columns(["class A", "class B", "mixed up", "A as B", "B as A", "cleanlab overlap"], rows,
