@@ -100,6 +100,9 @@ def test_labels_json_and_drop_reasons(tmp_path):
     assert meta["labels"] == ["1", "2"] and meta["ordinal"] is True
     assert meta["dropped"] == {"empty_text": 1, "missing_label": 1, "duplicate_prompt": 1}
     assert meta["dropped_examples"]["duplicate_prompt"] == ["d.jsonl:5"]
+    # the dropped repeat had another label: said in a note, as label noise, not only as a duplicate
+    assert "1 dropped duplicate(s) had another label than the row kept (the first one wins): d.jsonl:5 ('2'; " \
+           "kept d.jsonl:1, '1')" in result.notes
     assert "dropped 1 row(s) with no `y`: d.jsonl:4" in result.notes
     assert "dropped 1 row(s) with empty text: d.jsonl:3" in result.notes
     assert meta["seed"] == 7 and meta["shuffled"] is True and meta["separator"] == DEFAULT_SEPARATOR

@@ -203,8 +203,9 @@ def _collect(tables: list[tuple[str | None, Table]], text_columns: Sequence[str]
     official split; the repeats are counted in a note."""
     rows: list[_Row] = []
     dropped: dict[str, list[str]] = {reason: [] for reason in DROP_REASONS}
-    seen: set[str] = set()
+    seen: dict[str, tuple[str, str]] = {}  # prompt -> (label, where) of the row kept
     repeats: dict[str, int] = {}
+    conflicts: list[str] = []
     nested = [f"{table.path}:{line}: field `{column}`: a JSON {'list' if isinstance(record[column], list) else 'object'}"
               f", not a text or a number" for _, table in tables for record, line in zip(table.rows, table.lines)
               for column in (*text_columns, label_column) if isinstance(record.get(column), (list, dict))]
@@ -224,13 +225,20 @@ def _collect(tables: list[tuple[str | None, Table]], text_columns: Sequence[str]
                       else "duplicate_prompt" if repeated and not keep_repeats else None)
             if reason:
                 dropped[reason].append(where)
+                if reason == "duplicate_prompt" and seen[prompt][0] != label:
+                    conflicts.append(f"{where} ({label!r}; kept {seen[prompt][1]}, {seen[prompt][0]!r})")
                 continue
             if repeated:
                 repeats[part] = repeats.get(part, 0) + 1
-            seen.add(prompt)  # first occurrence wins: outside a release, no prompt lands in two splits
+            # first occurrence wins: outside a release, no prompt lands in two splits
+            seen.setdefault(prompt, (label, where))
             rows.append(_Row(prompt, label, part, where))
     notes = [f"{n} {'validation' if part == 'valid' else part} row(s) repeat a prompt of an earlier row or file; "
              "kept, as the corpus's split has them" for part, n in repeats.items()]
+    if conflicts:
+        # The same text under two labels is label noise the chapter asks about; say it, not only "duplicate".
+        notes.append(f"{len(conflicts)} dropped duplicate(s) had another label than the row kept (the first one "
+                     f"wins): {', '.join(conflicts[:3])}{' …' if len(conflicts) > 3 else ''}")
     return rows, dropped, notes
 
 
