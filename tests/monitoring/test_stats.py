@@ -89,6 +89,9 @@ def test_text_drift_tells_topics_apart_and_not_samples():
     assert all(any(w in ex["text"] for w in films) for ex in other["examples"])
     assert set(other["terms"][:3]) <= set(films)
     assert S.text_drift(ref, texts(films, 5))["auc"] is None  # too few to tell
+    # a window of a few prompts sent again and again shows each telling prompt once
+    repeated = S.text_drift(ref, texts(films, 4) * 50, seed=0)
+    assert len(repeated["examples"]) == len({ex["text"] for ex in repeated["examples"]}) == 4
 
 
 def test_quality_flags():

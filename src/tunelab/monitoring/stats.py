@@ -209,8 +209,13 @@ def text_drift(reference_texts: Sequence[str], window_texts: Sequence[str], *, s
     scores = cross_val_predict(model, x, y, cv=cv, method="predict_proba")[:, 1]
     out["auc"] = float(roc_auc_score(y, scores))
     served = scores[size:]
-    for i in np.argsort(-served)[:n_examples]:
-        out["examples"].append({"text": win_s[int(i)], "score": float(served[int(i)])})
+    shown: set[str] = set()
+    for i in np.argsort(-served):  # each text once: a window of repeated prompts would show one thrice
+        if len(out["examples"]) == n_examples:
+            break
+        if win_s[int(i)] not in shown:
+            shown.add(win_s[int(i)])
+            out["examples"].append({"text": win_s[int(i)], "score": float(served[int(i)])})
     model.fit(x, y)
     names = vectorizer.get_feature_names_out()
     coef = model.coef_[0]
