@@ -176,3 +176,18 @@ def test_missing_input_is_named_before_columns(tmp_path, capsys):
     assert code == 3
     assert "nope.csv: no such file or bundled dataset" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_test_only_category_is_not_counted_in_the_suggested_command(capsys, tmp_path):
+    """Amazon's categories: one found only in the test file is kept there (with a note), and the
+    printed fine_tunes.create counts the training file's classes, which is what it checks."""
+    folder = tmp_path / "amazon"
+    folder.mkdir()
+    for part, labels in (("train", ["home", "pc", "toy"] * 10), ("dev", ["home", "pc", "toy"]),
+                         ("test", ["home", "pc", "toy", "luggage"])):
+        (folder / f"dataset_en_{part}.json").write_text("".join(
+            json.dumps({"review_body": f"{part} body {i}", "review_title": "t", "stars": 3, "product_category": label})
+            + "\n" for i, label in enumerate(labels)))
+    code, out, _ = build(capsys, folder, "--preset", "amazon-category", "--out", tmp_path / "out")
+    assert code == 0 and "4 categorical labels" in out and "only in the test part" in out
+    assert "--classification_n_classes 3" in out

@@ -130,6 +130,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"  {label:<{width}} {counts[0]:>7} {counts[1]:>7} {counts[2]:>7}")
     for note in result.notes:
         print(f"Note: {note}")
-    completions = [with_leading_space(label) for label in result.labels]
+    # The classes fine_tunes.create counts are the training file's: a category found only in the
+    # test part (kept, with the note above) is not one of them.
+    completions = [with_leading_space(label) for label in result.labels if result.label_counts["train"].get(label)]
     print(f"\nNext:\n> {next_command(result.paths['train'], result.paths['valid'], completions, args.model)}")
     return 0
