@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from tunelab.errors import DiskFullError
+from tunelab.errors import DiskFullError, InvalidInputError, TunelabError
 
 
 @contextlib.contextmanager
@@ -75,3 +75,20 @@ def disk_full_names(folder: str | Path, what: str = "files") -> Iterator[None]:
         raise DiskFullError(f"No space left on the device while writing {what} to {folder}.", folder=str(folder),
                             hint="Free space on that disk (`tunelab models prune` deletes old epoch checkpoints "
                                  "and models you no longer need), then create the job again.") from exc
+
+
+def output_dir(path: str | Path, *, create: bool = True) -> Path:
+    """The folder a command writes its report or files to (`--out`), created unless `create` is
+    False (a check before minutes of work). A path that is a file, or under one, is an
+    InvalidInputError naming it; another reason it cannot be created a TunelabError."""
+    out = Path(path)
+    blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise InvalidInputError(f"--out {out} is " + ("a file" if blocker == out else f"under {blocker}, a file")
+                                + ", not a directory.", hint="Give the path of a folder (it is created if needed).")
+    if create:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TunelabError(f"Cannot create the folder {out}: {exc.strerror or exc}.") from None
+    return out

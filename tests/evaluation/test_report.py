@@ -146,6 +146,13 @@ def test_unseen_labels_in_the_training_file(models, tmp_path):
     assert "tunelab labels merge" in err.value.render()
 
 
+def test_an_out_path_that_is_a_file_is_refused_before_scoring(models, tmp_path, monkeypatch):
+    (tmp_path / "report").write_text("x")
+    monkeypatch.setattr("tunelab.evaluation.report.load_examples", lambda *a, **k: pytest.fail("read the test file"))
+    with pytest.raises(InvalidInputError, match="is a file, not a directory"):
+        evaluate_model(models.enc, models.test, out_dir=tmp_path / "report", store=models.store, progress=False)
+
+
 def test_empty_and_missing_test_files(models, tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")

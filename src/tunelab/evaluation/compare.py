@@ -18,7 +18,7 @@ from pathlib import Path
 from tunelab.errors import InvalidInputError, NotFoundError
 from tunelab.evaluation.baselines import BASELINES, TITLES
 from tunelab.evaluation.report import evaluate_model, format_cell, load_examples, map_labels
-from tunelab.fsutil import atomic_open, write_json
+from tunelab.fsutil import atomic_open, output_dir, write_json
 from tunelab.store import ids
 from tunelab.training.plan import JobStats
 
@@ -134,7 +134,7 @@ def compare_models(model_ids: Sequence[str], test_path: str | Path, *, train_pat
     if dupes:
         raise InvalidInputError(f"Model(s) given more than once: {', '.join(dupes)}.")
     store = store or Store()
-    out = Path(out_dir) if out_dir is not None else None
+    out = output_dir(out_dir, create=False) if out_dir is not None else None  # before the scoring
     # Check the data files before loading any model.
     test_file, test = load_examples(test_path, store, "test")
     train = load_examples(train_path, store, "training")[1] if train_path is not None else None
@@ -278,8 +278,7 @@ def to_csv(result: dict) -> str:
 def write_compare(result: dict, out_dir: str | Path) -> dict:
     from tunelab.evaluation.plots import plot_grouped_bars
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out_dir)
     with atomic_open(out / "compare.md") as fh:
         fh.write(result["markdown"])
     with atomic_open(out / "compare.csv") as fh:

@@ -13,7 +13,7 @@ from tunelab.data.labels import normalize_label, sort_labels
 from tunelab.data.readers import Example, read_prompt_completion
 from tunelab.errors import InvalidInputError
 from tunelab.evaluation import label_audit as A
-from tunelab.fsutil import write_json, write_jsonl
+from tunelab.fsutil import output_dir, write_json, write_jsonl
 
 
 def _probabilities(train: list[Example], labels: list[str], *, model: str | None, store, folds: int,
@@ -73,8 +73,7 @@ def write_inspect_report(report: dict, out_dir: str | Path) -> dict[str, str]:
     """labels_report.json, class_counts.png and (when there are suggestions) merge_map.json."""
     from tunelab.evaluation.plots import plot_class_counts
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out_dir)
     files = {"counts_png": str(plot_class_counts(report["counts"], report["labels"], out / "class_counts.png"))}
     if report.get("suggested_merges"):
         write_json(out / "merge_map.json", report["suggested_merges"])

@@ -25,7 +25,7 @@ from tunelab.data.labels import (
 from tunelab.data.readers import Example
 from tunelab.errors import InvalidInputError, NotFoundError
 from tunelab.evaluation import metrics as M
-from tunelab.fsutil import write_json, write_jsonl
+from tunelab.fsutil import output_dir, write_json, write_jsonl
 from tunelab.inference.adjustment import adjust
 from tunelab.inference.calibration import apply_temperature
 from tunelab.models.chat import example_prompt
@@ -91,6 +91,8 @@ def evaluate_model(model_id: str, test_path: str | Path, *, train_path: str | Pa
     if batch_size < 1:
         raise InvalidInputError(f"--batch-size must be at least 1, got {batch_size}.")
     store = store or Store()
+    if out_dir is not None:
+        output_dir(out_dir, create=False)  # before the scoring, not after it
     test_file, test = load_examples(test_path, store, "test")
     train_file, train = load_examples(train_path, store, "training") if train_path is not None else (None, None)
 
@@ -236,8 +238,7 @@ def write_report(report: dict, predictions: list[dict] | None, out_dir: str | Pa
     """metrics.json, predictions.jsonl and the three PNGs; records the paths in report["files"]."""
     from tunelab.evaluation import plots
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out_dir)
     files = {}
     report["out_dir"] = str(out)
     if predictions is not None:

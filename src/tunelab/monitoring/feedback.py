@@ -24,7 +24,7 @@ from typing import Any
 from tunelab.data.labels import match_label, preview, sort_labels
 from tunelab.data.readers import raise_problems, read_table
 from tunelab.errors import InvalidInputError, NotFoundError
-from tunelab.fsutil import write_json, write_jsonl
+from tunelab.fsutil import output_dir, write_json, write_jsonl
 from tunelab.monitoring.reference import model_data
 from tunelab.store.predictions import FeedbackRecord, PredictionLog, PredictionRecord
 
@@ -258,8 +258,7 @@ def export_feedback(store, model: str, out_dir: str | Path, *, holdout: float = 
                                 problems=[f"{k.replace('_', ' ')}: {v}" for k, v in sorted(skipped.items())])
 
     train, held, stratified, note = _split(rows, holdout, seed)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out_dir)
     files = {"train": out / "train.jsonl"}
     write_jsonl(files["train"], ({"prompt": r["prompt"], "completion": r["completion"]} for r in train))
     if held:

@@ -1,0 +1,18 @@
+"""fsutil.output_dir: the --out folder of evaluate, compare, labels inspect and feedback export."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunelab.errors import InvalidInputError
+from tunelab.fsutil import output_dir
+
+
+def test_output_dir_creates_a_folder_and_names_a_file_in_the_way(tmp_path):
+    assert output_dir(tmp_path / "a" / "b").is_dir()
+    assert not output_dir(tmp_path / "later", create=False).exists()
+    (tmp_path / "report").write_text("x")
+    with pytest.raises(InvalidInputError, match="--out .*report is a file, not a directory"):
+        output_dir(tmp_path / "report")
+    with pytest.raises(InvalidInputError, match="is under .*report, a file"):
+        output_dir(tmp_path / "report" / "sub", create=False)
