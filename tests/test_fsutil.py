@@ -16,3 +16,20 @@ def test_output_dir_creates_a_folder_and_names_a_file_in_the_way(tmp_path):
         output_dir(tmp_path / "report")
     with pytest.raises(InvalidInputError, match="is under .*report, a file"):
         output_dir(tmp_path / "report" / "sub", create=False)
+
+
+def test_atomic_open_names_a_directory_or_a_file_in_the_way(tmp_path):
+    from tunelab.fsutil import atomic_open
+
+    (tmp_path / "plots").mkdir()
+    with pytest.raises(InvalidInputError, match="plots is a directory; give the path of a file"):
+        with atomic_open(tmp_path / "plots", "wb"):
+            pass
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(InvalidInputError, match="afile is a file, not a directory"):
+        with atomic_open(tmp_path / "afile" / "x.png", "wb"):
+            pass
+    with atomic_open(tmp_path / "new" / "x.txt") as fh:
+        fh.write("ok")
+    assert (tmp_path / "new" / "x.txt").read_text() == "ok"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "new", "plots"]  # no temporary file left

@@ -18,7 +18,9 @@ from tunelab.errors import DiskFullError, InvalidInputError, TunelabError
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():  # a --plot or --out naming a folder: say so, not IsADirectoryError after the work
+        raise InvalidInputError(f"{path} is a directory; give the path of a file to write.")
+    output_dir(path.parent, name="")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
@@ -77,14 +79,14 @@ def disk_full_names(folder: str | Path, what: str = "files") -> Iterator[None]:
                                  "and models you no longer need), then create the job again.") from exc
 
 
-def output_dir(path: str | Path, *, create: bool = True) -> Path:
-    """The folder a command writes its report or files to (`--out`), created unless `create` is
-    False (a check before minutes of work). A path that is a file, or under one, is an
-    InvalidInputError naming it; another reason it cannot be created a TunelabError."""
+def output_dir(path: str | Path, *, create: bool = True, name: str = "--out") -> Path:
+    """The folder a command writes its report or files to (`name`: the option that gave it),
+    created unless `create` is False (a check before minutes of work). A path that is a file, or
+    under one, is an InvalidInputError naming it; another reason it cannot be created a TunelabError."""
     out = Path(path)
     blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
     if blocker is not None:
-        raise InvalidInputError(f"--out {out} is " + ("a file" if blocker == out else f"under {blocker}, a file")
+        raise InvalidInputError(f"{name + ' ' if name else ''}{out} is " + ("a file" if blocker == out else f"under {blocker}, a file")
                                 + ", not a directory.", hint="Give the path of a folder (it is created if needed).")
     if create:
         try:
