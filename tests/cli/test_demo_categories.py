@@ -29,3 +29,9 @@ def test_categories_demo_on_a_tiny_model(tiny_models, tmp_path, capsys, monkeypa
     if summary["suggested_merges"]:
         assert (out / "confusion_after_merge.png").exists() and "merged labels (" in table
     assert (out / "inspect" / "labels_report.json").exists()
+    # "dropped N" is what left the training file (rows of rare classes stay), and a cleaned model is
+    # trained only when something was dropped
+    if (out / "issues" / "changes.jsonl").exists():
+        changes = (out / "issues" / "changes.jsonl").read_text().splitlines()
+        assert f"dropped {len(changes)}" in text
+        assert ("cleaned labels" in table) == bool(changes)

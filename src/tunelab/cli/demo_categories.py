@@ -36,7 +36,10 @@ COLUMNS = [("accuracy", "accuracy"), ("macro F1", "macro_f1"), ("balanced acc.",
 def run_categories(args) -> int:
     from tunelab.data.builder import build_dataset
     from tunelab.data.label_maps import merge_dataset
-    from tunelab.evaluation.label_report import find_label_issues, inspect_labels, write_inspect_report, write_issues
+    from tunelab.evaluation.label_audit import RARE_COUNT
+    from tunelab.evaluation.label_report import (
+        acted_on, find_label_issues, inspect_labels, write_inspect_report, write_issues,
+    )
     from tunelab.evaluation.report import evaluate_model
     from tunelab.jobs.progress import interactive
     from tunelab.store import Store
@@ -102,12 +105,19 @@ def run_categories(args) -> int:
     else:
         limit = int(DROP_SHARE * len(rows))
         files = write_issues(train, rows, issues, out / "issues", action="drop", limit=limit)
-        print(f"   {len(issues)} rows flagged; dropped {min(limit, len(issues))}; review file {files['issues']}")
+        # The rows of rare classes stay (labels issues --keep-rare): count what was really dropped.
+        dropped, kept = acted_on(rows, issues, limit=limit)
+        print(f"   {len(issues)} rows flagged; dropped {len(dropped)}"
+              + (f" (kept {len(kept)} of classes with fewer than {RARE_COUNT} training rows)" if kept else "")
+              + f"; review file {files['issues']}")
         for issue in issues[:3]:
             print(f"   line {issue['line']}: given {issue['given'].strip()}, suggested {issue['suggested'].strip()}: "
                   f"{' '.join(issue['prompt'].split())[:70]}…")
-        cleaned = fine_tune("5b. Fine-tune on the cleaned training file (post-hoc adjustment)", files["train"], valid,
-                            n, logit_adjustment=True)
+        if dropped:
+            cleaned = fine_tune("5b. Fine-tune on the cleaned training file (post-hoc adjustment)", files["train"],
+                                valid, n, logit_adjustment=True)
+        else:
+            print("   nothing dropped, so no fine-tune on a 'cleaned' file that is the training file itself")
 
     merged_data = None
     if merges:
