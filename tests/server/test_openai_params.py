@@ -93,6 +93,7 @@ def test_echo_with_logprobs_returns_the_prompt_tokens(client, real_models):
     assert lp.tokens[n_prompt:] == plain.choices[0].logprobs.tokens
     assert all(v is None or v <= 0 for v in lp.token_logprobs)
     assert all(t is None or len(t) <= 2 for t in lp.top_logprobs)
+    assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None  # nothing predicts the first token
 
 
 def test_max_tokens_zero_with_echo_scores_a_prompt(client, real_models):

@@ -201,7 +201,8 @@ def _logprobs(c: Generated, requested: int | None) -> Logprobs | None:
         return None
     tops = None
     if requested:
-        tops = [{k: finite(v) for k, v in t.items()} if t else {} for t in c.top_logprobs]
+        # null where the token has no distribution (an echoed prompt's first token), as OpenAI answers
+        tops = [None if t is None else {k: finite(v) for k, v in t.items()} for t in c.top_logprobs]
     return Logprobs(tokens=c.tokens, token_logprobs=[finite(v) for v in c.token_logprobs], top_logprobs=tops,
                     text_offset=c.text_offset)
 
@@ -312,7 +313,7 @@ def _stream(completion_id, created, request: CompletionRequest, prompts, results
                 if want is not None and t is not None:
                     top = c.top_logprobs[t]
                     lp = Logprobs(tokens=[c.tokens[t]], token_logprobs=[finite(c.token_logprobs[t])],
-                                  top_logprobs=[{k: finite(v) for k, v in top.items()} if top else {}],
+                                  top_logprobs=[None if top is None else {k: finite(v) for k, v in top.items()}],
                                   text_offset=[c.text_offset[t]])
                 yield chunk(CompletionChoice(text=text, index=index, logprobs=lp, finish_reason=None))
             yield chunk(CompletionChoice(text="", index=index, logprobs=None, finish_reason=c.finish_reason))
