@@ -8,6 +8,7 @@ explicitly as `store=`.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -95,11 +96,15 @@ def test_format_report_lists_every_metric(lm_report):
 
 def test_evaluate_without_out_dir_writes_nothing(models, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    # label names of several tokens ("home_improvement"): a classifier still answers each in one step
+    monkeypatch.setattr("tunelab.inference.predictor.Predictor.count_tokens", lambda self, text: 3)
     report = evaluate_model(models.enc, models.test, store=models.store, progress=False)
     assert report["out_dir"] is None and report["files"] == {}
     assert report["baselines"] is None
     assert report["method"] == "classifier"
     assert list(tmp_path.iterdir()) == []
+    # a classifier's label is one answer, whatever its name tokenizes to
+    assert report["perplexity"] == pytest.approx(math.exp(-report["mean_logprob"]), rel=1e-6)
 
 
 def test_evaluate_accepts_a_file_id_and_labels_without_spaces(models, tmp_path):

@@ -138,7 +138,10 @@ def evaluate_model(model_id: str, test_path: str | Path, *, train_path: str | Pa
                               calibrated=False if (calibrated or tau) else None)
     unadjusted = apply_temperature(raw, temperature) if calibrated else raw
     logp = adjust(unadjusted, prior, tau)  # what the model answers with: the Predictor applies both
-    report, predictions = build_report(model_id, test, gold, labels, logp, predictor.count_tokens,
+    # A classifier answers a label in one step (README: each label counts as one token), however many
+    # tokens its name has: "perplexity per gold token" is then exp(-mean log-prob).
+    count_tokens = predictor.count_tokens if str(getattr(predictor, "method", "")) != "classifier" else (lambda label: 1)
+    report, predictions = build_report(model_id, test, gold, labels, logp, count_tokens,
                                        threshold=threshold, decision=decision, class_counts=prior)
     report["logit_adjustment"] = (adjustment_metrics(gold, unadjusted, labels, prior, tau, threshold)
                                   if prior is not None else None)
