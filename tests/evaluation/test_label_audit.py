@@ -177,3 +177,11 @@ def test_flagged_rows_of_a_rare_class_are_kept_unless_asked(tmp_path):
     cleaned = read_prompt_completion(files["train"])
     assert sum(e.completion == " shoes" for e in cleaned) == 3 and len(cleaned) == 32
     assert len([json.loads(line) for line in open(files["issues"])]) == 3
+
+
+def test_a_tiny_share_is_not_shown_as_zero():
+    from tunelab.evaluation.label_report import summary_counts
+
+    report = {"counts": {"train": {"home": 2499, "book": 1, "dvd": 0}}, "labels": ["book", "dvd", "home"],
+              "shares": {"train": {"home": 0.9996, "book": 0.0004, "dvd": 0.0}}}
+    assert [row[2] for row in summary_counts(report)] == ["100.0%", "0.04%", "0.0%"]

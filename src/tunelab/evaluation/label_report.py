@@ -168,7 +168,9 @@ def summary_counts(report: dict) -> list[list[str]]:
     splits = list(report["counts"])
     rows = []
     for label in sorted(report["labels"], key=lambda l: -report["counts"]["train"].get(l, 0)):
-        row = [label, str(report["counts"]["train"][label]), f"{report['shares']['train'][label]:.1%}"]
+        share = report["shares"]["train"][label]
+        # one row of 2,500 is 0.04 %: "0.0%" would read as a class with no training row
+        row = [label, str(report["counts"]["train"][label]), f"{share:.2%}" if 0 < share < 0.001 else f"{share:.1%}"]
         row += [str(report["counts"][s][label]) for s in splits[1:]]
         rows.append(row)
     return rows
