@@ -146,7 +146,8 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
             if not is_classification and resolved.kind == ENCODER:
                 problems.append(f"{request.model} ({resolved.base_model}) is an encoder and can only learn classification, "
                                 f"but the training data looks like free-form completions ({len(labels)} distinct "
-                                f"completions in {len(train_rows)} rows); use -m smollm2-135m")
+                                f"completions in {len(train_rows)} rows); train a causal model such as smollm2-135m instead "
+                                f"(-m smollm2-135m, or model \"smollm2-135m\" over HTTP)")
             else:
                 notices.append(f"Method: {method} (auto: {'classification data' if is_classification else 'free-form completions'} on {resolved.base_model}).")
         if method == Method.CLASSIFIER and not is_classification and parent_meta is None:
