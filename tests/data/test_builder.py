@@ -186,3 +186,24 @@ def test_star_preset_refuses_a_value_outside_1_to_5_naming_file_line_and_field(t
     # The way out the message names: a merge map that says what "five" means, or the columns without the preset.
     assert build_dataset(path, preset="amazon-stars", merge={"five": "5", "4.5": "4"}, out_dir=tmp_path / "m").ordinal
     assert "five" in build_dataset(path, text_columns=["review_body"], label_column="stars", out_dir=tmp_path / "c").labels
+
+
+def test_rebuild_interrupted_midway_leaves_no_labels_json(tmp_path, monkeypatch):
+    """labels.json marks a complete build: a rebuild killed after its new train.jsonl must not leave
+    the earlier build's labels.json next to it (and the earlier valid/test files)."""
+    import tunelab.data.builder as builder
+
+    path = make_csv(tmp_path, {"a": 20, "b": 20})
+    out = tmp_path / "out"
+    build_dataset(path, text_columns=["text"], label_column="label", out_dir=out, seed=1)
+    assert (out / "labels.json").exists()
+    real = builder.write_jsonl
+
+    def killed_after_train(target, rows):
+        real(target, rows)
+        raise KeyboardInterrupt  # stands for a kill after the first file
+
+    monkeypatch.setattr(builder, "write_jsonl", killed_after_train)
+    with pytest.raises(KeyboardInterrupt):
+        build_dataset(path, text_columns=["text"], label_column="label", out_dir=out, seed=2)
+    assert not (out / "labels.json").exists()

@@ -489,6 +489,9 @@ def build_dataset(source: str | Path, *, out_dir: str | Path, text_columns: Sequ
     paths["labels"] = out / "labels.json"
     _refuse_overwriting_data(paths, tables)
     try:
+        # An earlier build's labels.json goes first: killed midway, the folder must not pair it
+        # (saying "complete") with a new train.jsonl and the old valid/test files.
+        paths["labels"].unlink(missing_ok=True)
         for name, split_rows in splits.items():
             write_jsonl(paths[name], ({"prompt": r.prompt, "completion": with_leading_space(r.label)}
                                       for r in split_rows))
