@@ -198,3 +198,34 @@ def test_exit_130_interrupted(job_id, monkeypatch, capsys):
     monkeypatch.setattr("tunelab.cli.api.cmd_list", interrupted)  # anywhere else: main() says so
     monkeypatch.setattr("tunelab.cli.api.Store", interrupted)
     assert run_cli("api", "fine_tunes.get", "-i", job_id) == 130
+
+
+@pytest.mark.parametrize("setup, says", [
+    ("corrupt", "tunelab.db cannot be used: file is not a database"),
+    ("folder", "tunelab.db cannot be used"),
+    ("home_is_file", "it is a file, not a folder"),
+])
+def test_exit_1_for_an_unusable_store_names_it(setup, says, tunelab_home, capsys):
+    """A store database that is not one, or a TUNELAB_HOME that cannot be a folder: one paragraph, exit 1."""
+    if setup == "home_is_file":
+        tunelab_home.write_text("")
+    else:
+        tunelab_home.mkdir()
+        db = tunelab_home / "tunelab.db"
+        db.mkdir() if setup == "folder" else db.write_bytes(b"not sqlite " * 500)
+    assert run_cli("models", "list") == 1
+    out, err = capsys.readouterr()
+    assert says in err and str(tunelab_home) in err and "Traceback" not in out + err
+
+
+def test_exit_1_when_the_machine_refuses_a_write(monkeypatch, tmp_path, capsys):
+    """A read-only disk (or a full one) under a command is the machine's problem: said in one paragraph."""
+    import errno
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "files"))
+
+    monkeypatch.setattr("tunelab.cli.models.cmd_list", read_only)
+    assert run_cli("models", "list") == 1
+    err = capsys.readouterr().err
+    assert f"Cannot write {tmp_path / 'files'}: Read-only file system." in err and "writable" in err

@@ -8,16 +8,21 @@ Each verb-group module exposes `register(subparsers)`, and every command is a fu
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
 
 from tunelab import __version__
-from tunelab.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, TunelabError
+from tunelab.errors import EXIT_CODES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, TunelabError
 
 # Verb-group modules, each with register(subparsers). Listed here so the tree shows the CLI.
 GROUPS = ["tools", "api", "datasets", "labels", "models", "evaluate", "complete", "serve", "monitor", "feedback", "logs",
           "worker", "store", "demo"]
+
+
+_MACHINE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM}
+"""OSErrors that the machine, not tunelab, causes: main reports them in one paragraph, exit 1."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,5 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as exc:
+        if exc.errno not in _MACHINE_ERRNOS:
+            raise
+        # The machine refused a write (read-only disk, no space, no permission): a problem to fix
+        # there, not a bug; the command wrote through temporary files, so nothing half-written stays.
+        where = f" {exc.filename}" if exc.filename else ""
+        fix = ("Free space on that disk (`tunelab models prune` deletes old checkpoints and models)"
+               if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "Make it writable, or point TUNELAB_HOME (for the store) "
+               "or the output option at a writable folder")
+        print(f"Error: Cannot write{where}: {exc.strerror or exc}.\n{fix}, then run the command again.", file=sys.stderr)
+        return EXIT_FAILED
     except BrokenPipeError:
         return EXIT_OK

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from tunelab.errors import ConflictError, NotFoundError
+from tunelab.errors import ConflictError, NotFoundError, TunelabError
 from tunelab.fsutil import atomic_dir
-from tunelab.home import database_url, tunelab_home
+from tunelab.home import database_url, make_home, tunelab_home
 from tunelab.store import ids
 from tunelab.store.migrations import migrate
 from tunelab.store.records import (
@@ -42,8 +42,7 @@ def _now() -> int:
 
 class Store:
     def __init__(self, home: Path | None = None, url: str | None = None):
-        self.home = Path(home) if home else tunelab_home()
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.home = make_home(Path(home)) if home else tunelab_home()
         if url is None:
             url = f"sqlite:///{self.home / 'tunelab.db'}" if home else database_url()
         url = _driver_url(url)
@@ -51,7 +50,10 @@ class Store:
         self.engine = create_engine(url, future=True, **({} if url.startswith("sqlite") else {"pool_pre_ping": True}))
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        migrate(self.engine)
+        try:
+            migrate(self.engine)
+        except DBAPIError as exc:  # not a database, a folder in its place, an unreachable server
+            raise _unusable_database(self.engine, exc) from None
 
     @property
     def shared(self) -> bool:
@@ -551,6 +553,22 @@ def _driver_url(url: str) -> str:
         if url.startswith(scheme):
             return "postgresql+psycopg://" + url[len(scheme):]
     return url
+
+
+def _unusable_database(engine, exc: DBAPIError) -> TunelabError:
+    reason = str(exc.orig).strip() or type(exc.orig).__name__
+    if engine.dialect.name == "sqlite":
+        folder = Path(engine.url.database).parent
+        if folder.is_dir() and not os.access(folder, os.W_OK):  # read-only disk or folder: the file may be fine
+            return TunelabError(f"The store's database {engine.url.database} cannot be opened: its folder {folder} "
+                                f"is not writable ({reason}); SQLite writes beside the file even to read it.",
+                                hint="Make that folder writable, or point TUNELAB_HOME at a writable copy of it.")
+        return TunelabError(f"The store's database {engine.url.database} cannot be used: {reason}.",
+                            hint="Restore it from a copy (one `tunelab store backup` made), or move it and its "
+                                 "-wal/-shm files aside to start an empty store (the files/, jobs/ and models/ "
+                                 "folders stay, unregistered).")
+    return TunelabError(f"The store's database {engine.url.render_as_string(hide_password=True)} cannot be used: "
+                        f"{reason}.", hint="Check TUNELAB_DATABASE_URL and that the database server is up.")
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
