@@ -133,3 +133,23 @@ def test_a_second_merge_composes_with_the_first(tmp_path):
     assert meta["merged"] == {"Chemises": "Dresses & slips", "Dresses": "Dresses & slips"}
     assert meta["labels_before_merge"] == ["Blouses", "Chemises", "Dresses", "Knits"]
     assert result.labels == ["Blouses", "Dresses & slips", "Knits"]
+
+
+def test_a_merge_killed_midway_leaves_no_earlier_labels_json(tmp_path, monkeypatch):
+    """labels.json marks a complete merged set: a second merge into the same folder killed after its
+    first file must not leave the first merge's labels.json vouching for the mixed folder."""
+    import tunelab.data.label_maps as label_maps
+
+    folder = _folder(tmp_path, ROWS)
+    merge_dataset(folder, {"Chemises": "Dresses"}, tmp_path / "merged")
+    assert (tmp_path / "merged" / "labels.json").exists()
+    real = label_maps.write_jsonl
+
+    def killed_after_one(path, rows):
+        real(path, rows)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(label_maps, "write_jsonl", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        merge_dataset(folder, {"Blouses": "Tops", "Chemises": "Dresses"}, tmp_path / "merged")
+    assert not (tmp_path / "merged" / "labels.json").exists()

@@ -185,3 +185,25 @@ def test_a_tiny_share_is_not_shown_as_zero():
     report = {"counts": {"train": {"home": 2499, "book": 1, "dvd": 0}}, "labels": ["book", "dvd", "home"],
               "shares": {"train": {"home": 0.9996, "book": 0.0004, "dvd": 0.0}}}
     assert [row[2] for row in summary_counts(report)] == ["100.0%", "0.04%", "0.0%"]
+
+
+def test_a_drop_killed_midway_leaves_no_earlier_cleaned_file(tmp_path, monkeypatch):
+    """--drop again into the same folder: killed before it writes its train.jsonl, the earlier run's
+    cleaned file (and changes.jsonl) must not stay to be trained on as if it were this run's."""
+    from tunelab.evaluation import label_report
+
+    train = [Example(f"home {i}\n\n###\n\n", " home", i + 1) for i in range(30)]
+    issues = [{"line": 2, "given": " home", "suggested": " shoes", "score": 0.02}]
+    out = tmp_path / "out"
+    write_issues(tmp_path / "train.jsonl", train, issues, out, action="drop")
+    assert (out / "train.jsonl").exists() and (out / "changes.jsonl").exists()
+    real = label_report.write_jsonl
+
+    def killed_after_issues(path, rows):
+        real(path, rows)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(label_report, "write_jsonl", killed_after_issues)
+    with pytest.raises(KeyboardInterrupt):
+        write_issues(tmp_path / "train.jsonl", train, [], out, action="drop")
+    assert not (out / "train.jsonl").exists() and not (out / "changes.jsonl").exists()

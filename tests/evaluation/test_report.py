@@ -58,6 +58,28 @@ def test_evaluate_writes_metrics_predictions_and_plots(lm_report):
     assert data["baselines"]["tfidf"]["accuracy"] == 1.0
 
 
+def test_a_rewrite_killed_midway_leaves_no_earlier_metrics_json(lm_report, tmp_path, monkeypatch):
+    """metrics.json, written last, vouches for the report: a second run into the same folder that
+    dies after predictions.jsonl must not leave the first run's metrics.json beside it."""
+    import copy
+    import shutil
+
+    from tunelab.evaluation import plots
+    from tunelab.evaluation.report import write_report
+
+    out = tmp_path / "report"
+    shutil.copytree(lm_report["out_dir"], out)
+    assert (out / "metrics.json").exists()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # stands for a kill while the plots are drawn
+
+    monkeypatch.setattr(plots, "plot_confusion_matrix", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(copy.deepcopy(lm_report), [{"prompt": "p", "completion": " 1"}], out)
+    assert not (out / "metrics.json").exists() and (out / "predictions.jsonl").read_text().count("\n") == 1
+
+
 def test_metrics_agree_with_the_predictions_file(lm_report):
     rows = [json.loads(l) for l in (Path(lm_report["out_dir"]) / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 30

@@ -128,4 +128,7 @@ def test_review_queue_and_export(served, tmp_path):
     assert {e["source"] for e in provenance["examples"]} == {"test", "human"}
     with pytest.raises(InvalidInputError):
         F.export_feedback(models.store, models.enc, tmp_path / "x", holdout=1.5)
+    # again into the same folder without a held-out part: the first export's heldout.jsonl goes
+    F.export_feedback(models.store, models.enc, tmp_path / "out", holdout=0)
+    assert not (tmp_path / "out" / "heldout.jsonl").exists()
     assert PredictionLog(models.store).count(models.enc) == 30

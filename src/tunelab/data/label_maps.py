@@ -168,6 +168,7 @@ def merge_dataset(source: str | Path | dict[str, str | Path], mapping: dict[str,
     record["merged"] = {**earlier, **changed}
     record["labels_before_merge"] = (meta or {}).get("labels_before_merge") or [normalize_label(l) for l in known]
     try:
+        written["labels"].unlink(missing_ok=True)  # an earlier labels.json must not vouch for a half-written set
         for split, r in merged_rows.items():
             write_jsonl(written[split], ({"prompt": p, "completion": c} for p, c in r))
         write_json(written["labels"], record)  # last: its presence means the files are complete

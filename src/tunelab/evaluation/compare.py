@@ -279,6 +279,7 @@ def write_compare(result: dict, out_dir: str | Path) -> dict:
     from tunelab.evaluation.plots import plot_grouped_bars
 
     out = output_dir(out_dir)
+    (out / "compare.json").unlink(missing_ok=True)  # written last: an earlier one must not vouch for new files
     with atomic_open(out / "compare.md") as fh:
         fh.write(result["markdown"])
     with atomic_open(out / "compare.csv") as fh:

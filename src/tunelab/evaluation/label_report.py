@@ -134,6 +134,9 @@ def write_issues(train_path: str | Path, train: list[Example], issues: list[dict
     if action and out.resolve() == Path(train_path).resolve().parent:
         raise InvalidInputError(f"--out {out} holds the training file; write the cleaned file elsewhere.")
     files = {}
+    if action:  # an earlier run's cleaned file must not outlive a run killed before it writes its own
+        for stale in ("train.jsonl", "changes.jsonl"):
+            (out / stale).unlink(missing_ok=True)
     write_jsonl(out / "issues.jsonl", issues)
     files["issues"] = str(out / "issues.jsonl")
     if action:

@@ -242,6 +242,9 @@ def write_report(report: dict, predictions: list[dict] | None, out_dir: str | Pa
     from tunelab.evaluation import plots
 
     out = output_dir(out_dir)
+    # metrics.json, written last, says the report is complete: an earlier one goes first, so that a
+    # run killed midway does not leave it beside new predictions.
+    (out / "metrics.json").unlink(missing_ok=True)
     files = {}
     report["out_dir"] = str(out)
     if predictions is not None:

@@ -260,6 +260,10 @@ def export_feedback(store, model: str, out_dir: str | Path, *, holdout: float = 
     train, held, stratified, note = _split(rows, holdout, seed)
     out = output_dir(out_dir)
     files = {"train": out / "train.jsonl"}
+    # provenance.json, written last, vouches for the files; an earlier export's goes first (and its
+    # heldout.jsonl, which this export may not write), so a kill midway leaves no stale pair.
+    for stale in ("provenance.json", "heldout.jsonl"):
+        (out / stale).unlink(missing_ok=True)
     write_jsonl(files["train"], ({"prompt": r["prompt"], "completion": r["completion"]} for r in train))
     if held:
         files["heldout"] = out / "heldout.jsonl"
