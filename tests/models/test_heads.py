@@ -126,3 +126,25 @@ def test_lora_on_the_head_trains_and_loads(tiny_models, tmp_path):
     with torch.no_grad():
         logits = model(**tok(["great fabric"], return_tensors="pt")).logits
     assert logits.shape == (1, 5)
+
+
+@pytest.mark.parametrize("damage", ["no_weights", "cut_weights", "bad_meta"])
+def test_a_damaged_model_folder_is_named_not_a_traceback(tiny_models, tmp_path, damage):
+    """Weights deleted by hand or cut short by a full disk, tunelab.json cut short: a
+    ModelUnavailableError (exit 3, a 404 from the server) naming the folder and the way out."""
+    import shutil
+
+    from tunelab.errors import ModelUnavailableError
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_models.finetuned()["classifier"], folder)
+    weights = folder / "model.safetensors"
+    if damage == "no_weights":
+        weights.unlink()
+    elif damage == "cut_weights":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    else:
+        (folder / "tunelab.json").write_text('{"method": "classif')
+    with pytest.raises(ModelUnavailableError, match=f"model folder {folder} is damaged") as info:
+        load_fine_tuned(folder)
+    assert "models delete" in info.value.render()

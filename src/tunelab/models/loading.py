@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from tunelab.errors import InvalidInputError
+from tunelab.errors import InvalidInputError, ModelUnavailableError
 from tunelab.models.meta import CAUSAL, Method, ModelMeta, pooling_conflict
 from tunelab.models.chat import keep_latest_turns
 
@@ -103,18 +103,39 @@ def read_meta(folder) -> ModelMeta:
     path = Path(folder) / META_FILE
     if not path.exists():
         raise InvalidInputError(f"{folder} is not a tunelab model folder (no {META_FILE}).")
-    return ModelMeta.from_dict(json.loads(path.read_text()))
+    try:
+        return ModelMeta.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError) as exc:
+        raise _damaged(folder, exc) from None
+
+
+def _damaged(folder, exc: Exception) -> ModelUnavailableError:
+    """A model folder whose files are missing or cut short (deleted by hand, a full disk, a copy
+    that stopped): named, with the way out, instead of the loader's traceback."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ModelUnavailableError(f"The model folder {folder} is damaged and cannot be loaded: {reason}",
+                                 hint="Restore the folder from a copy, or delete the model (`tunelab models delete "
+                                      "ID`) and fine-tune it again.")
 
 
 def load_fine_tuned(folder, *, trainable: bool = False):
     """(model, tokenizer, meta) from a folder written by save_fine_tuned."""
     quiet_transformers()
+    from safetensors import SafetensorError
+
+    folder = Path(folder)
+    meta = read_meta(folder)
+    try:
+        return _load(folder, meta, trainable)
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise _damaged(folder, exc) from None
+
+
+def _load(folder: Path, meta: ModelMeta, trainable: bool):
     from transformers import AutoModelForCausalLM
 
     from tunelab.models.heads import classifier_class
 
-    folder = Path(folder)
-    meta = read_meta(folder)
     classifier = meta.method == Method.CLASSIFIER
     auto = classifier_class(meta.pooling) if classifier else AutoModelForCausalLM
     tokenizer = load_tokenizer(folder)
