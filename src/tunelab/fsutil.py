@@ -68,15 +68,22 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 @contextlib.contextmanager
 def disk_full_names(folder: str | Path, what: str = "files") -> Iterator[None]:
     """Turn "No space left on device" while writing `what` into `folder` into a DiskFullError that
-    names the folder (the OSError alone often names no file, or a temporary one)."""
+    names the folder (the OSError alone often names no file, or a temporary one). safetensors says
+    it with an error of its own ("I/O error: No space left on device (os error 28)"): the same."""
     try:
         yield
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
+    except Exception as exc:
+        if not (exc.errno == errno.ENOSPC if isinstance(exc, OSError) else _says_disk_full(exc)):
             raise
         raise DiskFullError(f"No space left on the device while writing {what} to {folder}.", folder=str(folder),
                             hint="Free space on that disk (`tunelab models prune` deletes old epoch checkpoints "
                                  "and models you no longer need), then create the job again.") from exc
+
+
+def _says_disk_full(exc: Exception) -> bool:
+    """A library's own error for ENOSPC (safetensors' SafetensorError wraps the OS error in its text)."""
+    return type(exc).__name__ == "SafetensorError" and (
+        f"os error {errno.ENOSPC})" in str(exc) or "No space left on device" in str(exc))
 
 
 def output_dir(path: str | Path, *, create: bool = True, name: str = "--out") -> Path:

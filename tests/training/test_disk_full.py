@@ -81,3 +81,17 @@ def test_full_disk_at_the_final_model(job, monkeypatch):
     assert all(Path(c.path).exists() for c in store.list_checkpoints(done.id))
     assert not (store.job_dir(done.id) / "final").exists()
     assert not (store.home / "models").exists() or list((store.home / "models").iterdir()) == []
+
+
+def test_full_disk_as_safetensors_says_it(job, monkeypatch):
+    """safetensors reports ENOSPC as its own SafetensorError, not an OSError (QA: a 30 MB disk
+    failed the job with `SafetensorError: ... (os error 28)` instead of `disk_full`)."""
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    store, claimed = job
+    monkeypatch.setattr("tunelab.training.runner.save_fine_tuned", full)
+    done = run_job(store, claimed)
+    _assert_failed_cleanly(store, done, str(store.job_dir(done.id) / "checkpoints" / "epoch-1"))
