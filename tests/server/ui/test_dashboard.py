@@ -174,6 +174,9 @@ def test_fine_tune_from_the_browser(page, server, state, tiny_models):
         path = page.locator(f"{chart} path.series[data-series='{series}']")
         assert int(path.get_attribute("data-points")) >= 2, (chart, series)
         assert path.get_attribute("d").count("L") >= 1
+    # the per-step curve watched while it ran stays beside the per-epoch whole-file accuracy
+    sampled = page.locator("#chart-acc path.series[data-series='validation accuracy (sample, by step)']")
+    assert int(sampled.get_attribute("data-points")) >= 2
     assert page.locator("#checkpoints tr").count() >= 1
     # each epoch's row shows its whole-validation-file scores, as `fine_tunes.checkpoints --table` does
     newest = api(server, "GET", f"/v1/fine_tuning/jobs/{job_id}/checkpoints")["data"][0]
@@ -284,6 +287,8 @@ def test_models_page_evaluates_and_compares(page, server, state):
     page.wait_for_selector(".report img")
     wait_until(page, "[...document.querySelectorAll('.report img')].every(i => i.complete && i.naturalWidth > 0)")
     assert page.locator(".report img").count() == 3
+    # 5 labels: the rare-class recall covers all of them, and says so (not "the 10 rarest")
+    assert "Recall of all 5 classes (mean)" in page.locator(".report").first.inner_text()
     page.locator(f"input.pick[value='{state['model']}']").check()
     page.locator("#compare-button").click()
     page.wait_for_selector("#compare-table")

@@ -11,12 +11,12 @@ function svg(tag, attrs, text) {
   return node;
 }
 
-// About five round tick values covering [lo, hi].
-export function ticks(lo, hi, count = 5) {
+// About five round tick values covering [lo, hi]; whole numbers only when `integer` (steps: no 2.5).
+export function ticks(lo, hi, count = 5, integer = false) {
   if (!(hi > lo)) { hi = lo + 1; }
   const raw = (hi - lo) / count;
   const mag = Math.pow(10, Math.floor(Math.log10(raw)));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) || raw;
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw && (!integer || Number.isInteger(s))) || raw;
   const out = [];
   for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(+v.toPrecision(12));
   return out;
@@ -28,7 +28,7 @@ function label(v) {
   return String(+v.toFixed(3));
 }
 
-// series: [{name, points: [[x, y], ...]}]; opts: {xLabel, yMin, yMax, empty}.
+// series: [{name, points: [[x, y], ...]}]; opts: {xLabel, xMin, xMax, yMin, yMax, empty}.
 export function lineChart(target, series, opts = {}) {
   // Drawn at the width it is shown at, so that its text stays readable on a phone.
   const node = typeof target === "string" ? document.getElementById(target) : target;
@@ -41,7 +41,7 @@ export function lineChart(target, series, opts = {}) {
   }
   const xs = drawn.flatMap((s) => s.points.map((p) => p[0]));
   const ys = drawn.flatMap((s) => s.points.map((p) => p[1]));
-  let x0 = Math.min(...xs), x1 = Math.max(...xs);
+  let x0 = Math.min(opts.xMin ?? Infinity, ...xs), x1 = Math.max(opts.xMax ?? -Infinity, ...xs);
   if (x1 === x0) { x0 -= 1; x1 += 1; }
   let y0 = opts.yMin ?? Math.min(...ys), y1 = opts.yMax ?? Math.max(...ys);
   // One value (a 1-epoch job): a band of 10 % around it, so the axis reads on the value's own scale.
@@ -59,7 +59,7 @@ export function lineChart(target, series, opts = {}) {
     root.append(svg("line", { class: "grid", x1: M.left, x2: W - M.right, y1: sy(t), y2: sy(t) }));
     root.append(svg("text", { x: M.left - 6, y: sy(t) + 4, "text-anchor": "end" }, label(t)));
   }
-  for (const t of ticks(x0, x1, 6)) {
+  for (const t of ticks(x0, x1, 6, xs.every(Number.isInteger))) {
     if (t < x0 || t > x1) continue;
     root.append(svg("line", { class: "axis", x1: sx(t), x2: sx(t), y1: H - M.bottom, y2: H - M.bottom + 4 }));
     root.append(svg("text", { x: sx(t), y: H - M.bottom + 16, "text-anchor": "middle" }, label(t)));

@@ -102,15 +102,22 @@ function drawCurves(results, events) {
     results = { columns: ["step", "training_loss", "validation_loss", "classification/accuracy"],
                 rows: steps.map((e) => [e.data.step, e.data.loss, e.data.validation_loss ?? null, e.data["classification/accuracy"] ?? null]) };
   }
+  // Both charts on the steps of the whole run: a 1-epoch job's one accuracy point sits at its step,
+  // not alone on an axis of 62…64.
+  const steps = column(results, "training_loss").map((p) => p[0]);
+  const xRange = steps.length ? { xMin: Math.min(...steps), xMax: Math.max(...steps) } : {};
   lineChart("chart-loss", [
     { name: "training loss", points: column(results, "training_loss") },
     { name: "validation loss", points: column(results, "validation_loss") },
-  ], { title: "Loss by step", empty: "No steps yet." });
+  ], { title: "Loss by step", empty: "No steps yet.", ...xRange });
   const acc = column(results, "classification/accuracy");
+  const sampled = column(results, "validation_sequence_accuracy");
   lineChart("chart-acc", [
-    { name: "validation accuracy", points: acc.length ? acc : column(results, "validation_sequence_accuracy") },
+    { name: "validation accuracy", points: acc.length ? acc : sampled },
     { name: "validation token accuracy", points: acc.length ? [] : column(results, "validation_token_accuracy") },
-  ], { title: "Validation accuracy by step", yMin: 0, yMax: 1, empty: "No validation steps yet (a validation file gives this curve)." });
+    // the curve watched while it ran stays once the whole-file accuracy arrives
+    { name: "validation accuracy (sample, by step)", points: acc.length ? sampled : [] },
+  ], { title: "Validation accuracy by step", yMin: 0, yMax: 1, empty: "No validation steps yet (a validation file gives this curve).", ...xRange });
 }
 
 export async function jobPage() {
