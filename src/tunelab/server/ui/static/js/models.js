@@ -17,11 +17,17 @@ async function image(model, testFile, name, alt) {
 const HEADLINE = [["accuracy", "Accuracy"], ["good_vs_bad_accuracy", "Good vs bad accuracy"], ["one_off_accuracy", "One-off accuracy"],
   ["macro_f1", "Macro F1"], ["weighted_f1", "Weighted F1"], ["mae", "Mean absolute error"], ["qwk", "Quadratic weighted kappa"],
   ["balanced_accuracy", "Balanced accuracy"], ["top3_accuracy", "Top-3 accuracy"],
-  ["rare_class_recall_mean", "Recall of the 10 rarest classes"], ["ece", "Expected calibration error"], ["n", "Test rows"]];
+  ["rare_class_recall_mean", "Recall of the rarest classes"], ["ece", "Expected calibration error"], ["n", "Test rows"]];
+
+// "Recall of the 10 rarest classes" only where there are more than 10: with 5 star labels it is all of them.
+function rareTitle(r) {
+  const n = Object.keys(r.rare_class_recall || {}).length;
+  return n && n === Object.keys(r.per_class || {}).length ? `Recall of all ${n} classes (mean)` : `Recall of the ${n || 10} rarest classes`;
+}
 
 async function reportCard(r) {
   const metrics = el("table", { class: "data" }, el("tbody", {}, HEADLINE.filter(([k]) => r[k] !== undefined && r[k] !== null)
-    .map(([k, title]) => el("tr", {}, el("th", { scope: "row" }, title), el("td", { class: "num" }, fmt(r[k]))))));
+    .map(([k, title]) => el("tr", {}, el("th", { scope: "row" }, k === "rare_class_recall_mean" ? rareTitle(r) : title), el("td", { class: "num" }, fmt(r[k]))))));
   const baselines = r.baselines
     ? el("p", {}, "Baselines: ", Object.entries(r.baselines).map(([name, b], i) => [i ? "; " : "", `${name} accuracy ${fmt(b.accuracy)}`]))
     : null;
