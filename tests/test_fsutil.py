@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tunelab.errors import InvalidInputError
-from tunelab.fsutil import output_dir
+from tunelab.fsutil import atomic_open, output_dir
 
 
 def test_output_dir_creates_a_folder_and_names_a_file_in_the_way(tmp_path):
@@ -33,3 +33,14 @@ def test_atomic_open_names_a_directory_or_a_file_in_the_way(tmp_path):
         fh.write("ok")
     assert (tmp_path / "new" / "x.txt").read_text() == "ok"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "new", "plots"]  # no temporary file left
+
+
+def test_atomic_open_names_the_file_a_full_disk_refused(tmp_path):
+    """A write's ENOSPC names no file; the CLI's one-line error must say which (QA)."""
+    import errno
+
+    target = tmp_path / "predictions.jsonl"
+    with pytest.raises(OSError) as info, atomic_open(target):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
+    assert list(tmp_path.iterdir()) == []

@@ -229,3 +229,16 @@ def test_exit_1_when_the_machine_refuses_a_write(monkeypatch, tmp_path, capsys):
     assert run_cli("models", "list") == 1
     err = capsys.readouterr().err
     assert f"Cannot write {tmp_path / 'files'}: Read-only file system." in err and "writable" in err
+
+
+def test_a_store_on_a_full_disk_says_so_not_to_move_the_database(tunelab_home, monkeypatch, capsys):
+    """SQLite on a full disk says "disk I/O error": the fix is free space, not a restored database."""
+    import shutil
+    from collections import namedtuple
+
+    tunelab_home.mkdir()
+    (tunelab_home / "tunelab.db").write_bytes(b"unreadable " * 500)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: namedtuple("usage", "total used free")(10, 10, 0))
+    assert run_cli("models", "list") == 1
+    err = capsys.readouterr().err
+    assert f"the disk holding {tunelab_home} is full" in err and "move it" not in err

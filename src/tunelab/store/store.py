@@ -559,6 +559,11 @@ def _unusable_database(engine, exc: DBAPIError) -> TunelabError:
     reason = str(exc.orig).strip() or type(exc.orig).__name__
     if engine.dialect.name == "sqlite":
         folder = Path(engine.url.database).parent
+        if folder.is_dir() and shutil.disk_usage(folder).free < 1 << 20:  # SQLite says "disk I/O error"
+            return TunelabError(f"The store's database {engine.url.database} cannot be opened: the disk holding "
+                                f"{folder} is full ({reason}).",
+                                hint="Free space on that disk, then run the command again (`tunelab models prune` "
+                                     "then frees more); the database itself is fine.")
         if folder.is_dir() and not os.access(folder, os.W_OK):  # read-only disk or folder: the file may be fine
             return TunelabError(f"The store's database {engine.url.database} cannot be opened: its folder {folder} "
                                 f"is not writable ({reason}); SQLite writes beside the file even to read it.",
