@@ -235,8 +235,11 @@ def test_a_script_in_the_prompt_is_only_text(page, server, state):
     assert page.locator("#queue script, #queue img").count() == 0
     assert page.evaluate("window.__xss") is None
     assert page.locator("#windows-table").count() == 1
+    before = api(server, "GET", f"/ui/api/monitor?model={state['model']}&window=1h")["feedback"]
     page.locator("#queue-table tbody tr").first.locator("button").first.click()
     expect(page.locator("#queue-table")).to_contain_text("recorded")
+    # the windows above count it without another click on Show
+    expect(page.locator("#windows-table caption")).to_contain_text(f"; {before + 1} with feedback")
 
 
 def test_completion_model_tokens_are_coloured_with_alternatives(page, server, state, tiny_models):

@@ -32,7 +32,7 @@ function labelChoices(r, labels, record) {
   return el("div", { class: "labels-row" }, likely.map(button), other);
 }
 
-function queueTable(model, queue) {
+function queueTable(model, queue, onRecorded) {
   if (!queue.data.length) return el("p", { class: "muted" }, "Nothing to review: every logged prediction has feedback.");
   return el("div", { class: "table-wrap" }, el("table", { class: "data", id: "queue-table" },
     el("thead", {}, el("tr", {}, ["When", "Prompt", "Predicted", "Margin", "Right label"].map((h) => el("th", { scope: "col" }, h)))),
@@ -44,6 +44,7 @@ function queueTable(model, queue) {
           const fb = await api("/v1/feedback", { method: "POST", json: { id: r.response_id, index: r.prompt_index, label, source: "human" } });
           fill(result, fb.correct ? "recorded: the model was right" : `recorded: ${visible(fb.label)}`);
           row.classList.add("done");
+          onRecorded(); // the windows' feedback count and realized accuracy include it now
         } catch (err) {
           fill(result, err.message);
         }
@@ -73,13 +74,17 @@ export async function monitorPage() {
     const model = document.getElementById("mon-model").value;
     if (!model) return;
     const q = (extra) => new URLSearchParams({ model, ...extra });
+    const windowsQuery = q({ window: document.getElementById("mon-window").value });
     fill("windows", el("p", { class: "muted" }, "Reading the prediction log…"));
     const [report, queue] = await Promise.allSettled([
-      api(`/ui/api/monitor?${q({ window: document.getElementById("mon-window").value })}`),
+      api(`/ui/api/monitor?${windowsQuery}`),
       api(`/ui/api/review?${q({ limit: 20 })}`),
     ]);
+    // After a click in the queue, only the windows are read again: the queue keeps its rows and the focus.
+    const refreshWindows = () => api(`/ui/api/monitor?${windowsQuery}`)
+      .then((r) => fill("windows", windowsTable(r)), (err) => showError("windows", err));
     if (report.status === "fulfilled") fill("windows", windowsTable(report.value)); else showError("windows", report.reason);
-    if (queue.status === "fulfilled") fill("queue", queueTable(model, queue.value)); else showError("queue", queue.reason);
+    if (queue.status === "fulfilled") fill("queue", queueTable(model, queue.value, refreshWindows)); else showError("queue", queue.reason);
   }
   document.getElementById("monitor-form").addEventListener("submit", show);
   await show();
