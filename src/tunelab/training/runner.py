@@ -46,6 +46,9 @@ def run_job(store: Store, job: JobRecord, *, abandoned: Callable[[], bool] | Non
     """Run a claimed job to its end. `abandoned` says when the worker lost its lease on the job."""
     if not distributed.is_main_process():
         return _run_secondary(store, job)
+    finished = _finish_registered(store, job)
+    if finished is not None:
+        return finished
     try:
         return _run(store, job, abandoned or (lambda: False))
     except JobAbandoned:
@@ -74,6 +77,27 @@ def run_job(store: Store, job: JobRecord, *, abandoned: Callable[[], bool] | Non
         store.add_event(job.id, f"Job failed: {type(exc).__name__}: {exc} (trace in {log})", level="error")
         return store.update_job(job.id, status=FAILED, finished_at=int(time.time()),
                                 error={"code": "internal_error", "message": f"{type(exc).__name__}: {exc}", "param": None})
+
+
+def _finish_registered(store: Store, job: JobRecord) -> JobRecord | None:
+    """A job whose worker was killed after registering its model but before marking the job
+    succeeded comes back to the queue with its resume state already deleted: finish it with the model
+    it registered instead of training a second one from the start (None: nothing registered)."""
+    registered = [m for m in store.list_models() if m.job_id == job.id]
+    if not registered:
+        return None
+    model = registered[-1]
+    results = [f for f in store.list_files()
+               if f.purpose == "fine-tune-results" and f.filename == f"{job.id}-results.csv"]
+    store.add_event(job.id, f"Its model {model.id} was registered before the worker stopped: "
+                            f"the job is finished with it.")
+    if not any(e.message == "Job succeeded." for e in store.list_events(job.id)):
+        store.add_event(job.id, "Job succeeded.")
+    work = store.job_dir(job.id)
+    for stale in ("resume", "resume.old", "resume.tmp"):
+        _rm(work / stale)
+    return store.update_job(job.id, status=SUCCEEDED, finished_at=int(time.time()), fine_tuned_model=model.id,
+                            result_file=results[0].id if results else job.result_file)
 
 
 def _run_secondary(store: Store, job: JobRecord) -> JobRecord:
