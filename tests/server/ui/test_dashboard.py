@@ -279,6 +279,7 @@ def test_cancel_from_the_job_page(page, server, state):
     page.locator("#cancel-job").click()
     expect(page.locator("#job-status")).to_have_text("cancelled", timeout=60_000)
     assert page.locator("#cancel-job").is_hidden()
+    expect(page.locator("#status")).not_to_contain_text("Cancellation requested")  # not left behind
     assert api(server, "GET", f"/v1/fine_tuning/jobs/{job['id']}")["status"] == "cancelled"
 
 

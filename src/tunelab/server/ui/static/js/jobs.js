@@ -125,12 +125,14 @@ export async function jobPage() {
   const id = root.dataset.jobId;
   const cancel = document.getElementById("cancel-job");
   let shownModel = null;
+  let cancelAsked = false;
   cancel.addEventListener("click", async () => {
     if (!confirm(`Cancel ${id}?`)) return;
     cancel.disabled = true;
     try {
       await api(`/v1/fine_tuning/jobs/${encodeURIComponent(id)}/cancel`, { method: "POST" });
       status("Cancellation requested; a running job stops at its next step.");
+      cancelAsked = true;
     } catch (err) {
       status(err.message);
     }
@@ -153,6 +155,10 @@ export async function jobPage() {
     fill("job-status", job.status);
     document.getElementById("job-status").className = "badge " + job.status;
     cancel.hidden = TERMINAL.includes(job.status);
+    if (cancelAsked && TERMINAL.includes(job.status)) {  // the badge says how it ended now
+      status(null);
+      cancelAsked = false;
+    }
     const p = progressOf(job, events);
     fill("progress", progressBar(p));
     dl("job-summary", [
