@@ -219,3 +219,11 @@ def test_a_continued_classifier_trained_on_some_labels_keeps_all_of_them(store, 
     job = run_job(store, store.claim_next_job(os.getpid()))
     assert job.status == "succeeded", job.error
     assert store.find_model(job.fine_tuned_model).labels == labels
+
+
+def test_a_validation_file_made_of_training_prompts_gets_a_notice(store, tiny_models):
+    _, notices = plan(store, tiny_models.train, str(tiny_models.encoder), validation_file=str(tiny_models.train))
+    (overlap,) = [n for n in notices if "also in the training file" in n]
+    assert "(100%)" in overlap and "tunelab datasets build" in overlap
+    _, notices = plan(store, tiny_models.train, str(tiny_models.encoder), validation_file=str(tiny_models.valid))
+    assert not [n for n in notices if "also in the training file" in n]

@@ -75,6 +75,10 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
             kinds = ["chat (messages)" if c else "prompt/completion" for c in chat]
             problems.append(f"the training file is {kinds[0]} but the validation file is {kinds[1]}; "
                             "give both in the same format")
+    if train_rows is not None and valid_rows:
+        overlap = _validation_overlap(train_rows, valid_rows)
+        if overlap:
+            notices.append(overlap)
     if hp is not None and train_rows is not None and train_rows[0].messages is not None:
         # Without the model's tokenizer here, about 4 characters a token (OpenAI's checker counts tokens).
         long = [e.line for e in train_rows
@@ -186,6 +190,25 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
     job = store.update_job(job.id, status=QUEUED)
     store.add_event(job.id, "Job enqueued. It starts as soon as the worker is free.")
     return job, notices
+
+
+OVERLAP_NOTICE_SHARE = 0.2
+"""A validation file sharing at least this share of its prompts with the training file gets a notice:
+a few repeated reviews are normal in real data, a copied or mis-picked file is not."""
+
+
+def _validation_overlap(train_rows, valid_rows) -> str | None:
+    """A validation file whose prompts are largely training prompts (the same file picked twice, or
+    a split made before de-duplicating) scores what the model memorised: keep_best, early stopping
+    and the temperature all rest on it. Said, not refused: OpenAI accepts it too."""
+    seen = {e.prompt for e in train_rows}
+    shared = sum(e.prompt in seen for e in valid_rows)
+    if shared < OVERLAP_NOTICE_SHARE * len(valid_rows) or not shared:
+        return None
+    return (f"Note: {shared} of the validation file's {len(valid_rows)} prompts ({shared / len(valid_rows):.0%}) are "
+            "also in the training file, so its scores, the epoch kept on them and the calibration fitted on them "
+            "will be optimistic. Validate on rows held out from training (`tunelab datasets build` splits and "
+            "de-duplicates them).")
 
 
 def _unrefitted(store: Store, model: str, resolved: ResolvedModel) -> str | None:
