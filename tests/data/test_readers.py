@@ -275,3 +275,19 @@ def test_utf16_file_says_so_and_how_to_convert(tmp_path, encoding, name):
     rendered = err.value.render()
     assert f"is {name} text" in rendered and f"iconv -f {name.lower()} -t utf-8" in rendered
     assert "latin1" not in rendered
+
+
+@pytest.mark.parametrize("head, kind", [(b"\x89PNG\r\n\x1a\n\x00\x00", "a PNG image"),
+                                        (b"%PDF-1.7\n%\xe2\xe3", "a PDF document"),
+                                        (b"PK\x03\x04\x14\x00", "a ZIP archive")])
+def test_a_binary_file_is_named_for_what_it_is_not_given_re_encoding_advice(tmp_path, head, kind):
+    with pytest.raises(DataFileError) as exc:
+        read_table(write(tmp_path / "train.jsonl", head + bytes(range(256))))
+    assert f"train.jsonl is {kind}" in exc.value.render() and "iconv" not in exc.value.render()
+
+
+def test_a_gzip_file_without_its_suffix_is_told_to_take_it(tmp_path):
+    path = write(tmp_path / "train.jsonl", gzip.compress(b'{"prompt": "a", "completion": " b"}\n'))
+    with pytest.raises(DataFileError, match="gzip-compressed") as exc:
+        read_table(path)
+    assert "….jsonl.gz" in exc.value.render()

@@ -124,6 +124,15 @@ def read_table(path: str | Path, *, format: str | None = None, default_format: s
     return _read_delimited(path, text, fmt)
 
 
+BINARY_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+    (b"%PDF-", "a PDF document"), (b"PK\x03\x04", "a ZIP archive (or an Office document)"),
+    (b"\x1f\x8b", "gzip-compressed data without a .gz name"), (b"SQLite format 3\x00", "an SQLite database"),
+    (b"PAR1", "a Parquet file"), (b"\xd0\xcf\x11\xe0", "an old Office document (.xls/.doc)"),
+)
+"""The first bytes of files that are sometimes picked or renamed by mistake (a picker's filter bypassed)."""
+
+
 def _read_text(path: Path, compressed: bool) -> str:
     try:
         data = path.read_bytes()
@@ -131,6 +140,13 @@ def _read_text(path: Path, compressed: bool) -> str:
             data = gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
         raise DataFileError(f"{path}: cannot read the file: {exc}") from None
+    kind = next((name for magic, name in BINARY_SIGNATURES if data.startswith(magic)), None)
+    if kind:  # re-encoding advice would be wrong: this is no text at all
+        raise DataFileError(
+            f"{path} is {kind}{' after decompression' if compressed else ''}, not a text data file.",
+            hint=(f"Add .gz to its name (…{path.suffix}.gz), so that it is decompressed first." if kind.startswith("gzip") else
+                  "Give the data as UTF-8 text: JSON Lines (prompt/completion or messages), CSV/TSV, JSON, "
+                  "or an .xlsx spreadsheet named .xlsx."))
     # A UTF-16 (Windows "Unicode") file would otherwise get the latin1 advice below, which garbles it.
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)):
         encoding = "utf-32" if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)) else "utf-16"
