@@ -185,6 +185,8 @@ def test_fine_tune_from_the_browser(page, server, state, tiny_models):
     assert float(cells[3]) == pytest.approx(newest["all_metrics"]["selection_accuracy"], abs=1e-4)
     assert float(cells[4]) == pytest.approx(newest["all_metrics"]["selection_score"], abs=1e-4)
     assert "Job succeeded." in page.locator("#events").inner_text()
+    summary = page.locator("#job-summary").inner_text()  # the uploaded names, not only the ids
+    assert "reviews_prepared_train.jsonl" in summary and job["training_file"] in summary
     state.update(job_id=job_id, model=job["fine_tuned_model"], valid_file=job["validation_file"],
                  train_file=job["training_file"])
 

@@ -120,6 +120,18 @@ function drawCurves(results, events) {
   ], { title: "Validation accuracy by step", yMin: 0, yMax: 1, empty: "No validation steps yet (a validation file gives this curve).", ...xRange });
 }
 
+// The name a file was uploaded under, next to its id (fetched once per file; the id alone when the
+// file is gone).
+const fileNames = new Map();
+function lookUpFiles(ids) {
+  return Promise.all(ids.filter((id) => id && !fileNames.has(id)).map((id) =>
+    api(`/v1/files/${encodeURIComponent(id)}`).then((f) => fileNames.set(id, f.filename), () => fileNames.set(id, null))));
+}
+function fileCell(id) {
+  const name = fileNames.get(id);
+  return name ? el("span", {}, name, " ", el("code", {}, id)) : el("code", {}, id);
+}
+
 export async function jobPage() {
   const root = document.getElementById("job");
   const id = root.dataset.jobId;
@@ -159,14 +171,15 @@ export async function jobPage() {
       status(null);
       cancelAsked = false;
     }
+    await lookUpFiles([job.training_file, job.validation_file]);
     const p = progressOf(job, events);
     fill("progress", progressBar(p));
     dl("job-summary", [
       ["Base model", el("code", {}, job.base_model)],
       ["Trained from", job.model !== job.base_model ? el("code", {}, job.model) : ""],
       ["Method", job.training_method],
-      ["Training file", el("code", {}, job.training_file)],
-      ["Validation file", job.validation_file ? el("code", {}, job.validation_file) : "none"],
+      ["Training file", fileCell(job.training_file)],
+      ["Validation file", job.validation_file ? fileCell(job.validation_file) : "none"],
       ["Created", fmtTime(job.created_at)],
       ["Finished", fmtTime(job.finished_at)],
       ["Training time", job.train_seconds ? fmtDuration(job.train_seconds) : ""],
