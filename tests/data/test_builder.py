@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 
+from tests.helpers.crash import die_after_first_write
 from tunelab.data.builder import DEFAULT_SEPARATOR, build_dataset, make_prompt, resolve_columns
 from tunelab.errors import DataFileError, InvalidInputError
 
@@ -197,13 +198,7 @@ def test_rebuild_interrupted_midway_leaves_no_labels_json(tmp_path, monkeypatch)
     out = tmp_path / "out"
     build_dataset(path, text_columns=["text"], label_column="label", out_dir=out, seed=1)
     assert (out / "labels.json").exists()
-    real = builder.write_jsonl
-
-    def killed_after_train(target, rows):
-        real(target, rows)
-        raise KeyboardInterrupt  # stands for a kill after the first file
-
-    monkeypatch.setattr(builder, "write_jsonl", killed_after_train)
+    die_after_first_write(monkeypatch, builder)
     with pytest.raises(KeyboardInterrupt):
         build_dataset(path, text_columns=["text"], label_column="label", out_dir=out, seed=2)
     assert not (out / "labels.json").exists()

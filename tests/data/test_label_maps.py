@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from tests.helpers.crash import die_after_first_write
 from tunelab.data.builder import build_dataset
 from tunelab.data.label_maps import merge_dataset, merge_request, read_merge_file
 from tunelab.data.labels import check_merge_map, merged_label, parse_merge_spec
@@ -143,13 +144,7 @@ def test_a_merge_killed_midway_leaves_no_earlier_labels_json(tmp_path, monkeypat
     folder = _folder(tmp_path, ROWS)
     merge_dataset(folder, {"Chemises": "Dresses"}, tmp_path / "merged")
     assert (tmp_path / "merged" / "labels.json").exists()
-    real = label_maps.write_jsonl
-
-    def killed_after_one(path, rows):
-        real(path, rows)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(label_maps, "write_jsonl", killed_after_one)
+    die_after_first_write(monkeypatch, label_maps)
     with pytest.raises(KeyboardInterrupt):
         merge_dataset(folder, {"Blouses": "Tops", "Chemises": "Dresses"}, tmp_path / "merged")
     assert not (tmp_path / "merged" / "labels.json").exists()

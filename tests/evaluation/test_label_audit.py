@@ -10,6 +10,7 @@ import random
 import numpy as np
 import pytest
 
+from tests.helpers.crash import die_after_first_write
 from tunelab.data.builder import build_dataset
 from tunelab.data.readers import Example, read_prompt_completion
 from tunelab.errors import InvalidInputError
@@ -197,13 +198,7 @@ def test_a_drop_killed_midway_leaves_no_earlier_cleaned_file(tmp_path, monkeypat
     out = tmp_path / "out"
     write_issues(tmp_path / "train.jsonl", train, issues, out, action="drop")
     assert (out / "train.jsonl").exists() and (out / "changes.jsonl").exists()
-    real = label_report.write_jsonl
-
-    def killed_after_issues(path, rows):
-        real(path, rows)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(label_report, "write_jsonl", killed_after_issues)
+    die_after_first_write(monkeypatch, label_report)
     with pytest.raises(KeyboardInterrupt):
         write_issues(tmp_path / "train.jsonl", train, [], out, action="drop")
     assert not (out / "train.jsonl").exists() and not (out / "changes.jsonl").exists()
