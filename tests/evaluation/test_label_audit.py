@@ -202,3 +202,13 @@ def test_a_drop_killed_midway_leaves_no_earlier_cleaned_file(tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         write_issues(tmp_path / "train.jsonl", train, [], out, action="drop")
     assert not (out / "train.jsonl").exists() and not (out / "changes.jsonl").exists()
+
+
+def test_fewer_folds_than_asked_say_why():
+    from tunelab.evaluation.label_audit import cross_validated_probs
+
+    prompts = [f"home kitchen pan {i}" for i in range(12)] + ["shoe heel lace 1", "shoe heel lace 2"]
+    completions = [" home"] * 12 + [" shoes"] * 2
+    probs = cross_validated_probs(prompts, completions, [" home", " shoes"], folds=5)
+    assert probs.source == ("2-fold cross-validated TF-IDF + logistic regression, 2 folds, not 5, as the rarest "
+                            "scored class has 2 rows")

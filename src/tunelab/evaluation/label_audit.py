@@ -111,7 +111,9 @@ def cross_validated_probs(prompts: Sequence[str], completions: Sequence[str], la
         probs = cross_val_predict(audit_pipeline(seed), list(prompts), y,
                                   cv=StratifiedKFold(n_splits=k, shuffle=True, random_state=seed),
                                   method="predict_proba")
-    return Probabilities(_normalised(probs), labels, f"{k}-fold cross-validated TF-IDF + logistic regression")
+    fewer = (f", {k} folds, not {folds}, as the rarest scored class has {int(np.bincount(y).min())} rows"
+             if k < folds else "")
+    return Probabilities(_normalised(probs), labels, f"{k}-fold cross-validated TF-IDF + logistic regression{fewer}")
 
 
 def model_probs(predictor, prompts: Sequence[str], labels: Sequence[str], *, batch_size: int = 32) -> Probabilities:
