@@ -193,6 +193,9 @@ def test_metadata_limits_and_the_param_of_a_bad_value(client, uploaded, tiny_mod
     with pytest.raises(openai.BadRequestError) as excinfo:
         client.fine_tuning.jobs.create(model=model, training_file=train, method={"type": "xyz"})
     assert excinfo.value.param == "method.type"
+    with pytest.raises(openai.BadRequestError) as excinfo:  # what the model cannot learn names the model
+        client.fine_tuning.jobs.create(model=model, training_file=train, hyperparameters={"method": "lm"})
+    assert excinfo.value.param == "model" and "is an encoder" in excinfo.value.message
     assert client.fine_tuning.jobs.list().data == []
     job = client.fine_tuning.jobs.create(model=model, training_file=train, metadata={f"k{i}": "v" for i in range(16)})
     assert len(job.metadata) == 16

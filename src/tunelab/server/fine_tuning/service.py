@@ -77,13 +77,16 @@ ERROR_CODES = {"training_file": "invalid_training_file", "validation_file": "inv
 """error.code of a refused job, by the parameter at fault: OpenAI's codes."""
 
 
-def _param_of(problems: list[str]) -> str | None:
+def _param_of(problems: list[str], model: str | None = None) -> str | None:
     for prefix, param in (("training file", "training_file"), ("validation file", "validation_file"),
                           ("suffix", "suffix"), ("unknown hyperparameter", "hyperparameters"),
                           ("Unknown model", "model")):
         if problems and all(p.lstrip().removeprefix("the ").startswith(prefix) or p.startswith("    ")
                             for p in problems):
             return param
+    # "<model> is an encoder; …", "<model> was trained with method …": what the model can learn
+    if model and problems and all(p.startswith(f"{model} ") or p.startswith("    ") for p in problems):
+        return "model"
     # "n_epochs must be between 1 and 100, got 0": a problem with one hyperparameter names it
     names = {p.split(" ", 1)[0] for p in problems}
     if len(names) == 1 and names <= HYPERPARAMETER_NAMES:
@@ -111,7 +114,7 @@ def create_job(store: Store, request: JobCreateRequest, *, legacy: bool = False)
         submission = submit.submit(store, job_request, metadata=request.metadata,
                                    results_format="legacy" if legacy else "current")
     except InvalidInputError as exc:
-        param = _param_of(exc.problems)
+        param = _param_of(exc.problems, request.model)
         raise APIError(400, exc.render(), param=param, code=ERROR_CODES.get(param)) from None
     return to_object(submission.job, submission.notices)
 
