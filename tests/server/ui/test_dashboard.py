@@ -237,6 +237,10 @@ def test_a_script_in_the_prompt_is_only_text(page, server, state):
     assert page.locator("#queue script, #queue img").count() == 0
     assert page.evaluate("window.__xss") is None
     assert page.locator("#windows-table").count() == 1
+    report = api(server, "GET", f"/ui/api/monitor?model={state['model']}&window=1h")
+    assert report["windows"][0]["enough_rows"] is False  # a few playground prompts: said, not left to guess
+    expect(page.locator("#windows-table")).to_contain_text("Too few predictions to judge (fewer than 30)")
+    assert "label_drift:" not in page.locator("#windows-table").inner_text()  # checks in words
     before = api(server, "GET", f"/ui/api/monitor?model={state['model']}&window=1h")["feedback"]
     page.locator("#queue-table tbody tr").first.locator("button").first.click()
     expect(page.locator("#queue-table")).to_contain_text("recorded")

@@ -14,8 +14,26 @@ function windowsTable(report) {
       el("td", { class: "num" }, w.realized ? `${fmt(w.realized.accuracy)} (${w.realized.n ?? ""})` : "–"),
       el("td", { class: "num" }, fmt(w.label_drift && w.label_drift.js_distance)),
       el("td", { class: "num" }, fmt(w.confidence_drift && w.confidence_drift.ks)),
-      el("td", {}, el("ul", {}, w.checks.map((c) => el("li", { class: c.alarm ? "alarm" : "" }, `${c.name}: ${c.detail}` + (c.alarm ? " (alarm)" : ""))))))))));
+      el("td", {}, el("ul", {},
+        w.enough_rows === false ? el("li", { class: "muted" }, `Too few predictions to judge (fewer than ${report.thresholds.min_rows}): no alarm.`) : null,
+        w.checks.map((c) => el("li", { class: c.alarm ? "alarm" : "", title: c.name },
+          `${CHECK_NAMES[c.name] || c.name}: ${c.detail}` + (c.alarm ? " (alarm)" : ""))))))))));
 }
+
+// The report's check names in words; the name itself is the item's tooltip (it is what --json and
+// the CLI's table use).
+const CHECK_NAMES = {
+  label_drift: "Predicted labels (Jensen-Shannon distance to the reference)",
+  confidence_drift: "Confidence (Kolmogorov-Smirnov test against the reference)",
+  estimated_accuracy: "Estimated accuracy",
+  realized_accuracy: "Accuracy on feedback",
+  text_drift: "Prompt text unlike the training prompts",
+  empty: "Empty prompts",
+  non_text: "Prompts that are not text",
+  truncated: "Truncated prompts",
+  duplicates: "Repeated prompts",
+  latency_p95_ms: "Latency (95th percentile)",
+};
 
 const MAX_BUTTONS = 8; // more labels than this (Amazon's 31 categories): the row's likeliest as buttons, the rest in a list
 const LIKELY = 3;
