@@ -88,7 +88,8 @@ def test_prepare_data_refuses_invalid_chat_rows_with_lines(tmp_path):
     path = jsonl(tmp_path / "c.jsonl", [chat("a", "1"), {"messages": [{"role": "bot", "content": "hi"}]}])
     with pytest.raises(DataFileError) as err:
         prepare.analyze(path)
-    assert err.value.problems == ["line 2: field `messages[0]`.role is 'bot'; expected one of system, user, assistant",
+    assert err.value.problems == ["line 2: field `messages[0]`.role is 'bot'; expected one of system, user, assistant "
+                                  "(or developer, read as system)",
                                   "line 2: field `messages` has no assistant message to learn from"]
 
 
@@ -112,3 +113,12 @@ def test_text_parts_are_joined_and_other_parts_refused(tmp_path):
     with pytest.raises(DataFileError) as err:
         read_prompt_completion(jsonl(tmp_path / "image.jsonl", [image]))
     assert "messages[0]`.content: only text parts" in err.value.problems[0]
+
+
+def test_a_developer_message_trains_as_the_system_message_it_is_served_as(tmp_path):
+    row = {"messages": [{"role": "developer", "content": "Rate the review."}, {"role": "user", "content": "Great"},
+                        {"role": "assistant", "content": "5"}]}
+    (example,) = read_prompt_completion(jsonl(tmp_path / "d.jsonl", [row]))
+    assert example.messages[0]["role"] == "system"
+    assert example.prompt == transcript([{"role": "system", "content": "Rate the review."},
+                                         {"role": "user", "content": "Great"}])

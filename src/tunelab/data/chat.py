@@ -21,6 +21,9 @@ from __future__ import annotations
 from typing import Any
 
 CHAT_ROLES = ("system", "user", "assistant")
+SYSTEM_ALIASES = ("developer",)
+"""OpenAI's newer name for the system role: read as "system" in training files, as chat completions
+reads it, so a model trains on the instructions it is later served with."""
 MESSAGE_KEYS = ("role", "content", "name", "weight")
 ROLE_NAMES = {"system": "System", "user": "User", "assistant": "Assistant"}
 GENERATION_PROMPT = "Assistant:\n"
@@ -44,8 +47,9 @@ def validate_messages(messages: Any) -> list[str]:
             problems.append(f"{where}: tool and function calls are not supported by tunelab; "
                             "give text messages of the roles system, user and assistant")
             continue
-        elif role not in CHAT_ROLES:
-            problems.append(f"{where}.role is {role!r}; expected one of {', '.join(CHAT_ROLES)}")
+        elif role not in CHAT_ROLES + SYSTEM_ALIASES:
+            problems.append(f"{where}.role is {role!r}; expected one of {', '.join(CHAT_ROLES)} (or developer, "
+                            "read as system)")
         unknown = [k for k in message if k not in MESSAGE_KEYS]
         if unknown:
             problems.append(f"{where} has unrecognized key(s) {', '.join(f'`{k}`' for k in unknown)}; "
@@ -94,8 +98,9 @@ def transcript(messages: list[dict], add_generation_prompt: bool = True) -> str:
 
 def clean_messages(messages: list[dict]) -> list[dict]:
     """The keys a template reads (role, content, and name or weight where given), in that order;
-    content given as text parts is joined into one text."""
-    return [{k: (_text_of(m[k]) if k == "content" else m[k]) for k in MESSAGE_KEYS if k in m} for m in messages]
+    content given as text parts is joined into one text, and a developer message is a system one."""
+    return [{k: (_text_of(m[k]) if k == "content" else "system" if k == "role" and m[k] in SYSTEM_ALIASES else m[k])
+             for k in MESSAGE_KEYS if k in m} for m in messages]
 
 
 def _text_of(content: Any) -> Any:
