@@ -91,11 +91,11 @@ def separator_note(model: str, prompt: str) -> str | None:
     """A note when the prompt lacks the separator the model's training prompts end with (the model
     learnt to answer after it), with how to type it; None when it is there or unknown."""
     from tunelab.data.prepare import show
-    from tunelab.jobs.files import prompt_separator
+    from tunelab.jobs.files import missing_separator
     from tunelab.store import Store
 
-    separator = prompt_separator(Store(), model)
-    if not separator or prompt.endswith(separator):
+    separator = missing_separator(Store(), model, prompt)
+    if not separator:
         return None
     shown = show(separator)
     if prompt.rstrip().endswith(shown.strip()):

@@ -110,7 +110,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
                      " / ".join(f"{label.strip()} {p:.2f}" for label, p in top),
                      (r.prompt or "(text not kept)").replace("\n", " ")])
     print(format_columns(["id", "index", "margin", "top two", "prompt"], rows, cut_middle=False, width=140))
-    print(f"\nLabel them with `tunelab feedback add --id ID --index N --label LABEL`, or a file and "
+    print("\nLabel them with `tunelab feedback add --id ID --index N --label LABEL`, or a file and "
           "`tunelab feedback import FILE`.")
     return 0
 

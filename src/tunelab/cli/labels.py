@@ -91,7 +91,6 @@ def _probability_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from tunelab.data.labels import preview
     from tunelab.evaluation.label_audit import RARE_COUNT
     from tunelab.evaluation.label_report import inspect_labels, summary_counts, write_inspect_report
 

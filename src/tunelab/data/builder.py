@@ -23,9 +23,9 @@ from tunelab.data.labels import (
     COMPLETION_PREFIX, check_merge_map, format_label, is_ordinal, merged_label, normalize_label, sort_labels,
     with_leading_space,
 )
-from tunelab.data.readers import Table, read_table
+from tunelab.data.readers import Table, raise_problems, read_table
 from tunelab.errors import DataFileError, InvalidInputError, TunelabError
-from tunelab.fsutil import write_json, write_jsonl
+from tunelab.fsutil import output_dir, write_json, write_jsonl
 
 DEFAULT_SEPARATOR = "\n\n###\n\n"
 DEFAULT_HOLDOUT_FRACTION = 0.1  # validation and test each, when no size is given
@@ -211,9 +211,8 @@ def _collect(tables: list[tuple[str | None, Table]], text_columns: Sequence[str]
               for column in (*text_columns, label_column) if isinstance(record.get(column), (list, dict))]
     if nested:
         # str() would make a label such as "['home']" or a prompt of a dict's repr, with no word said.
-        shown = nested[:20] + ([f"… and {len(nested) - 20} more"] if len(nested) > 20 else [])
-        raise DataFileError(f"{len(nested)} cell(s) hold a list or an object where a text or a label belongs:",
-                            problems=shown, hint='Write each of those fields as one string or number ("home", not ["home"]).')
+        raise_problems(f"{len(nested)} cell(s) hold a list or an object where a text or a label belongs:", nested,
+                       hint='Write each of those fields as one string or number ("home", not ["home"]).')
     for part, table in tables:
         keep_repeats = release and part in ("valid", "test")
         for record, line in zip(table.rows, table.lines):
@@ -253,9 +252,9 @@ def _check_preset_labels(rows: list[_Row], preset: str | None, label_column: str
     allowed = set(chosen.labels) | {normalize_label(old) for old in merge or {}}
     bad = [f"{r.where}: `{label_column}` is {r.label!r}" for r in rows if r.label not in allowed]
     if bad:
-        raise DataFileError(
+        raise_problems(
             f"{len(bad)} row(s) have a `{label_column}` that is not one of {', '.join(chosen.labels)} "
-            f"(--preset {preset}):", problems=bad[:10] + ([f"... and {len(bad) - 10} more"] if len(bad) > 10 else []),
+            f"(--preset {preset}):", bad,
             hint=f"Correct or remove those lines, or say what a value means with --merge (e.g. --merge "
                  f"'five=5'); to take `{label_column}` as it is, give the columns "
                  f"instead of the preset (--text {','.join(chosen.text_columns)} --label {label_column}).")
@@ -457,9 +456,7 @@ def build_dataset(source: str | Path, *, out_dir: str | Path, text_columns: Sequ
         for row in split_rows:
             label_counts[name][row.label] += 1
     ordinal = is_ordinal(labels)
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InvalidInputError(f"--out {out} is a file, not a directory.")
+    out = output_dir(out_dir, create=False)
     meta = {
         "labels": labels,
         "ordinal": ordinal,

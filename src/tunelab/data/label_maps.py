@@ -15,11 +15,11 @@ from pathlib import Path
 
 from tunelab.data import safejson
 from tunelab.data.labels import (
-    check_merge_map, find_label, merged_label, normalize_label, parse_merge_spec, preview, sort_labels,
+    check_merge_map, find_label, merged_label, normalize_label, parse_merge_spec, sort_labels,
 )
 from tunelab.data.readers import Example, read_prompt_completion
 from tunelab.errors import DataFileError, InvalidInputError, TunelabError
-from tunelab.fsutil import write_json, write_jsonl
+from tunelab.fsutil import output_dir, write_json, write_jsonl
 
 SPLITS = ("train", "valid", "test")
 FILES = {"train": "train.jsonl", "valid": "valid.jsonl", "test": "test.jsonl"}
@@ -152,9 +152,7 @@ def merge_dataset(source: str | Path | dict[str, str | Path], mapping: dict[str,
             f"After merging, the training file has no row of {shown}.",
             hint=f"Every class needs training examples: fold it into a label that has some, e.g. "
                  f"--merge '{missing[0]}=OTHER_LABEL' (next to --merge-labels), or add training rows.")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InvalidInputError(f"--out {out} is a file, not a directory.")
+    out = output_dir(out_dir, create=False)
     if any(out.resolve() == p.parent.resolve() for p in paths.values()):
         raise InvalidInputError(f"--out {out} is where the input files are; write the merged dataset elsewhere.")
     changed = {normalize_label(old): new for old, new in resolved.items() if normalize_label(old) != new}

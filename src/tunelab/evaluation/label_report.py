@@ -128,9 +128,7 @@ def write_issues(train_path: str | Path, train: list[Example], issues: list[dict
         raise InvalidInputError(f"Unknown action {action!r}: use drop or relabel.")
     if limit is not None and limit < 0:
         raise InvalidInputError(f"--limit must be 0 or more, got {limit}.")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InvalidInputError(f"--out {out} is a file, not a directory.")
+    out = output_dir(out_dir, create=False)
     if action and out.resolve() == Path(train_path).resolve().parent:
         raise InvalidInputError(f"--out {out} holds the training file; write the cleaned file elsewhere.")
     files = {}

@@ -193,8 +193,8 @@ def _warn_missing_separator(store: Store, model: str, prompt: str) -> None:
 
     from tunelab.data.prepare import show
 
-    separator = files.prompt_separator(store, model)
-    if separator and not prompt.endswith(separator):
+    separator = files.missing_separator(store, model, prompt)
+    if separator:
         warnings.warn(f"{model} was trained on prompts that end with {separator!r} ({show(separator)}), and this "
                       f"prompt does not, so its answer may be off: add the separator to the prompt's end.",
                       UserWarning, stacklevel=3)

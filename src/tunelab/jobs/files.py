@@ -70,3 +70,10 @@ def prompt_separator(store: Store, model_id: str) -> str | None:
     if rows and rows[0].messages is not None:
         return None  # chat data: the prompt is rendered from messages, there is no separator to add
     return common_separator([row.prompt for row in rows[:SEPARATOR_ROWS]]) or None
+
+
+def missing_separator(store: Store, model_id: str, prompt: str) -> str | None:
+    """The separator `prompt` lacks, which the model's training prompts end with (it learnt to
+    answer after it); None when the prompt has it or the separator is unknown."""
+    separator = prompt_separator(store, model_id)
+    return separator if separator and not prompt.endswith(separator) else None

@@ -18,7 +18,6 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tunelab.errors import ConflictError, NotFoundError, TunelabError
-from tunelab.fsutil import atomic_dir
 from tunelab.home import database_url, make_home, tunelab_home
 from tunelab.store import ids
 from tunelab.store.migrations import migrate
@@ -462,6 +461,11 @@ class Store:
             raise NotFoundError(f"No such fine-tuned model: {model_id}.",
                                 hint="List models with `tunelab models list`.")
         return decode(ModelRecord, row)
+
+    def job_model(self, job_id: str) -> ModelRecord | None:
+        """The model a job registered (the newest, should a crash have let it register two)."""
+        row = self._one("SELECT * FROM models WHERE job_id = :j ORDER BY created_at DESC, id DESC LIMIT 1", j=job_id)
+        return decode(ModelRecord, row) if row is not None else None
 
     def find_model(self, model_id: str) -> ModelRecord | None:
         """A registered model, or a job's epoch checkpoint named as OpenAI names it

@@ -83,10 +83,9 @@ def _finish_registered(store: Store, job: JobRecord) -> JobRecord | None:
     """A job whose worker was killed after registering its model but before marking the job
     succeeded comes back to the queue with its resume state already deleted: finish it with the model
     it registered instead of training a second one from the start (None: nothing registered)."""
-    registered = [m for m in store.list_models() if m.job_id == job.id]
-    if not registered:
+    model = store.job_model(job.id)
+    if model is None:
         return None
-    model = registered[-1]
     results = [f for f in store.list_files()
                if f.purpose == "fine-tune-results" and f.filename == f"{job.id}-results.csv"]
     store.add_event(job.id, f"Its model {model.id} was registered before the worker stopped: "
@@ -472,8 +471,9 @@ def _fit_adjustment(store: Store, job: JobRecord, selector: "_EpochSelector", mo
     refit = fit_temperature(shifted, selector.gold_idx)
     store.add_event(job.id, f"Calibrated probabilities: temperature {refit:.3f} refitted on the adjusted scores "
                             f"(was {temperature:.3f}); on the refitted scale the same adjustment is tau "
-                            f"{strength / refit:.2f} (= {tau:.1f} x {temperature:.3f} / {refit:.3f}), the tau that evaluate "
-                            f"shows, and every decision stays as tuned; adjusted validation log-loss {nll(shifted, selector.gold_idx, temperature):.4f} -> "
+                            f"{strength / refit:.2f} (= {tau:.1f} x {temperature:.3f} / {refit:.3f}), the tau that "
+                            f"evaluate shows, and every decision stays as tuned; adjusted validation log-loss "
+                            f"{nll(shifted, selector.gold_idx, temperature):.4f} -> "
                             f"{nll(shifted, selector.gold_idx, refit):.4f}).",
                     data={"temperature": refit, "temperature_before_adjustment": temperature,
                           "logit_adjustment": strength / refit})
