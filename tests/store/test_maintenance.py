@@ -117,6 +117,41 @@ def test_prune_keeps_the_last_checkpoints_of_ended_jobs_only(tiny_models, tunela
     assert all(Path(m.path).exists() for m in store.list_models())
 
 
+def test_prune_removes_what_killed_writes_left_once_it_is_an_hour_old(tmp_path, capsys):
+    import os
+    import time
+
+    store = Store()
+    model = _model(store, tmp_path, "enc")
+    ended = _job(store).id
+    store.update_job(ended, status="failed")
+    running = _job(store).id
+    store.update_job(running, status="running")
+    store.files_dir.mkdir(parents=True, exist_ok=True)
+    # What fsutil.atomic_open / atomic_dir leave when the writer is killed before the rename.
+    old_upload = store.files_dir / ".file-abc.jsonl.x1y2.tmp"
+    new_upload = store.files_dir / ".file-def.jsonl.z3w4.tmp"
+    old_model = Path(model.path).parent / ".ft-half.q9r8"
+    ended_tmp = store.job_dir(ended) / ".results.csv.k7.tmp"
+    running_tmp = store.job_dir(running) / ".results.csv.m5.tmp"
+    for f in (old_upload, new_upload, ended_tmp, running_tmp):
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("half")
+    (old_model / "weights").mkdir(parents=True)
+    (old_model / "weights" / "model.safetensors").write_bytes(b"x" * 10)
+    hour_ago = time.time() - 2 * 3600
+    for f in (old_upload, old_model, old_model / "weights", old_model / "weights" / "model.safetensors"):
+        os.utime(f, (hour_ago, hour_ago))
+
+    assert run_cli("models", "prune") == 0
+    out = capsys.readouterr().out
+    assert not old_upload.exists() and not old_model.exists() and not ended_tmp.exists()
+    assert "unfinished upload" in out and "unfinished model folder" in out
+    # A write that may still be going on (recent, or a running job's) is left alone.
+    assert new_upload.exists() and running_tmp.exists()
+    assert Path(model.path).exists()  # the registered model itself is untouched
+
+
 # -- deleting a model others depend on ------------------------------------------------------------------
 
 def test_a_model_with_a_lora_adapter_on_it_is_not_deleted(tmp_path, capsys):

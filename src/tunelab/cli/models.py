@@ -24,7 +24,8 @@ def register(sub) -> None:
     p = add_command(verbs, "delete", cmd_delete, "Delete a fine-tuned model and its weights.")
     p.add_argument("model", help="Fine-tuned model id.")
     p = add_command(verbs, "prune", cmd_prune,
-                    "Free disk space: keep the last N epoch checkpoints of each finished job, or delete one model.")
+                    "Free disk space: keep the last N epoch checkpoints of each finished job and delete what killed writes left "
+                    "half-done, or delete one model.")
     p.add_argument("--keep", type=int, default=1, metavar="N",
                    help="Epoch checkpoints kept per finished job; running jobs keep all (default: 1).")
     p.add_argument("--model", metavar="ID",
@@ -91,7 +92,7 @@ def cmd_prune(args) -> int:
     verb = "Would delete" if args.dry_run else "Deleted"
     for item in report.removed:
         print(f"{verb} {item.path} ({_size(item.bytes)}): {item.reason}")
-    print(f"{verb} {len(report.removed)} folder(s), {_size(report.bytes)}." if report.removed
+    print(f"{verb} {len(report.removed)} folder(s) and file(s), {_size(report.bytes)}." if report.removed
           else "Nothing to prune.")
     return 0
 

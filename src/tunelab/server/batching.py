@@ -397,10 +397,10 @@ class BatcherRegistry:
         if batcher is None:
             stats = self.stats.get(model_id)
             if stats is None:
-                listener = None
-                if self.on_batch is not None:
-                    def listener(n_requests, n_prompts, seconds, model=model_id):
-                        self.on_batch(model, n_requests, n_prompts, seconds)
+                on_batch = self.on_batch
+                listener = (None if on_batch is None else
+                            lambda n_requests, n_prompts, seconds, model=model_id:
+                            on_batch(model, n_requests, n_prompts, seconds))
                 stats = self.stats[model_id] = BatchStats(listener=listener)
 
             def drop(b: MicroBatcher, k=full_key) -> None:

@@ -7,6 +7,7 @@ import os
 import shlex
 import shutil
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,13 +116,40 @@ def prune_checkpoints(store: Store, *, keep: int, dry_run: bool = False) -> Prun
         work = store.job_dir(job.id)
         for leftover in ("resume", "resume.old", "resume.tmp", "final"):
             _remove(work / leftover, f"{job.id} {leftover} (left by an interrupted run)", report)
-        # atomic_dir builds folders under hidden names; one still there was never completed.
         for parent in (work, work / "checkpoints"):
-            if parent.is_dir():
-                for child in parent.iterdir():
-                    if child.name.startswith(".") and child.is_dir():
-                        _remove(child, f"{job.id} unfinished {child.name}", report)
+            for child in _unfinished(parent):
+                _remove(child, f"{job.id} unfinished {child.name}", report)
+    # Uploads and model registrations are not tied to a job's end: one may be in flight now, in
+    # this process or on another machine. Only what has been left alone for an hour is stale.
+    stale_before = time.time() - STALE_AFTER_S
+    for parent, what in ((store.files_dir, "upload"), (store.home / "models", "model folder")):
+        for child in _unfinished(parent):
+            if _mtime(child) < stale_before:
+                _remove(child, f"unfinished {what} {child.name} (a write killed part-way, untouched for over an hour)",
+                        report)
     return report
+
+
+STALE_AFTER_S = 3600
+"""Age past which an unfinished upload or model folder outside a job is taken as abandoned."""
+
+
+def _unfinished(parent: Path) -> list[Path]:
+    """What fsutil.atomic_open / atomic_dir write under a hidden temporary name before the rename
+    that completes them; one still there was never completed (its writer was killed)."""
+    if not parent.is_dir():
+        return []
+    return [child for child in parent.iterdir()
+            if child.name.startswith(".") and (child.is_dir() or child.name.endswith(".tmp"))]
+
+
+def _mtime(path: Path) -> float:
+    """The newest modification time in `path` (a folder being written is as young as its newest file)."""
+    try:
+        times = [path.stat().st_mtime] + ([f.stat().st_mtime for f in path.rglob("*")] if path.is_dir() else [])
+    except FileNotFoundError:  # completed (renamed) or removed meanwhile
+        return time.time()
+    return max(times)
 
 
 def _remove(path: Path, reason: str, report: PruneReport) -> None:
@@ -129,7 +157,10 @@ def _remove(path: Path, reason: str, report: PruneReport) -> None:
         return
     report.removed.append(Pruned(path, _size(path), reason))
     if not report.dry_run:
-        shutil.rmtree(path, ignore_errors=True)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _size(path: Path) -> int:
