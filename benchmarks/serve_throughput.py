@@ -342,7 +342,7 @@ def main() -> int:
     ratio = concurrent["rps"] / sequential["rps"]
     print(f"\nMachine: {machine()}; load average at the end (1/5/15 min): "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}; tunelab serve {' '.join(args.serve_arg)}")
-    print(f"Request: POST /v1/completions max_tokens=1 temperature=0 logprobs=5, prompts of 24-48 words\n")
+    print("Request: POST /v1/completions max_tokens=1 temperature=0 logprobs=5, prompts of 24-48 words\n")
     print(f"{'':<22}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
           f"{'passes':>8}{'prompts/pass':>14}{'ms/pass':>9}")
     for name, r in (("1 client at a time", sequential), (f"{args.concurrency} concurrent", concurrent)):

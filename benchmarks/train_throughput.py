@@ -24,7 +24,6 @@ packaged name (resolved through the registry, which needs the store) or a model 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform

@@ -19,8 +19,6 @@ WORDS = ("great good bad awful terrible love hate fine okay dress shirt fits sma
 
 
 def _tokenizer(special: list[str], unk: str):
-    from transformers import PreTrainedTokenizerFast
-
     tok = Tokenizer(models.WordLevel(unk_token=unk))
     # Split digits and spaces apart like SmolLM2 does, so " 4" becomes two tokens in tests too.
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Digits(individual_digits=True)])

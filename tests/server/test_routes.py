@@ -238,7 +238,6 @@ def test_models_list_and_retrieve(client, models):
 
 def test_warm_pool_evicts_least_recently_used(store, models):
     from tunelab.server import create_app
-    from tests.server.conftest import make_client
 
     app = create_app(store, max_loaded_models=1, isolate_models=False)
     oa, http = make_client(app)
