@@ -73,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`tunelab api fine_tunes.list | head -3`): what it wanted was printed.
+        # Point stdout at /dev/null so that Python's flush at exit does not complain a second time.
+        _silence_stdout()
+        return EXIT_OK
     except OSError as exc:
         if exc.errno not in _MACHINE_ERRNOS:
             raise
@@ -84,5 +89,11 @@ def main(argv: list[str] | None = None) -> int:
                "or the output option at a writable folder")
         print(f"Error: Cannot write{where}: {exc.strerror or exc}.\n{fix}, then run the command again.", file=sys.stderr)
         return EXIT_FAILED
-    except BrokenPipeError:
-        return EXIT_OK
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no file descriptor behind stdout (tests capture it)
+        pass
