@@ -66,6 +66,16 @@ class DataFileError(InvalidInputError):
     """A data file cannot be read or validated (names file, line and field where known)."""
 
 
+class RawTableError(DataFileError):
+    """A table of raw reviews (text and label columns) given where a prompt/completion file belongs.
+    `columns`: its first row's fields; `presets`: the `datasets build` presets that fit them."""
+
+    def __init__(self, message: str, *, columns: list[str], presets: list[str], hint: str | None = None):
+        self.columns = list(columns)
+        self.presets = list(presets)
+        super().__init__(message, hint=hint)
+
+
 class NotFoundError(TunelabError):
     """A file, job or model id that the store does not know."""
 

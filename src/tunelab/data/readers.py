@@ -22,7 +22,7 @@ from typing import Any
 from tunelab.data import safejson
 from tunelab.data.chat import clean_messages, last_reply, transcript, validate_messages  # noqa: F401 (re-exported)
 from tunelab.data.labels import normalize_label
-from tunelab.errors import DataFileError
+from tunelab.errors import DataFileError, RawTableError
 
 FORMATS = ("csv", "tsv", "xlsx", "json", "jsonl")
 _SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".xlsx": "xlsx", ".xlsm": "xlsx",
@@ -399,7 +399,7 @@ def read_prompt_completion(path: str | Path) -> list[Example]:
     return examples
 
 
-def _raw_table(table: Table) -> DataFileError:
+def _raw_table(table: Table) -> RawTableError:
     """A file of reviews as published (Amazon's review_body/stars, a CSV export) given where a
     prompt/completion file belongs: one error that names the command building one, not a
     `prompt is missing` line per row."""
@@ -412,12 +412,13 @@ def _raw_table(table: Table) -> DataFileError:
     others = "".join(f" (or --preset {name})" for name in fitting[1:])
     # never the raw file's own folder: data/train.jsonl with --out data would be written over
     out = "data" if Path(table.path).resolve().parent != Path("data").resolve() else "prompts"
-    return DataFileError(
+    return RawTableError(
         f"{table.path} has no `prompt`/`completion` fields (its first row has {', '.join(f'`{c}`' for c in columns[:8])}"
         f"{', ...' if len(columns) > 8 else ''}): it looks like a table of raw reviews, not a prompt/completion file.",
         hint=f"Build prompt/completion files from it first: `tunelab datasets build {table.path} {how} --out {out}`"
              f"{others} (or give the folder that holds its train, dev and test files, to keep a published split), "
-             f"then use {out}/train.jsonl, {out}/valid.jsonl and {out}/test.jsonl.")
+             f"then use {out}/train.jsonl, {out}/valid.jsonl and {out}/test.jsonl.",
+        columns=columns, presets=fitting)
 
 
 def _read_chat(table: Table) -> list[Example]:

@@ -1,8 +1,9 @@
 """What a request may cost before it reaches a route, as one ASGI middleware (`RequestLimits`):
 
-- Size. File uploads (POST /v1/files) may be up to `max_upload_bytes`; every other body only
-  `max_body_bytes` (2 MB by default): a prompt of 10 MB cannot fit any model, yet tokenizing it
-  held the model's process, and so every other caller, for seconds. Refused with 413 at once when
+- Size. File uploads (POST /v1/files, and the raw tables the dashboard builds files from) may be
+  up to `max_upload_bytes`; every other body only `max_body_bytes` (2 MB by default): a prompt of
+  10 MB cannot fit any model, yet tokenizing it held the model's process, and so every other
+  caller, for seconds. Refused with 413 at once when
   Content-Length says so, otherwise as soon as the running count passes the limit.
 - Time to arrive. A client that trickles its body holds a connection, a task and, at shutdown, the
   whole server: a JSON body must arrive within `read_timeout_s`, and an upload may pause no
@@ -34,7 +35,7 @@ from tunelab.server.errors import error_response
 DEFAULT_MAX_BODY_MB = 2.0
 DEFAULT_READ_TIMEOUT_S = 30.0
 DEFAULT_REQUEST_TIMEOUT_S = 60.0
-UPLOAD_ROUTES = {("POST", "/v1/files")}
+UPLOAD_ROUTES = {("POST", "/v1/files"), ("POST", "/ui/api/datasets/inspect"), ("POST", "/ui/api/datasets/build")}
 
 
 class BodyError(HTTPException):

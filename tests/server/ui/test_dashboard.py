@@ -354,6 +354,60 @@ def test_keyboard_reaches_the_navigation(page, server):
     assert page.evaluate("document.activeElement.textContent") == "Jobs"
 
 
+def amazon_json(path: Path, n: int = 100) -> Path:
+    """Amazon Multilingual Reviews as published (JSON lines, `review_body`, `stars`, ...): raw reviews."""
+    import json
+
+    with path.open("w") as fh:
+        for i in range(n):
+            stars = str(i % 5 + 1)
+            fh.write(json.dumps({"review_id": f"en_{i:07d}", "product_id": f"product_en_{i}", "reviewer_id": f"r{i}",
+                                 "stars": stars, "review_body": f"{WORDS[stars]} blender number {i}",
+                                 "review_title": f"{WORDS[stars].split()[0]} {i}", "language": "en",
+                                 "product_category": ["kitchen", "toy", "book"][i % 3]}) + "\n")
+    return path
+
+
+def test_a_raw_review_table_is_built_into_files_then_fine_tuned(page, server, tiny_models, shots):
+    open_page(page, server, "/ui/new")
+    page.locator("#train-file").set_input_files(str(amazon_json(server.root / "dataset_en_train.json")))
+    page.locator("#upload-button").click()
+    page.locator("#build-panel").wait_for(state="visible")
+    assert "table of raw reviews" in page.locator("#upload-result").inner_text()
+    assert "100 rows with columns review_id" in page.locator("#build-intro").inner_text()
+    # Amazon's columns fit two presets; stars comes first, and it names its columns.
+    assert page.locator("#build-preset").input_value() == "amazon-stars"
+    assert page.locator("#build-label").input_value() == "stars" and page.locator("#build-label").is_disabled()
+    checked = page.locator("#build-text input:checked")
+    assert sorted(checked.evaluate_all("boxes => boxes.map(b => b.value)")) == ["review_body", "review_title"]
+
+    # My own columns instead: the body alone, the product category as the label.
+    page.locator("#build-preset").select_option("")
+    page.locator("#build-text input[data-column='review_title']").uncheck()
+    page.locator("#build-label").select_option("product_category")
+    page.locator("#build-button").click()
+    page.wait_for_selector("#class-table")
+    page.screenshot(path=str(shots / "new-raw-table-1280.png"), full_page=True)
+    built = page.locator("#build-result").inner_text()
+    assert "dataset_en_train_train.jsonl" in built and "80 rows" in built and "3 labels" in built
+    assert page.locator("#class-table tbody tr").count() == 3
+    files = {f["filename"]: f for f in api(server, "GET", "/v1/files")["data"]}
+    assert files["dataset_en_train_valid.jsonl"]["n_rows"] == 10 and files["dataset_en_train_test.jsonl"]["n_rows"] == 10
+    assert page.locator("#validation").input_value() == files["dataset_en_train_valid.jsonl"]["id"]
+    train = files["dataset_en_train_train.jsonl"]["id"]
+    first = httpx.get(f"{server.origin}/v1/files/{train}/content", headers={"Authorization": f"Bearer {KEY}"}).text
+    assert "blender number" in first.splitlines()[0] and "review_title" not in first
+
+    page.locator("#base-model").fill(str(tiny_models.encoder))
+    page.locator("#n-epochs").fill("1")
+    page.locator("#start-job").click()
+    page.wait_for_url("**/ui/jobs/*")
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=150_000)
+    job = api(server, "GET", f"/v1/fine_tuning/jobs/{page.locator('#job').get_attribute('data-job-id')}")
+    assert job["training_file"] == train
+    assert job["validation_file"] == files["dataset_en_train_valid.jsonl"]["id"]
+
+
 def test_nothing_leaves_the_machine(browser, server):
     assert browser.requests, "the tests above made requests"
     elsewhere = [url for url in browser.requests

@@ -111,6 +111,53 @@ def test_prepare_errors_name_the_file(ui):
     assert bad.status_code == 400 and bad.json()["error"]["param"]
 
 
+def amazon_rows(n: int = 50) -> bytes:
+    import json
+
+    words = {1: "awful broken", 2: "poor flimsy", 3: "okay average", 4: "good sturdy", 5: "great perfect"}
+    return "".join(json.dumps({"review_id": f"en_{i}", "stars": i % 5 + 1, "review_body": f"{words[i % 5 + 1]} kettle {i}",
+                               "review_title": f"t{i}", "language": "en", "product_category": ["home", "toy"][i % 2]}) + "\n"
+                   for i in range(n)).encode()
+
+
+def test_a_raw_table_is_refused_as_such_then_built_into_files(ui):
+    refused = ui.post("/v1/files", headers=AUTH, files={"file": ("dataset_en_train.json", io.BytesIO(amazon_rows()))},
+                      data={"purpose": "fine-tune"})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "raw_table"
+    assert "--preset amazon-stars" in refused.json()["error"]["message"]  # the CLI's way, for API users
+
+    raw = {"file": ("dataset_en_train.json", io.BytesIO(amazon_rows()))}
+    table = ui.post("/ui/api/datasets/inspect", headers=AUTH, files=raw).json()
+    assert table["n_rows"] == 50 and "review_body" in table["columns"]
+    assert [p["name"] for p in table["presets"] if p["fits"]] == ["amazon-stars", "amazon-category"]
+    assert table["presets"][0]["text_columns"] == ["review_title", "review_body"]
+
+    built = ui.post("/ui/api/datasets/build", headers=AUTH, data={"preset": "amazon-stars", "train_size": "30"},
+                    files={"file": ("dataset_en_train.json", io.BytesIO(amazon_rows()))}).json()
+    assert built["labels"] == ["1", "2", "3", "4", "5"] and built["ordinal"]
+    roles = {f["role"]: f for f in built["files"]}
+    assert roles["train"]["n_rows"] == 30 and roles["valid"]["n_rows"] == 5 and roles["test"]["n_rows"] == 5
+    assert roles["train"]["filename"] == "dataset_en_train_train.jsonl"
+    # What it built is a prompt/completion file that /v1/files takes as it is.
+    upload(ui, roles["train"]["filename"], roles["train"]["text"].encode())
+    assert not list(Path(ui.app.state.tunelab.store.home).glob("**/upload.json"))  # nothing stored by the build
+
+
+def test_building_from_a_raw_table_says_what_to_choose(ui):
+    def build(**data):
+        response = ui.post("/ui/api/datasets/build", headers=AUTH, data=data,
+                           files={"file": ("reviews.json", io.BytesIO(amazon_rows()))})
+        assert response.status_code == 400
+        return response.json()["error"]["message"]
+
+    assert build() == "Choose a preset, or the text column(s) and the label column."
+    assert "Unknown preset 'stars'" in build(preset="stars")
+    message = build(text_columns="review_body,body", label_column="stars")
+    assert "reviews.json: no column `body`" in message and "tunelab-build" not in message
+    empty = ui.post("/ui/api/datasets/inspect", headers=AUTH, files={"file": ("reviews.json", io.BytesIO(b""))})
+    assert empty.status_code == 400 and "reviews.json is empty" in empty.json()["error"]["message"]
+
+
 def test_results_of_unknown_job_are_a_404(ui):
     response = ui.get("/ui/api/jobs/ftjob-nope/results", headers=AUTH)
     assert response.status_code == 404 and "ftjob-nope" in response.json()["error"]["message"]

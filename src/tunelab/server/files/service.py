@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from tunelab.data.readers import detect_format
-from tunelab.errors import DataFileError, NotFoundError
+from tunelab.errors import DataFileError, NotFoundError, RawTableError
 from tunelab.jobs import views
 from tunelab.jobs.files import jobs_using, upload_file
 from tunelab.server.common import page
@@ -65,30 +65,40 @@ def create_file(store: Store, stream: BinaryIO, filename: str | None, purpose: s
         raise bad_request(f"'{purpose}' is not a supported purpose. This server stores fine-tuning data: "
                           f"use purpose {' or '.join(repr(p) for p in PURPOSES)}.", param="purpose")
     name = clean_filename(filename)
-    try:
-        fmt, compressed = detect_format(name)
-    except DataFileError:
-        fmt, compressed = "jsonl", False  # the API's format; an unknown or missing extension means JSONL
     with tempfile.TemporaryDirectory(prefix="tunelab-upload-") as tmp:
-        path = Path(tmp) / ("upload" + _EXT[fmt])
-        with open(path, "wb") as out:
-            if compressed:
-                try:
-                    with gzip.GzipFile(fileobj=stream, mode="rb") as gz:
-                        shutil.copyfileobj(gz, out, 1 << 20)
-                except (OSError, EOFError, zlib.error) as exc:
-                    raise bad_request(f"{name}: cannot decompress the file: {exc}", param="file") from None
-            else:
-                shutil.copyfileobj(stream, out, 1 << 20)
-        if path.stat().st_size == 0:
-            raise bad_request(f"{name} is empty.", param="file")
-        stored_name = name[:-3] if compressed and name.lower().endswith(".gz") else name
+        path, stored_name = spool(stream, name, Path(tmp))
         try:
             record = upload_file(store, path, purpose, filename=stored_name, expires_after=expires_after)
+        except RawTableError as exc:
+            # Its own code, so that the dashboard can offer to build prompt/completion files from it.
+            message = exc.render().replace(str(path), name)
+            raise bad_request(f"Invalid file {name}: {message}", param="file", code="raw_table") from None
         except DataFileError as exc:
             message = exc.render().replace(str(path), name)  # the client's name, not our temporary path
             raise bad_request(f"Invalid file {name}: {message}", param="file", code="invalid_file") from None
     return to_object(record)
+
+
+def spool(stream: BinaryIO, name: str, folder: Path) -> tuple[Path, str]:
+    """An uploaded stream written to `folder` under a name whose extension says its format (`.gz`
+    decompressed); returns the path and the name to show for it (without `.gz`)."""
+    try:
+        fmt, compressed = detect_format(name)
+    except DataFileError:
+        fmt, compressed = "jsonl", False  # the API's format; an unknown or missing extension means JSONL
+    path = folder / ("upload" + _EXT[fmt])
+    with open(path, "wb") as out:
+        if compressed:
+            try:
+                with gzip.GzipFile(fileobj=stream, mode="rb") as gz:
+                    shutil.copyfileobj(gz, out, 1 << 20)
+            except (OSError, EOFError, zlib.error) as exc:
+                raise bad_request(f"{name}: cannot decompress the file: {exc}", param="file") from None
+        else:
+            shutil.copyfileobj(stream, out, 1 << 20)
+    if path.stat().st_size == 0:
+        raise bad_request(f"{name} is empty.", param="file")
+    return path, name[:-3] if compressed and name.lower().endswith(".gz") else name
 
 
 def get_record(store: Store, file_id: str) -> FileRecord:

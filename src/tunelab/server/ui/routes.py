@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
 
 from tunelab import __version__
 from tunelab.server.common import ServerState, get_state
@@ -97,6 +98,31 @@ def prepare(file_id: str, request: PrepareRequest, state: ServerState = Depends(
     """`prepare_data`'s report on an uploaded file and the prepared file(s), which the page then
     uploads through POST /v1/files."""
     return service.prepare_report(state.store, file_id, request.accept, request.split)
+
+
+@api.post("/datasets/inspect")
+async def inspect_raw(file: UploadFile = File(...), state: ServerState = Depends(get_state)):
+    """A raw review table's columns and the presets that fit them (nothing is stored)."""
+    try:
+        return await run_in_threadpool(service.inspect_raw, file.file, file.filename)
+    finally:
+        await file.close()
+
+
+@api.post("/datasets/build")
+async def build_raw(file: UploadFile = File(...), preset: str | None = Form(None),
+                    text_columns: str | None = Form(None), label_column: str | None = Form(None),
+                    train_size: int | None = Form(None, ge=1), seed: int = Form(42),
+                    state: ServerState = Depends(get_state)):
+    """`tunelab datasets build` on a raw review table: train/valid/test JSONL texts for the page to
+    upload through POST /v1/files (nothing is stored here). `text_columns`: comma-separated."""
+    columns = [c.strip() for c in text_columns.split(",") if c.strip()] if text_columns else None
+    try:
+        return await run_in_threadpool(service.build_raw, file.file, file.filename, preset=preset,
+                                       text_columns=columns, label_column=label_column, train_size=train_size,
+                                       seed=seed)
+    finally:
+        await file.close()
 
 
 @api.get("/separator")

@@ -1,8 +1,9 @@
 """What the dashboard needs beyond the OpenAI-shaped API, each a thin call into the library:
 a job's results rows (the curves), `prepare_data`'s report on an uploaded file, a model's prompt
 separator, evaluation reports kept in the store, Table 4.1 for ticked models, the monitor report
-and the review queue. Everything here reads; the only writes are evaluation reports under
-TUNELAB_HOME/ui-reports (files and jobs are created through /v1/files and /v1/fine_tuning/jobs)."""
+and the review queue, and `datasets build` on a raw review table. Everything here reads; the only
+writes are evaluation reports under TUNELAB_HOME/ui-reports (files and jobs are created through
+/v1/files and /v1/fine_tuning/jobs; built files go back to the page, which uploads them)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import json
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from tunelab.errors import NotFoundError, TunelabError
 from tunelab.evaluation.plots import finite_number
 from tunelab.fsutil import write_json
 from tunelab.jobs import files as job_files
 from tunelab.server.errors import bad_request, from_tunelab_error, not_found
+from tunelab.server.files.service import clean_filename, spool
 from tunelab.server.fine_tuning.service import check_training_file, get_job
 from tunelab.store import Store
 from tunelab.store.ids import model_dir_name
@@ -87,6 +89,70 @@ def prepare_report(store: Store, file_id: str, accept: list[str] | None, split: 
         "changed": bool(chosen) or plan is not None,
         "prepared": [{"filename": f"{stem}_prepared{'_' + role if plan else ''}.jsonl", "role": role, "text": text}
                      for role, text in zip(("train", "valid") if plan else ("train",), texts)],
+    }
+
+
+# -- raw review tables: `datasets build` from the browser ---------------------------------------------
+
+SAMPLE_CHARS = 120
+"""A sample value shown per column, cut to this length."""
+
+
+def inspect_raw(stream: BinaryIO, filename: str | None) -> dict[str, Any]:
+    """The columns of a raw table (a file /v1/files refused with code `raw_table`), a sample value of
+    each, and every `datasets build` preset, those that fit the columns first."""
+    from tunelab.data.bundled import PRESETS, presets_fitting
+    from tunelab.data.readers import read_table
+
+    name = clean_filename(filename)
+    with tempfile.TemporaryDirectory(prefix="tunelab-raw-") as tmp:
+        path, shown = spool(stream, name, Path(tmp))
+        try:
+            table = read_table(path, default_format="jsonl")
+        except TunelabError as exc:
+            raise bad_request(exc.render().replace(str(path), shown), param="file", code="invalid_file") from None
+    columns = list(table.columns or (table.rows[0] if table.rows else []))
+    first = table.rows[0] if table.rows else {}
+    fitting = presets_fitting(columns)
+    presets = sorted(PRESETS.values(), key=lambda p: p.name not in fitting)
+    return {
+        "object": "tunelab.raw_table", "filename": shown, "n_rows": len(table.rows), "columns": columns,
+        "sample": {c: str(first.get(c, ""))[:SAMPLE_CHARS] for c in columns},
+        "presets": [{"name": p.name, "description": p.description, "text_columns": list(p.text_columns),
+                     "label_column": p.label_column, "fits": p.name in fitting} for p in presets],
+    }
+
+
+def build_raw(stream: BinaryIO, filename: str | None, *, preset: str | None, text_columns: list[str] | None,
+              label_column: str | None, train_size: int | None = None, seed: int = 42) -> dict[str, Any]:
+    """`tunelab datasets build` on an uploaded raw table: the train, valid and test JSONL texts
+    (which the page uploads through POST /v1/files) and the build's summary."""
+    from tunelab.data.builder import build_dataset
+
+    from tunelab.data.bundled import PRESETS
+
+    if not preset and not (text_columns and label_column):
+        raise bad_request("Choose a preset, or the text column(s) and the label column.", param="preset")
+    if preset and preset not in PRESETS:
+        raise bad_request(f"Unknown preset {preset!r}; one of {', '.join(PRESETS)}.", param="preset")
+    name = clean_filename(filename)
+    with tempfile.TemporaryDirectory(prefix="tunelab-build-") as tmp:
+        path, shown = spool(stream, name, Path(tmp))
+        try:
+            result = build_dataset(path, out_dir=Path(tmp) / "out", preset=preset or None,
+                                   text_columns=text_columns or None, label_column=label_column or None,
+                                   train_size=train_size, seed=seed)
+        except TunelabError as exc:
+            # The builder's hints name the CLI's flags; the page's own fields are the fix here.
+            raise bad_request(f"{exc.message.replace(str(path), shown)}", param="file", code="invalid_file") from None
+        stem = Path(shown).stem
+        files = [{"role": role, "filename": f"{stem}_{role}.jsonl",
+                  "text": result.paths[role].read_text(encoding="utf-8"), "n_rows": result.counts[role]}
+                 for role in ("train", "valid", "test") if result.counts.get(role)]
+    return {
+        "object": "tunelab.built_dataset", "filename": shown, "labels": result.labels, "ordinal": result.ordinal,
+        "counts": result.counts, "label_counts": result.label_counts, "dropped": result.dropped,
+        "stratified": result.stratified, "notes": result.notes, "files": files,
     }
 
 

@@ -1,8 +1,10 @@
 // Start a fine-tune: upload (POST /v1/files), prepare_data's report (/ui/api/files/{id}/prepare),
 // the prepared file(s) uploaded through POST /v1/files, then POST /v1/fine_tuning/jobs.
+// A raw review table (refused by /v1/files with code raw_table) is built into train/valid/test
+// files first (/ui/api/datasets/inspect and /build, `tunelab datasets build`), uploaded the same way.
 import { api, el, fill, listAll, message, options, showError, visible } from "./api.js";
 
-const state = { file: null, report: null, accept: null };
+const state = { file: null, report: null, accept: null, raw: null, built: null };
 
 function rowsText(item) {
   if (!item.n_rows || /\brows?\b[^.]*\d/.test(item.message)) return ""; // the message names them already
@@ -68,6 +70,89 @@ async function upload(blob, filename) {
   form.append("purpose", "fine-tune");
   form.append("file", blob, filename);
   return api("/v1/files", { method: "POST", form });
+}
+
+function rawForm(blob, filename) {
+  const form = new FormData();
+  form.append("file", blob, filename);
+  return form;
+}
+
+async function showBuild(file) {
+  const table = await api("/ui/api/datasets/inspect", { method: "POST", form: rawForm(file, file.name) });
+  state.raw = { file, table };
+  document.getElementById("build-panel").hidden = false;
+  fill("build-intro", `${table.filename}: ${table.n_rows} rows with columns ${table.columns.join(", ")}. ` +
+    "Choose the text and the label, or a preset that names them.");
+  options(document.getElementById("build-preset"), [
+    ...table.presets.filter((p) => p.fits).map((p) => [p.name, `${p.name}: ${p.description}`]),
+    ["", "my own columns (below)"]], false);
+  options(document.getElementById("build-label"), table.columns.map((c) => [c, `${c} (e.g. ${table.sample[c]})`]), false);
+  fill("build-text", table.columns.map((c) => el("label", { class: "check" },
+    el("input", { type: "checkbox", value: c, dataset: { column: c } }), c)));
+  onPresetChange();
+  fill("build-result");
+  document.getElementById("build-preset").focus();
+}
+
+function onPresetChange() {
+  const name = document.getElementById("build-preset").value;
+  const preset = state.raw.table.presets.find((p) => p.name === name);
+  const label = document.getElementById("build-label");
+  label.disabled = Boolean(preset);
+  if (preset) label.value = preset.label_column;
+  for (const box of document.querySelectorAll("#build-text input[data-column]")) {
+    box.disabled = Boolean(preset);
+    if (preset) box.checked = preset.text_columns.includes(box.dataset.column);
+  }
+}
+
+async function buildFiles(ev) {
+  ev.preventDefault();
+  const button = document.getElementById("build-button");
+  button.disabled = true;
+  try {
+    const { file } = state.raw;
+    const form = rawForm(file, file.name);
+    const preset = document.getElementById("build-preset").value;
+    if (preset) {
+      form.append("preset", preset);
+    } else {
+      const text = [...document.querySelectorAll("#build-text input[data-column]")].filter((b) => b.checked).map((b) => b.value);
+      if (!text.length) throw new Error("Tick at least one text column.");
+      form.append("text_columns", text.join(","));
+      form.append("label_column", document.getElementById("build-label").value);
+    }
+    const size = number("build-train-size");
+    if (size !== undefined) form.append("train_size", String(size));
+    fill("build-result", message(`Building prompt/completion files from ${file.name}…`, "ok"));
+    const built = await api("/ui/api/datasets/build", { method: "POST", form });
+    const uploaded = {};
+    for (const part of built.files) {
+      fill("build-result", message(`Uploading ${part.filename} (${part.n_rows} rows)…`, "ok"));
+      uploaded[part.role] = await upload(new Blob([part.text], { type: "application/jsonl" }), part.filename);
+    }
+    state.built = uploaded;
+    const dropped = Object.entries(built.dropped).filter(([, n]) => n).map(([why, n]) => `${n} ${why.replace(/_/g, " ")}`);
+    fill("build-result",
+      message(`Built and uploaded ${built.files.map((p) => `${uploaded[p.role].filename} (${uploaded[p.role].id}, ${p.n_rows} rows)`).join(", ")}; ` +
+        `${built.labels.length} labels` + (dropped.length ? `; rows dropped: ${dropped.join(", ")}` : "") + ".", "ok"),
+      uploaded.test ? el("p", { class: "muted" }, `Keep ${uploaded.test.id} for the models page: evaluate the fine-tuned model on it.`) : null,
+      built.notes.map((n) => el("p", { class: "muted" }, n)));
+    state.file = uploaded.train;
+    state.report = null;
+    state.accept = null;
+    await runPrepare();
+    await loadChoices();
+    if (uploaded.valid) {
+      document.getElementById("validation").value = uploaded.valid.id;
+      await runPrepare();
+    }
+  } catch (err) {
+    showError("build-result", err);
+  } finally {
+    button.disabled = false;
+  }
 }
 
 function number(id) {
@@ -136,11 +221,18 @@ export async function newPage() {
       await loadChoices();
       if (document.getElementById("validation").value !== "split" && state.report.split) await runPrepare();
     } catch (err) {
-      showError("upload-result", err);
+      if (err.body && err.body.error && err.body.error.code === "raw_table") {
+        fill("upload-result", message(`${input.files[0].name} is a table of raw reviews, not prompt/completion rows: build the files from it below.`, "ok"));
+        try { await showBuild(input.files[0]); } catch (err2) { showError("upload-result", err2); }
+      } else {
+        showError("upload-result", err);
+      }
     } finally {
       button.disabled = false;
     }
   });
+  document.getElementById("build-preset").addEventListener("change", onPresetChange);
+  document.getElementById("build-form").addEventListener("submit", buildFiles);
   document.getElementById("validation").addEventListener("change", async () => {
     if (!state.file) return;
     try { await runPrepare(); } catch (err) { showError("report", err); }
