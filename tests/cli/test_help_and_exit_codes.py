@@ -218,6 +218,26 @@ def test_exit_1_for_an_unusable_store_names_it(setup, says, tunelab_home, capsys
     assert says in err and str(tunelab_home) in err and "Traceback" not in out + err
 
 
+@pytest.mark.parametrize("url, says", [
+    ("postgre://tunelab@db-host/tunelab", "names a database tunelab cannot use: 'postgre'"),
+    ("mysql://tunelab:secret@db-host/tunelab", "names a database tunelab cannot use: 'mysql'"),
+    ("db-host/tunelab", "'db-host/tunelab' is not a database URL"),
+    ("postgresql://tunelab:secret@db-host:port/tunelab", "is not a database URL"),
+    ("postgresql://tunelab@db-host/tunelab", "its driver psycopg (3) is not installed"),
+])
+def test_exit_2_for_a_database_url_tunelab_cannot_use(url, says, tunelab_home, monkeypatch, capsys):
+    """A mistyped TUNELAB_DATABASE_URL or a missing PostgreSQL driver: one paragraph naming the fix, exit 2,
+    never SQLAlchemy's traceback nor the password."""
+    import sys
+
+    monkeypatch.setenv("TUNELAB_DATABASE_URL", url)
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if psycopg were not installed
+    assert run_cli("api", "fine_tunes.list") == 2
+    out, err = capsys.readouterr()
+    assert says in err and ("TUNELAB_DATABASE_URL" in err or "tunelab[postgres]" in err), err
+    assert "Traceback" not in out + err and "secret" not in out + err
+
+
 def test_exit_1_when_the_machine_refuses_a_write(monkeypatch, tmp_path, capsys):
     """A read-only disk (or a full one) under a command is the machine's problem: said in one paragraph."""
     import errno

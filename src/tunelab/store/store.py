@@ -14,10 +14,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, text
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import create_engine, event, make_url, text
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 
-from tunelab.errors import ConflictError, NotFoundError, TunelabError
+from tunelab.errors import ConflictError, InvalidInputError, NotFoundError, TunelabError
 from tunelab.home import database_url, make_home, tunelab_home
 from tunelab.store import ids
 from tunelab.store.migrations import migrate
@@ -45,8 +45,16 @@ class Store:
         if url is None:
             url = f"sqlite:///{self.home / 'tunelab.db'}" if home else database_url()
         url = _driver_url(url)
-        # pre_ping: a worker runs for days; a PostgreSQL restart must not leave it with dead connections.
-        self.engine = create_engine(url, future=True, **({} if url.startswith("sqlite") else {"pool_pre_ping": True}))
+        try:
+            make_url(url)
+        except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+            raise _not_a_url(url) from None
+        try:
+            # pre_ping: a worker runs for days; a PostgreSQL restart must not leave it with dead connections.
+            self.engine = create_engine(url, future=True,
+                                        **({} if url.startswith("sqlite") else {"pool_pre_ping": True}))
+        except (ArgumentError, NoSuchModuleError, ImportError) as exc:  # a mistyped URL, a driver not installed
+            raise _unusable_url(url, exc) from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
@@ -557,6 +565,29 @@ def _driver_url(url: str) -> str:
         if url.startswith(scheme):
             return "postgresql+psycopg://" + url[len(scheme):]
     return url
+
+
+def _not_a_url(url: str) -> TunelabError:
+    shown = repr(url) if "@" not in url else "(not shown: it may hold a password)"
+    return InvalidInputError(f"The store's database URL {shown} is not a database URL.",
+                             hint="Set TUNELAB_DATABASE_URL to postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE "
+                                  "(or unset it to use the SQLite file in TUNELAB_HOME).")
+
+
+def _unusable_url(url: str, exc: Exception) -> TunelabError:
+    """A TUNELAB_DATABASE_URL that SQLAlchemy parses but cannot make an engine from: an unknown scheme
+    (`postgre://`) or a driver that is not installed."""
+    shown = make_url(url).render_as_string(hide_password=True)
+    if isinstance(exc, ImportError) and url.startswith("postgresql+psycopg"):
+        return InvalidInputError(f"The store's database {shown} is on PostgreSQL, but its driver psycopg (3) is not "
+                                 f"installed ({exc}).",
+                                 hint='Install it with `pip install "tunelab[postgres]"` (or `pip install '
+                                      '"psycopg[binary]"`) in the environment that runs tunelab.')
+    scheme = url.split(":", 1)[0]
+    return InvalidInputError(f"The store's database URL {shown} names a database tunelab cannot use: "
+                             f"{scheme!r} ({exc}).",
+                             hint="tunelab stores jobs in PostgreSQL (TUNELAB_DATABASE_URL=postgresql://USER@HOST/"
+                                  "DATABASE) or in SQLite (TUNELAB_DATABASE_URL unset: the file in TUNELAB_HOME).")
 
 
 def _unusable_database(engine, exc: DBAPIError) -> TunelabError:
