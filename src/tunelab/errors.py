@@ -82,6 +82,13 @@ class NotFoundError(TunelabError):
     exit_code = EXIT_NOT_FOUND
 
 
+class MissingFileError(DataFileError, NotFoundError):
+    """A data file that does not exist: both unusable input and not found, so that Python callers
+    catching either get it; the CLI exits 3 (not found) for it."""
+
+    exit_code = EXIT_NOT_FOUND
+
+
 class ConflictError(TunelabError):
     """The request is valid but the object's state forbids it (e.g. cancelling a finished job)."""
 

@@ -291,3 +291,16 @@ def test_a_gzip_file_without_its_suffix_is_told_to_take_it(tmp_path):
     with pytest.raises(DataFileError, match="gzip-compressed") as exc:
         read_table(path)
     assert "….jsonl.gz" in exc.value.render()
+
+
+def test_a_missing_file_is_both_unusable_input_and_not_found(tmp_path):
+    """Python callers catch either; the CLI exits 3 for it, as for a missing path anywhere."""
+    from tunelab.data.builder import build_dataset
+    from tunelab.data.prepare import analyze
+    from tunelab.errors import EXIT_NOT_FOUND, NotFoundError
+
+    for call in (lambda p: read_table(p), lambda p: analyze(p), lambda p: build_dataset(p, out_dir=tmp_path / "out",
+                                                                                          preset="amazon-stars")):
+        with pytest.raises(DataFileError) as err:
+            call(tmp_path / "missing.jsonl")
+        assert isinstance(err.value, NotFoundError) and err.value.exit_code == EXIT_NOT_FOUND

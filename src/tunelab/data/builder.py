@@ -24,7 +24,7 @@ from tunelab.data.labels import (
     with_leading_space,
 )
 from tunelab.data.readers import Table, raise_problems, read_table
-from tunelab.errors import DataFileError, InvalidInputError, TunelabError
+from tunelab.errors import DataFileError, InvalidInputError, MissingFileError, TunelabError
 from tunelab.fsutil import output_dir, write_json, write_jsonl
 
 DEFAULT_SEPARATOR = "\n\n###\n\n"
@@ -129,7 +129,7 @@ def _bundled(source: str | Path) -> BundledDataset | None:
 
 def _check_source(source: str | Path) -> None:
     if _bundled(source) is None and not Path(source).exists():
-        raise DataFileError(f"{source}: no such file or bundled dataset.",
+        raise MissingFileError(f"{source}: no such file or bundled dataset.",
                             hint=f"Bundled datasets: {', '.join(BUNDLED)} (see `tunelab datasets list`).")
 
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from tunelab.data.labels import has_leading_space, most_frequent_class, positive_class, with_leading_space
 from tunelab.data.chat import clean_messages, last_reply
 from tunelab.data.readers import detect_classification, raise_problems, read_table, validate_messages
-from tunelab.errors import DataFileError, NotFoundError, TunelabError
+from tunelab.errors import DataFileError, MissingFileError, TunelabError
 from tunelab.fsutil import atomic_open
 
 if TYPE_CHECKING:
@@ -198,11 +198,12 @@ def _as_text(value: Any) -> str | None:
 
 def load(path: str | Path) -> tuple[str, str, pd.DataFrame, list[Finding]]:
     """Read `path` for prepare_data: (format, kind, data indexed by file line, notes).
-    Raises NotFoundError for a missing file, DataFileError for unusable ones, listing every problem."""
+    Raises MissingFileError (a NotFoundError) for a missing file, DataFileError for unusable ones,
+    listing every problem."""
     import pandas as pd
 
     if not Path(path).exists():
-        raise NotFoundError(f"The data file {path} does not exist.")
+        raise MissingFileError(f"The data file {path} does not exist.")
     if str(path).lower().endswith(".txt"):
         fmt, columns, rows, lines = "txt", ["prompt", "completion"], *_read_txt(Path(path))
         as_written = columns
@@ -474,8 +475,8 @@ def _classification_findings() -> list[Finding]:
 
 
 def analyze(path: str | Path) -> Analysis:
-    """Read `path` and run every check. Raises NotFoundError when there is no such file, DataFileError
-    when the file cannot be used."""
+    """Read `path` and run every check. Raises MissingFileError (a NotFoundError) when there is no
+    such file, DataFileError when the file cannot be used."""
     fmt, kind, data, notes = load(path)
     what = "chat examples" if kind == CHAT else "prompt-completion pairs"
     findings = [

@@ -22,7 +22,7 @@ from typing import Any
 from tunelab.data import safejson
 from tunelab.data.chat import clean_messages, last_reply, transcript, validate_messages  # noqa: F401 (re-exported)
 from tunelab.data.labels import normalize_label
-from tunelab.errors import DataFileError, RawTableError
+from tunelab.errors import DataFileError, MissingFileError, RawTableError
 
 FORMATS = ("csv", "tsv", "xlsx", "json", "jsonl")
 _SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".xlsx": "xlsx", ".xlsm": "xlsx",
@@ -98,7 +98,7 @@ def read_table(path: str | Path, *, format: str | None = None, default_format: s
     `default_format` is used when the name does not tell (e.g. a stored upload `file-abc.gz`)."""
     path = Path(path)
     if not path.exists():
-        raise DataFileError(f"{path}: no such file.")
+        raise MissingFileError(f"{path}: no such file.")
     if path.is_dir():
         raise DataFileError(f"{path} is a directory, not a data file.")
     compressed = path.suffix.lower() == ".gz"
