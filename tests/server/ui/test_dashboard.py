@@ -388,6 +388,10 @@ def test_a_raw_review_table_is_built_into_files_then_fine_tuned(page, server, ti
     page.locator("#build-button").click()
     page.wait_for_selector("#class-table")
     page.screenshot(path=str(shots / "new-raw-table-1280.png"), full_page=True)
+    page.set_viewport_size(SIZES["390"])  # eight column checkboxes and long file names on a phone
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    page.screenshot(path=str(shots / "new-raw-table-390.png"), full_page=True)
+    page.set_viewport_size(SIZES["1280"])
     built = page.locator("#build-result").inner_text()
     assert "dataset_en_train_train.jsonl" in built and "80 rows" in built and "3 labels" in built
     assert page.locator("#class-table tbody tr").count() == 3
