@@ -192,3 +192,8 @@ def test_match_label_raises_a_typed_error_naming_the_labels():
     assert err.value.exit_code == 2
     with pytest.raises(InvalidInputError, match="fits several labels"):
         L.match_label("yes", [" yes", "yes "])
+
+
+def test_whitespace_variants_groups_labels_that_differ_only_in_whitespace():
+    assert L.whitespace_variants([" 4", "4", " 5", "5\n", " 3", " 4"]) == [[" 4", "4"], [" 5", "5\n"]]
+    assert L.whitespace_variants([" 1", " 2", "yes", "Yes"]) == []

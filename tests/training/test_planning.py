@@ -227,3 +227,19 @@ def test_a_validation_file_made_of_training_prompts_gets_a_notice(store, tiny_mo
     assert "(100%)" in overlap and "tunelab datasets build" in overlap
     _, notices = plan(store, tiny_models.train, str(tiny_models.encoder), validation_file=str(tiny_models.valid))
     assert not [n for n in notices if "also in the training file" in n]
+
+
+def test_labels_written_with_and_without_their_leading_space_are_refused(store, tmp_path):
+    """" 4" and "4" in one training file trained as two classes each (10 classes for 5 stars, loss
+    ln 10) without a word; now the job is refused, naming the labels, the lines and the fix."""
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("".join(json.dumps({"prompt": f"review {i}\n\n###\n\n",
+                                         "completion": (" " if i % 3 else "") + str(1 + i % 5)}) + "\n"
+                             for i in range(60)))
+    with pytest.raises(InvalidInputError) as excinfo:
+        create_job(store, JobRequest(str(mixed), "ada"))
+    text = "\n".join(excinfo.value.problems)
+    assert "' 1' / '1'" in text and "' 5' / '5'" in text and "differ only in whitespace" in text
+    assert "on 20 line(s): 1, 4, 7, 10, 13, …" in text
+    assert f"tunelab tools fine_tunes.prepare_data -f {mixed}" in text
+    assert store.list_jobs() == [] and store.list_files() == []

@@ -66,6 +66,15 @@ def with_leading_space(completion: str) -> str:
 # --- ordering and display -------------------------------------------------------------------------
 
 
+def whitespace_variants(labels: Iterable[str]) -> list[list[str]]:
+    """Groups of two or more labels that differ only in surrounding whitespace (" 4", "4", "4\n"):
+    to a model they are different classes, which is never what the data meant."""
+    groups: dict[str, list[str]] = {}
+    for label in dict.fromkeys(labels):
+        groups.setdefault(normalize_label(label), []).append(label)
+    return [sorted(group, key=len, reverse=True) for group in groups.values() if len(group) > 1]
+
+
 def label_sort_key(label: str):
     """Numbers in numeric order (` 2` before ` 10`), then text labels alphabetically."""
     text = normalize_label(label)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from tunelab.data.files import load_data_file
-from tunelab.data.labels import find_label, label_sort_key, preview
+from tunelab.data.labels import find_label, label_sort_key, preview, whitespace_variants
 from tunelab.data.readers import detect_classification
 from tunelab.errors import InvalidInputError, NotFoundError, TunelabError
 from tunelab.models.meta import CAUSAL, ENCODER, Method, pooling_conflict
@@ -93,6 +94,8 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
         completions = [e.completion for e in train_rows]
         labels = sorted(set(completions), key=label_sort_key)
         is_classification = detect_classification(completions) or (wants_classification and len(labels) <= 1000)
+        if is_classification:
+            problems += _whitespace_variants(request.training_file, train_rows)
         if opts.classification_positive_class is not None and labels is not None:
             if find_label(opts.classification_positive_class, labels) is None:
                 problems.append(f"--classification_positive_class {opts.classification_positive_class!r} is not a "
@@ -269,6 +272,22 @@ def _plan(method: Method, hp: Hyperparameters, opts: ClassificationOptions, reso
         cumulative_epochs=(resolved.parent.cumulative_epochs if resolved.parent else 0) + hp.n_epochs,
         auto_hyperparameters=recipe.auto, recipe=recipe.describe(),
     )
+
+
+def _whitespace_variants(ref: str, rows) -> list[str]:
+    """A problem when labels are written in two ways that differ only in whitespace (" 4" and "4"):
+    the model would learn them as two classes and split each class's rows between them."""
+    groups = whitespace_variants(e.completion for e in rows)
+    if not groups:
+        return []
+    counts = Counter(e.completion for e in rows)
+    rarer = {label for group in groups for label in sorted(group, key=lambda label: -counts[label])[1:]}
+    lines = [e.line for e in rows if e.completion in rarer]
+    shown = ", ".join(map(str, lines[:5])) + (", …" if len(lines) > 5 else "")
+    return [f"training file {ref}: {len(groups)} label(s) are written in two ways that differ only in whitespace, "
+            f"so each would train as two classes: {', '.join(' / '.join(map(repr, g)) for g in groups[:5])}"
+            f"{', …' if len(groups) > 5 else ''} (the rarer form on {len(lines)} line(s): {shown}). Write every "
+            f"label the same way, e.g. `tunelab tools fine_tunes.prepare_data -f {ref}` adds the missing leading spaces"]
 
 
 def _load(store: Store, ref: str, role: str, problems: list[str], uploaded: list[str]):
