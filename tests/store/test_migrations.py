@@ -113,3 +113,20 @@ def test_rows_written_at_head_are_readable_through_the_store(tmp_path):
     store.engine.dispose()
     again = Store(home=tmp_path / "home")
     assert again.get_file(record.id) == record
+
+
+def test_a_database_a_newer_tunelab_migrated_is_refused_untouched(tmp_path):
+    """An older tunelab (a machine not yet upgraded) must not write into a newer schema it does not know."""
+    from tunelab.errors import TunelabError
+
+    store = Store(home=tmp_path / "home")
+    with store.engine.begin() as conn:
+        conn.execute(text("INSERT INTO schema_migrations (version, name, applied_at) VALUES (:v, 'future', 0)"),
+                     {"v": HEAD[-1] + 1})
+    store.engine.dispose()
+    with pytest.raises(migrations_mod.SchemaTooNewError) as caught:
+        Store(home=tmp_path / "home")
+    assert isinstance(caught.value, TunelabError)
+    assert f"schema version {HEAD[-1] + 1}, newer than this tunelab" in caught.value.message
+    assert str(tmp_path / "home" / "tunelab.db") in caught.value.message and "Upgrade tunelab" in caught.value.hint
+    assert applied_versions(store.engine) == HEAD + [HEAD[-1] + 1]

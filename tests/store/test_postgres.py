@@ -208,3 +208,14 @@ def test_expired_files_and_checkpoint_models_on_postgres(postgres_url, tmp_path)
     store.request_cancel(job.id)
     assert [f.id for f in store.list_files()] == [kept.id]  # gone once no unfinished job needs it
     assert store.find_model(f"{job.id}:ckpt-step-3") is None  # no such checkpoint: not a model
+
+
+def test_a_database_a_newer_tunelab_migrated_is_refused_on_postgres(postgres_url, tmp_path):
+    """A worker left on an older tunelab, started against the shared database after an upgrade elsewhere."""
+    store = Store(home=tmp_path / "home", url=postgres_url)
+    with store.engine.begin() as conn:
+        conn.execute(text("INSERT INTO schema_migrations (version, name, applied_at) VALUES (:v, 'future', 0)"),
+                     {"v": HEAD[-1] + 1})
+    store.engine.dispose()
+    with pytest.raises(migrations_mod.SchemaTooNewError, match="newer than this tunelab"):
+        Store(home=tmp_path / "home", url=postgres_url)

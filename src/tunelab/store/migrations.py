@@ -12,10 +12,34 @@ from importlib import resources
 
 from sqlalchemy import Engine, text
 
+from tunelab.errors import TunelabError
+
 _NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 _ONLY = re.compile(r"^--\s*only:\s*([a-z]+)\s*$")
 
 MIGRATION_LOCK = 0x74756E656C6162  # "tunelab": the pg_advisory_lock key every tunelab process agrees on
+
+
+class SchemaTooNewError(TunelabError):
+    """The database was migrated by a newer tunelab: this one does not know its tables, and writing
+    rows the newer schema does not expect would break the processes that use it."""
+
+    def __init__(self, database_version: int, head: int, name: str = ""):
+        self.database_version = database_version
+        self.head = head
+        super().__init__(f"The store's database {name + ' ' if name else ''}is at schema version {database_version}, newer than this tunelab "
+                         f"{_version()} knows (version {head}): a newer tunelab migrated it.",
+                         hint="Upgrade tunelab here to the version the other machines run (every machine that "
+                              "shares a store must run the same tunelab version); nothing was changed.")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tunelab")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 def available() -> list[tuple[int, str, str]]:
@@ -34,7 +58,7 @@ def migrate(engine: Engine) -> list[int]:
     advisory lock makes them take turns, so each migration runs once and the others find it recorded
     (without it, two concurrent `CREATE TABLE` race into a duplicate-key error on the catalog)."""
     if engine.dialect.name != "postgresql":
-        return _apply(engine.begin, engine.dialect.name)
+        return _apply(engine.begin, engine.dialect.name, _name(engine))
     with engine.connect() as conn:
         conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
         conn.commit()
@@ -43,20 +67,29 @@ def migrate(engine: Engine) -> list[int]:
             def begin():
                 with conn.begin():
                     yield conn
-            return _apply(begin, "postgresql")
+            return _apply(begin, "postgresql", _name(engine))
         finally:
             conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
             conn.commit()
 
 
-def _apply(begin, dialect: str) -> list[int]:
+def _name(engine: Engine) -> str:
+    return engine.url.database if engine.dialect.name == "sqlite" else engine.url.render_as_string(hide_password=True)
+
+
+def _apply(begin, dialect: str, name: str = "") -> list[int]:
     with begin() as conn:
         conn.execute(text(
             "CREATE TABLE IF NOT EXISTS schema_migrations "
             "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
         ))
+    known = available()
+    with begin() as conn:
+        newest = conn.execute(text("SELECT MAX(version) FROM schema_migrations")).scalar()
+    if newest is not None and known and newest > known[-1][0]:
+        raise SchemaTooNewError(newest, known[-1][0], name)
     applied_now = []
-    for version, name, sql in available():
+    for version, name, sql in known:
         with begin() as conn:
             done = conn.execute(text("SELECT 1 FROM schema_migrations WHERE version = :v"), {"v": version}).first()
             if done:
