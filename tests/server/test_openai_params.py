@@ -113,6 +113,21 @@ def test_max_tokens_zero_with_echo_scores_a_prompt(client, real_models):
     assert excinfo.value.param == "max_tokens"
 
 
+@pytest.mark.parametrize("kwargs", [dict(prompt="", max_tokens=2), dict(prompt="", max_tokens=2, stream=True),
+                                    dict(prompt="", max_tokens=0, echo=True, logprobs=1)])
+def test_an_empty_prompt_is_refused_by_a_free_form_model(client, real_models, kwargs):
+    """A prompt without a token crashed generation (a 500, and the connection dropped); it is a 400
+    naming the prompt. A classifier still answers it (its tokenizer adds [CLS] and [SEP])."""
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        client.completions.create(model=real_models["lm"], **kwargs)
+    assert excinfo.value.param == "prompt" and excinfo.value.code == "empty_prompt"
+    assert "at least one token" in excinfo.value.message
+    with pytest.raises(openai.BadRequestError) as batch:
+        client.completions.create(model=real_models["lm"], prompt=["great", ""], max_tokens=1)
+    assert batch.value.body["message"].startswith("prompt[1] is empty")
+    assert client.completions.create(model=real_models["classifier"], prompt="", max_tokens=1).choices[0].text in LABELS
+
+
 def test_token_id_prompts(client, real_models, store):
     from tunelab.models.loading import load_tokenizer
 

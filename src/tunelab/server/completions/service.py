@@ -181,9 +181,16 @@ def context_limit(predictor) -> int | None:
 
 
 def check_context(predictor, prompts: list[str], max_tokens: int, param: str = "prompt") -> None:
-    """Generation must fit the model's positions; classification prompts are truncated like in training."""
+    """Generation must fit the model's positions, and start from at least one token (an empty prompt
+    crashed the model); classification prompts are truncated like in training, and may be empty."""
     if predictor.is_classification:
         return
+    for i, prompt in enumerate(prompts):
+        if not prompt.strip() and not _tokens_with_specials(predictor, prompt):
+            where = "prompt" if len(prompts) == 1 else f"prompt[{i}]"
+            raise bad_request(f"{where} is empty: it has no tokens for this model to continue from (tunelab does "
+                              "not start a document from an end-of-text token as OpenAI's models did); send at "
+                              "least one token of text, or token ids.", param=param, code="empty_prompt")
     limit = context_limit(predictor)
     if not limit:
         return
@@ -194,6 +201,14 @@ def check_context(predictor, prompts: list[str], max_tokens: int, param: str = "
                                 f"{n_prompt + max_tokens} tokens ({n_prompt} in your prompt; {max_tokens} for the "
                                 "completion). Please reduce your prompt or completion length.",
                            param=param, code="context_length_exceeded")
+
+
+def _tokens_with_specials(predictor, prompt: str) -> int:
+    """Tokens the model reads for `prompt`, the special ones its tokenizer adds (a BOS) included."""
+    tokenizer = getattr(predictor, "tokenizer", None)
+    if not callable(tokenizer):
+        return predictor.count_tokens(prompt)
+    return len(tokenizer(prompt, add_special_tokens=True)["input_ids"])
 
 
 def _logprobs(c: Generated, requested: int | None) -> Logprobs | None:
