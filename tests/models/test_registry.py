@@ -205,3 +205,40 @@ def test_unknown_names_are_typed_errors_with_a_hint(name):
 def test_no_name_at_all():
     with pytest.raises(InvalidInputError, match="No model given"):
         resolve_model("")
+
+
+def test_a_near_miss_names_the_model_meant(store, tiny_models):
+    """`-m adda`, `-m minilm-l7`, a fine-tuned id with its last digit cut off: the error suggests the name."""
+    model = tiny_models.register(store, "classifier")
+    for typed, meant in [("adda", "ada"), ("minilm-l7", "minilm-l6"), (model[:-1], model)]:
+        with pytest.raises(InvalidInputError) as excinfo:
+            resolve_model(typed, store, materialize=False)
+        assert f"Did you mean {meant!r}?" in excinfo.value.message, typed
+    with pytest.raises(InvalidInputError) as excinfo:
+        resolve_model("no-such-model", store, materialize=False)
+    assert "Did you mean" not in excinfo.value.message
+
+
+def test_a_job_id_given_as_a_model_says_what_became_of_its_model(store, tiny_models):
+    """`evaluate -m ft-…` (the job, not its model) said only "does not exist": now it says the job's model,
+    or that the job has not finished, or that it failed and why."""
+    from tunelab.inference.predictor import load_predictor
+    from tunelab.errors import NotFoundError
+    from tunelab.store.records import FAILED, SUCCEEDED
+    from tunelab.training.planning import JobRequest, create_job
+
+    job, _ = create_job(store, JobRequest(str(tiny_models.train), str(tiny_models.encoder)))
+    legacy = job.legacy_id
+    with pytest.raises(NotFoundError) as excinfo:
+        load_predictor(legacy, store)
+    assert f"{legacy} is a fine-tuning job that has not finished (status: queued)" in excinfo.value.message
+    assert f"tunelab api fine_tunes.follow -i {legacy}" in excinfo.value.message
+    store.update_job(job.id, status=FAILED, error={"code": "error", "message": "out of memory"})
+    with pytest.raises(InvalidInputError) as excinfo:
+        resolve_model(legacy, store, materialize=False)
+    assert f"{legacy} is a fine-tuning job that failed (out of memory), so it has no model" in excinfo.value.message
+    model = tiny_models.register(store, "classifier")
+    store.update_job(job.id, status=SUCCEEDED, fine_tuned_model=model, error=None)
+    with pytest.raises(NotFoundError) as excinfo:
+        load_predictor(job.id, store)
+    assert f"the model it made is {model}." in excinfo.value.message

@@ -296,7 +296,7 @@ def load_predictor(model_id: str, store=None, *, decision: str = "argmax", folde
     folder tunelab wrote, given as a path (the local CLI; never the server)."""
     from tunelab.errors import NotFoundError
     from tunelab.models.loading import load_fine_tuned, load_tokenizer
-    from tunelab.models.registry import CAUSAL, resolve_model
+    from tunelab.models.registry import CAUSAL, explain_unknown_model, resolve_model
     from tunelab.store import Store
 
     store = store or Store()
@@ -317,7 +317,8 @@ def load_predictor(model_id: str, store=None, *, decision: str = "argmax", folde
     try:
         resolved = resolve_model(model_id, store, classification=False)
     except InvalidInputError:
-        raise NotFoundError(f"The model {model_id!r} does not exist.",
+        why = explain_unknown_model(model_id, store)
+        raise NotFoundError(f"The model {model_id!r} does not exist." + (f" {why}" if why else ""),
                             hint="List models with `tunelab models list`.") from None
     if resolved.kind != CAUSAL:
         raise InvalidInputError(f"{model_id} is an encoder base model; it has no completions until fine-tuned.")

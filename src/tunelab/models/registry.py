@@ -3,6 +3,7 @@ the store, a local Hugging Face folder, or a hub id (only when the user is onlin
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -10,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunelab.errors import InvalidInputError, ModelUnavailableError
+from tunelab.errors import InvalidInputError, ModelUnavailableError, NotFoundError
 from tunelab.models import sources
 from tunelab.models.meta import CAUSAL, ENCODER, Method, ModelMeta
 from tunelab.store import ModelRecord, Store
@@ -171,11 +172,39 @@ def resolve_model(name: str, store: Store | None = None, *, classification: bool
                              kind=kind_of_config(folder / "config.json"), path=folder.resolve())
     if "/" in name and not name.startswith((".", "/")):
         return _hub_model(name, materialize)
+    why = explain_unknown_model(name, store)
     raise InvalidInputError(
-        f"Unknown model {name!r}.",
+        f"Unknown model {name!r}." + (f" {why}" if why else ""),
         hint="Use a base model from `tunelab models list` (minilm-l6, smollm2-135m, or the OpenAI names "
              "ada/babbage/curie/davinci, babbage-002, davinci-002, gpt-3.5-turbo, gpt-4o-mini, gpt-4.1…), a fine-tuned model id, a local Hugging Face folder, or a hub id.",
     )
+
+
+def explain_unknown_model(name: str, store: Store | None) -> str | None:
+    """Why `name`, which names no model, was probably given, in a sentence: a fine-tuning job's id
+    (what became of its model: its id, not made yet, or never), or a near miss of a known name
+    ("Did you mean 'ada'?"); None when nothing fits."""
+    if store is not None and name.startswith(("ft-", "ftjob-")):
+        try:
+            job = store.get_job(name)
+        except NotFoundError:
+            job = None
+        if job is not None:
+            if job.fine_tuned_model and store.find_model(job.fine_tuned_model) is not None:
+                return f"{name} is a fine-tuning job, not a model; the model it made is {job.fine_tuned_model}."
+            if job.fine_tuned_model:
+                return f"{name} is a fine-tuning job; the model it made, {job.fine_tuned_model}, was deleted."
+            if job.status == "failed":
+                reason = (job.error or {}).get("message")
+                return (f"{name} is a fine-tuning job that failed{f' ({reason})' if reason else ''}, so it has no model; "
+                        f"`tunelab api fine_tunes.events -i {name}` shows what happened.")
+            if job.status == "cancelled":
+                return f"{name} is a fine-tuning job that was cancelled before it made a model."
+            return (f"{name} is a fine-tuning job that has not finished (status: {job.status}), so it has no model "
+                    f"yet; `tunelab api fine_tunes.follow -i {name}` waits for it and prints its model id.")
+    known = list(BASE_MODELS) + list(ALIASES) + ([m.id for m in store.list_models()] if store is not None else [])
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    return f"Did you mean {close[0]!r}?" if close else None
 
 
 def kind_of_config(config_path: Path) -> str:
