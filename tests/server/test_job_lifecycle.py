@@ -224,3 +224,20 @@ def test_a_training_file_unusable_at_run_time_fails_with_openai_code(client, sto
     failed = client.fine_tuning.jobs.retrieve(job.id)
     assert failed.status == "failed" and failed.error.code == "invalid_training_file"
     assert "malformed JSON" in failed.error.message
+
+
+def test_a_job_failing_for_another_reason_has_a_snake_case_code(client, store, tiny_models, tmp_path, monkeypatch):
+    """error.code was the Python class name ('InvalidInputError'); it is snake_case like OpenAI's codes."""
+    import shutil
+
+    from tunelab.training.worker import WorkerOptions, run_worker
+
+    monkeypatch.setattr("tunelab.training.worker.ensure_worker", lambda _store: None)
+    base = shutil.copytree(tiny_models.encoder, tmp_path / "base")
+    train = _upload(client, write_classification_jsonl(tmp_path / "train.jsonl", 20))
+    job = client.fine_tuning.jobs.create(model=str(base), training_file=train)
+    shutil.rmtree(base)  # the base model's folder was moved away before the job ran
+    run_worker(store, WorkerOptions(once=True, device="cpu"))
+    failed = client.fine_tuning.jobs.retrieve(job.id)
+    assert failed.status == "failed" and failed.error.code == "invalid_input"
+    assert str(base) in failed.error.message

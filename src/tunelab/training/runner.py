@@ -4,6 +4,7 @@ epoch, register the final model atomically, record results and costs."""
 from __future__ import annotations
 
 import random
+import re
 import resource
 import time
 import traceback
@@ -64,11 +65,8 @@ def run_job(store: Store, job: JobRecord, *, abandoned: Callable[[], bool] | Non
                                 finished_at=store.get_job(job.id).finished_at or int(time.time()))
     except TunelabError as exc:
         store.add_event(job.id, f"Job failed: {exc.render()}", level="error")
-        # OpenAI's code for a data file that turns out unusable once the job runs
-        code = "invalid_training_file" if isinstance(exc, DataFileError) else type(exc).__name__
         return store.update_job(job.id, status=FAILED, finished_at=int(time.time()),
-                                error={"code": getattr(exc, "code", None) or code,
-                                       "message": exc.render(), "param": None})
+                                error={"code": failure_code(exc), "message": exc.render(), "param": None})
     except Exception as exc:  # a bug or a resource problem: keep the trace in the job's log
         trace = traceback.format_exc()
         log = store.job_dir(job.id) / "error.log"
@@ -77,6 +75,21 @@ def run_job(store: Store, job: JobRecord, *, abandoned: Callable[[], bool] | Non
         store.add_event(job.id, f"Job failed: {type(exc).__name__}: {exc} (trace in {log})", level="error")
         return store.update_job(job.id, status=FAILED, finished_at=int(time.time()),
                                 error={"code": "internal_error", "message": f"{type(exc).__name__}: {exc}", "param": None})
+
+
+def failure_code(exc: TunelabError) -> str:
+    """A failed job's `error.code`, in OpenAI's snake_case: the error's own code where it has one,
+    invalid_training_file for a data file that turns out unusable once the job runs (OpenAI's code),
+    else the error's kind (NotFoundError -> not_found, InvalidInputError -> invalid_input); it was
+    the Python class name, which no OpenAI client expects."""
+    if getattr(exc, "code", None):
+        return exc.code
+    if isinstance(exc, DataFileError):
+        return "invalid_training_file"
+    if type(exc) is TunelabError:
+        return "error"
+    name = type(exc).__name__.removesuffix("Error")
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def _finish_registered(store: Store, job: JobRecord) -> JobRecord | None:
