@@ -26,7 +26,7 @@ _MACHINE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tunelab",
         description="Fine-tune open language models locally with OpenAI's fine-tuning workflow.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -45,7 +45,71 @@ def build_parser() -> argparse.ArgumentParser:
         for action in each._actions:
             if isinstance(action, argparse._HelpAction):
                 action.help = "Show this help message and exit."
+    Parser.root = parser
     return parser
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors also say what was probably meant: a near-miss command
+    or option ("Did you mean ...?"), the group a verb belongs to, or options given before the verb."""
+
+    argv: list[str] = []  # the command line being parsed (main sets it), to see what came before a word
+    root: argparse.ArgumentParser | None = None  # the `tunelab` parser (build_parser sets it)
+
+    def error(self, message: str):
+        hint = _hint(self, message)
+        super().error(f"{message}\n{hint}" if hint else message)
+
+
+LEGACY_VERBS = {
+    "completions.create": "tunelab complete -m MODEL --prompt TEXT --max_tokens 1 --logprobs 5",
+    "chat_completions.create": "tunelab serve, then the openai client's chat.completions.create",
+    "models.list": "tunelab models list",
+    "models.get": "tunelab models get MODEL",
+    "models.retrieve": "tunelab models get MODEL",
+}
+"""Verbs of the legacy `openai api` that tunelab spells another way."""
+
+
+def _hint(parser: argparse.ArgumentParser, message: str) -> str | None:
+    """A sentence for argparse's `message` when something close was meant, else None."""
+    import difflib
+    import re
+
+    if message.startswith("unrecognized arguments: "):
+        hints = []
+        options = [s for a in parser._actions for s in a.option_strings]
+        for word in message.removeprefix("unrecognized arguments: ").split():
+            name = word.split("=", 1)[0]
+            if not name.startswith("--") and not (name.startswith("-") and len(name) == 2):
+                continue
+            same = [o for o in options if o.replace("-", "_") == name.replace("-", "_")]
+            close = same or difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+            if close:
+                hints.append(f"{name}: did you mean {close[0]}?")
+        return "\n".join(hints) or None
+    found = re.search(r"invalid choice: '?(.*?)'? \(choose from", message)
+    if not found:
+        return None
+    typed = found.group(1)
+    argv = Parser.argv
+    at = argv.index(typed) if typed in argv else -1
+    if at > 0 and argv[at - 1].startswith("-"):
+        return (f"Options come after the command: {parser.prog} {'VERB' if parser.prog != 'tunelab' else 'COMMAND'} "
+                f"{' '.join(argv[at - 1:at + 1])} … (see `{parser.prog} --help`).")
+    if typed == "openai":
+        return "Drop `openai`: tunelab takes the legacy commands as they were, e.g. `tunelab api fine_tunes.list`."
+    if typed in LEGACY_VERBS:
+        return f"tunelab does that with `{LEGACY_VERBS[typed]}`."
+    choices = next((list(a.choices) for a in parser._actions if isinstance(a, argparse._SubParsersAction)), [])
+    normalized = typed.lower().replace("-", "_").replace("fine_tune.", "fine_tunes.").replace("finetunes", "fine_tunes")
+    if normalized in choices:
+        return f"Did you mean `{parser.prog} {normalized}`?"
+    elsewhere = [p.prog for p in iter_parsers(Parser.root or parser) if p.prog.endswith(f" {normalized}")]
+    if elsewhere:  # a verb of another group: `tunelab fine_tunes.create`, `tunelab api fine_tunes.prepare_data`
+        return f"Did you mean `{elsewhere[0]}`?"
+    close = difflib.get_close_matches(normalized, choices, n=1, cutoff=0.6)
+    return f"Did you mean `{parser.prog} {close[0]}`?" if close else None
 
 
 def iter_parsers(parser: argparse.ArgumentParser):
@@ -60,7 +124,10 @@ def iter_parsers(parser: argparse.ArgumentParser):
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    Parser.argv = list(sys.argv[1:] if argv is None else argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # said by the command's own parser, whose options the hint can name
+        getattr(args, "help_parser", parser).error(f"unrecognized arguments: {' '.join(extras)}")
     if not getattr(args, "func", None):
         # `tunelab` alone is a request for help; `tunelab api` without a verb is a usage error.
         getattr(args, "help_parser", parser).print_help()
