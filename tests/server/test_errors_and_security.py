@@ -46,6 +46,26 @@ def test_client_exception_types(client, models):
     assert context.value.code == "context_length_exceeded"
 
 
+def test_every_answer_has_a_request_id_the_client_shows(client, models):
+    """OpenAI's x-request-id (the client's `_request_id`, an error's `request_id`) and
+    openai-processing-ms; tunelab sent neither, so code logging the id logged None."""
+    first = client.completions.create(model=models["classifier"], prompt="x", max_tokens=1)
+    second = client.models.list()
+    assert first._request_id.startswith("req_") and second.data and first._request_id != second._request_id
+    raw = client.chat.completions.with_raw_response.create(model=models["lm"], messages=[{"role": "user", "content": "hi"}],
+                                                           max_tokens=1)
+    assert raw.headers["x-request-id"].startswith("req_") and int(raw.headers["openai-processing-ms"]) >= 0
+    with client.completions.with_streaming_response.create(model=models["lm"], prompt="x", max_tokens=2,
+                                                           stream=True) as streamed:
+        assert streamed.headers["x-request-id"].startswith("req_") and list(streamed.iter_lines())
+    with pytest.raises(openai.NotFoundError) as unknown:
+        client.models.retrieve("no-such-model")
+    assert unknown.value.request_id.startswith("req_")
+    with pytest.raises(openai.NotFoundError) as url:
+        client.get("/no/such/route", cast_to=object)
+    assert url.value.request_id.startswith("req_")
+
+
 def test_malformed_and_invalid_bodies_are_400(http, models):
     error = assert_envelope(http.post("/v1/completions", content=b'{"model": ', headers={"content-type": "application/json"}), 400)
     assert "JSON" in error["message"]

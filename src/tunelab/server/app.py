@@ -30,7 +30,7 @@ from tunelab.server.batching import (
 from tunelab.server.limits import (
     DEFAULT_MAX_BODY_MB, DEFAULT_READ_TIMEOUT_S, DEFAULT_REQUEST_TIMEOUT_S, RequestLimits,
 )
-from tunelab.server.common import ServerState, get_state
+from tunelab.server.common import RequestIdMiddleware, ServerState, get_state
 from tunelab.server.metrics import ServerMetrics
 from tunelab.server.prediction_log import PredictionRecorder, prompt_columns
 from tunelab.store import Store
@@ -185,7 +185,7 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
                 "batching": {model: s.as_dict() for model, s in st.batchers.stats.items()}}
 
     # Middleware, innermost first: OPTIONS and Allow, request limits (body size and time, hostile
-    # JSON, the request's deadline), API key, local guard, then CORS outermost so that browsers'
+    # JSON, the request's deadline), API key, local guard, metrics, x-request-id, then CORS outermost so that browsers'
     # preflight requests from allowed origins are answered.
     app.add_middleware(openapi.MethodsMiddleware, routes=app.router.routes)
     app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes, max_upload_bytes=max_upload_bytes,
@@ -195,6 +195,7 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
     app.add_middleware(LocalGuardMiddleware, check_host=loopback_only, cors_origins=origins)
     if server_metrics is not None:  # outside the guards, so refused requests are counted too
         app.add_middleware(server_metrics.middleware_class, metrics=server_metrics)
+    app.add_middleware(RequestIdMiddleware)  # refused requests get an id too
     if origins:
         from fastapi.middleware.cors import CORSMiddleware
 

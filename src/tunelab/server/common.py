@@ -84,5 +84,29 @@ def new_request_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(12)}"
 
 
+class RequestIdMiddleware:
+    """`x-request-id` and `openai-processing-ms` on every answer, as OpenAI sends them: the `openai`
+    client shows the id as `response._request_id` (`.request_id` of an error), which code logs to
+    report a failed call; the milliseconds are the time until the answer (or a stream) started."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        request_id = f"req_{secrets.token_hex(16)}".encode()
+
+        async def send_with_id(message) -> None:
+            if message["type"] == "http.response.start":
+                elapsed = str(round((time.perf_counter() - started) * 1000)).encode()
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id),
+                                      (b"openai-processing-ms", elapsed)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
 def now() -> int:
     return int(time.time())
