@@ -111,6 +111,38 @@ def test_postgres_worker_registers_and_stops(postgres_url, capsys):
     assert live.id in listed and "cuda:0" in listed and f"(pid {live.pid})" in listed
 
 
+def test_a_postgres_worker_whose_home_is_not_the_shared_folder_is_refused(postgres_url, tmp_path, monkeypatch,
+                                                                       capsys):
+    """A machine with another TUNELAB_HOME (or without the shared folder mounted) used to take jobs and fail
+    them with "no such file", or keep their models where no other machine sees them."""
+    train = tmp_path / "train.jsonl"
+    train.write_text('{"prompt": "a", "completion": " 1"}\n')
+    shared = Store(home=tmp_path / "shared", url=postgres_url)
+    uploaded = shared.add_file(train, n_rows=1)
+    shared.add_file(train, purpose="fine-tune-results")  # a worker's results file does not count
+    assert run_cli("worker", "--once") == 2  # this test's TUNELAB_HOME is another folder
+    err = capsys.readouterr().err
+    assert f"is not the store's shared folder: the store's files are in {tmp_path / 'shared'} (e.g. {uploaded.id}" \
+        in err
+    assert f"set TUNELAB_HOME={tmp_path / 'shared'}" in err and "Traceback" not in err
+    assert Store().list_workers(include_stopped=True) == []  # refused before registering
+
+    monkeypatch.setenv("TUNELAB_HOME", str(tmp_path / "shared"))
+    os.unlink(uploaded.path)  # the same path, but the shared folder is not mounted here
+    assert run_cli("worker", "--once") == 2
+    err = capsys.readouterr().err
+    assert f"{uploaded.path}, which this machine cannot read (is the shared folder mounted here?)" in err
+
+    with open(uploaded.path, "w") as fh:
+        fh.write(train.read_text())
+    assert run_cli("worker", "--once") == 0
+    capsys.readouterr()
+
+    # A client with another TUNELAB_HOME uploading once does not stop the workers that see the shared folder.
+    Store(home=tmp_path / "laptop", url=postgres_url).add_file(train, n_rows=1)
+    assert run_cli("worker", "--once") == 0
+
+
 def test_worker_list_says_when_a_worker_has_gone_silent():
     from tunelab.cli.worker import heartbeat_text
 

@@ -118,6 +118,13 @@ class Store:
         self.delete_expired_files()
         return [decode(FileRecord, r) for r in self._all("SELECT * FROM files ORDER BY created_at DESC, id")]
 
+    def recent_uploads(self, limit: int = 20) -> list[FileRecord]:
+        """The files clients uploaded last (not jobs' results, which workers write), newest first: where
+        a shared store's files are (`tunelab worker` checks that its TUNELAB_HOME is that folder)."""
+        rows = self._all("SELECT * FROM files WHERE purpose <> 'fine-tune-results' "
+                         "ORDER BY created_at DESC, id DESC LIMIT :n", n=limit)
+        return [decode(FileRecord, r) for r in rows]
+
     def delete_expired_files(self) -> list[str]:
         """Delete the files whose `expires_at` has passed, except those an unfinished job still reads."""
         rows = self._all(

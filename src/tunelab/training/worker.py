@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,7 +239,34 @@ class Lease:
                 self.store.stop_worker(self.worker_id)
 
 
+def check_shared_home(store: Store) -> None:
+    """A worker on a shared store must see the store's TUNELAB_HOME at the same path as the machines that
+    upload the files: otherwise it would fail each job it takes ("no such file") or keep the job's
+    checkpoints and model in a folder no other machine sees. Checked before it registers: one of the
+    last uploaded files must be readable under this worker's TUNELAB_HOME (one, so that a single client
+    with another TUNELAB_HOME does not stop every worker)."""
+    recent = store.recent_uploads(20)
+    if not recent:
+        return  # nothing uploaded yet: nothing to compare with
+    home = os.path.realpath(store.home)
+    roots = [Path(r.path).parent.parent for r in recent]  # <TUNELAB_HOME>/files/<file id>.<ext>
+    if any(os.path.realpath(root) == home and Path(r.path).is_file() for root, r in zip(roots, recent)):
+        return
+    root = Counter(roots).most_common(1)[0][0]
+    example = next(r for r, where in zip(recent, roots) if where == root)
+    fix = (f"Mount the shared folder at {root} on this machine and set TUNELAB_HOME={root} (every machine must "
+           "see it at the same path; see `tunelab worker --help`). No job was taken.")
+    if os.path.realpath(root) != home:
+        raise InvalidInputError(f"This worker's TUNELAB_HOME ({store.home}) is not the store's shared folder: the "
+                                f"store's files are in {root} (e.g. {example.id}, {example.path}); jobs run here "
+                                "would fail or keep their models where the other machines cannot see them.", hint=fix)
+    raise InvalidInputError(f"This worker's TUNELAB_HOME ({store.home}) does not hold the store's files: "
+                            f"{example.id}, for one, is {example.path}, which this machine cannot read (is the "
+                            "shared folder mounted here?).", hint=fix)
+
+
 def _serve_shared(store: Store, options: WorkerOptions, report: Report) -> int:
+    check_shared_home(store)
     lease = Lease(store, options)
     report(f"Worker {lease.worker_id} serving {_store_name(store)} (lease {options.lease_seconds:g} s"
            + (f", device {options.device}" if options.device else "")
