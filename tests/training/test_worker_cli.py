@@ -67,8 +67,9 @@ def test_a_second_worker_on_a_sqlite_home_is_refused(capsys):
         lock.write("4242")
         lock.flush()
         assert run_cli("worker", "--once") == 2
-        err = capsys.readouterr().err
+        out, err = capsys.readouterr()
         assert "Another worker (pid 4242)" in err and "PostgreSQL" in err
+        assert "serving" not in out  # it used to claim "the only worker for this home" before the refusal
         assert run_cli("worker", "--list") == 0
         assert "it is running" in capsys.readouterr().out
 

@@ -8,7 +8,6 @@ machine or GPU; they share the queue, and a job whose worker dies resumes on ano
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import time
@@ -68,8 +67,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        if not store.shared:
-            report(f"Worker (pid {os.getpid()}) serving {store.home} (SQLite: the only worker for this home).")
         ran = run_worker(store, options, report)
     except _Terminated:
         report("Stopped by SIGTERM (a job it was running, if any, is back in the queue).")

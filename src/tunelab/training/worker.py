@@ -183,6 +183,7 @@ def run_worker(store: Store, options: WorkerOptions, report: Report = _quiet, *,
         lock.truncate()
         lock.write(str(os.getpid()))
         lock.flush()
+        report(f"Worker (pid {os.getpid()}) serving {store.home} (SQLite: the only worker for this home).")
         for job_id in recover_orphans(store):
             report(f"Recovered {job_id} from a worker that stopped during it.")
         return _loop(store, options, report, lease=None)
