@@ -144,6 +144,20 @@ def test_a_postgres_worker_whose_home_is_not_the_shared_folder_is_refused(postgr
     assert run_cli("worker", "--once") == 0
 
 
+def test_worker_list_ages_heartbeats_on_the_database_clock(postgres_url, monkeypatch, capsys):
+    """A machine whose clock is an hour ahead listed every live worker as lost (its own clock minus the
+    database's heartbeat time)."""
+    import time
+
+    store = Store()
+    live = store.register_worker(device="cpu", launcher="inprocess")
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 3600)
+    assert run_cli("worker", "--list") == 0
+    line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith(live.id))
+    assert "expired" not in line and "silent" not in line, line
+
+
 def test_worker_list_says_when_a_worker_has_gone_silent():
     from tunelab.cli.worker import heartbeat_text
 

@@ -93,7 +93,7 @@ def _list(store: Store) -> int:
     if not workers:
         print("No worker is serving this store.", file=sys.stderr)
         return 0
-    now = time.time()
+    now = store.clock()  # heartbeats are on the database's clock: this machine's may be off
     lease = lease_seconds()
     print(format_columns(["ID", "HOST", "DEVICE", "LAUNCHER", "HEARTBEAT", "JOB"],
                          [[w.id, f"{w.host} (pid {w.pid})", w.device or "auto", w.launcher or "",

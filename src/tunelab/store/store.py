@@ -309,6 +309,13 @@ class Store:
     def _clock(self) -> str:
         return _PG_CLOCK if self.shared else ":now"
 
+    def clock(self) -> float:
+        """Now, in seconds since the epoch, on the clock workers' heartbeats use: the database's on
+        PostgreSQL (this machine's may be off), this machine's on SQLite."""
+        if not self.shared:
+            return time.time()
+        return float(self._one(f"SELECT {_PG_CLOCK}")[0])
+
     def register_worker(self, *, device: str | None = None, launcher: str | None = None) -> WorkerRecord:
         worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         with self.engine.begin() as conn:
