@@ -107,6 +107,9 @@ def test_list_pages_with_after(client, uploaded, tiny_models):
     assert not rest.has_more
     assert sorted(j.id for j in first.data + rest.data) == sorted(ids)
     assert [j.id for j in client.fine_tuning.jobs.list(limit=1)] == [j.id for j in first.data + rest.data]
+    with pytest.raises(openai.BadRequestError) as stale:  # was a 404 naming fine_tuning_job_id, not sent
+        client.fine_tuning.jobs.list(after="ftjob-" + "0" * 24)
+    assert stale.value.param == "after" and "cursor" in stale.value.message
 
 
 def test_cancel_and_conflict(client, uploaded, tiny_models):

@@ -156,8 +156,12 @@ def list_jobs(store: Store, *, after: str | None, limit: int,
               metadata: dict[str, str] | None = None) -> tuple[list[FineTuningJob], bool]:
     """Newest first. `metadata`: only jobs whose metadata holds every one of these pairs (OpenAI's
     `metadata[key]=value` query; {} keeps the jobs without metadata); such a list is filtered in Python, since metadata is JSON in a column."""
-    if after is not None:
-        get_job(store, after)
+    if after is not None:  # a stale cursor is a bad `after`, as for files and events (it was a 404 on an id not sent)
+        try:
+            store.get_job(after)
+        except NotFoundError:
+            raise bad_request(f"No fine-tuning job {after} (the `after` cursor): page with the last id of the "
+                              "previous page.", param="after") from None
     cursor = normalize_job_id(after) if after else None
     if metadata is None:
         # The store pages jobs in SQL; one row beyond the limit says whether there are more.
