@@ -87,6 +87,40 @@ class HeaderTimeoutProtocol(H11Protocol):
             self.transport.close()
 
 
+def ensure_can_listen(host: str, port: int) -> None:
+    """InvalidInputError when a server cannot listen on host:port: the port is taken (another
+    `tunelab serve`), needs root, or the address is not this machine's. Checked before uvicorn
+    starts, which would log the OSError among its start-up lines and exit with status 3."""
+    import errno
+    import socket
+
+    from tunelab.errors import InvalidInputError
+
+    if not port:
+        return  # 0: the system picks a free port
+    address = host.strip("[]")
+    with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((address, port))
+        except socket.gaierror:
+            raise InvalidInputError(f"Cannot listen on {host}: it is not a host name or address this machine knows.",
+                                    hint="Use 127.0.0.1 (this machine only) or 0.0.0.0 (every network interface).") from None
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise InvalidInputError(f"Port {port} on {host} is already in use (another `tunelab serve`, or another "
+                                        "program).", hint="Stop that server, or pick another port, e.g. "
+                                        f"--port {port + 1} (--port 0 picks a free one).") from None
+            if exc.errno == errno.EACCES:
+                raise InvalidInputError(f"Cannot listen on port {port}: ports below 1024 need root.",
+                                        hint="Pick a port from 1024 up, e.g. --port 8000.") from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise InvalidInputError(f"Cannot listen on {host}: it is not an address of this machine.",
+                                        hint="Use 127.0.0.1 (this machine only) or 0.0.0.0 (every network "
+                                             "interface).") from None
+            raise
+
+
 def serve_factory(app_options: dict, **run_options) -> None:
     """Run the app that `create_app(**app_options)` builds (JSON-able options only), imported by
     uvicorn from `APP_FACTORY` in this process."""

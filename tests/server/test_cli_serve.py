@@ -20,6 +20,7 @@ def captured(monkeypatch):
         calls.update(kwargs)
 
     monkeypatch.setattr("uvicorn.run", fake_run)
+    monkeypatch.setattr("tunelab.netserve.ensure_can_listen", lambda host, port: None)  # whatever holds 8000 here
     return calls
 
 
@@ -64,3 +65,23 @@ def test_serve_limits(captured):
     for bad in (["--max-queue", "0"], ["--max-body-mb", "0"], ["--request-timeout", "0"]):
         captured.clear()
         assert run_cli("serve", *bad) == 2 and "app" not in captured
+
+
+def test_serve_on_a_port_in_use_says_so_before_starting(monkeypatch, capsys):
+    """A taken port gave uvicorn's start-up log, an `[Errno 98]` line among INFO lines and exit 3 (the
+    code for "not found"), after the banner announcing the server; now one error naming the port and
+    the fix, exit 2, and nothing started."""
+    import socket
+
+    def never(*args, **kwargs):
+        raise AssertionError("uvicorn started")
+
+    monkeypatch.setattr("uvicorn.run", never)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert run_cli("serve", "--port", port) == 2
+    err = capsys.readouterr().err
+    assert f"Port {port} on 127.0.0.1 is already in use" in err and "--port 0 picks a free one" in err
+    assert "tunelab API on" not in err and "Traceback" not in err

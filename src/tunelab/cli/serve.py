@@ -79,7 +79,7 @@ def register(subparsers) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from tunelab.errors import InvalidInputError
-    from tunelab.netserve import is_loopback, serve_factory
+    from tunelab.netserve import ensure_can_listen, is_loopback, serve_factory
     from tunelab.store import Store
 
     keys = list(args.api_keys)
@@ -114,6 +114,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     store = Store()
     home = store.home
     store.engine.dispose()
+    ensure_can_listen(args.host, args.port)  # a taken port: one clear error, not uvicorn's start-up log
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"tunelab API on http://{shown}:{args.port}/v1 (store: {home}"
           f"{', API key required' if keys else ''}); dashboard on http://{shown}:{args.port}/ui. Ctrl-C stops it.",
