@@ -249,6 +249,16 @@ def test_csv_saved_as_json_gets_a_hint(tmp_path):
     assert "looks like a CSV header" in err.value.render() and ".csv" in err.value.render()
 
 
+def test_csv_saved_as_jsonl_gets_the_same_hint(tmp_path):
+    """A CSV export named train.jsonl listed 'malformed JSON' for every line and said only that each
+    line must hold a JSON object; now it says the file is CSV and to name it .csv."""
+    path = write(tmp_path / "train.jsonl", "prompt,completion\nGreat dress ->, 5\nPoor fit ->, 1\n")
+    with pytest.raises(DataFileError) as err:
+        read_table(path)
+    assert "3 line(s) cannot be read as JSON Lines" in err.value.message
+    assert "looks like a CSV header ('prompt,completion')" in err.value.render() and ".csv" in err.value.render()
+
+
 def test_a_preference_file_says_it_is_one(tmp_path):
     """QA: OpenAI's DPO format uploaded to /v1/files was called 'a table of raw reviews' with a
     `tunelab datasets build` command to run; it is a preference file, and tunelab trains supervised."""

@@ -218,13 +218,14 @@ def _read_jsonl(path: Path, text: str) -> Table:
     if problems:
         long_rows = any("characters long" in p for p in problems)
         raise_problems(f"{path}: {len(problems)} line(s) cannot be read as JSON Lines:", problems,
-                       hint=_LONG_ROW_HINT if long_rows else "Each line must hold one complete JSON object.")
+                       hint=_LONG_ROW_HINT if long_rows else
+                       _looks_like_csv(text) or "Each line must hold one complete JSON object.")
     return Table(path, "jsonl", _columns_of(rows), rows, lines)
 
 
 def _looks_like_csv(text: str) -> str | None:
-    """A hint when a .json file's first line reads like a CSV header (comma-separated names, no
-    brace): the file was saved under the wrong extension."""
+    """A hint when a .json or .jsonl file's first line reads like a CSV header (comma-separated
+    names, no brace): the file was saved under the wrong extension."""
     first = text.lstrip().split("\n", 1)[0]
     if "," in first and not first.startswith(("{", "[")):
         return (f"Its first line looks like a CSV header ({first[:80]!r}); if the file is CSV, give it a .csv "
