@@ -74,6 +74,29 @@ def test_a_second_worker_on_a_sqlite_home_is_refused(capsys):
         assert "it is running" in capsys.readouterr().out
 
 
+def test_two_homes_sharing_one_sqlite_database_get_one_worker(small_job, tmp_path, monkeypatch, capsys):
+    """TUNELAB_DATABASE_URL=sqlite:///… shared by two TUNELAB_HOMEs: the second home's worker took the first
+    one's running job for an orphan of a dead worker and ran it a second time, at once."""
+    store, job = small_job
+    database = tmp_path / "shared.db"
+    monkeypatch.setenv("TUNELAB_DATABASE_URL", f"sqlite:///{database}")
+    first = Store(home=tmp_path / "home-a", url=f"sqlite:///{database}")
+    job = first.create_job(model="ada", base_model="minilm-l6", method="classifier", training_file=job.training_file,
+                           validation_file=None, hyperparams={"n_epochs": 1}, options={}, seed=0)
+    with open(worker_mod._lock_path(first), "a+") as lock:  # what home-a's worker holds while it runs the job
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.write("4242")
+        lock.flush()
+        assert first.claim_next_job(4242).id == job.id
+        monkeypatch.setenv("TUNELAB_HOME", str(tmp_path / "home-b"))
+        assert run_cli("worker", "--once") == 2
+        out, err = capsys.readouterr()
+        assert f"Another worker (pid 4242) already serves the SQLite database {database}." in err
+        assert first.get_job(job.id).status == "running" and first.get_job(job.id).worker_pid == 4242
+        assert run_cli("worker", "--list") == 0
+        assert f"one worker for the SQLite database {database}; it is running" in capsys.readouterr().out
+
+
 def test_a_stopped_worker_hands_its_job_back(small_job, monkeypatch):
     store, job = small_job
 

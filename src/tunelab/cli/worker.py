@@ -84,10 +84,12 @@ class _Terminated(KeyboardInterrupt):
 
 def _list(store: Store) -> int:
     if not store.shared:
-        from tunelab.training.worker import worker_running
+        from tunelab.training.worker import sqlite_scope, worker_running
 
         state = "running" if worker_running(store) else "not running"
-        print(f"SQLite store: one worker per TUNELAB_HOME ({store.home}); it is {state}.")
+        scope = sqlite_scope(store)
+        print(f"SQLite store: one worker per TUNELAB_HOME ({scope}); it is {state}." if scope == str(store.home)
+              else f"SQLite store: one worker for {scope}; it is {state}.")
         return 0
     workers = store.list_workers(include_stopped=False)
     if not workers:

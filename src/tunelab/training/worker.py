@@ -3,7 +3,8 @@
 How workers share the queue depends on the store:
 
 - SQLite (the default, one machine): one worker per TUNELAB_HOME holds an exclusive lock on
-  `worker.lock`. Because of that lock, a job found `running` when a worker starts belongs to a
+  `worker.lock` (beside the database instead when TUNELAB_DATABASE_URL names a SQLite file elsewhere,
+  which several homes may share). Because of that lock, a job found `running` when a worker starts belongs to a
   worker that died (e.g. kill -9): it is put back in the queue to resume from its last checkpoint,
   or failed with the reason after too many tries.
 - PostgreSQL (several workers, on one machine or many): no file lock. Workers claim jobs with row
@@ -96,7 +97,26 @@ def _quiet(message: str) -> None:
 # -- the SQLite path: one worker per TUNELAB_HOME ------------------------------------------------------
 
 def _lock_path(store: Store) -> Path:
-    return store.home / "worker.lock"
+    """`worker.lock` in TUNELAB_HOME; beside the database when TUNELAB_DATABASE_URL puts the SQLite file
+    elsewhere, so that two homes sharing that file still get one worker (a second one would take the
+    first one's running job for an orphan and run it too)."""
+    default = store.home / "worker.lock"
+    database = _sqlite_file(store)
+    if database is None or os.path.realpath(database) == os.path.realpath(store.home / "tunelab.db"):
+        return default
+    return database.with_name(database.name + ".worker.lock")
+
+
+def _sqlite_file(store: Store) -> Path | None:
+    database = store.engine.url.database
+    return Path(database) if database and database != ":memory:" and not database.startswith("file:") else None
+
+
+def sqlite_scope(store: Store) -> str:
+    """What one SQLite worker serves, for messages: the home, or the database file other homes may share."""
+    if _lock_path(store) == store.home / "worker.lock":
+        return str(store.home)
+    return f"the SQLite database {_sqlite_file(store)}"
 
 
 def worker_running(store: Store) -> bool:
@@ -176,14 +196,17 @@ def run_worker(store: Store, options: WorkerOptions, report: Report = _quiet, *,
                 return 0  # another worker owns this home
             lock.seek(0)
             holder = lock.read().strip() or "?"
-            raise ConflictError(f"Another worker (pid {holder}) already serves {store.home}.",
-                                hint="A SQLite store has one worker per TUNELAB_HOME. For several workers, put "
-                                     "the store on PostgreSQL (TUNELAB_DATABASE_URL).") from None
+            raise ConflictError(f"Another worker (pid {holder}) already serves {sqlite_scope(store)}.",
+                                hint="A SQLite store has one worker (per TUNELAB_HOME, or per database file that "
+                                     "TUNELAB_DATABASE_URL names). For several workers, put the store on "
+                                     "PostgreSQL (TUNELAB_DATABASE_URL=postgresql://…).") from None
         lock.seek(0)
         lock.truncate()
         lock.write(str(os.getpid()))
         lock.flush()
-        report(f"Worker (pid {os.getpid()}) serving {store.home} (SQLite: the only worker for this home).")
+        served = sqlite_scope(store)
+        report(f"Worker (pid {os.getpid()}) serving {served} (SQLite: the only worker for this "
+               + ("home)." if served == str(store.home) else "database)."))
         for job_id in recover_orphans(store):
             report(f"Recovered {job_id} from a worker that stopped during it.")
         return _loop(store, options, report, lease=None)
