@@ -92,8 +92,10 @@ def test_cancel_a_queued_job_at_once(store):
     assert cancelled.status == "cancelled" and cancelled.cancel_requested and cancelled.finished_at is not None
     assert store.list_events(job.id)[-1].message == "Job cancelled before it started."
     assert store.claim_next_job(1) is None
-    with pytest.raises(ConflictError, match="already cancelled"):
+    with pytest.raises(ConflictError, match=rf"Job {job.id} has already ended \(cancelled\)"):
         store.request_cancel(job.id)
+    with pytest.raises(ConflictError, match=f"Job {job.legacy_id} has already ended"):  # as the caller named it
+        store.request_cancel(job.legacy_id)
 
 
 def test_cancel_a_running_job_answers_cancelled_at_once(store):
@@ -103,8 +105,10 @@ def test_cancel_a_running_job_answers_cancelled_at_once(store):
     # As OpenAI answers; the runner's loop sees cancel_requested within a second and stops.
     assert requested.status == "cancelled" and requested.cancel_requested and requested.finished_at is not None
     assert store.list_events(job.id)[-1].message == "Cancellation requested."
-    with pytest.raises(ConflictError, match="already cancelled"):
+    with pytest.raises(ConflictError, match=rf"Job {job.id} has already ended \(cancelled\)"):
         store.request_cancel(job.id)
+    with pytest.raises(ConflictError, match=f"Job {job.legacy_id} has already ended"):  # as the caller named it
+        store.request_cancel(job.legacy_id)
 
 
 def test_pause_and_resume(store):

@@ -207,8 +207,10 @@ class Store:
         overwrites the status with an outcome)."""
         job = self.get_job(job_id)
         if job.is_terminal:
-            raise ConflictError(f"Job {job.id} is already {job.status}; only running, queued or paused jobs can be "
-                                "cancelled.")
+            # Named as the caller named it (ft-… or ftjob-…): both spellings are the same job.
+            name = job_id if job_id in (job.id, job.legacy_id) else job.id
+            raise ConflictError(f"Job {name} has already ended ({job.status}); only running, queued or paused jobs "
+                                "can be cancelled.")
         with self.engine.begin() as conn:
             changed = conn.execute(text(
                 "UPDATE jobs SET cancel_requested = 1, status = :c, finished_at = :t, updated_at = :t "
