@@ -3,7 +3,7 @@
 #   make test   install (with test extras), then run the whole test suite
 # and, for development:
 #   make test-fast  the same without the tests marked slow (worker/model/server processes, the
-#                   packaged models, the README run): every package, in under a minute
+#                   packaged models, the README run), spread over the cores (pytest-xdist)
 VENV ?= .venv
 
 .PHONY: setup setup-test demo test test-fast bench
@@ -21,7 +21,7 @@ test: setup-test
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
 test-fast: setup-test
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider -m "not slow"
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider -m "not slow" -n auto
 
 bench: setup
 	$(VENV)/bin/python benchmarks/train_throughput.py
