@@ -69,13 +69,11 @@ def create_file(store: Store, stream: BinaryIO, filename: str | None, purpose: s
         path, stored_name = spool(stream, name, Path(tmp))
         try:
             record = upload_file(store, path, purpose, filename=stored_name, expires_after=expires_after)
-        except RawTableError as exc:
-            # Its own code, so that the dashboard can offer to build prompt/completion files from it.
-            message = exc.render().replace(str(path), name)
-            raise bad_request(f"Invalid file {name}: {message}", param="file", code="raw_table") from None
         except DataFileError as exc:
             message = exc.render().replace(str(path), name)  # the client's name, not our temporary path
-            raise bad_request(f"Invalid file {name}: {message}", param="file", code="invalid_file") from None
+            # A raw table has its own code, so that the dashboard can offer to build files from it.
+            code = "raw_table" if isinstance(exc, RawTableError) else "invalid_file"
+            raise bad_request(f"Invalid file {name}: {message}", param="file", code=code) from None
     return to_object(record)
 
 
