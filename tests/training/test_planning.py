@@ -243,3 +243,33 @@ def test_labels_written_with_and_without_their_leading_space_are_refused(store, 
     assert "on 20 line(s): 1, 4, 7, 10, 13, …" in text
     assert f"tunelab tools fine_tunes.prepare_data -f {mixed}" in text
     assert store.list_jobs() == [] and store.list_files() == []
+
+
+def test_data_with_a_single_distinct_completion_is_not_trained_as_a_one_label_classifier(store, tiny_models,
+                                                                                          tmp_path):
+    """Multi-turn chat rows whose last learnt reply is always the same (or prompt/completion rows
+    with one completion) passed the "fewer than a third" rule and trained a classifier over one
+    label: loss 0 from the first step, the same answer for every input. Now refused, naming the
+    completion; the lm method asked for by name trains the replies as free text."""
+    chat = tmp_path / "multi.jsonl"
+    chat.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": f"good dress {i}"}, {"role": "assistant", "content": "fine", "weight": 0},
+        {"role": "user", "content": "again"}, {"role": "assistant", "content": "great"}]}) + "\n" for i in range(30)))
+    with pytest.raises(InvalidInputError) as excinfo:
+        plan(store, chat, str(tiny_models.decoder))
+    (problem,) = excinfo.value.problems
+    assert "every training example has the same completion ('great')" in problem
+    assert "last assistant message of weight 1" in problem and '{"method": "lm"}' in problem
+    constant = tmp_path / "constant.jsonl"
+    constant.write_text("".join(json.dumps({"prompt": f"review {i}\n\n###\n\n", "completion": " 4"}) + "\n"
+                                for i in range(30)))
+    with pytest.raises(InvalidInputError) as excinfo:
+        plan(store, constant, str(tiny_models.encoder), {"method": "classifier"})
+    assert any("same completion (' 4')" in p for p in excinfo.value.problems)
+    assert store.list_jobs() == []
+
+    job, _ = plan(store, chat, str(tiny_models.decoder), {"method": "lm"})
+    assert job.method == "lm" and job.options["labels"] is None and job.options["classification"] is False
+    # a classifier continued on corrections that are all one of its labels is still fine
+    parent = tiny_models.register(store, "classifier")
+    assert plan(store, constant, parent, {"n_epochs": 1})[0].options["labels"] == store.get_model(parent).labels

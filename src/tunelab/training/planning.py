@@ -121,6 +121,20 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
                             "or train a new model from its base model")
         else:
             labels = list(parent_labels)
+    if is_classification and parent_labels is None and n_data_labels == 1:
+        # One distinct completion passes the "fewer than a third" rule, but a model choosing among one
+        # label always gives it (loss 0 from the first step): refused rather than trained uselessly.
+        # Asked for explicitly, the lm method learns every learnt reply as free text instead.
+        if hp is not None and hp.method == Method.LM:
+            is_classification = False
+        else:
+            chat = train_rows[0].messages is not None
+            problems.append(f"every training example has the same completion ({preview(labels)}), so there is "
+                            "nothing to classify: a classifier needs at least two labels"
+                            + (" (in chat data the label is each example's last assistant message of weight 1)"
+                               if chat else "")
+                            + "; add examples of the other labels, or train a causal model on every reply with "
+                              "hyperparameters {\"method\": \"lm\"}")
     if labels is not None and opts.classification_n_classes is not None:
         counts = sorted({len(labels), n_data_labels})
         if opts.classification_n_classes not in counts:
