@@ -54,6 +54,12 @@ def test_method_object_and_tunelab_hyperparameters(client, uploaded, tiny_models
         client.fine_tuning.jobs.create(model=str(tiny_models.encoder), training_file=train,
                                        method={"type": "dpo", "dpo": {}})
     assert excinfo.value.param == "method.type"
+    # another method's settings sent with type supervised were dropped silently
+    for other, settings in (("dpo", {"hyperparameters": {"beta": 0.1}}), ("reinforcement", {"grader": {}})):
+        with pytest.raises(openai.BadRequestError) as excinfo:
+            client.fine_tuning.jobs.create(model=str(tiny_models.encoder), training_file=train,
+                                           method={"type": "supervised", other: settings})
+        assert excinfo.value.param == f"method.{other}" and "trains supervised only" in excinfo.value.message
 
 
 def test_validation_reports_every_problem(client, uploaded, tiny_models, training_files):

@@ -48,6 +48,13 @@ def _hyperparameters(request: JobCreateRequest) -> dict[str, Any]:
         if method.type != "supervised":
             raise bad_request(f"Fine-tuning method {method.type!r} is not supported; tunelab trains supervised "
                               "(use method {\"type\": \"supervised\"}).", param="method.type")
+        # The settings of another method (a dpo beta, a grader) sent with type supervised would
+        # otherwise be dropped without a word: the caller meant them to apply.
+        other = next((name for name in ("dpo", "reinforcement") if getattr(method, name) is not None), None)
+        if other is not None:
+            raise bad_request(f"method.{other} is given with method.type 'supervised'; tunelab trains supervised "
+                              f"only, so the {other} settings cannot apply: leave method.{other} out (the "
+                              "supervised settings go in method.supervised).", param=f"method.{other}")
         if method.supervised is not None:
             sources.append(method.supervised.hyperparameters)
     for source in sources:
