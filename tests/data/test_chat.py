@@ -62,6 +62,30 @@ def test_bad_chat_lines_are_all_reported_with_file_and_line(tmp_path):
     assert ":1:" not in problems and "is not a valid chat file" in err.value.message
 
 
+
+def test_tool_definitions_beside_text_messages_are_refused_not_dropped(tmp_path):
+    """A row of OpenAI's format with a `tools` array (or legacy `functions`) and text-only messages
+    was read with the tools dropped as an unknown key: the model learnt its replies without the tool
+    definitions the data gave it. Now each such line is named; `parallel_tool_calls` alone changes
+    nothing a text model learns and is still read."""
+    tools = [{"type": "function", "function": {"name": "get_size", "parameters": {"type": "object"}}}]
+    rows = [{**chat("ok", "4"), "parallel_tool_calls": False},
+            {**chat("a", "1"), "tools": tools, "parallel_tool_calls": False},
+            {**chat("b", "2"), "functions": [{"name": "get_size", "parameters": {}}]}]
+    path = jsonl(tmp_path / "tools.jsonl", rows)
+    with pytest.raises(DataFileError) as err:
+        read_prompt_completion(path)
+    assert err.value.problems == [
+        f"{path}:2: field `tools`: tool definitions are not supported by tunelab (the model would be trained "
+        "without them); remove the key",
+        f"{path}:3: field `functions`: tool definitions are not supported by tunelab (the model would be trained "
+        "without them); remove the key"]
+    with pytest.raises(DataFileError) as err:
+        prepare.analyze(path)
+    assert any("line 2: field `tools`" in p for p in err.value.problems)
+    assert [e.completion for e in read_prompt_completion(jsonl(tmp_path / "ok.jsonl", rows[:1]))] == ["4"]
+
+
 def test_a_chat_row_in_a_prompt_completion_file_is_named(tmp_path):
     path = jsonl(tmp_path / "mixed.jsonl", [{"prompt": "a", "completion": " 1"}, chat("b", "2")])
     with pytest.raises(DataFileError) as err:

@@ -80,6 +80,20 @@ def validate_messages(messages: Any) -> list[str]:
     return problems
 
 
+TOOL_KEYS = ("tools", "functions")
+"""Keys of a chat example that define tools (OpenAI renders them into the prompt it trains on)."""
+
+
+def validate_example(row: dict) -> list[str]:
+    """Problems with one chat example (a row of a chat file): its `messages` (validate_messages) and
+    the tool definitions beside them. A template here has no place for tools, so a model trained
+    without them would learn its replies as if it had never been given any: refused by name rather
+    than dropped with the other extra keys."""
+    problems = [f"field `{key}`: tool definitions are not supported by tunelab (the model would be trained "
+                "without them); remove the key" for key in TOOL_KEYS if row.get(key)]
+    return problems + validate_messages(row.get("messages"))
+
+
 def learnt(message: dict) -> bool:
     """An assistant message whose tokens the lm method trains on (weight 1, the default)."""
     return message.get("role") == "assistant" and message.get("weight", 1) != 0

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunelab.data.labels import has_leading_space, most_frequent_class, positive_class, with_leading_space
 from tunelab.data.chat import clean_messages, last_reply
-from tunelab.data.readers import detect_classification, raise_problems, read_table, validate_messages
+from tunelab.data.readers import detect_classification, raise_problems, read_table, validate_example
 from tunelab.errors import DataFileError, MissingFileError, TunelabError
 from tunelab.fsutil import atomic_open
 
@@ -236,7 +236,7 @@ def load(path: str | Path) -> tuple[str, str, pd.DataFrame, list[Finding]]:
     for row, line in zip(rows, lines):
         record = dict(row)
         if kind == CHAT:
-            bad = validate_messages(row.get("messages"))
+            bad = validate_example(row)
             problems += [f"line {line}: {p}" for p in bad]
             if not bad:  # text parts joined: the checks below read each message's text
                 record["messages"] = clean_messages(row["messages"])

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.data import safejson
-from tunelab.data.chat import clean_messages, last_reply, transcript, validate_messages  # noqa: F401 (re-exported)
+from tunelab.data.chat import (clean_messages, last_reply, transcript, validate_example,  # noqa: F401 (re-exported)
+                               validate_messages)
 from tunelab.data.labels import normalize_label
 from tunelab.errors import DataFileError, MissingFileError, RawTableError
 
@@ -428,7 +429,7 @@ def _read_chat(table: Table) -> list[Example]:
         if "messages" not in row:
             bad = ["field `messages` is missing (the file's first row is a chat example; use one format per file)"]
         else:
-            bad = validate_messages(row["messages"])
+            bad = validate_example(row)
         problems += [f"{table.path}:{line}: {p}" for p in bad]
         if not bad:
             messages = clean_messages(row["messages"])
