@@ -93,12 +93,20 @@ def test_playground_logs_a_many_label_answer_once_and_the_queue_stays_compact(se
     # the likeliest labels as buttons, the most likely first, every label in a list; not 31 buttons
     probs = rows[0]["label_probs"]
     likely = sorted(probs, key=lambda label: -probs[label])[:3]
-    assert row.locator("button").count() == 3
-    assert [b.get_attribute("aria-label") for b in row.locator("button").all()] == [
+    assert row.locator("button.small:not(.record-other)").count() == 3
+    assert [b.get_attribute("aria-label") for b in row.locator("button.small:not(.record-other)").all()] == [
         f"Label {label.strip()} for this prediction" for label in likely]
     assert row.locator("select.other-label option").count() == 32  # 'other label (31)…' and the 31 labels
     assert row.bounding_box()["height"] < 300  # the long prompt scrolls in its cell
+    # a keyboard user goes through the closed list with the arrow keys: nothing is recorded on the way
+    row.locator("select.other-label").focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    time.sleep(0.5)
+    assert "recorded" not in row.inner_text() and len(review_queue(origin, model)) == 1
+    assert row.locator("select.other-label").input_value() == " automotive"
     row.locator("select.other-label").select_option(" luggage")
+    row.locator("button.record-other").click()
     wait_until(page, "document.querySelector('#queue-table tbody tr').classList.contains('done')")
     assert "recorded" in row.inner_text()
     assert review_queue(origin, model) == []  # the feedback is in: nothing left to review

@@ -44,10 +44,15 @@ function labelChoices(r, labels, record) {
   if (labels.length <= MAX_BUTTONS) return el("div", { class: "labels-row" }, labels.map(button));
   const probs = r.label_probs || {};
   const likely = [...labels].sort((a, b) => (probs[b] ?? 0) - (probs[a] ?? 0)).slice(0, LIKELY);
+  // Picked in the list, recorded by its own button: a keyboard user moves through a closed <select>
+  // with the arrow keys, and each step fires `change` (recording on it stored the first label passed).
   const other = el("select", { class: "other-label", "aria-label": "Another label for this prediction",
-    onchange: (ev) => { if (ev.target.value) record(ev.target.value); } },
+    onchange: (ev) => { save.disabled = !ev.target.value; } },
     el("option", { value: "" }, `other label (${labels.length})…`), labels.map((label) => el("option", { value: label }, visible(label))));
-  return el("div", { class: "labels-row" }, likely.map(button), other);
+  const save = el("button", { type: "button", class: "small record-other", disabled: true,
+    "aria-label": "Record the label picked in the list for this prediction", onclick: () => { if (other.value) record(other.value); } },
+    "Record");
+  return el("div", { class: "labels-row" }, likely.map(button), other, save);
 }
 
 function queueTable(model, queue, onRecorded) {
