@@ -76,6 +76,24 @@ def test_path_values_are_escaped(ui):
     assert "<img src=x" not in response.text and "&lt;img src=x onerror=alert(1)&gt;" in response.text
 
 
+def test_an_unknown_dashboard_address_is_a_page_in_words(ui):
+    """A mistyped or outdated link under /ui is a 404 page with the navigation, not the API's JSON."""
+    for path in ("/ui/nope", "/ui/job/ftjob-abc", "/ui/models/extra"):
+        response = ui.get(path)
+        assert response.status_code == 404, path
+        assert response.headers["content-type"].startswith("text/html")
+        assert "default-src 'none'" in response.headers["content-security-policy"]
+        assert "Page not found" in response.text and f"There is no dashboard page at <code>{path}</code>" in response.text
+        assert 'href="/ui/new"' in response.text
+    assert "&lt;script&gt;" in ui.get("/ui/<script>x</script>").text  # the path is shown as text
+    # a script's address stays the API's 404 in JSON (with the key, as every /ui/api/ route)
+    for method, path in (("GET", "/ui/api/nope"), ("POST", "/ui/api/nope"), ("POST", "/ui/nope")):
+        response = ui.request(method, path, headers=AUTH)
+        assert response.status_code == 404 and response.json()["error"]["code"] == "unknown_url", (method, path)
+    assert ui.get("/ui/static/js/nope.js").status_code == 404
+    assert ui.get("/ui/static/js/main.js").status_code == 200
+
+
 def test_cross_origin_calls_stay_refused(ui):
     response = ui.get("/ui/api/evaluations", headers={**AUTH, "Origin": "http://evil.example"})
     assert response.status_code == 403 and "access-control-allow-origin" not in response.headers

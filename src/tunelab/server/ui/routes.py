@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tunelab import __version__
 from tunelab.server.common import ServerState, get_state
@@ -27,7 +28,7 @@ from tunelab.server.ui.protocol import CompareRequest, EvaluateRequest, PrepareR
 HERE = Path(__file__).parent
 PREFIX = "/ui"
 PAGES = {"jobs": "Fine-tuning jobs", "job": "Fine-tuning job", "new": "New fine-tune", "models": "Models",
-         "playground": "Playground", "monitor": "Monitoring"}
+         "playground": "Playground", "monitor": "Monitoring", "missing": "Page not found"}
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
                                "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
@@ -47,11 +48,11 @@ def is_page(method: str, path: str) -> bool:
         and not path.startswith(PREFIX + "/api/")
 
 
-def render(request: Request, page: str, **context) -> HTMLResponse:
+def render(request: Request, page: str, status_code: int = 200, **context) -> HTMLResponse:
     html = templates.get_template(f"{page}.html").render(
         page=page, title=PAGES[page], pages=PAGES, prefix=PREFIX, version=__version__,
         auth=bool(request.app.state.tunelab.api_keys), **context)
-    return HTMLResponse(html, headers=SECURITY_HEADERS)
+    return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
 
 
 @pages.get(PREFIX)
@@ -83,6 +84,15 @@ def playground_page(request: Request):
 @pages.get(PREFIX + "/monitor")
 def monitor_page(request: Request):
     return render(request, "monitor")
+
+
+def missing_page(request: Request, rest: str):
+    """Any other address under /ui (a mistyped or outdated link): a page in words, with the
+    dashboard's navigation, instead of the API's JSON 404. Under /ui/api/ and for other methods a
+    missing route stays the API's 404 (a script asked, not a person)."""
+    if request.method != "GET" or rest.startswith(("api/", "static/")):
+        raise StarletteHTTPException(404)
+    return render(request, "missing", status_code=404, path=request.url.path)
 
 
 # -- data the OpenAI-shaped API does not carry ----------------------------------------------------
@@ -169,3 +179,6 @@ def install(app: FastAPI) -> None:
     app.include_router(pages)
     app.include_router(api)
     app.mount(PREFIX + "/static", StaticFiles(directory=HERE / "static"), name="ui-static")
+    # last: the pages, /ui/api/ and the static files above answer first
+    app.add_api_route(PREFIX + "/{rest:path}", missing_page, include_in_schema=False,
+                      methods=["GET", "POST", "PUT", "PATCH", "DELETE"])  # any other method: 404, not 405

@@ -12,4 +12,6 @@ setupKeyForm();
 const page = PAGES[document.body.dataset.page];
 if (page) {
   page().finally(() => document.body.setAttribute("data-ready", "1"));
+} else {
+  document.body.setAttribute("data-ready", "1"); // a page in words only (not found)
 }
