@@ -164,6 +164,22 @@ def test_list_jobs_newest_first_with_after_and_limit(store):
     assert [j.id for j in store.list_jobs(status="queued", limit=1)] == [everything[1]]
 
 
+
+def test_files_and_jobs_made_within_one_second_list_newest_first(store, tmp_path, monkeypatch):
+    """created_at has whole seconds and ties were broken by wholly random ids: a training and a
+    validation file uploaded together, or a sweep's jobs, listed in random order, so the newest was
+    not first (`files.list(limit=1)`, `fine_tuning.jobs.list(limit=1)`). Ids now start with the
+    creation time in microseconds."""
+    monkeypatch.setattr("tunelab.store.store._now", lambda: 1_700_000_000)
+    source = tmp_path / "train.jsonl"
+    source.write_bytes(b'{"prompt": "a", "completion": " 1"}\n')
+    files = [store.add_file(source, n_rows=1) for _ in range(5)]
+    jobs = [new_job(store) for _ in range(5)]
+    assert [f.id for f in store.list_files()] == [f.id for f in reversed(files)]
+    assert [j.id for j in store.list_jobs()] == [j.id for j in reversed(jobs)]
+    assert all(is_valid_id(f.id, "file") for f in files) and len({f.id for f in files}) == 5
+
+
 def test_list_jobs_after_an_unknown_job(store):
     new_job(store)
     with pytest.raises(NotFoundError):

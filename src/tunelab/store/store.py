@@ -116,7 +116,7 @@ class Store:
 
     def list_files(self) -> list[FileRecord]:
         self.delete_expired_files()
-        return [decode(FileRecord, r) for r in self._all("SELECT * FROM files ORDER BY created_at DESC, id")]
+        return [decode(FileRecord, r) for r in self._all("SELECT * FROM files ORDER BY created_at DESC, id DESC")]
 
     def recent_uploads(self, limit: int = 20) -> list[FileRecord]:
         """The files clients uploaded last (not jobs' results, which workers write), newest first: where
