@@ -354,6 +354,25 @@ def test_keyboard_reaches_the_navigation(page, server):
     assert page.evaluate("document.activeElement.textContent") == "Jobs"
 
 
+def test_a_missing_job_a_wrong_address_and_a_server_gone_are_said_in_words(page, server):
+    page.goto(server.origin + "/ui")
+    page.evaluate(f"sessionStorage.setItem('tunelab.apiKey', '{KEY}')")  # as the first test left it
+    open_page(page, server, "/ui/jobs/ftjob-0000000000000000000000ff")  # a deep link to no job
+    expect(page.locator("#job")).to_contain_text("No such fine-tuning job: ftjob-0000000000000000000000ff")
+    assert page.locator("#job-status").count() == 0 and page.locator("#job a[href='/ui']").count() == 1
+    open_page(page, server, "/ui/job/ftjob-0000000000000000000000ff")  # no such page: a page, not JSON
+    assert page.locator("h1").inner_text() == "Page not found"
+
+    # the server stops answering while the list is open, then comes back: the page says so, then recovers
+    page.route("**/v1/fine_tuning/jobs**", lambda route: route.abort())
+    open_page(page, server, "/ui")
+    expect(page.locator("#status")).to_contain_text("The server did not answer")
+    assert "Trying again every 5 s" in page.locator("#status").inner_text()
+    page.unroute("**/v1/fine_tuning/jobs**")
+    expect(page.locator("#jobs-body")).not_to_contain_text("Loading", timeout=10_000)
+    expect(page.locator("#status")).to_be_empty()
+
+
 def amazon_json(path: Path, n: int = 100) -> Path:
     """Amazon Multilingual Reviews as published (JSON lines, `review_body`, `stars`, ...): raw reviews."""
     import json

@@ -1,9 +1,25 @@
 // Jobs list and job page.
-import { api, badge, copyButton, el, fill, fmt, fmtDuration, fmtTime, listAll, showError, status, TERMINAL } from "./api.js";
+import { api, badge, copyButton, el, fill, fmt, fmtDuration, fmtTime, listAll, message, showError, status, TERMINAL } from "./api.js";
 import { lineChart } from "./charts.js";
 
 const PREFIX = "/ui";
 const POLL_MS = 2000;
+const RETRY_MS = 5000;
+
+// The server gone (stopped or restarting) while the page is open: said once at the top, the page
+// keeps what it showed, and it asks again until the server answers (it used to stop polling, so a
+// restarted server left the page on the error until a reload).
+let offline = false;
+function serverGone(err) {
+  if (err.status !== 0) return false;
+  offline = true;
+  fill("status", message(err.message + ` Trying again every ${RETRY_MS / 1000} s.`));
+  return true;
+}
+function serverBack() {
+  if (offline) status(null);
+  offline = false;
+}
 
 // Step, total and ETA from the newest step event (what `tunelab` prints as its progress bar).
 export function progressOf(job, events) {
@@ -40,12 +56,14 @@ export async function jobsPage() {
     try {
       jobs = await listAll("/v1/fine_tuning/jobs");
     } catch (err) {
+      if (serverGone(err)) return RETRY_MS;
       fill(body, el("tr", {}, el("td", { colspan: 8 }, el("div", { class: "message error", role: "alert" }, err.message))));
-      return false;
+      return null;
     }
+    serverBack();
     if (!jobs.length) {
       fill(body, el("tr", {}, el("td", { colspan: 8, class: "muted" }, "No jobs yet. ", el("a", { href: PREFIX + "/new" }, "Start a fine-tune"), ".")));
-      return false;
+      return null;
     }
     const live = jobs.filter((j) => !TERMINAL.includes(j.status));
     const events = {};
@@ -62,9 +80,9 @@ export async function jobsPage() {
       el("td", { class: "opt" }, hyperText(j)),
       el("td", { class: "opt" }, fmtTime(j.created_at)),
       el("td", {}, j.fine_tuned_model ? el("code", {}, j.fine_tuned_model) : ""))));
-    return live.length > 0;
+    return live.length > 0 ? POLL_MS : null;
   }
-  const again = async () => { if (await refresh()) setTimeout(again, POLL_MS); };
+  const again = async () => { const wait = await refresh(); if (wait) setTimeout(again, wait); };
   await again();
 }
 
@@ -161,9 +179,19 @@ export async function jobPage() {
         api(`/v1/fine_tuning/jobs/${encodeURIComponent(id)}/checkpoints?limit=100`).then((r) => r.data),
       ]);
     } catch (err) {
+      if (serverGone(err)) return RETRY_MS;
+      if (err.status === 404 && !job) {
+        // A deep link to a job that does not exist (mistyped, or another store's): said in place of
+        // the job's panels, which would otherwise wait empty under a "…" badge.
+        fill(root, message(err.message), el("p", {}, el("a", { href: PREFIX }, "All fine-tuning jobs"), " · ",
+          el("a", { href: `${PREFIX}/new` }, "Start a fine-tune")));
+        document.title = "Job not found · tunelab";
+        return null;
+      }
       showError("job-summary", err);
-      return false;
+      return null;
     }
+    serverBack();
     fill("job-status", job.status);
     document.getElementById("job-status").className = "badge " + job.status;
     cancel.hidden = TERMINAL.includes(job.status);
@@ -209,9 +237,9 @@ export async function jobPage() {
         copyButton(snippet(job.fine_tuned_model, sep.separator), "Copy code"));
     }
     await lineage(job);
-    return !TERMINAL.includes(job.status);
+    return TERMINAL.includes(job.status) ? null : POLL_MS;
   }
-  const again = async () => { if (await refresh()) setTimeout(again, POLL_MS); };
+  const again = async () => { const wait = await refresh(); if (wait) setTimeout(again, wait); };
   await again();
 }
 
