@@ -178,6 +178,11 @@ def test_chat_errors(client, models):
     lm = models["lm"]
     cases = [
         (dict(messages=[{"role": "tool", "content": "x"}]), "messages[0].role"),
+        # a tool call in the history was dropped from the prompt silently (QA)
+        (dict(messages=[{"role": "user", "content": "x"}, {"role": "assistant", "content": "checking", "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}]), "messages[1].tool_calls"),
+        (dict(messages=[{"role": "assistant", "content": "a", "function_call": {"name": "f", "arguments": "{}"}}]),
+         "messages[0].function_call"),
         # a schema error names the message the same way (QA: it was 'messages.0.role')
         (dict(messages=[{"role": "user", "content": "x"}, {"role": "wizard", "content": "x"}]), "messages[1].role"),
         (dict(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]),
@@ -191,6 +196,10 @@ def test_chat_errors(client, models):
         with pytest.raises(openai.BadRequestError) as excinfo:
             client.chat.completions.create(model=lm, **kwargs)
         assert excinfo.value.param == param, kwargs
+    # a previous answer's message passed back as it is (tool_calls, function_call, audio: null) is fine
+    answer = client.chat.completions.create(model=lm, messages=[{"role": "user", "content": "x"}], max_tokens=2)
+    history = [{"role": "user", "content": "x"}, answer.choices[0].message.model_dump(), {"role": "user", "content": "y"}]
+    assert client.chat.completions.create(model=lm, messages=history, max_tokens=2).choices
 
 
 # -- label scores ---------------------------------------------------------------------------------

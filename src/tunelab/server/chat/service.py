@@ -35,6 +35,13 @@ def _messages(request: ChatCompletionRequest) -> list[dict[str, str]]:
     for i, message in enumerate(request.messages):
         if message.role in ("tool", "function"):
             raise bad_request("Tool and function messages are not supported by tunelab.", param=f"messages[{i}].role")
+        # Messages allow extra keys (a previous answer's message passed back holds refusal, audio,
+        # annotations, all null), but a tool call in the history would be dropped from the prompt
+        # without a word, as the tool messages it belongs to are refused.
+        for key in ("tool_calls", "function_call"):
+            if (message.model_extra or {}).get(key):
+                raise bad_request("Tool and function calls are not supported by tunelab; give the assistant's "
+                                  "turns as text.", param=f"messages[{i}].{key}")
         content = message.content
         if isinstance(content, list):
             texts = []
