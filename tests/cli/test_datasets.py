@@ -191,3 +191,19 @@ def test_a_test_only_category_is_not_counted_in_the_suggested_command(capsys, tm
     code, out, _ = build(capsys, folder, "--preset", "amazon-category", "--out", tmp_path / "out")
     assert code == 0 and "4 categorical labels" in out and "only in the test part" in out
     assert "--classification_n_classes 3" in out
+
+
+def test_chinese_reviews_for_minilm_get_a_note_on_its_unk_share(capsys, tmp_path):
+    # minilm-l6's English vocabulary lacks most Chinese characters; the packaged tokenizer is real.
+    bodies = ["质量很好，物流也很快，非常满意！", "用了两天就坏了，太失望了。", "一般般吧，价格还算合理。",
+              "非常差，和描述完全不一样，不推荐购买。", "孩子很喜欢，下次还会再来买。"]
+    rows = [{"review_id": f"zh_{i}", "stars": i % 5 + 1, "review_body": f"{bodies[i % 5]} {i}", "review_title": "",
+             "language": "zh", "product_category": "home"} for i in range(60)]
+    src = tmp_path / "dataset_zh_train.json"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    code, out, _ = build(capsys, src, "--preset", "amazon-stars", "--out", tmp_path / "zh")
+    assert code == 0
+    [note] = [line for line in out.splitlines() if "[UNK]" in line]
+    assert note.startswith("Note: minilm-l6's tokenizer reads ") and "smollm2-135m" in note
+    code, out, _ = build(capsys, src, "--preset", "amazon-stars", "--out", tmp_path / "zh-smol", "-m", "smollm2-135m")
+    assert code == 0 and "[UNK]" not in out  # a byte-level tokenizer has no [UNK]

@@ -273,3 +273,24 @@ def test_data_with_a_single_distinct_completion_is_not_trained_as_a_one_label_cl
     # a classifier continued on corrections that are all one of its labels is still fine
     parent = tiny_models.register(store, "classifier")
     assert plan(store, constant, parent, {"n_epochs": 1})[0].options["labels"] == store.get_model(parent).labels
+
+
+CHINESE = ["质量很好，物流也很快，非常满意！", "用了两天就坏了，太失望了。", "一般般吧，价格还算合理。",
+           "非常差，和描述完全不一样。", "孩子很喜欢，下次还会再来买。"]
+
+
+def test_text_the_tokenizer_reads_as_unk_gets_a_notice_naming_the_share(store, tiny_models, tmp_path):
+    # Chinese reviews on an English vocabulary trained without a word of warning before.
+    path = tmp_path / "zh.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"{CHINESE[i % 5]} great\n\n###\n\n", "completion": f" {i % 5 + 1}"},
+                                       ensure_ascii=False) + "\n" for i in range(40)), encoding="utf-8")
+    job, notices = plan(store, path, str(tiny_models.encoder))
+    [notice] = [n for n in notices if "[UNK]" in n]
+    assert "reads 33% of the tokens of the training prompts as [UNK]" in notice  # of the review, great and ###
+    assert "smollm2-135m" in notice and "multilingual" in notice
+    assert notice in [e.message for e in store.list_events(job.id)]
+
+
+def test_text_the_tokenizer_knows_gets_no_unk_notice(store, tiny_models):
+    _, notices = plan(store, tiny_models.train, str(tiny_models.encoder))
+    assert not [n for n in notices if "[UNK]" in n]

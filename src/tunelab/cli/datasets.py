@@ -104,6 +104,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     from tunelab.data.label_maps import merge_request
     from tunelab.data.labels import with_leading_space
     from tunelab.data.prepare import next_command
+    from tunelab.data.readers import read_prompt_completion
+    from tunelab.models.vocabulary import base_model_notice
 
     # The builder refuses it as well, but as unusable input (2); a missing path is "not found" (3).
     if get_bundled(args.input) is None and not Path(args.input).exists():
@@ -130,6 +132,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"  {label:<{width}} {counts[0]:>7} {counts[1]:>7} {counts[2]:>7}")
     for note in result.notes:
         print(f"Note: {note}")
+    unreadable = base_model_notice(args.model, [e.prompt for e in read_prompt_completion(result.paths["train"])])
+    if unreadable:
+        print(f"Note: {unreadable}")
     # The classes fine_tunes.create counts are the training file's: a category found only in the
     # test part (kept, with the note above) is not one of them.
     completions = [with_leading_space(label) for label in result.labels if result.label_counts["train"].get(label)]

@@ -11,6 +11,7 @@ from tunelab.data.readers import detect_classification
 from tunelab.errors import InvalidInputError, NotFoundError, TunelabError
 from tunelab.models.meta import CAUSAL, ENCODER, Method, pooling_conflict
 from tunelab.models.registry import ResolvedModel, resolve_model
+from tunelab.models.vocabulary import tokenizer_folder, unknown_token_notice
 from tunelab.store import JobRecord, Store, ids
 from tunelab.store.records import QUEUED, VALIDATING
 from tunelab.training import recipes
@@ -187,6 +188,11 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
         raise InvalidInputError("Cannot create the fine-tuning job:", problems=problems)
     if resolved.notice:
         notices.insert(0, resolved.notice)
+    folder = tokenizer_folder(resolved)
+    if folder is not None:
+        unreadable = unknown_token_notice(resolved.base_model, folder, [e.prompt for e in train_rows])
+        if unreadable:
+            notices.append(unreadable)
 
     plan = _plan(Method.parse(method), hp, opts, resolved, labels, is_classification,
                  n_train=len(train_rows), n_valid=len(valid_rows) if valid_rows is not None else 0)
