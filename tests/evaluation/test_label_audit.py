@@ -212,3 +212,14 @@ def test_fewer_folds_than_asked_say_why():
     probs = cross_validated_probs(prompts, completions, [" home", " shoes"], folds=5)
     assert probs.source == ("2-fold cross-validated TF-IDF + logistic regression, 2 folds, not 5, as the rarest "
                             "scored class has 2 rows")
+
+
+def test_near_duplicate_chinese_reviews_are_found_though_they_have_no_spaces():
+    # Read as whole-clause words, two reviews that differ in one character shared no word at all.
+    texts = ["这个锅质量非常好用起来很方便物流也很快包装完好无损值得购买",
+             "这个锅质量非常好用起来特别方便物流也很快包装完好无损值得购买",
+             "电池续航一般充满电只能用半天屏幕显示效果还不错"]
+    texts += [f"第{i}次购买{'衣服裤子外套裙子'[i % 4]}{'红黄蓝绿'[i % 4]}色尺码{i}号" for i in range(40)]
+    rows = [("train", Example(prompt=t + "\n\n###\n\n", completion=" 5", line=i + 1)) for i, t in enumerate(texts)]
+    pairs = A._near_duplicates(rows, 0.9)
+    assert [p["rows"] for p in pairs] == [["train:1", "train:2"]]

@@ -44,8 +44,10 @@ def tfidf_pipeline(seed: int = 0):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
+    from tunelab.data.words import TOKEN_PATTERN
+
     return Pipeline([
-        ("tfidf", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
+        ("tfidf", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=TOKEN_PATTERN)),
         ("clf", LogisticRegression(max_iter=1000, random_state=seed)),
     ])
 

@@ -86,8 +86,10 @@ def audit_pipeline(seed: int = 0):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
+    from tunelab.data.words import TOKEN_PATTERN
+
     return Pipeline([
-        ("tfidf", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)),
+        ("tfidf", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, token_pattern=TOKEN_PATTERN)),
         ("clf", LogisticRegression(C=4.0, class_weight="balanced", max_iter=1000, random_state=seed)),
     ])
 
@@ -213,12 +215,15 @@ def _near_duplicates(rows: list[tuple[str, Example]], threshold: float, block: i
     then confirmed with the cosine over every word."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
+    from tunelab.data.words import TOKEN_PATTERN
+
     if len(rows) < 2:
         return []
     texts = [e.prompt for _, e in rows]
     try:
-        full = TfidfVectorizer(sublinear_tf=True).fit_transform(texts)  # rows are L2-normalised
-        rare = TfidfVectorizer(sublinear_tf=True, stop_words="english",
+        # rows are L2-normalised
+        full = TfidfVectorizer(sublinear_tf=True, token_pattern=TOKEN_PATTERN).fit_transform(texts)
+        rare = TfidfVectorizer(sublinear_tf=True, stop_words="english", token_pattern=TOKEN_PATTERN,
                                max_df=max(2, len(texts) // 20)).fit_transform(texts)
     except ValueError:  # no words at all
         return []

@@ -186,6 +186,8 @@ def text_drift(reference_texts: Sequence[str], window_texts: Sequence[str], *, s
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+    from tunelab.data.words import TOKEN_PATTERN
+
     ref = [t for t in reference_texts if t is not None]
     win = [t for t in window_texts if t is not None]
     size = min(len(ref), len(win), max_per_side)
@@ -198,7 +200,8 @@ def text_drift(reference_texts: Sequence[str], window_texts: Sequence[str], *, s
     win_s = [win[i] for i in win_idx]
     texts = ref_s + win_s
     y = np.r_[np.zeros(size), np.ones(size)]
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=20000)
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=20000,
+                                 token_pattern=TOKEN_PATTERN)
     try:
         x = vectorizer.fit_transform(texts)
     except ValueError:  # no term occurs twice: nothing to tell the sides apart by
