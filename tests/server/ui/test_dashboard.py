@@ -281,6 +281,9 @@ def test_cancel_from_the_job_page(page, server, state):
         "model": state["model"], "training_file": state["train_file"], "hyperparameters": {"n_epochs": 40}})
     open_page(page, server, f"/ui/jobs/{job['id']}")
     assert "Continued from" in page.locator("#lineage").inner_text()  # trained on the first job's model
+    # named for a screen reader, and the events' scrolling list reachable by keyboard (axe-core's rules)
+    assert page.locator("#progress [role=progressbar]").get_attribute("aria-label") == "Progress"
+    assert page.locator("#events").get_attribute("tabindex") == "0"
     page.once("dialog", lambda dialog: dialog.accept())
     page.locator("#cancel-job").click()
     expect(page.locator("#job-status")).to_have_text("cancelled", timeout=60_000)
@@ -331,6 +334,8 @@ def test_every_page_at_both_widths_in_light_and_dark(page, server, state, shots)
                 page.wait_for_selector("#class-table")
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 1, f"{name} is wider than the {size}px screen by {overflow}px"
+            if name == "jobs":  # each job a block on a phone: no list scrolled sideways, ids on one line
+                assert page.evaluate("(w => w.scrollWidth <= w.clientWidth)(document.querySelector('#jobs-table').parentElement)")
             page.screenshot(path=str(shots / f"{name}-{size}.png"), full_page=True)
     page.set_viewport_size(SIZES["1280"])
     colors = {}

@@ -98,6 +98,12 @@ def test_playground_logs_a_many_label_answer_once_and_the_queue_stays_compact(se
         f"Label {label.strip()} for this prediction" for label in likely]
     assert row.locator("select.other-label option").count() == 32  # 'other label (31)…' and the 31 labels
     assert row.bounding_box()["height"] < 300  # the long prompt scrolls in its cell
+    page.set_viewport_size(SIZES["390"])  # on a phone each row is a block: the label buttons on the screen
+    for control in (row.locator("button").last, row.locator("select.other-label")):
+        box = control.bounding_box()
+        assert 0 <= box["x"] and box["x"] + box["width"] <= 390, box
+    assert page.evaluate("[...document.querySelectorAll('.table-wrap')].every(w => w.scrollWidth <= w.clientWidth)")
+    page.set_viewport_size(SIZES["1280"])
     # a keyboard user goes through the closed list with the arrow keys: nothing is recorded on the way
     row.locator("select.other-label").focus()
     page.keyboard.press("ArrowDown")
@@ -139,5 +145,11 @@ def test_a_report_card_has_the_imbalance_metrics_and_full_size_images(server, pa
         assert abs(float(shown[title]) - metrics[key]) < 5e-4
     links = page.locator(".report figure a")
     assert links.count() == 3
+    # 31 labels in the models list are their count, the list one click away; Evaluate stays on a phone's screen
+    assert page.locator("#models-table details.labels summary").inner_text() == "31 labels"
+    page.set_viewport_size(SIZES["390"])
+    box = page.locator(f"#models-table button[data-model='{model}']").bounding_box()
+    assert 0 <= box["x"] and box["x"] + box["width"] <= 390, box
+    page.set_viewport_size(SIZES["1280"])
     assert all(link.get_attribute("href").startswith("blob:") for link in links.all())
     assert page.errors == []

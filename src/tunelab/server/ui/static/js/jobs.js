@@ -38,7 +38,8 @@ export function progressOf(job, events) {
 
 function progressBar(p) {
   return el("div", {},
-    el("div", { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": Math.round(p.fraction * 100) },
+    el("div", { class: "progress", role: "progressbar", "aria-label": "Progress", "aria-valuetext": p.text || undefined,
+                "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": Math.round(p.fraction * 100) },
       el("span", { style: `width:${(p.fraction * 100).toFixed(1)}%` })),
     el("small", { class: "muted" }, p.text));
 }
@@ -71,15 +72,15 @@ export async function jobsPage() {
       events[j.id] = (await api(`/v1/fine_tuning/jobs/${encodeURIComponent(j.id)}/events?limit=50`).catch(() => ({ data: [] }))).data;
     }));
     fill(body, jobs.map((j) => el("tr", { dataset: { job: j.id } },
-      el("td", {}, el("a", { href: `${PREFIX}/jobs/${encodeURIComponent(j.id)}` }, j.id)),
-      el("td", {}, badge(j.status)),
-      el("td", {}, progressBar(progressOf(j, events[j.id] || []))),
+      el("td", { "data-label": "Job" }, el("a", { href: `${PREFIX}/jobs/${encodeURIComponent(j.id)}` }, j.id)),
+      el("td", { "data-label": "Status" }, badge(j.status)),
+      el("td", { "data-label": "Progress" }, progressBar(progressOf(j, events[j.id] || []))),
       el("td", { class: "opt" }, el("code", {}, j.base_model || j.model),
         j.model && j.model !== j.base_model ? el("small", { class: "muted" }, " continues ", el("code", {}, j.model)) : null),
       el("td", { class: "opt" }, j.training_method),
       el("td", { class: "opt" }, hyperText(j)),
       el("td", { class: "opt" }, fmtTime(j.created_at)),
-      el("td", {}, j.fine_tuned_model ? el("code", {}, j.fine_tuned_model) : ""))));
+      el("td", { "data-label": "Fine-tuned model" }, j.fine_tuned_model ? el("code", {}, j.fine_tuned_model) : ""))));
     return live.length > 0 ? POLL_MS : null;
   }
   const again = async () => { const wait = await refresh(); if (wait) setTimeout(again, wait); };

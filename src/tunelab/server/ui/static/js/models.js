@@ -45,6 +45,16 @@ async function reportCard(r) {
     metrics, baselines, perClass, el("div", { class: "report-images" }, images));
 }
 
+// A few labels inline; many (Amazon's 31 categories) as their count, the list one click away: all
+// of them inline made the row 16 lines high and pushed Evaluate off a phone's screen.
+const INLINE_LABELS = 8;
+function labelsCell(labels) {
+  if (!labels) return "free text";
+  const text = labels.map(visible).join(" ");
+  if (labels.length <= INLINE_LABELS) return text;
+  return el("details", { class: "labels" }, el("summary", {}, `${labels.length} labels`), el("span", {}, text));
+}
+
 async function showReports() {
   const reports = (await api("/ui/api/evaluations")).data;
   if (!reports.length) return;
@@ -88,12 +98,12 @@ export async function modelsPage() {
     options("base-file", [["", "none"], ...files.map((f) => [f.id, `${f.filename} (${f.id})`])]);
     fill("models-body", tuned.length ? tuned.map((m) => el("tr", {},
       el("td", {}, el("input", { type: "checkbox", class: "pick", value: m.id, "aria-label": `Compare ${m.id}` })),
-      el("td", {}, el("code", {}, m.id)),
-      el("td", {}, m.method), el("td", { class: "opt" }, el("code", {}, m.base_model)),
-      el("td", {}, m.labels ? m.labels.map(visible).join(" ") : "free text"),
+      el("td", { "data-label": "Model" }, el("code", {}, m.id)),
+      el("td", { "data-label": "Method" }, m.method), el("td", { class: "opt" }, el("code", {}, m.base_model)),
+      el("td", { "data-label": "Labels" }, labelsCell(m.labels)),
       el("td", { class: "num opt" }, m.cumulative_epochs),
       el("td", { class: "opt" }, m.job_id ? el("a", { href: `/ui/jobs/${encodeURIComponent(m.job_id)}` }, m.job_id) : ""),
-      el("td", {}, el("button", { type: "button", class: "small", dataset: { model: m.id }, onclick: evaluate }, "Evaluate"), " ",
+      el("td", { "data-label": "Actions" }, el("button", { type: "button", class: "small", dataset: { model: m.id }, onclick: evaluate }, "Evaluate"), " ",
         el("a", { href: `/ui/playground?model=${encodeURIComponent(m.id)}` }, "Playground")))) :
       el("tr", {}, el("td", { colspan: 8, class: "muted" }, "No fine-tuned model yet.")));
     await showReports();

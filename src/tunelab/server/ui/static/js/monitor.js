@@ -3,18 +3,18 @@ import { api, el, fill, fmt, fmtTime, message, options, showError, visible } fro
 
 function windowsTable(report) {
   if (!report.windows.length) return el("p", { class: "muted" }, `No predictions of ${report.model} logged yet.`);
-  return el("div", { class: "table-wrap" }, el("table", { class: "data", id: "windows-table" },
+  return el("div", { class: "table-wrap" }, el("table", { class: "data stack", id: "windows-table" },
     el("caption", {}, `${report.n} predictions in windows of ${report.window}; ${report.feedback} with feedback` + (report.alarm ? " — ALARM" : "")),
     el("thead", {}, el("tr", {}, ["Window", "Predictions", "Estimated accuracy", "Realized accuracy", "Label drift (JS)", "Confidence drift (KS)", "Checks"]
       .map((h) => el("th", { scope: "col" }, h)))),
     el("tbody", {}, report.windows.map((w) => el("tr", {},
-      el("td", { title: `${w.start} – ${w.end}` }, `${fmtTime(w.start_ts)} – ${fmtTime(w.end_ts)}`),
-      el("td", { class: "num" }, w.n),
-      el("td", { class: "num" }, fmt(w.expected && w.expected.accuracy)),
-      el("td", { class: "num" }, w.realized ? `${fmt(w.realized.accuracy)} (${w.realized.n ?? ""})` : "–"),
-      el("td", { class: "num" }, fmt(w.label_drift && w.label_drift.js_distance)),
-      el("td", { class: "num" }, fmt(w.confidence_drift && w.confidence_drift.ks)),
-      el("td", {}, el("ul", {},
+      el("td", { title: `${w.start} – ${w.end}`, "data-label": "Window" }, `${fmtTime(w.start_ts)} – ${fmtTime(w.end_ts)}`),
+      el("td", { class: "num", "data-label": "Predictions" }, w.n),
+      el("td", { class: "num", "data-label": "Estimated accuracy" }, fmt(w.expected && w.expected.accuracy)),
+      el("td", { class: "num", "data-label": "Realized accuracy" }, w.realized ? `${fmt(w.realized.accuracy)} (${w.realized.n ?? ""})` : "–"),
+      el("td", { class: "num", "data-label": "Label drift (JS)" }, fmt(w.label_drift && w.label_drift.js_distance)),
+      el("td", { class: "num", "data-label": "Confidence drift (KS)" }, fmt(w.confidence_drift && w.confidence_drift.ks)),
+      el("td", { "data-label": "Checks" }, el("ul", {},
         w.enough_rows === false ? el("li", { class: "muted" }, `Too few predictions to judge (fewer than ${report.thresholds.min_rows}): no alarm.`) : null,
         w.checks.map((c) => el("li", { class: c.alarm ? "alarm" : "", title: c.name },
           `${CHECK_NAMES[c.name] || c.name}: ${c.detail}` + (c.alarm ? " (alarm)" : ""))))))))));
@@ -57,7 +57,7 @@ function labelChoices(r, labels, record) {
 
 function queueTable(model, queue, onRecorded) {
   if (!queue.data.length) return el("p", { class: "muted" }, "Nothing to review: every logged prediction has feedback.");
-  return el("div", { class: "table-wrap" }, el("table", { class: "data", id: "queue-table" },
+  return el("div", { class: "table-wrap" }, el("table", { class: "data stack", id: "queue-table" },
     el("thead", {}, el("tr", {}, ["When", "Prompt", "Predicted", "Margin", "Right label"].map((h) => el("th", { scope: "col" }, h)))),
     el("tbody", {}, queue.data.map((r) => {
       const result = el("span", { class: "muted", role: "status" });
@@ -73,11 +73,11 @@ function queueTable(model, queue, onRecorded) {
         }
       }
       return fill(row,
-        el("td", {}, fmtTime(r.created_at)),
-        el("td", {}, el("div", { class: "prompt-echo" }, r.prompt ?? "(text not kept)")), // a cell ignores max-height
-        el("td", {}, el("code", {}, visible(r.prediction ?? "")), ` ${fmt(r.top1_prob)}`),
-        el("td", { class: "num" }, fmt(r.margin)),
-        el("td", {}, labelChoices(r, queue.labels || [], record), result));
+        el("td", { "data-label": "When" }, fmtTime(r.created_at)),
+        el("td", { "data-label": "Prompt" }, el("div", { class: "prompt-echo" }, r.prompt ?? "(text not kept)")), // a cell ignores max-height
+        el("td", { "data-label": "Predicted" }, el("code", {}, visible(r.prediction ?? "")), ` ${fmt(r.top1_prob)}`),
+        el("td", { class: "num", "data-label": "Margin" }, fmt(r.margin)),
+        el("td", { "data-label": "Right label" }, labelChoices(r, queue.labels || [], record), result));
     }))));
 }
 
