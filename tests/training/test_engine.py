@@ -113,3 +113,21 @@ def test_free_form_completions_train_with_lm(tiny_models, tmp_path):
     job = run_job(store, store.claim_next_job(os.getpid()))
     assert job.status == "succeeded", job.error
     assert store.get_model(job.fine_tuned_model).labels is None
+
+
+def test_reviews_longer_than_a_local_model_reads_train(tiny_models, tmp_path):
+    # The tiny encoder has 128 positions; the default max_length is 256. The job failed at the first
+    # long review with "The expanded size of the tensor ... must match the existing size".
+    import json
+
+    path = tmp_path / "long.jsonl"
+    with open(path, "w") as fh:
+        for i in range(40):
+            fh.write(json.dumps({"prompt": " ".join(["good fabric"] * (60 + i)) + "\n\n###\n\n",
+                                 "completion": f" {i % 2 + 1}"}) + "\n")
+    store = Store()
+    job, _ = create_job(store, JobRequest(training_file=str(path), model=str(tiny_models["enc"]),
+                                          hyperparameters={**FAST, "n_epochs": 1}))
+    job = run_job(store, store.claim_next_job(os.getpid()))
+    assert job.status == "succeeded", job.error
+    assert job.hyperparams["max_length"] == 128

@@ -294,3 +294,31 @@ def test_text_the_tokenizer_reads_as_unk_gets_a_notice_naming_the_share(store, t
 def test_text_the_tokenizer_knows_gets_no_unk_notice(store, tiny_models):
     _, notices = plan(store, tiny_models.train, str(tiny_models.encoder))
     assert not [n for n in notices if "[UNK]" in n]
+
+
+def test_max_length_is_lowered_to_what_a_local_model_reads(store, tiny_models, tmp_path):
+    # The tiny encoder has 128 positions: with the default max_length of 256 its job failed at the
+    # first longer review, mid-training, with a tensor-size RuntimeError.
+    job, notices = plan(store, tiny_models.train, str(tiny_models.encoder))
+    assert job.hyperparams["max_length"] == 128
+    [notice] = [n for n in notices if n.startswith("max_length lowered")]
+    assert "from 256 to 128" in notice and "max_position_embeddings" in notice
+    assert notice in [e.message for e in store.list_events(job.id)]
+    job, notices = plan(store, tiny_models.train, str(tiny_models.encoder), {"max_length": 64})
+    assert job.hyperparams["max_length"] == 64 and not [n for n in notices if n.startswith("max_length")]
+
+
+def test_position_limit_reads_the_config(tmp_path):
+    from tunelab.models.positions import position_limit
+
+    def limit(**config):
+        (tmp_path / "config.json").write_text(json.dumps(config))
+        return position_limit(tmp_path)
+
+    assert limit(model_type="bert", max_position_embeddings=512) == 512
+    assert limit(model_type="roberta", max_position_embeddings=514, pad_token_id=1) == 512
+    assert limit(model_type="gpt2", n_positions=1024) == 1024
+    assert limit(model_type="bert", max_position_embeddings=130) == 128  # batches pad to multiples of 8
+    assert limit(model_type="t5") is None
+    (tmp_path / "config.json").write_text("{not json")
+    assert position_limit(tmp_path) is None and position_limit(tmp_path / "missing") is None

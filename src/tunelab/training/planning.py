@@ -11,6 +11,7 @@ from tunelab.data.readers import detect_classification
 from tunelab.errors import InvalidInputError, NotFoundError, TunelabError
 from tunelab.models.meta import CAUSAL, ENCODER, Method, pooling_conflict
 from tunelab.models.registry import ResolvedModel, resolve_model
+from tunelab.models.positions import position_limit
 from tunelab.models.vocabulary import tokenizer_folder, unknown_token_notice
 from tunelab.store import JobRecord, Store, ids
 from tunelab.store.records import QUEUED, VALIDATING
@@ -196,6 +197,12 @@ def create_job(store: Store, request: JobRequest) -> tuple[JobRecord, list[str]]
 
     plan = _plan(Method.parse(method), hp, opts, resolved, labels, is_classification,
                  n_train=len(train_rows), n_valid=len(valid_rows) if valid_rows is not None else 0)
+    limit = position_limit(folder) if folder is not None else None
+    if limit is not None and plan.hyperparameters.max_length > limit:
+        notices.append(f"max_length lowered from {plan.hyperparameters.max_length} to {limit}: {request.model} reads "
+                       f"at most {limit} tokens at once (max_position_embeddings in its config.json); longer "
+                       "examples are truncated to that.")
+        plan.hyperparameters.max_length = limit
     plan.model_id_style = request.id_style
     hyperparams, options = plan.to_store()
     job = store.create_job(model=request.model, base_model=plan.base_model, method=plan.method.value,
