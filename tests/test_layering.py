@@ -19,7 +19,8 @@ ROOT = "tunelab"
 # Lowest first. A unit is a top-level module or package of tunelab; it may import units of lower
 # layers only. The foundation modules of the first layer may also use each other.
 LAYERS: list[tuple[str, ...]] = [
-    ("tunelab", "tunelab.errors", "tunelab.fsutil", "tunelab.home", "tunelab.netserve", "tunelab.runtime"),
+    ("tunelab", "tunelab.console", "tunelab.errors", "tunelab.fsutil", "tunelab.home", "tunelab.netserve",
+     "tunelab.runtime"),
     ("tunelab.store",),
     ("tunelab.data",),
     ("tunelab.models",),

@@ -172,8 +172,9 @@ def score_rows(predictor, prompts: list[str], labels: list[str] | None, *, batch
     """log P(label | prompt) for every row, batched, with a tqdm bar on stderr. Returns (logp, seconds).
     `calibrated=False` asks for the scores before the model's temperature (None: the predictor's default)."""
     extra = {} if calibrated is None else {"calibrated": calibrated}
-    from tqdm.auto import tqdm
+    from tunelab.console import tqdm_class
 
+    tqdm = tqdm_class()
     with tqdm(total=len(prompts), desc=desc, unit="row", file=sys.stderr, disable=not progress,
               dynamic_ncols=True) as bar:
         start = time.perf_counter()

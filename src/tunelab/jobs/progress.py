@@ -1,8 +1,9 @@
 """What a person watching a job sees, in a terminal or a notebook: a progress bar drawn from the
 step events (loss, validation accuracy, ETA) and the other events as `[time] message` lines.
 
-The bar is drawn only where someone watches it: a terminal on stderr, or a notebook. Anywhere else
-(`make demo > log`, CI, `2>&1 | tee`) the events are plain lines, with no carriage returns."""
+The bar is drawn only where someone watches it: a terminal on stderr, or a notebook with ipywidgets
+(a widget). Anywhere else (`make demo > log`, CI, `2>&1 | tee`, a notebook without ipywidgets) the
+events are plain lines, with no carriage returns."""
 
 from __future__ import annotations
 
@@ -10,22 +11,9 @@ import sys
 from collections.abc import Callable, Collection
 from datetime import datetime
 
+from tunelab.console import in_notebook, interactive, notebook_widgets, tqdm_class
 from tunelab.jobs.follow import POLL_SECONDS, follow
 from tunelab.store import EventRecord, JobRecord, Store
-
-
-def interactive(stream=None) -> bool:
-    """Whether a progress bar on `stream` (default stderr) is seen by a person: a terminal, or a
-    Jupyter kernel (where tqdm draws a widget). Pipes, files and CI logs get no bar."""
-    stream = stream if stream is not None else sys.stderr
-    try:
-        if stream.isatty():
-            return True
-    except (AttributeError, ValueError):  # closed or replaced streams
-        pass
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
-    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 def print_line(line: str) -> None:
@@ -43,7 +31,8 @@ def watch(store: Store, job_id: str, *, verbose: bool = True, desc: str = "Train
           shown: Collection[str] = (), text: Callable[[EventRecord], str] | None = None) -> JobRecord:
     """Follow the job to its end and return it.
 
-    `bar`: draw a progress bar on stderr (None: only where `interactive()`). Training-only steps
+    `bar`: draw a progress bar on stderr (None: only where `interactive()`, and in a notebook only
+    as a widget). Training-only steps
     live in the bar; validation steps and the last step also get a line. Without a bar those step
     lines are the progress, so `verbose=False` (only the bar and warnings or errors) still prints
     them. `shown`: messages the caller has printed already (e.g. the notices of a submission),
@@ -51,7 +40,9 @@ def watch(store: Store, job_id: str, *, verbose: bool = True, desc: str = "Train
     wording). Ctrl-C (KeyboardInterrupt) stops the watching, never the job; the bar is closed
     first so that the caller's message lands on a clean line."""
     if bar is None:
-        bar = interactive()
+        # A text bar in a notebook breaks into one copy per event line: the lines go to stdout, a
+        # separate output stream, so the bar's carriage return cannot draw over its last copy.
+        bar = interactive() and not (in_notebook() and not notebook_widgets())
     shown = set(shown)
     progress = None
     try:
@@ -61,8 +52,7 @@ def watch(store: Store, job_id: str, *, verbose: bool = True, desc: str = "Train
             data = event.data or {}
             step = "total_steps" in data and "step" in data
             if step and bar:
-                from tqdm.auto import tqdm
-
+                tqdm = tqdm_class()
                 if progress is None or progress.total != data["total_steps"]:
                     if progress is not None:
                         progress.close()
