@@ -107,6 +107,42 @@ def test_bad_requests_are_typed_errors_listing_every_problem(store, tiny_models,
         tunelab.evaluate("ada", tmp_path / "missing.jsonl")
 
 
+def test_a_dataframe_for_a_file_is_a_typed_error(store, tiny_models, no_worker):
+    """A notebook user passes the DataFrame they just built: its printed table was read as a file
+    name, an OSError 'File name too long' from deep inside the upload."""
+    import pandas as pd
+
+    import tunelab
+
+    frame = pd.read_json(tiny_models.train, lines=True)
+    with pytest.raises(InvalidInputError, match=r"training_file must be a path or a file id .*not a DataFrame.*to_json"):
+        tunelab.create_job(frame, model=str(tiny_models.encoder))
+    with pytest.raises(InvalidInputError, match="validation_file must be a path"):
+        tunelab.create_job(tiny_models.train, model=str(tiny_models.encoder), validation_file=frame)
+    with pytest.raises(InvalidInputError, match="test_file must be a path .*not a list"):
+        tunelab.evaluate("ada", frame.to_dict("records"))
+    with pytest.raises(InvalidInputError, match="train_file must be a path"):
+        tunelab.compare(["ada"], tiny_models.valid, train_file=frame)
+    assert tunelab.list_jobs() == [] and not no_worker
+
+
+def test_interrupting_wait_says_the_job_goes_on(store, tiny_models, no_worker, monkeypatch):
+    """The stop button in a notebook raises KeyboardInterrupt inside the event loop's sleep; the
+    traceback now ends with a note that the job still runs and how to follow or stop it."""
+    import tunelab
+
+    job = tunelab.create_job(tiny_models.train, model=str(tiny_models.encoder), n_epochs=1)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("tunelab.jobs.api.watch", interrupted)
+    with pytest.raises(KeyboardInterrupt) as excinfo:
+        job.wait()
+    assert excinfo.value.__notes__ == [f"Stopped waiting for job {job.legacy_id}; it goes on in the background worker. "
+                                       "job.wait() follows it again, job.cancel() stops it."]
+    assert job.refresh().status == "queued"
+
+
 def test_compare_takes_one_id_alone_and_names_in_order(store, fake_predictors, tmp_path):
     """A notebook passes one model as a string and names as a list, as `--names` takes them: a
     string was read as its characters ("given more than once: -, 1, 2, ...") and a list of names

@@ -17,6 +17,7 @@ typed ones of tunelab.errors (InvalidInputError lists every problem of a request
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,12 +57,18 @@ class Job:
         evaluating a model that does not exist); with check=False, look at `status` instead.
         Interrupting (Ctrl-C, the stop button) stops the waiting, never the job."""
         self.record = submit.resume(self.store, self.id)
-        if progress:
-            self.record = watch(self.store, self.id)
-        else:
-            for _ in follow.follow(self.store, self.id):
-                pass
-            self.refresh()
+        try:
+            if progress:
+                self.record = watch(self.store, self.id)
+            else:
+                for _ in follow.follow(self.store, self.id):
+                    pass
+                self.refresh()
+        except KeyboardInterrupt as exc:
+            # The traceback ends in a sleep inside the event loop; it should say what became of the job.
+            exc.add_note(f"Stopped waiting for job {self.legacy_id}; it goes on in the background worker. "
+                         "job.wait() follows it again, job.cancel() stops it.")
+            raise
         if check and self.status != SUCCEEDED:
             reason = (self.error or {}).get("message", "")
             raise JobFailedError(f"Job {self.legacy_id} {self.status}." + (f" Reason: {reason}" if reason else ""),
@@ -109,7 +116,7 @@ def create_job(training_file: str | Path, model: str = "ada", validation_file: s
     shuffle, max_length, ...); unknown names are an InvalidInputError naming the known ones."""
     store = store or Store()
     request = submit.job_request(
-        str(training_file), model, str(validation_file) if validation_file is not None else None,
+        _file(training_file, "training_file"), model, _file(validation_file, "validation_file"),
         hyperparameters=dict(n_epochs=n_epochs, batch_size=batch_size, learning_rate_multiplier=learning_rate_multiplier,
                              prompt_loss_weight=prompt_loss_weight, seed=seed, **hyperparameters),
         compute_classification_metrics=compute_classification_metrics,
@@ -143,7 +150,8 @@ def evaluate(model: str, test_file: str | Path, *, train_file: str | Path | None
     picks the rule of the headline metrics, and ordinal labels get every rule under "decision_rules"."""
     from tunelab.evaluation.report import evaluate_model
 
-    return evaluate_model(model, test_file, train_path=train_file, out_dir=out_dir, store=store,
+    return evaluate_model(model, _file(test_file, "test_file"), train_path=_file(train_file, "train_file"),
+                          out_dir=out_dir, store=store,
                           batch_size=batch_size, progress=progress, threshold=threshold, decision=decision,
                           folders=True)
 
@@ -166,7 +174,8 @@ def compare(models: Sequence[str] | str, test_file: str | Path, *, train_file: s
             raise InvalidInputError(f"names gives {given} name(s) for {len(models)} model(s); give one per model, "
                                     "in order, or a dict {model id: name}.")
         names = dict(zip(models, names))
-    return compare_models(models, test_file, train_path=train_file, out_dir=out_dir, store=store,
+    return compare_models(models, _file(test_file, "test_file"), train_path=_file(train_file, "train_file"),
+                          out_dir=out_dir, store=store,
                           batch_size=batch_size, progress=progress, threshold=threshold, names=names,
                           folders=True)
 
@@ -184,6 +193,16 @@ def complete(model: str, prompt: str, *, max_tokens: int = 1, logprobs: int = 5,
     predictor = load_predictor(model, store)
     return complete_prompt(predictor, prompt, max_tokens=max_tokens, logprobs=logprobs, temperature=temperature,
                            seed=seed)
+
+
+def _file(value: Any, name: str) -> str | None:
+    """A data file argument as a path or file id. Anything else (a pandas DataFrame, a list of
+    rows) would be read as a file named by its printed form: an OSError 'File name too long'."""
+    if value is None or isinstance(value, (str, os.PathLike)):
+        return None if value is None else os.fspath(value)
+    hint = (f" Write it to a JSON-lines file first (df.to_json('{name.removesuffix('_file')}.jsonl', orient='records', "
+            "lines=True)) and pass that path." if hasattr(value, "to_json") else "")
+    raise InvalidInputError(f"{name} must be a path or a file id (file-…), not a {type(value).__name__}.{hint}")
 
 
 def _warn_missing_separator(store: Store, model: str, prompt: str) -> None:
