@@ -367,6 +367,11 @@ def test_a_missing_job_a_wrong_address_and_a_server_gone_are_said_in_words(page,
     assert page.locator("#job-status").count() == 0 and page.locator("#job a[href='/ui']").count() == 1
     open_page(page, server, "/ui/job/ftjob-0000000000000000000000ff")  # no such page: a page, not JSON
     assert page.locator("h1").inner_text() == "Page not found"
+    page.locator("#key-button").click()  # opened on purpose, the key panel closes with Escape, key kept
+    page.locator("#key-panel").wait_for(state="visible")
+    page.keyboard.press("Escape")
+    assert page.locator("#key-panel").is_hidden()
+    assert page.evaluate("sessionStorage.getItem('tunelab.apiKey')") == KEY
 
     # the server stops answering while the list is open, then comes back: the page says so, then recovers
     page.route("**/v1/fine_tuning/jobs**", lambda route: route.abort())

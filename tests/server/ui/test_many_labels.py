@@ -89,6 +89,12 @@ def test_playground_logs_a_many_label_answer_once_and_the_queue_stays_compact(se
 
     page.goto(f"{origin}/ui/monitor?model={model}")
     page.wait_for_selector("#queue-table")
+    page.locator("#mon-window").select_option("1d")
+    page.locator("#monitor-form button[type=submit]").click()
+    wait_until(page, "location.search.includes('window=1d')")
+    page.reload()  # the choice is in the address: a reload (or a shared link) shows the same
+    page.wait_for_selector("#queue-table")
+    assert page.locator("#mon-window").input_value() == "1d" and page.locator("#mon-model").input_value() == model
     row = page.locator("#queue-table tbody tr").first
     # the likeliest labels as buttons, the most likely first, every label in a list; not 31 buttons
     probs = rows[0]["label_probs"]

@@ -25,21 +25,33 @@ function headers(extra) {
 let keyWaiters = [];
 
 // The key panel: shown when the server answers 401, with the server's own message.
-export function askForKey(message) {
+export function askForKey(message, voluntary = false) {
   const panel = document.getElementById("key-panel");
   const text = document.getElementById("key-message");
   text.textContent = message || "This server needs an API key.";
   text.className = "message" + (getKey() ? " error" : "");
   panel.hidden = false;
   document.getElementById("key-input").focus();
-  return new Promise((resolve) => keyWaiters.push(resolve));
+  // Asked for by the user, with no request waiting on a key: Escape may close it (setupKeyForm).
+  const optional = voluntary && !keyWaiters.length;
+  document.getElementById("key-escape").hidden = !optional;
+  return optional ? Promise.resolve() : new Promise((resolve) => keyWaiters.push(resolve));
 }
 
 export function setupKeyForm() {
   const form = document.getElementById("key-form");
   const button = document.getElementById("key-button");
+  const panel = document.getElementById("key-panel");
   if (document.body.dataset.auth === "key") button.hidden = false;
-  button.addEventListener("click", () => askForKey("Enter the API key to use from now on."));
+  button.addEventListener("click", () => askForKey("Enter the API key to use from now on.", true));
+  // Opened from the API key button, the panel could only be left by entering a key: Escape now
+  // closes it, keeping the key (not when a 401 opened it: a request waits for the key).
+  panel.addEventListener("keydown", (ev) => {
+    if (ev.key !== "Escape" || document.getElementById("key-escape").hidden) return;
+    panel.hidden = true;
+    document.getElementById("key-input").value = "";
+    button.focus();
+  });
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
     const input = document.getElementById("key-input");

@@ -85,8 +85,11 @@ export async function monitorPage() {
   try {
     const models = (await api("/v1/models")).data.filter((m) => m.kind === "fine-tuned" && m.labels);
     options("mon-model", models.map((m) => [m.id, m.id]));
-    const wanted = new URLSearchParams(location.search).get("model");
+    const query = new URLSearchParams(location.search);
+    const wanted = query.get("model");
     if (wanted && models.some((m) => m.id === wanted)) document.getElementById("mon-model").value = wanted;
+    const windowSelect = document.getElementById("mon-window");
+    if ([...windowSelect.options].some((o) => o.value === query.get("window"))) windowSelect.value = query.get("window");
     if (!models.length) fill("windows", message("No classification model yet: monitoring needs a fine-tuned model with labels.", "ok"));
   } catch (err) {
     showError("windows", err);
@@ -98,6 +101,7 @@ export async function monitorPage() {
     if (!model) return;
     const q = (extra) => new URLSearchParams({ model, ...extra });
     const windowsQuery = q({ window: document.getElementById("mon-window").value });
+    history.replaceState(history.state, "", `?${windowsQuery}`); // a reload or a shared link shows the same
     fill("windows", el("p", { class: "muted" }, "Reading the prediction log…"));
     const [report, queue] = await Promise.allSettled([
       api(`/ui/api/monitor?${windowsQuery}`),

@@ -51,6 +51,9 @@ async function loadModels() {
 async function onModel() {
   const id = document.getElementById("play-model").value;
   if (!id) return;
+  // The choice in the address, so that a reload, back/forward or a shared link keeps it (a reload
+  // went back to the first model or to the one of the link the page was opened with).
+  history.replaceState(history.state, "", `?${new URLSearchParams({ model: id })}`);
   if (!(id in separators)) {
     separators[id] = models[id] && models[id].kind === "fine-tuned"
       ? (await api(`/ui/api/separator?model=${encodeURIComponent(id)}`).catch(() => ({}))).separator || "" : "";
