@@ -64,3 +64,17 @@ def test_watch_in_a_notebook_without_widgets_prints_plain_lines(notebook_without
     assert "\r" not in captured.out + captured.err and captured.err == ""  # no bar, no bar fragments
     steps = [line.split("] ", 1)[1] for line in captured.out.splitlines() if "] Step " in line]
     assert steps == ["Step 3/6: training loss=1.0, validation loss=0.9", "Step 6/6: training loss=1.0, validation loss=0.9"]
+
+
+def test_loading_a_model_in_a_notebook_without_widgets_has_no_tqdm_warning(notebook_without_widgets):
+    """transformers imports tqdm.auto when it is first imported (in a notebook: at the first evaluate or
+    complete), which printed the TqdmWarning into that cell. tunelab imports it quietly first."""
+    from tunelab.models.loading import quiet_transformers
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_transformers()
+        import tqdm.auto  # what `import transformers` does in a fresh kernel
+
+    assert tqdm.auto.tqdm.__module__ == "tqdm.asyncio"  # the text bar
+    assert [str(w.message) for w in caught] == []

@@ -42,3 +42,19 @@ def tqdm_class():
     else:
         from tqdm.auto import tqdm
     return tqdm
+
+
+def import_tqdm_auto_quietly() -> None:
+    """Import tqdm.auto, as transformers and huggingface_hub do on import, without the TqdmWarning
+    it prints into a notebook lacking ipywidgets: that warning names no tunelab call and asks for a
+    Jupyter extra that is optional here (the bars fall back to text and work). Once imported, tqdm.auto
+    is not imported again, so their import stays quiet; nothing else is filtered."""
+    if "tqdm.auto" in sys.modules or not in_notebook() or notebook_widgets():
+        return
+    import warnings
+
+    from tqdm import TqdmWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TqdmWarning)
+        import tqdm.auto  # noqa: F401 - imported for its side effect: the cached module

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from tunelab.console import import_tqdm_auto_quietly
 from tunelab.errors import InvalidInputError, ModelUnavailableError
 from tunelab.models.meta import CAUSAL, Method, ModelMeta, pooling_conflict
 from tunelab.models.chat import keep_latest_turns
@@ -26,6 +27,7 @@ META_FILE = "tunelab.json"
 def quiet_transformers() -> None:
     """Silence transformers/peft warnings that are expected here (a fresh head's untrained weights,
     download bars) so they do not bury tunelab's own output."""
+    import_tqdm_auto_quietly()
     import transformers
 
     transformers.logging.set_verbosity_error()
@@ -34,6 +36,7 @@ def quiet_transformers() -> None:
 
 
 def load_tokenizer(path):
+    import_tqdm_auto_quietly()
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(path))
