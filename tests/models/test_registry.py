@@ -242,3 +242,27 @@ def test_a_job_id_given_as_a_model_says_what_became_of_its_model(store, tiny_mod
     with pytest.raises(NotFoundError) as excinfo:
         load_predictor(job.id, store)
     assert f"the model it made is {model}." in excinfo.value.message
+
+
+def test_a_model_folder_without_tokenizer_or_weights_is_refused_when_the_job_is_made(tmp_path, tiny_models):
+    # Such a folder planned fine and failed in the worker with transformers' "Couldn't instantiate
+    # the backend tokenizer".
+    import shutil
+
+    from tunelab.errors import InvalidInputError
+    from tunelab.models.registry import resolve_model
+
+    folder = tmp_path / "half"
+    shutil.copytree(tiny_models.encoder, folder)
+    for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        (folder / name).unlink(missing_ok=True)
+    with pytest.raises(InvalidInputError) as err:
+        resolve_model(str(folder), materialize=False)
+    assert "has a config.json but no tokenizer files (tokenizer.json" in err.value.message
+    assert "weights" not in err.value.message
+    assert "tokenizer.save_pretrained" in err.value.hint
+    for weights in folder.glob("*.safetensors"):
+        weights.unlink()
+    with pytest.raises(InvalidInputError, match="weights"):
+        resolve_model(str(folder), materialize=False)
+    assert resolve_model(str(tiny_models.encoder), materialize=False).path == tiny_models.encoder.resolve()

@@ -136,6 +136,28 @@ def list_base_models() -> list[dict]:
     return rows
 
 
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model",
+                   "sentencepiece.bpe.model", "sentencepiece.model")
+"""Any one of these lets transformers build the folder's tokenizer."""
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def _check_model_folder(folder: Path) -> None:
+    """A folder with a config.json but without a tokenizer or weights (a `model.save_pretrained`
+    without `tokenizer.save_pretrained`, a copy cut short) used to plan fine and fail the job in the
+    worker with transformers' "Couldn't instantiate the backend tokenizer" or "no file named
+    pytorch_model.bin": refused when the job is created instead, saying what is missing."""
+    missing = []
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        missing.append(f"tokenizer files ({', '.join(TOKENIZER_FILES[:4])}, …)")
+    if not any(next(folder.glob(pattern), None) for pattern in WEIGHT_PATTERNS):
+        missing.append("weights (*.safetensors or pytorch_model.bin)")
+    if missing:
+        raise InvalidInputError(
+            f"{folder} has a config.json but no {' and no '.join(missing)}, so it cannot be loaded as a model.",
+            hint="Save both into the folder: model.save_pretrained(folder) and tokenizer.save_pretrained(folder).")
+
+
 def resolve_model(name: str, store: Store | None = None, *, classification: bool = True,
                   materialize: bool = True) -> ResolvedModel:
     """`materialize=False` checks the name without converting or loading weights (for validation)."""
@@ -168,6 +190,7 @@ def resolve_model(name: str, store: Store | None = None, *, classification: bool
     if folder.is_dir():
         if not (folder / "config.json").exists():
             raise InvalidInputError(f"{folder} is a folder but not a Hugging Face model (no config.json).")
+        _check_model_folder(folder)
         return ResolvedModel(requested=name, id_prefix=_prefix_of(folder.name), base_model=str(folder.resolve()),
                              kind=kind_of_config(folder / "config.json"), path=folder.resolve())
     if "/" in name and not name.startswith((".", "/")):
