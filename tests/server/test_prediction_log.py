@@ -190,6 +190,19 @@ def test_prometheus_metrics(client, http, models):
     assert sum(float(line.rsplit(" ", 1)[1]) for line in labels) == 3.0
 
 
+def test_metrics_labels_stay_bounded_and_idle_queues_read_zero(client, http, models):
+    """Made-up HTTP methods (uvicorn passes any token on, to be answered 405) count as "other", not
+    a series each; the queue gauge of a model served before still reads 0 once its batcher is idle,
+    rather than vanishing (Grafana shows "no data", absent() alerts fire)."""
+    client.completions.create(model=models["classifier"], prompt=PROMPT, max_tokens=1, temperature=0)
+    for method in ("FOO1", "FOO2", "BREW"):
+        assert http.request(method, "/v1/models").status_code == 405
+    body = http.get("/metrics").text
+    assert 'tunelab_http_requests_total{method="other",route="/v1/models",status="405"} 3.0' in body
+    assert "FOO1" not in body and "BREW" not in body
+    assert f'tunelab_queue_prompts{{model="{models["classifier"]}"}} 0.0' in body
+
+
 def test_metrics_need_the_api_key_when_keys_are_set(store, fake_predictors):
     from fastapi.testclient import TestClient
 

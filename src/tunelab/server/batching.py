@@ -428,8 +428,10 @@ class BatcherRegistry:
                 retry_after=retry)
 
     def queued_prompts(self) -> dict[str, int]:
-        """Prompts waiting for a forward pass, per model (the /metrics queue depth)."""
-        out: dict[str, int] = {}
+        """Prompts waiting for a forward pass, per model (the /metrics queue depth). A model that
+        has been served reports 0 while its batchers are dropped for being idle: a gauge series that
+        vanishes reads as "no data" in Grafana, and breaks alerts on absent() or on rate windows."""
+        out: dict[str, int] = dict.fromkeys(self.stats, 0)
         for (model_id, _), batcher in list(self._batchers.items()):
             out[model_id] = out.get(model_id, 0) + batcher.queued_prompts
         return out

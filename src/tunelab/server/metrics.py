@@ -3,7 +3,8 @@
 Each app has a registry of its own (several apps in one process, as in the tests, do not share
 counters). Series:
 
-    tunelab_http_requests_total{method, route, status}       requests answered (route: the path template)
+    tunelab_http_requests_total{method, route, status}       requests answered (route: the path template;
+                                                             method: GET, POST, ... or "other")
     tunelab_http_errors_total{route, status}                 responses with status >= 400
     tunelab_http_request_duration_seconds{route}             latency histogram
     tunelab_batch_prompts{model}                             prompts per forward pass (histogram)
@@ -29,6 +30,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 disable_created_metrics()  # no `_created` twin of every counter: half the text, nothing lost
+
+# The methods a client of this API sends; any other token (HTTP allows made-up methods, and uvicorn
+# passes them on to answer 405) counts as "other", else each one would add a series for good.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -140,7 +145,8 @@ class MetricsMiddleware:
         finally:
             route = route_template(scope)
             m = self.metrics
-            m.requests.labels(scope.get("method", ""), route, str(status)).inc()
+            method = scope.get("method", "")
+            m.requests.labels(method if method in KNOWN_METHODS else "other", route, str(status)).inc()
             m.latency.labels(route).observe(time.perf_counter() - started)
             if status >= 400:
                 m.errors.labels(route, str(status)).inc()
