@@ -164,6 +164,34 @@ def test_compare_takes_one_id_alone_and_names_in_order(store, fake_predictors, t
         tunelab.compare([parent, child], test, names=["only one"], progress=False)
 
 
+def test_reports_show_as_their_summary_in_a_notebook(store, fake_predictors, tmp_path):
+    """The last line of a cell, `report` or `table`, showed a screenful of nested keys (calibration
+    bins, confusion rows); IPython now shows what `tunelab evaluate` and `tunelab compare` print, and
+    Jupyter renders the comparison's Markdown table. Both stay dicts."""
+    import tunelab
+
+    class Printer:  # what IPython.lib.pretty hands to _repr_pretty_
+        def __init__(self):
+            self.texts = []
+
+        def text(self, text):
+            self.texts.append(text)
+
+    model = fake_predictors.register(store, "classifier", labels=[" 1", " 2", " 3", " 4", " 5"])
+    test = tmp_path / "test.jsonl"
+    write_classification_jsonl(test, 20, seed=2)
+    report = tunelab.evaluate(model, test, progress=False)
+    shown = Printer()
+    report._repr_pretty_(shown, False)
+    assert isinstance(report, dict) and report["n"] == 20
+    assert shown.texts[0].startswith(f"Model:     {model}") and "Confusion matrix" in shown.texts[0]
+    table = tunelab.compare(model, test, progress=False)
+    shown = Printer()
+    table._repr_pretty_(shown, False)
+    assert isinstance(table, dict) and shown.texts == [table["markdown"]] == [table._repr_markdown_()]
+    assert table._repr_markdown_().startswith(f"| metric | {model} |")
+
+
 @pytest.mark.slow  # starts a fresh interpreter (this one has torch loaded already)
 def test_import_tunelab_stays_cheap():
     code = ("import sys, tunelab; assert tunelab.create_job and tunelab.Job; "

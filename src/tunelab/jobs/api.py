@@ -101,6 +101,28 @@ class Job:
         return f"Job(id={self.id!r}, status={self.status!r}{model})"
 
 
+class EvaluationReport(dict):
+    """evaluate()'s result: a plain dict (the keys of `tunelab evaluate --json`) that a notebook or
+    IPython shows as the `tunelab evaluate` summary (metrics beside the baselines, per class, the
+    confusion matrix) instead of a screenful of nested keys and calibration bins."""
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        from tunelab.evaluation.report import format_report
+
+        printer.text("EvaluationReport(...)" if cycle else format_report(self))
+
+
+class Comparison(dict):
+    """compare()'s result: a plain dict that a notebook shows as its table (rendered Markdown) and
+    IPython as the Markdown text, instead of the nested rows."""
+
+    def _repr_markdown_(self) -> str:
+        return self["markdown"]
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        printer.text("Comparison(...)" if cycle else self["markdown"])
+
+
 def create_job(training_file: str | Path, model: str = "ada", validation_file: str | Path | None = None, *,
                n_epochs: int | None = None, batch_size: int | None = None,
                learning_rate_multiplier: float | None = None, prompt_loss_weight: float | None = None,
@@ -150,10 +172,9 @@ def evaluate(model: str, test_file: str | Path, *, train_file: str | Path | None
     picks the rule of the headline metrics, and ordinal labels get every rule under "decision_rules"."""
     from tunelab.evaluation.report import evaluate_model
 
-    return evaluate_model(model, _file(test_file, "test_file"), train_path=_file(train_file, "train_file"),
-                          out_dir=out_dir, store=store,
-                          batch_size=batch_size, progress=progress, threshold=threshold, decision=decision,
-                          folders=True)
+    return EvaluationReport(evaluate_model(
+        model, _file(test_file, "test_file"), train_path=_file(train_file, "train_file"), out_dir=out_dir, store=store,
+        batch_size=batch_size, progress=progress, threshold=threshold, decision=decision, folders=True))
 
 
 def compare(models: Sequence[str] | str, test_file: str | Path, *, train_file: str | Path | None = None,
@@ -174,10 +195,9 @@ def compare(models: Sequence[str] | str, test_file: str | Path, *, train_file: s
             raise InvalidInputError(f"names gives {given} name(s) for {len(models)} model(s); give one per model, "
                                     "in order, or a dict {model id: name}.")
         names = dict(zip(models, names))
-    return compare_models(models, _file(test_file, "test_file"), train_path=_file(train_file, "train_file"),
-                          out_dir=out_dir, store=store,
-                          batch_size=batch_size, progress=progress, threshold=threshold, names=names,
-                          folders=True)
+    return Comparison(compare_models(
+        models, _file(test_file, "test_file"), train_path=_file(train_file, "train_file"), out_dir=out_dir, store=store,
+        batch_size=batch_size, progress=progress, threshold=threshold, names=names, folders=True))
 
 
 def complete(model: str, prompt: str, *, max_tokens: int = 1, logprobs: int = 5, temperature: float = 0.0,
