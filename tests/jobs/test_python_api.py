@@ -199,3 +199,49 @@ def test_import_tunelab_stays_cheap():
             "assert heavy == [], heavy; print(sorted(set(tunelab.__all__) - set(dir(tunelab))))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
+
+
+def test_build_and_prepare_data_are_calls_too(tmp_path):
+    """The README said 'everything above is also a function call', but building a dataset and
+    prepare_data needed `!tunelab ...` in a notebook (and failed where the kernel's venv is not on PATH)."""
+    import json
+
+    import tunelab
+    from tunelab.errors import DataFileError
+
+    class Printer:
+        def __init__(self):
+            self.texts = []
+
+        def text(self, text):
+            self.texts.append(text)
+
+    raw = tmp_path / "dataset_en_train.json"
+    words = {1: "awful broke", 2: "poor flimsy", 3: "okay average", 4: "good solid", 5: "great perfect"}
+    with open(raw, "w") as fh:
+        for i in range(200):
+            stars = i % 5 + 1
+            fh.write(json.dumps({"review_id": f"en_{i}", "product_id": f"p{i}", "reviewer_id": f"r{i}",
+                                 "stars": stars, "review_body": f"{words[stars]} item number {i}",
+                                 "review_title": words[stars], "language": "en",
+                                 "product_category": "home"}) + "\n")
+    built = tunelab.build_dataset(raw, tmp_path / "reviews", preset="amazon-stars", merge={"1": "2"})
+    assert built.labels == ["2", "3", "4", "5"] and sum(built.counts[s] for s in ("train", "valid", "test")) == 200
+    assert all(built.paths[s].is_file() for s in ("train", "valid", "test", "labels"))
+    shown = Printer()
+    built._repr_pretty_(shown, False)
+    assert "4 ordinal labels" in shown.texts[0] and str(built.paths["train"]) in shown.texts[0]
+    with pytest.raises(DataFileError):
+        tunelab.build_dataset(tmp_path / "missing.json", tmp_path / "nothing", preset="amazon-stars")
+    assert not (tmp_path / "nothing").exists()
+
+    legacy = tmp_path / "legacy.jsonl"  # prompts without a separator, completions without a leading space
+    legacy.write_text("".join(json.dumps({"prompt": f"{words[i % 5 + 1]} thing {i}", "completion": str(i % 5 + 1)})
+                              + "\n" for i in range(100)))
+    prepared = tunelab.prepare_data(legacy)
+    assert prepared["applied"] and len(prepared["paths"]) == 2  # fixed, then split into train and valid
+    rows = [json.loads(line) for line in prepared["paths"][0].read_text().splitlines()]
+    assert all(r["completion"].startswith(" ") and r["prompt"].endswith("\n\n###\n\n") for r in rows), rows[0]
+    assert str(prepared["paths"][0]) in prepared["next_command"]
+    clean = tunelab.prepare_data(prepared["paths"][0], split=False)
+    assert clean["paths"] == [] and str(prepared["paths"][0]) in clean["next_command"]

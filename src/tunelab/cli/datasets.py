@@ -123,13 +123,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     for name in ("train", "valid", "test"):
         print(f"  {result.paths[name]}: {result.counts[name]} rows")
     print(f"  {result.paths['labels']}")
-    kind = "ordinal" if result.ordinal else "categorical"
-    print(f"\n{len(result.labels)} {kind} labels{'' if result.stratified else ' (split not fully stratified)'}:")
-    width = max(len(label) for label in result.labels)
-    print(f"  {'label':<{width}} {'train':>7} {'valid':>7} {'test':>7}")
-    for label in result.labels:
-        counts = [result.label_counts[s][label] for s in ("train", "valid", "test")]
-        print(f"  {label:<{width}} {counts[0]:>7} {counts[1]:>7} {counts[2]:>7}")
+    print()
+    for line in result.summary():
+        print(line)
     for note in result.notes:
         print(f"Note: {note}")
     unreadable = base_model_notice(args.model, [e.prompt for e in read_prompt_completion(result.paths["train"])])

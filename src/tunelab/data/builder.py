@@ -45,6 +45,23 @@ class BuildResult:
     stratified: bool
     notes: list[str] = field(default_factory=list)
 
+    def summary(self) -> list[str]:
+        """The label table `datasets build` prints and a notebook shows: rows per label and split."""
+        kind = "ordinal" if self.ordinal else "categorical"
+        lines = [f"{len(self.labels)} {kind} labels{'' if self.stratified else ' (split not fully stratified)'}:"]
+        width = max([len("label"), *(len(label) for label in self.labels)])
+        lines.append(f"  {'label':<{width}} {'train':>7} {'valid':>7} {'test':>7}")
+        for label in self.labels:
+            counts = [self.label_counts[s].get(label, 0) for s in ("train", "valid", "test")]
+            lines.append(f"  {label:<{width}} {counts[0]:>7} {counts[1]:>7} {counts[2]:>7}")
+        return lines
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        # IPython and Jupyter show this instead of the dataclass's nested dicts.
+        files = [f"{self.paths[name]}: {self.counts[name]} rows" for name in ("train", "valid", "test")]
+        notes = [f"Note: {note}" for note in self.notes]
+        printer.text("BuildResult(...)" if cycle else "\n".join([*files, "", *self.summary(), *notes]))
+
 
 @dataclass
 class _Row:

@@ -215,6 +215,74 @@ def complete(model: str, prompt: str, *, max_tokens: int = 1, logprobs: int = 5,
                            seed=seed)
 
 
+class PreparedData(dict):
+    """prepare_data()'s result: a plain dict (findings, applied, paths, next_command, notes) that a
+    notebook shows as the report `tunelab tools fine_tunes.prepare_data -q` prints."""
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        if cycle:
+            printer.text("PreparedData(...)")
+            return
+        lines = [f"- {finding}" for finding in self["findings"]]
+        lines += [f"Applied: {action}" for action in self["applied"]]
+        lines.append(f"Wrote {' and '.join(map(str, self['paths']))}" if self["paths"] else "The file is unchanged.")
+        lines += [f"Next: {self['next_command']}", *self["notes"]]
+        printer.text("\n".join(lines))
+
+
+def build_dataset(source: str | Path, out_dir: str | Path, *, preset: str | None = None,
+                  text_columns: Sequence[str] | None = None, label_column: str | None = None,
+                  train_size: int | None = None, val_size: int | None = None, test_size: int | None = None,
+                  seed: int = 42, shuffle: bool = True, separator: str = "\n\n###\n\n",
+                  merge: Mapping[str, str] | str | Path | None = None, language: str | None = None,
+                  model: str = "ada"):
+    """`tunelab datasets build` as a call: train/valid/test JSONL and labels.json in `out_dir` from a
+    raw review table (CSV, JSON lines such as Amazon's dataset_en_train.json, a folder of a published
+    split) or a bundled dataset's name. `merge` is {old label: new label} or a merge-map file. Returns
+    a BuildResult (paths, counts and label counts per split, notes; a notebook shows its label table);
+    a note says when `model`'s tokenizer cannot read much of the text."""
+    import dataclasses
+
+    from tunelab.data.builder import build_dataset as build
+    from tunelab.data.label_maps import merge_request
+    from tunelab.data.readers import read_prompt_completion
+    from tunelab.models.vocabulary import base_model_notice
+
+    source = _file(source, "source")
+    if merge is not None and not isinstance(merge, Mapping):
+        merge = merge_request(_file(merge, "merge"))
+    result = build(source, out_dir=out_dir, text_columns=text_columns, label_column=label_column, preset=preset,
+                   train_size=train_size, val_size=val_size, test_size=test_size, seed=seed, shuffle=shuffle,
+                   separator=separator, merge=dict(merge) if merge else None, language=language)
+    unreadable = base_model_notice(model, [e.prompt for e in read_prompt_completion(result.paths["train"])])
+    return dataclasses.replace(result, notes=[*result.notes, unreadable]) if unreadable else result
+
+
+def prepare_data(file: str | Path, *, recommended: bool = True, split: bool = True, seed: int = 42,
+                 model: str = "ada") -> PreparedData:
+    """`tunelab tools fine_tunes.prepare_data` without its questions: the necessary fixes always,
+    the recommended ones with `recommended`, and with `split` the stratified train/validation split
+    it recommends. The result is written beside the file under a new name (never over a file);
+    an unchanged file is not copied. Returns {"findings", "applied", "paths", "next_command",
+    "notes"}."""
+    from tunelab.data import prepare
+
+    analysis = prepare.analyze(_file(file, "file"))
+    accepted = [a for a in analysis.actions if a.necessary or recommended]
+    data = prepare.apply_actions(analysis.data, accepted, analysis.path)
+    plan = prepare.plan_split(data, seed=seed) if split else None
+    labels = prepare.classes(data)
+    replies = prepare.replies(data) if labels else None
+    # A CSV or JSON file is converted even when unchanged: fine-tuning reads JSON lines.
+    changed = accepted or plan is not None or analysis.format != "jsonl"
+    paths = prepare.write_prepared(analysis.path, data, plan) if changed else []
+    train, valid = (paths[0], paths[1] if plan is not None else None) if paths else (analysis.path, None)
+    notes = ([plan.note] if plan is not None and plan.note else []) + list(prepare.usage_notes(data))
+    return PreparedData(findings=[f.message for f in analysis.findings], applied=[a.message for a in accepted],
+                        paths=paths, next_command=prepare.next_command(train, valid, labels, model, replies),
+                        notes=notes)
+
+
 def _file(value: Any, name: str) -> str | None:
     """A data file argument as a path or file id. Anything else (a pandas DataFrame, a list of
     rows) would be read as a file named by its printed form: an OSError 'File name too long'."""
