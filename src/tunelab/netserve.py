@@ -18,6 +18,7 @@ server package: uvicorn imports it in the serving process, as it would for `--wo
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 
@@ -36,7 +37,14 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 def is_loopback(host: str) -> bool:
     host = host.strip("[]").lower()
-    return host in LOOPBACK_HOSTS or host.startswith("127.") or host.endswith(".localhost")
+    if host in LOOPBACK_HOSTS or host.endswith(".localhost"):  # *.localhost never goes to DNS
+        return True
+    # An address, not a prefix: `127.0.0.1.attacker.example` is a DNS name its owner can point at
+    # 127.0.0.1 (DNS rebinding), and the Host check of a loopback server must refuse it.
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def app_options_from_environment() -> dict:

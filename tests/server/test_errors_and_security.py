@@ -227,6 +227,12 @@ def test_loopback_server_refuses_other_hosts(store):
         assert http.get("/v1/models", headers={"Host": "localhost:8000"}).status_code == 200
         assert http.get("/v1/models", headers={"Host": "[::1]:8000"}).status_code == 200
         assert_envelope(http.get("/v1/models", headers={"Host": "attacker.example"}), 403, "permission_error")
+        # DNS rebinding with a name that merely starts like a loopback address (its owner points it
+        # at 127.0.0.1, and the page's Origin then matches its Host): refused, not taken for 127.x
+        for host in ("127.0.0.1.attacker.example:8000", "127.attacker.example"):
+            response = http.get("/v1/models", headers={"Host": host, "Origin": f"http://{host}"})
+            assert_envelope(response, 403, "permission_error")
+        assert http.get("/v1/models", headers={"Host": "127.0.0.2:8000"}).status_code == 200
 
 
 def test_unexpected_errors_are_500_envelopes(store, models, monkeypatch):
