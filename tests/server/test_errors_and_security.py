@@ -173,6 +173,27 @@ def test_oversize_upload_is_413(store, tmp_path):
         assert_envelope(response, 413)
 
 
+def test_gzip_upload_may_not_decompress_beyond_the_upload_limit(store, tmp_path):
+    """The limit counted the compressed bytes only: 200 bytes of gzip became 200 KB on disk (a few
+    MB, gigabytes), before the file was even read. Decompressed, an upload keeps the limit too."""
+    import gzip
+
+    from fastapi.testclient import TestClient
+
+    from tunelab.server import create_app
+
+    bomb = gzip.compress(b'{"prompt": "x", "completion": " 1"}\n' + b" " * 200_000)
+    assert len(bomb) < 2_000
+    with TestClient(create_app(store, max_upload_bytes=10_000, isolate_models=False)) as http:
+        for path in ("/v1/files", "/ui/api/datasets/inspect"):
+            response = http.post(path, files={"file": ("bomb.jsonl.gz", bomb)}, data={"purpose": "fine-tune"})
+            error = assert_envelope(response, 413)
+            assert error["code"] == "request_too_large" and "decompresses" in error["message"], error
+        small = gzip.compress(b'{"prompt": "a", "completion": " 1"}\n{"prompt": "b", "completion": " 2"}\n')
+        ok = http.post("/v1/files", files={"file": ("ok.jsonl.gz", small)}, data={"purpose": "fine-tune"})
+        assert ok.status_code == 200, ok.text
+
+
 def test_api_keys(store, models):
     from tunelab.server import create_app
 

@@ -27,7 +27,7 @@ async def create_file(file: UploadFile = File(...), purpose: str = Form(...),
     expires_after = service.expiry_seconds(expires_anchor, expires_seconds)
     try:
         return await run_in_threadpool(service.create_file, state.store, file.file, file.filename, purpose,
-                                       expires_after)
+                                       expires_after, state.max_upload_bytes)
     finally:
         await file.close()
 

@@ -60,13 +60,13 @@ def expiry_seconds(anchor: str | None, seconds: str | None) -> int | None:
 
 
 def create_file(store: Store, stream: BinaryIO, filename: str | None, purpose: str,
-                expires_after: int | None = None) -> FileObject:
+                expires_after: int | None = None, max_bytes: int | None = None) -> FileObject:
     if purpose not in PURPOSES:
         raise bad_request(f"'{purpose}' is not a supported purpose. This server stores fine-tuning data: "
                           f"use purpose {' or '.join(repr(p) for p in PURPOSES)}.", param="purpose")
     name = clean_filename(filename)
     with tempfile.TemporaryDirectory(prefix="tunelab-upload-") as tmp:
-        path, stored_name = spool(stream, name, Path(tmp))
+        path, stored_name = spool(stream, name, Path(tmp), max_bytes)
         try:
             record = upload_file(store, path, purpose, filename=stored_name, expires_after=expires_after)
         except DataFileError as exc:
@@ -77,9 +77,10 @@ def create_file(store: Store, stream: BinaryIO, filename: str | None, purpose: s
     return to_object(record)
 
 
-def spool(stream: BinaryIO, name: str, folder: Path) -> tuple[Path, str]:
+def spool(stream: BinaryIO, name: str, folder: Path, max_bytes: int | None = None) -> tuple[Path, str]:
     """An uploaded stream written to `folder` under a name whose extension says its format (`.gz`
-    decompressed); returns the path and the name to show for it (without `.gz`)."""
+    decompressed); returns the path and the name to show for it (without `.gz`). `max_bytes`: the
+    server's upload limit, which the decompressed file must keep too (413 otherwise)."""
     try:
         fmt, compressed = detect_format(name)
     except DataFileError:
@@ -89,7 +90,7 @@ def spool(stream: BinaryIO, name: str, folder: Path) -> tuple[Path, str]:
         if compressed:
             try:
                 with gzip.GzipFile(fileobj=stream, mode="rb") as gz:
-                    shutil.copyfileobj(gz, out, 1 << 20)
+                    _copy_at_most(gz, out, max_bytes, name)
             except (OSError, EOFError, zlib.error) as exc:
                 raise bad_request(f"{name}: cannot decompress the file: {exc}", param="file") from None
         else:
@@ -97,6 +98,19 @@ def spool(stream: BinaryIO, name: str, folder: Path) -> tuple[Path, str]:
     if path.stat().st_size == 0:
         raise bad_request(f"{name} is empty.", param="file")
     return path, name[:-3] if compressed and name.lower().endswith(".gz") else name
+
+
+def _copy_at_most(source: BinaryIO, out: BinaryIO, max_bytes: int | None, name: str) -> None:
+    """Decompress no more than the upload limit: the limit counts the compressed bytes that
+    arrive, and a few MB of gzipped zeros would otherwise fill the disk with gigabytes."""
+    written = 0
+    while chunk := source.read(1 << 20):
+        written += len(chunk)
+        if max_bytes is not None and written > max_bytes:
+            raise APIError(413, f"{name} decompresses to more than this server's upload limit of "
+                                f"{max_bytes / 2**20:g} MB (tunelab serve --max-upload-mb).", param="file",
+                           code="request_too_large")
+        out.write(chunk)
 
 
 def get_record(store: Store, file_id: str) -> FileRecord:

@@ -114,7 +114,7 @@ def prepare(file_id: str, request: PrepareRequest, state: ServerState = Depends(
 async def inspect_raw(file: UploadFile = File(...), state: ServerState = Depends(get_state)):
     """A raw review table's columns and the presets that fit them (nothing is stored)."""
     try:
-        return await run_in_threadpool(service.inspect_raw, file.file, file.filename)
+        return await run_in_threadpool(service.inspect_raw, file.file, file.filename, state.max_upload_bytes)
     finally:
         await file.close()
 
@@ -130,7 +130,7 @@ async def build_raw(file: UploadFile = File(...), preset: str | None = Form(None
     try:
         return await run_in_threadpool(service.build_raw, file.file, file.filename, preset=preset,
                                        text_columns=columns, label_column=label_column, train_size=train_size,
-                                       seed=seed)
+                                       seed=seed, max_bytes=state.max_upload_bytes)
     finally:
         await file.close()
 

@@ -98,7 +98,7 @@ SAMPLE_CHARS = 120
 """A sample value shown per column, cut to this length."""
 
 
-def inspect_raw(stream: BinaryIO, filename: str | None) -> dict[str, Any]:
+def inspect_raw(stream: BinaryIO, filename: str | None, max_bytes: int | None = None) -> dict[str, Any]:
     """The columns of a raw table (a file /v1/files refused with code `raw_table`), a sample value of
     each, and every `datasets build` preset, those that fit the columns first."""
     from tunelab.data.bundled import PRESETS, presets_fitting
@@ -106,7 +106,7 @@ def inspect_raw(stream: BinaryIO, filename: str | None) -> dict[str, Any]:
 
     name = clean_filename(filename)
     with tempfile.TemporaryDirectory(prefix="tunelab-raw-") as tmp:
-        path, shown = spool(stream, name, Path(tmp))
+        path, shown = spool(stream, name, Path(tmp), max_bytes)
         try:
             table = read_table(path, default_format="jsonl")
         except TunelabError as exc:
@@ -124,7 +124,8 @@ def inspect_raw(stream: BinaryIO, filename: str | None) -> dict[str, Any]:
 
 
 def build_raw(stream: BinaryIO, filename: str | None, *, preset: str | None, text_columns: list[str] | None,
-              label_column: str | None, train_size: int | None = None, seed: int = 42) -> dict[str, Any]:
+              label_column: str | None, train_size: int | None = None, seed: int = 42,
+              max_bytes: int | None = None) -> dict[str, Any]:
     """`tunelab datasets build` on an uploaded raw table: the train, valid and test JSONL texts
     (which the page uploads through POST /v1/files) and the build's summary."""
     from tunelab.data.builder import build_dataset
@@ -137,7 +138,7 @@ def build_raw(stream: BinaryIO, filename: str | None, *, preset: str | None, tex
         raise bad_request(f"Unknown preset {preset!r}; one of {', '.join(PRESETS)}.", param="preset")
     name = clean_filename(filename)
     with tempfile.TemporaryDirectory(prefix="tunelab-build-") as tmp:
-        path, shown = spool(stream, name, Path(tmp))
+        path, shown = spool(stream, name, Path(tmp), max_bytes)
         try:
             result = build_dataset(path, out_dir=Path(tmp) / "out", preset=preset or None,
                                    text_columns=text_columns or None, label_column=label_column or None,
