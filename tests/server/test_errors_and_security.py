@@ -80,6 +80,15 @@ def test_malformed_and_invalid_bodies_are_400(http, models):
 
 
 
+def test_labels_score_takes_no_more_prompts_than_completions(http, models):
+    """/v1/completions refused more than 2048 prompts; /v1/labels/score took any number (500,000
+    short ones fit in 2 MB), and a request alone in the queue is always admitted."""
+    many = assert_envelope(http.post("/v1/labels/score", json={"model": models["classifier"], "prompt": ["x"] * 2049}), 400)
+    assert many["param"] == "prompt" and "at most 2048" in many["message"]
+    ok = http.post("/v1/labels/score", json={"model": models["classifier"], "prompt": ["x"] * 2048})
+    assert ok.status_code == 200 and len(ok.json()["data"]) == 2048
+
+
 def test_a_value_of_no_accepted_type_names_the_field_and_the_types(http, models):
     """`prompt: 123` matched none of prompt's four types: the message names 'prompt' and what it takes,
     not pydantic's first member ('prompt.str') and "(and 3 more problem(s))"."""

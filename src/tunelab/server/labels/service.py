@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from tunelab.server.common import ServerState, new_request_id
+from tunelab.server.completions.service import MAX_PROMPTS
 from tunelab.server.errors import bad_request
 from tunelab.server.labels.protocol import LabelDistribution, LabelScoreRequest, LabelScores, LabelUsage
 from tunelab.server.models.service import get_predictor
@@ -22,6 +23,11 @@ async def score(state: ServerState, request: LabelScoreRequest, caller: Caller |
     prompts = [request.prompt] if isinstance(request.prompt, str) else list(request.prompt)
     if not prompts:
         raise bad_request("'prompt' is an empty list; give a string or a non-empty list of strings.", param="prompt")
+    if len(prompts) > MAX_PROMPTS:
+        # As /v1/completions: a request alone in an empty queue is always admitted, so without this
+        # one request of half a million short prompts (2 MB) held the model for many minutes.
+        raise bad_request(f"'prompt' holds {len(prompts)} prompts; send at most {MAX_PROMPTS} per request.",
+                          param="prompt")
     predictor = await get_predictor(state, request.model)
     if not predictor.is_classification:
         raise bad_request(f"{request.model} is not a classification model (it has no label set); use "
