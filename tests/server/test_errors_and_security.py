@@ -21,6 +21,22 @@ def assert_envelope(response, status: int, type_: str = "invalid_request_error")
     return body["error"]
 
 
+def test_dashboard_report_views_stay_in_the_reports_folder(store, http):
+    """The report folder was <home>/ui-reports/<model>/<test file> with '..' kept as it is, so model
+    '..' and test_file '..' read <home>/../confusion_matrix.png, and model '..' listed every
+    metrics.json one folder down from <home>."""
+    (store.home / "ui-reports").mkdir(parents=True, exist_ok=True)
+    (store.home.parent / "confusion_matrix.png").write_bytes(b"\x89PNG outside the store")
+    (store.home / "secret").mkdir()
+    (store.home / "secret" / "metrics.json").write_text('{"accuracy": 0.5}')
+    (store.home / "secret" / "ui.json").write_text('{"test_file": "x"}')
+    for model, test_file in ((".."), ("..")), (".", ".."), ("..", "."):
+        response = http.get("/ui/api/evaluations/image",
+                            params={"model": model, "test_file": test_file, "name": "confusion_matrix"})
+        assert response.status_code == 404 and b"outside" not in response.content, (model, test_file)
+    assert http.get("/ui/api/evaluations", params={"model": ".."}).json()["data"] == []
+
+
 def test_client_exception_types(client, models):
     with pytest.raises(openai.NotFoundError) as unknown:
         client.completions.create(model="gpt-nonexistent", prompt="x", max_tokens=1)

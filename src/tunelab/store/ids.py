@@ -43,7 +43,10 @@ def normalize_job_id(value: str) -> str:
 
 
 def model_dir_name(model_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", model_id)
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", model_id)
+    # "", "." and ".." name this folder or its parent: a model id given over HTTP (the dashboard's
+    # report views) must not lead out of the folder it is joined to.
+    return name if name.strip(".") else "_" * max(1, len(name))
 
 
 def model_id_base(model_id: str) -> str:
