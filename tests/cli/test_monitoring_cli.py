@@ -106,6 +106,29 @@ def test_feedback_import_checks_the_whole_file_first(logged, capsys, home):
     assert len(feedback) == 16 and {f.source for f in feedback} == {"import", "csv"}
 
 
+def test_importing_a_file_again_keeps_later_corrections(logged, capsys, home):
+    """A team's cumulative label file imported again (by hand or from cron) must not put its old
+    labels back over a correction made since, nor copy every row each time."""
+    models, rows, ids = logged
+    team = home / "returns.csv"
+    team.write_text("id,label,source\n" + "".join(f"{i},1,returns-team\n" for i in ids[:5])
+                    + f"{ids[5]},1,returns-team\n{ids[5]},2,returns-team\n{ids[5]},1,returns-team\n")
+    assert run_cli("feedback", "import", str(team)) == 0
+    out = capsys.readouterr().out  # 1, 2, then 1 again on one prediction: the last line counts
+    assert "Imported 6 label(s)" in out and "2 row(s) skipped, a later line of the same source relabels" in out
+    assert run_cli("feedback", "add", "--id", ids[0], "--label", "3", "--source", "support-chat") == 0
+    assert run_cli("feedback", "import", str(team)) == 0
+    out = capsys.readouterr().out
+    assert "Imported 0 label(s)" in out and "6 row(s) skipped, their source had already given that label" in out
+    log = PredictionLog(models.store)
+    assert len(log.feedback(models.enc)) == 7
+    latest = log.latest_feedback(models.enc)
+    assert latest[(ids[0], 0)].label.strip() == "3" and latest[(ids[5], 0)].label.strip() == "1"
+    team.write_text("id,label,source\n" + f"{ids[1]},4,returns-team\n")  # the team changed its mind
+    assert run_cli("feedback", "import", str(team)) == 0
+    assert log.latest_feedback(models.enc)[(ids[1], 0)].label.strip() == "4"
+
+
 def test_logs_list_and_prune(logged, capsys):
     models, rows, _ = logged
     assert run_cli("logs", "list") == 0

@@ -115,6 +115,21 @@ def test_feedback_is_added_never_overwritten(store):
         log.add_feedback([{"model": "m", "label": "", "source": "x"}])
 
 
+def test_rows_of_one_call_keep_their_order_when_ids_share_a_microsecond(store, monkeypatch):
+    """One call's rows share created_at, so their ids order them; ids made in the same microsecond
+    differ only in random bits, so a file's '1' then '5' for one prediction could end up '1' latest."""
+    from tunelab.store import ids
+
+    made = iter(["fb-0000000000000fffffffffff", "fb-0000000000000aaaaaaaaaaa"])  # same time, descending
+    monkeypatch.setattr(ids, "new_id", lambda prefix: next(made))
+    log = PredictionLog(store)
+    log.insert([row(1)])
+    log.add_feedback([{"model": "m", "label": label, "source": "file", "response_id": "cmpl-000001",
+                       "prompt_index": 0} for label in (" 1", " 5")])
+    assert [f.label for f in log.feedback("m")] == [" 1", " 5"]
+    assert log.latest_feedback("m")[("cmpl-000001", 0)].label == " 5"
+
+
 def test_unreviewed_most_uncertain_first(store):
     log = PredictionLog(store)
     log.insert([row(i, margin=m) for i, m in enumerate([0.5, 0.01, 0.2, None])])

@@ -85,9 +85,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     from tunelab.store import Store
 
     require_paths(("feedback file", args.file))
-    records = import_feedback(Store(), args.file, model=args.model, source=args.source)
-    models = sorted({r.model for r in records})
-    print(f"Imported {len(records)} label(s) from {args.file} for {', '.join(models)}.")
+    result = import_feedback(Store(), args.file, model=args.model, source=args.source)
+    models = sorted({r.model for r in result.records})
+    print(f"Imported {len(result.records)} label(s) from {args.file}"
+          + (f" for {', '.join(models)}" if models else "")
+          + (f"; {result.already_recorded} row(s) skipped, their source had already given that label"
+             if result.already_recorded else "")
+          + (f"; {result.superseded} row(s) skipped, a later line of the same source relabels the same "
+             "prediction or text" if result.superseded else "") + ".")
     return 0
 
 

@@ -6,7 +6,8 @@
   latest feedback on a prediction is the one that counts. The prompt is copied into the feedback
   row, so training data survives the log's retention.
 - `import_feedback`: a CSV/TSV/XLSX/JSON/JSONL file of such labels, checked whole first: any bad
-  row is reported with its line and nothing is written.
+  row is reported with its line and nothing is written; a row its source already said is skipped,
+  so importing a cumulative file again changes nothing.
 - `review_queue`: logged predictions nobody labelled yet, most uncertain first.
 - `export_feedback`: chapter-format prompt/completion JSONL for continued training.
 """
@@ -128,12 +129,31 @@ def add_feedback(store, *, label: str, response_id: str | None = None, index: in
     return FeedbackResult(record, prediction)
 
 
+@dataclass
+class ImportResult:
+    records: list[FeedbackRecord]  # the rows written
+    already_recorded: int = 0  # rows skipped: their source's latest label for that prediction or text
+    superseded: int = 0  # rows skipped: a later line gives the same source's label for the same thing
+
+
+def _subject(row: dict) -> tuple:
+    """What a feedback row is about: a logged prediction, or a text of a model."""
+    if row.get("response_id"):
+        return ("id", row["response_id"], int(row.get("prompt_index") or 0))
+    return ("text", row["model"], row["prompt"])
+
+
 def import_feedback(store, path: str | Path, *, model: str | None = None, source: str | None = None) \
-        -> list[FeedbackRecord]:
+        -> ImportResult:
     """Labels from a file: columns `label` and either `id` (or `response_id`, with an optional
     `index`) or `text` (or `prompt`) with `model` (a column, or `model` here); optional `source`.
     Every row is checked first; any problem raises DataFileError listing them by line, and then
-    nothing is written."""
+    nothing is written.
+
+    Only a source's last line about a prediction (or text) counts, and it is skipped when it says
+    what that source's latest label already says: the latest label counts, so importing a team's
+    cumulative file again would otherwise put its old labels back over the corrections others made
+    since, and add a copy of every row each time."""
     table = read_table(path, default_format="jsonl")
     if not table.rows:
         raise InvalidInputError(f"{path} has no rows.")
@@ -162,7 +182,15 @@ def import_feedback(store, path: str | Path, *, model: str | None = None, source
     if problems:
         raise_problems(f"{table.path}: {len(problems)} of {len(table.rows)} row(s) cannot be imported; "
                        "nothing was written:", problems)
-    return log.add_feedback(rows)
+    said: dict[tuple, str] = {}  # (subject, source) -> that source's latest label
+    for existing in sorted({r["model"] for r in rows}):
+        for record in log.feedback(existing):  # oldest first
+            said[(_subject(record.__dict__), record.source)] = record.label
+    last = {(_subject(row), row["source"]): i for i, row in enumerate(rows)}
+    superseded = len(rows) - len(last)  # a later line of the file gives the same source's label
+    fresh = [row for i, row in enumerate(rows) if last[(_subject(row), row["source"])] == i
+             and said.get((_subject(row), row["source"])) != row["label"]]
+    return ImportResult(log.add_feedback(fresh), len(rows) - superseded - len(fresh), superseded)
 
 
 def _first(row: dict, keys: Sequence[str]):

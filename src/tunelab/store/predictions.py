@@ -195,9 +195,13 @@ class PredictionLog:
         source; an id and created_at are given when missing."""
         records = []
         now = time.time()
+        # The rows of one call share created_at, so their ids alone keep their order (the latest label
+        # counts: a file's later line must win). Ids made within one microsecond end in random bits,
+        # so they are made first and handed out sorted.
+        fresh = iter(sorted(ids.new_id("fb") for item in items if not item.get("id")))
         for item in items:
             values = {c: item.get(c) for c in FEEDBACK_COLUMNS}
-            values["id"] = values["id"] or ids.new_id("fb")
+            values["id"] = values["id"] or next(fresh)
             values["created_at"] = float(values["created_at"] or now)
             missing = [c for c in ("model", "label", "source") if values.get(c) in (None, "")]
             if missing:
