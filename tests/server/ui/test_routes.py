@@ -218,6 +218,22 @@ def test_evaluate_keeps_the_report_and_compare_builds_table_4_1(store, tiny_mode
                        json={"model": clf, "test_file": "/etc/passwd"}).status_code == 400  # ids only, never paths
 
 
+def test_evaluate_and_compare_take_model_ids_not_server_paths(ui, tmp_path):
+    """Completions serve store models and packaged base names only, yet the dashboard's evaluate and
+    compare loaded whatever `model` named: any Hugging Face folder on the server's disk (loaded into
+    the server process), or a hub id to download."""
+    from tests.helpers.tiny_models import build_tiny_decoder
+
+    folder = build_tiny_decoder(tmp_path / "someone-elses-model")
+    test_id = upload(ui, "test.jsonl", write_classification_jsonl(tmp_path / "t.jsonl", 20, seed=3).read_bytes())
+    for model in (str(folder), "someone/private-model"):
+        response = ui.post("/ui/api/evaluations", headers=AUTH, json={"model": model, "test_file": test_id})
+        assert response.status_code == 404 and response.json()["error"]["code"] == "model_not_found", response.text
+        response = ui.post("/ui/api/compare", headers=AUTH, json={"models": [model], "test_file": test_id})
+        assert response.status_code == 404 and response.json()["error"]["param"] == "models", response.text
+    assert not (folder.parent / "ui-reports").exists()
+
+
 def test_templates_and_static_files_ship_with_the_package():
     """A non-editable install carries only what package-data names: every file the UI serves must match."""
     config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())

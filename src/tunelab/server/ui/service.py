@@ -18,9 +18,10 @@ from tunelab.errors import NotFoundError, TunelabError
 from tunelab.evaluation.plots import finite_number
 from tunelab.fsutil import write_json
 from tunelab.jobs import files as job_files
-from tunelab.server.errors import bad_request, from_tunelab_error, not_found
+from tunelab.server.errors import APIError, bad_request, from_tunelab_error, not_found
 from tunelab.server.files.service import clean_filename, spool
 from tunelab.server.fine_tuning.service import check_training_file, get_job
+from tunelab.server.models.service import servable_id
 from tunelab.store import Store
 from tunelab.store.ids import model_dir_name
 
@@ -182,6 +183,9 @@ def evaluate(store: Store, model_id: str, test_file: str, train_file: str | None
     store, one per model and test file, so the models page shows it again later."""
     from tunelab.evaluation.report import evaluate_model
 
+    # The models completions serve, nothing else: a path would load any model folder on the
+    # server's disk into this process, a hub id would download one.
+    _servable(store, [model_id], "model")
     check_training_file(store, test_file, "test_file")
     check_training_file(store, train_file, "train_file")
     out = _report_dir(store, model_id, test_file)
@@ -192,6 +196,15 @@ def evaluate(store: Store, model_id: str, test_file: str, train_file: str | None
     summary = _summary(report, test_file, train_file)
     write_json(out / "ui.json", {"test_file": test_file, "train_file": train_file})
     return summary
+
+
+def _servable(store: Store, models: list[str], param: str) -> None:
+    for model in models:
+        try:
+            servable_id(store, model)
+        except APIError as exc:
+            exc.param = param
+            raise
 
 
 def _saved(folder: Path) -> dict[str, Any] | None:
@@ -230,6 +243,7 @@ def compare(store: Store, models: list[str], test_file: str, train_file: str | N
     reusing the reports already kept for this test file."""
     from tunelab.evaluation.compare import compare_models
 
+    _servable(store, models, "models")
     check_training_file(store, test_file, "test_file")
     check_training_file(store, train_file, "train_file")
     reports = {}
