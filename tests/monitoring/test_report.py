@@ -132,3 +132,27 @@ def test_review_queue_and_export(served, tmp_path):
     F.export_feedback(models.store, models.enc, tmp_path / "out", holdout=0)
     assert not (tmp_path / "out" / "heldout.jsonl").exists()
     assert PredictionLog(models.store).count(models.enc) == 30
+
+
+def test_a_window_under_min_rows_raises_no_text_drift_alarm():
+    """README: windows with fewer than --min-rows predictions raise no alarm. Text drift scored 25
+    served prompts (its own floor is 20 per side) and alarmed on them, a quiet hour's noise."""
+    import numpy as np
+
+    from tunelab.monitoring.reference import Reference
+    from tunelab.monitoring.report import WindowData, evaluate_window
+
+    labels = [" 1", " 5"]
+    english = [f"the dress fits well and the fabric is great {i}\n\n###\n\n" for i in range(200)]
+    german = [f"das Kleid passt gut und der Stoff ist toll {i}\n\n###\n\n" for i in range(25)]
+    reference = Reference(model="m", labels=labels, source="validation file", path="v.jsonl", sha256="0", n=200,
+                          predicted_counts=[100, 100], top1=[0.9] * 200, expected={"accuracy": 0.9}, accuracy=0.9,
+                          gold_counts=None, training_counts=None, texts=english)
+    n = len(german)
+    data = WindowData(start=0.0, end=1.0, times=[0.0] * n, latency_ms=[10.0] * n, predictions=[" 1"] * n,
+                      probs=np.tile([0.9, 0.1], (n, 1)), texts=german, digests=[str(i) for i in range(n)],
+                      empty=[False] * n, non_text=[False] * n, truncated=[False] * n, feedback=[None] * n)
+    window = evaluate_window(data, labels, reference, Thresholds(min_rows=30))
+    assert window["text_drift"]["auc"] > 0.9  # still measured and shown
+    assert window["alarms"] == [] and not window["enough_rows"]
+    assert "text_drift" in evaluate_window(data, labels, reference, Thresholds(min_rows=20))["alarms"]

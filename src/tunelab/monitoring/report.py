@@ -149,7 +149,8 @@ def evaluate_window(data: WindowData, labels: Sequence[str] | None, reference: R
         texts = [t for t in data.texts if t]
         td = out["text_drift"] = S.text_drift(reference.texts, texts, seed=seed)
         if td["auc"] is not None:
-            checks.append(_check("text_drift", td["auc"], th.max_text_auc, td["auc"] > th.max_text_auc,
+            # Gated by min_rows like every check: with 20-29 prompts a side the AUC is noise.
+            checks.append(_check("text_drift", td["auc"], th.max_text_auc, enough and td["auc"] > th.max_text_auc,
                                  f"ROC-AUC {_f(td['auc'])} telling {td['n_window']} served prompts from "
                                  f"{td['n_reference']} training prompts"))
     quality = out["quality"] = S.data_quality(empty=data.empty, non_text=data.non_text, truncated=data.truncated,
