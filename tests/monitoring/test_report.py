@@ -156,3 +156,31 @@ def test_a_window_under_min_rows_raises_no_text_drift_alarm():
     assert window["text_drift"]["auc"] > 0.9  # still measured and shown
     assert window["alarms"] == [] and not window["enough_rows"]
     assert "text_drift" in evaluate_window(data, labels, reference, Thresholds(min_rows=20))["alarms"]
+
+
+def test_the_dashboard_reads_only_the_newest_windows(served):
+    """The dashboard's monitoring page read a log of weeks whole (5 s at 200k rows) after every click
+    in the review queue, and windows of 100 made thousands of table rows; it now asks for the newest
+    windows only."""
+    import time
+
+    from tunelab.server.ui.service import DASHBOARD_WINDOWS, monitor_report
+
+    models, send, test_rows = served
+    send([r.prompt for r in test_rows[:5]])
+    log = PredictionLog(models.store)
+    (template,) = log.predictions(models.enc, limit=1)
+    day = 86400.0
+    old = [dict(template.__dict__, response_id=f"cmpl-old{i:06d}", created_at=time.time() - 90 * day + i * 7200)
+           for i in range(1000)]  # a trickle from three months back
+    log.insert(old)
+    full = monitor(models.store, models.enc, window="1d", text_drift=False)
+    assert len(full["windows"]) > DASHBOARD_WINDOWS
+    shown = monitor_report(models.store, models.enc, "1d")
+    assert 1 <= len(shown["windows"]) <= DASHBOARD_WINDOWS and shown["since"] is not None
+    assert shown["windows"][-1]["start"] == full["windows"][-1]["start"]
+    assert monitor(models.store, models.enc, window="1d", text_drift=False, last_windows=1)["n"] == 5
+    counted = monitor_report(models.store, models.enc, "10")
+    assert len(counted["windows"]) == DASHBOARD_WINDOWS and counted["n"] == 10 * DASHBOARD_WINDOWS
+    newest = log.predictions(models.enc, limit=1, newest_first=True)[0].created_at
+    assert counted["windows"][-1]["end_ts"] == newest  # the newest rows, not the oldest

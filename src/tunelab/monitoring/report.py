@@ -172,14 +172,25 @@ def evaluate_window(data: WindowData, labels: Sequence[str] | None, reference: R
 
 def monitor(store, model_id: str, *, window: str = "1d", since: float | None = None, until: float | None = None,
             thresholds: Thresholds | None = None, reference_file=None, text_drift: bool = True,
-            scorer: Callable | None = None, on_scoring: Callable | None = None, seed: int = 0) -> dict:
+            scorer: Callable | None = None, on_scoring: Callable | None = None, seed: int = 0,
+            last_windows: int | None = None) -> dict:
     """The monitor report of `model_id` (see the module docstring) as a dict; `alarm` is True when
-    any window crossed a threshold."""
+    any window crossed a threshold. `last_windows`: only the newest N windows (time windows: those
+    since the start of the one N-1 before the current; count windows: the newest N x size rows),
+    so that a log of weeks is not read whole to show its latest state."""
     spec = S.WindowSpec.parse(window)
     th = thresholds or Thresholds()
     data = model_data(store, model_id)  # NotFoundError for an unknown model
     log = PredictionLog(store)
-    records = log.predictions(model_id, since=since, until=until)
+    if last_windows is not None and spec.kind == "time":
+        now = until if until is not None else time.time()
+        recent = (math.floor(now / spec.size) - (last_windows - 1)) * spec.size
+        since = recent if since is None else max(since, recent)
+    if last_windows is not None and spec.kind == "count":
+        records = log.predictions(model_id, since=since, until=until, limit=int(spec.size) * last_windows,
+                                  newest_first=True)[::-1]
+    else:
+        records = log.predictions(model_id, since=since, until=until)
     reference = None
     if data.labels:
         reference = load_reference(store, model_id, reference_file=reference_file, scorer=scorer,

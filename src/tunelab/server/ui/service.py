@@ -264,11 +264,16 @@ def compare(store: Store, models: list[str], test_file: str, train_file: str | N
 
 # -- monitoring ----------------------------------------------------------------------------------
 
+DASHBOARD_WINDOWS = 48
+
+
 def monitor_report(store: Store, model_id: str, window: str) -> dict[str, Any]:
     from tunelab.monitoring.report import monitor
 
     try:
-        return monitor(store, model_id, window=window, text_drift=False)
+        # The page shows the newest windows: a log of weeks read whole took seconds (5 s for 200k rows)
+        # after every click in the review queue, and windows of 100 made a table of thousands of rows.
+        return monitor(store, model_id, window=window, text_drift=False, last_windows=DASHBOARD_WINDOWS)
     except TunelabError as exc:
         raise from_tunelab_error(exc, param="model") from None
 
