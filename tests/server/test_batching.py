@@ -297,3 +297,23 @@ def test_several_batches_in_flight_when_the_predictor_runs_them_at_once():
     running, results = asyncio.run(main())
     assert running == [[0, 1], [2, 3]]
     assert results == [[f"out:{i}"] for i in range(6)]
+
+
+def test_streams_count_against_the_queue_bound():
+    """Streamed answers generate outside the batchers: uncounted, any number piled up behind the
+    model with no 429 whatever --max-queue said."""
+    from tunelab.errors import OverloadedError
+    from tunelab.server.batching import BatcherRegistry
+
+    registry = BatcherRegistry(max_queue=3)
+    first = registry.admit_stream("m", 2)
+    second = registry.admit_stream("m", 1)  # 3 prompts, the bound
+    with pytest.raises(OverloadedError):
+        registry.admit_stream("m", 1)
+    registry.admit_stream("other", 3)()  # per model, and released at once
+    first()
+    first()  # released once only
+    third = registry.admit_stream("m", 2)
+    second(), third()
+    assert registry._streaming == {}
+    registry.close()

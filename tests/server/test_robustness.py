@@ -145,6 +145,38 @@ def test_overload_is_a_429_with_retry_after(store, models, fake_predictors):
             assert took < 1.0  # refused at once, not after waiting
 
 
+@pytest.mark.slow  # seconds of waiting: kept out of the fast tier
+def test_streams_are_refused_past_the_queue_bound_too(store, real_models, monkeypatch):
+    # Streamed answers generate in threads of their own: with --max-queue 1, twelve concurrent
+    # streams were all answered 200, none refused, however long they would wait.
+    from tunelab.inference.predictor import Predictor
+    from tunelab.server import create_app
+
+    real_stream = Predictor.stream
+
+    def slow_stream(self, *args, **kwargs):
+        time.sleep(0.4)
+        return real_stream(self, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "stream", slow_stream)
+    model = real_models["lm"]
+    app = create_app(store, max_queue=1, request_timeout_s=20)
+    _, http = make_client(app)
+    completion = {"model": model, "prompt": "good", "max_tokens": 4, "temperature": 0, "stream": True}
+    chat = {"model": model, "messages": [{"role": "user", "content": "good"}], "max_tokens": 4, "stream": True}
+    with http:
+        assert http.post("/v1/completions", json=completion).status_code == 200  # loaded
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(lambda i: http.post("/v1/completions" if i % 2 else "/v1/chat/completions",
+                                                        json=completion if i % 2 else chat), range(12)))
+        statuses = sorted(r.status_code for r in answers)
+        assert set(statuses) == {200, 429}, statuses
+        assert all(envelope(r, 429)["code"] == "queue_full" for r in answers if r.status_code == 429)
+        assert all(r.text.rstrip().endswith("data: [DONE]") for r in answers if r.status_code == 200)
+        assert app.state.tunelab.batchers._streaming == {}  # every admitted stream released
+        assert http.post("/v1/completions", json=completion).status_code == 200
+
+
 @pytest.mark.slow  # seconds of waiting or training: kept out of the fast tier
 def test_a_request_past_its_timeout_is_a_503_that_says_retry(store, models, fake_predictors):
     from tunelab.server import create_app

@@ -392,6 +392,7 @@ class BatcherRegistry:
         self.executor = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="tunelab-infer")
         self._batchers: dict[Hashable, MicroBatcher] = {}
         self.stats: dict[str, BatchStats] = {}
+        self._streaming: dict[str, int] = {}  # prompts being streamed per model (see admit_stream)
 
     def batcher(self, model_id: str, key: Hashable, run: Callable[[list], Sequence]) -> MicroBatcher:
         full_key = (model_id, key)
@@ -416,8 +417,31 @@ class BatcherRegistry:
             self._batchers[full_key] = batcher
         return batcher
 
+    def admit_stream(self, model_id: str, n: int) -> Callable[[], None]:
+        """Admit a streamed answer of `n` prompts (choices) or raise OverloadedError; returns the
+        call that releases it (idempotent). Streams generate token by token in threads of their own,
+        outside the batchers: uncounted, any number of them piled up behind the model with no 429,
+        whatever --max-queue said. They count with the prompts waiting."""
+        if self.max_queue is not None:
+            self._admit(model_id, n)
+        self._streaming[model_id] = self._streaming.get(model_id, 0) + n
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                left = self._streaming.get(model_id, 0) - n
+                if left > 0:
+                    self._streaming[model_id] = left
+                else:
+                    self._streaming.pop(model_id, None)
+
+        return release
+
     def _admit(self, model_id: str, n: int) -> None:
         waiting = sum(b.queued_prompts for (m, _), b in list(self._batchers.items()) if m == model_id)
+        waiting += self._streaming.get(model_id, 0)
         if waiting and waiting + n > self.max_queue:
             stats = self.stats.get(model_id)
             per_prompt = stats.busy_seconds / stats.prompts if stats and stats.prompts else 0.05

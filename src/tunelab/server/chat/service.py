@@ -21,7 +21,7 @@ from tunelab.server.common import SYSTEM_FINGERPRINT, ServerState, new_request_i
 from tunelab.server.completions.protocol import CompletionUsage
 from tunelab.server.completions.service import (
     SamplingParams, finite, check_context, context_limit, label_logprobs, normalize_stop, pieces, prediction_of,
-    refuse_unsupported, run_completions_raw, sse, stream_pieces, trim,
+    admitted, refuse_unsupported, run_completions_raw, sse, stream_pieces, trim,
 )
 from tunelab.server.errors import bad_request
 from tunelab.server.models.service import get_predictor
@@ -116,7 +116,8 @@ async def create_chat_completion(state: ServerState, request: ChatCompletionRequ
     top = request.top_logprobs or 0
     k = (max(top, 1) if request.logprobs else None)
     if request.stream and callable(getattr(predictor, "stream", None)) and not predictor.is_classification:
-        return _live_stream(state, request, predictor, prompt, params, k, top, caller)  # tokens as generated
+        return admitted(state, request.model, params.n,  # tokens as generated
+                        _live_stream(state, request, predictor, prompt, params, k, top, caller))
     recorder = state.recorder
     full = recorder is not None and recorder.wants_distribution(predictor)
     (raw,) = await run_completions_raw(state, request.model, predictor, [prompt], params, k, all_labels=full)

@@ -11,6 +11,7 @@ import asyncio
 import json
 import math
 import threading
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass
 
@@ -252,7 +253,8 @@ async def create_completion(state: ServerState, request: CompletionRequest, call
     check_context(predictor, prompts, max_tokens)
     if request.stream and callable(getattr(predictor, "stream", None)) and not predictor.is_classification:
         # Tokens go out as they are generated (one label, for a classification model, is one piece anyway).
-        return live_stream(state, request, predictor, prompts, params, caller)
+        return admitted(state, request.model, len(prompts) * n,
+                        live_stream(state, request, predictor, prompts, params, caller))
     recorder = state.recorder
     full = recorder is not None and recorder.wants_distribution(predictor)
     raw = await run_completions_raw(state, request.model, predictor, prompts, params, request.logprobs,
@@ -338,6 +340,24 @@ def _stream(completion_id, created, request: CompletionRequest, prompts, results
 
 
 _DONE = object()
+
+
+def admitted(state: ServerState, model_id: str, n: int, stream: AsyncIterator[str]) -> AsyncIterator[str]:
+    """`stream` counted against the model's --max-queue while it runs: refused here, before the
+    answer starts, with a 429 (OverloadedError) when the model is full."""
+    release = state.batchers.admit_stream(model_id, n)
+
+    async def guarded() -> AsyncIterator[str]:
+        try:
+            async for item in stream:
+                yield item
+        finally:
+            release()
+            await stream.aclose()  # a client gone mid-answer stops the generation at its next token
+
+    answer = guarded()
+    weakref.finalize(answer, release)  # an answer never started (the client left first) is released too
+    return answer
 
 
 async def stream_pieces(predictor, prompt: str, params: SamplingParams, logprobs: int | None,
