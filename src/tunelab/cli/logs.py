@@ -24,6 +24,10 @@ def register(subparsers) -> None:
     prune.add_argument("-m", "--model", default=None, help="Only this model's predictions (default: every model's).")
     prune.add_argument("--feedback", action="store_true",
                        help="Delete feedback given before then too (kept by default: it is training data).")
+    prune.add_argument("--vacuum", action="store_true",
+                       help="Then give the freed space back: SQLite's file shrinks (VACUUM rewrites it, writes wait "
+                            "meanwhile); PostgreSQL reuses it (default: the space is reused by new rows, the file "
+                            "does not shrink).")
 
 
 def _iso(t: float) -> str:
@@ -67,7 +71,16 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if args.keep_days <= 0:
         raise InvalidInputError(f"--keep-days must be positive, got {args.keep_days}.")
     before = time.time() - args.keep_days * 86400
-    n_log, n_fb = PredictionLog(Store()).prune(before, model=args.model, feedback=args.feedback)
+    store = Store()
+    n_log, n_fb = PredictionLog(store).prune(before, model=args.model, feedback=args.feedback)
     print(f"Deleted {n_log:,} logged prediction(s)" + (f" and {n_fb:,} feedback row(s)" if args.feedback else "")
           + f" from before {_iso(before)} UTC.")
+    if args.vacuum:
+        from tunelab.store.maintenance import compact
+
+        done = compact(store)
+        if done.bytes_before is None:
+            print(f"Vacuumed the prediction log's tables in {done.database}: PostgreSQL reuses the space for new rows.")
+        else:
+            print(f"Compacted {done.database}: {done.bytes_before / 2**20:,.1f} MB -> {done.bytes_after / 2**20:,.1f} MB.")
     return 0

@@ -82,6 +82,40 @@ def backup(store: Store, out: str | Path, *, overwrite: bool = False) -> Backup:
     return Backup(path=out, bytes=out.stat().st_size, counts=counts, artifacts=store.home)
 
 
+@dataclass(frozen=True)
+class Compacted:
+    database: str
+    bytes_before: int | None
+    """The SQLite file's size before and after; None on PostgreSQL (its space is reused, not returned)."""
+    bytes_after: int | None
+
+
+def compact(store: Store) -> Compacted:
+    """Give the space of deleted rows back: deleting a month of the prediction log leaves a SQLite
+    file as large as before (its pages are only marked free), so `logs prune --vacuum` rewrites it
+    with VACUUM; on PostgreSQL, a plain VACUUM of the log's tables makes the space reusable (only
+    VACUUM FULL would shrink them, holding an exclusive lock on the log while it runs)."""
+    from sqlalchemy.exc import OperationalError
+
+    if store.engine.dialect.name == "sqlite":
+        database = store.engine.url.database
+        before = os.path.getsize(database)
+        try:
+            with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM")
+                # In WAL mode the rewritten pages sit in the -wal file until a checkpoint moves them.
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        except OperationalError as exc:
+            if "locked" in str(exc).lower() or "busy" in str(exc).lower():
+                raise ConflictError(f"Cannot compact {database}: another process was writing to it the whole time.",
+                                    hint="Run it again when tunelab serve and the worker are quieter.") from None
+            raise
+        return Compacted(str(database), before, os.path.getsize(database))
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM (ANALYZE) prediction_log, prediction_feedback")
+    return Compacted(store.engine.url.render_as_string(hide_password=True), None, None)
+
+
 @dataclass
 class Pruned:
     path: Path
