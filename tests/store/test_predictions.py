@@ -136,6 +136,24 @@ def test_unreviewed_most_uncertain_first(store):
     assert [r.margin for r in log.unreviewed("m", limit=10)] == [0.01, 0.2, 0.5]
 
 
+def _queue_of_repeated_texts(log):
+    log.insert([row(1, margin=0.3, prompt_sha256="spam"), row(2, margin=0.1, prompt_sha256="spam"),
+                row(3, margin=0.2, prompt_sha256="spam"), row(4, margin=0.15, prompt_sha256="review"),
+                row(5, margin=0.05), row(6, margin=0.06)])  # no hash kept: never merged
+    assert [r.response_id for r in log.unreviewed("m")] == ["cmpl-000005", "cmpl-000006", "cmpl-000002",
+                                                           "cmpl-000004"]
+    assert [r.response_id for r in log.unreviewed("m", limit=3)] == ["cmpl-000005", "cmpl-000006", "cmpl-000002"]
+    # labelled through another of its predictions, the text leaves the queue
+    log.add_feedback([{"model": "m", "label": " 1", "source": "a", "response_id": "cmpl-000003", "prompt_index": 0}])
+    assert [r.response_id for r in log.unreviewed("m")] == ["cmpl-000005", "cmpl-000006", "cmpl-000004"]
+
+
+def test_the_review_queue_lists_a_text_once(store):
+    """Spam, retries and popular reviews were listed once per request, and a text labelled through
+    one prediction stayed in the queue through the others; the export keeps one example per text."""
+    _queue_of_repeated_texts(PredictionLog(store))
+
+
 def test_the_log_on_postgresql(postgres_url, tunelab_home):
     """The same tables and writer on PostgreSQL (skipped when no server answers): migration 003 is
     portable, the driver's executemany takes its parameter style, JSON and floats round-trip."""
@@ -151,7 +169,7 @@ def test_the_log_on_postgresql(postgres_url, tunelab_home):
     assert got.label_probs == {" 4": 0.75, " 5": 0.25} and got.metadata == {"k": "v"} and got.empty_prompt is False
     assert isinstance(got.created_at, float) and got.prompt_sha256 == "h"
     log.add_feedback([{"model": "m", "label": " 5", "source": "x", "response_id": "cmpl-000000", "prompt_index": 0}])
-    assert [r.response_id for r in log.unreviewed("m", limit=2)] == ["cmpl-000001", "cmpl-000002"]
+    assert log.unreviewed("m", limit=2) == []  # one text (hash "h"), labelled through one of its predictions
     assert log.prune(time.time() + 1) == (120, 0)
 
 
@@ -183,3 +201,7 @@ def test_vacuum_on_postgresql(postgres_url, capsys):
     assert run_cli("logs", "prune", "--keep-days", "1", "--vacuum") == 0
     out = capsys.readouterr().out
     assert "Deleted 50 logged" in out and "PostgreSQL reuses the space" in out and log.count() == 0
+
+
+def test_the_review_queue_lists_a_text_once_on_postgresql(postgres_url, tunelab_home):
+    _queue_of_repeated_texts(PredictionLog(Store()))

@@ -14,6 +14,7 @@ predictions off the request path.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -166,14 +167,37 @@ class PredictionLog:
 
     def unreviewed(self, model: str, *, limit: int = 20, since: float | None = None) -> list[PredictionRecord]:
         """Classifier predictions that nobody gave feedback on, most uncertain first (smallest margin
-        between the two most probable labels)."""
+        between the two most probable labels), one per distinct prompt: a text sent many times (a
+        retried request, spam, a popular review) was listed once per request, and a text labelled
+        through one of its predictions stayed in the queue through the others, though the export
+        keeps one example per distinct text."""
         where, params = self._where(model, since, None, alias="p")
         sql = ("SELECT p.* FROM prediction_log p" + where + " AND p.margin IS NOT NULL AND NOT EXISTS ("
                "SELECT 1 FROM prediction_feedback f WHERE f.response_id = p.response_id "
-               "AND f.prompt_index = p.prompt_index) ORDER BY p.margin, p.created_at DESC LIMIT :limit")
-        params["limit"] = int(limit)
+               "AND f.prompt_index = p.prompt_index) AND (p.prompt_sha256 IS NULL OR p.prompt_sha256 NOT IN ("
+               # uncorrelated: computed once, not once per candidate row
+               "SELECT q.prompt_sha256 FROM prediction_feedback f JOIN prediction_log q ON q.response_id = "
+               "f.response_id AND q.prompt_index = f.prompt_index WHERE q.model = :queue_model "
+               "AND q.prompt_sha256 IS NOT NULL)) ORDER BY p.margin, p.created_at DESC LIMIT :limit OFFSET :offset")
+        params["queue_model"] = model
+        page = params["limit"] = max(int(limit) * 4, 100)
+        out: list[PredictionRecord] = []
+        seen: set[str] = set()
         with self.engine.connect() as conn:
-            return [_decode(PredictionRecord, r) for r in conn.execute(text(sql), params)]
+            for offset in itertools.count(0, page):
+                rows = conn.execute(text(sql), {**params, "offset": offset}).all()
+                for r in rows:
+                    record = _decode(PredictionRecord, r)
+                    if record.prompt_sha256 is not None:
+                        if record.prompt_sha256 in seen:
+                            continue
+                        seen.add(record.prompt_sha256)
+                    out.append(record)
+                    if len(out) == limit:
+                        return out
+                if len(rows) < page:
+                    return out
+        return out
 
     def prune(self, before: float, *, model: str | None = None, feedback: bool = False) -> tuple[int, int]:
         """Delete predictions logged before `before` (Unix seconds), and with `feedback` the feedback
