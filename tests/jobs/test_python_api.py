@@ -245,3 +245,21 @@ def test_build_and_prepare_data_are_calls_too(tmp_path):
     assert str(prepared["paths"][0]) in prepared["next_command"]
     clean = tunelab.prepare_data(prepared["paths"][0], split=False)
     assert clean["paths"] == [] and str(prepared["paths"][0]) in clean["next_command"]
+
+
+def test_reports_show_their_plots_inline_in_a_notebook(store, fake_predictors, tmp_path):
+    """evaluate and compare wrote their PNGs with out_dir, but a notebook showed only text: seeing the
+    confusion matrix meant opening the file."""
+    import tunelab
+
+    model = fake_predictors.register(store, "classifier", labels=[" 1", " 2", " 3", " 4", " 5"])
+    test = tmp_path / "test.jsonl"
+    write_classification_jsonl(test, 20, seed=2)
+    html = tunelab.evaluate(model, test, out_dir=tmp_path / "eval", progress=False)._repr_html_()
+    assert html.startswith("<pre>Model:") and html.count('src="data:image/png;base64,iVBOR') >= 2
+    assert 'alt="confusion_matrix"' in html
+    assert "<img" not in tunelab.evaluate(model, test, progress=False)._repr_html_()
+    table = tunelab.compare(model, test, out_dir=tmp_path / "cmp", progress=False)
+    html = table._repr_html_()
+    assert "<table>" in html and html.count("<img") == 1 and 'alt="chart"' in html
+    assert tunelab.compare(model, test, progress=False)._repr_html_() is None  # the Markdown table, rendered

@@ -111,6 +111,15 @@ class EvaluationReport(dict):
 
         printer.text("EvaluationReport(...)" if cycle else format_report(self))
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the summary, then the plots evaluate wrote (with out_dir) inline."""
+        from html import escape
+
+        from tunelab.evaluation.report import format_report
+
+        return f"<pre>{escape(format_report(self))}</pre>" + _images(
+            self.get("files") or {}, ("confusion_matrix", "reliability", "per_class_f1"), width="32%")
+
 
 class Comparison(dict):
     """compare()'s result: a plain dict that a notebook shows as its table (rendered Markdown) and
@@ -118,6 +127,20 @@ class Comparison(dict):
 
     def _repr_markdown_(self) -> str:
         return self["markdown"]
+
+    def _repr_html_(self) -> str | None:
+        """Jupyter: the chart compare wrote (with out_dir) under the table; without one, the Markdown."""
+        if not (self.get("files") or {}).get("chart"):
+            return None  # falls back to _repr_markdown_
+        from html import escape
+
+        try:  # markdown-it-py comes with rich (typer's, transformers' CLI); not a dependency of its own
+            import markdown_it
+
+            table = markdown_it.MarkdownIt().enable("table").render(self["markdown"])
+        except ImportError:
+            table = f"<pre>{escape(self['markdown'])}</pre>"
+        return table + _images(self["files"], ("chart",))
 
     def _repr_pretty_(self, printer, cycle: bool) -> None:
         printer.text("Comparison(...)" if cycle else self["markdown"])
@@ -228,6 +251,22 @@ class PreparedData(dict):
         lines.append(f"Wrote {' and '.join(map(str, self['paths']))}" if self["paths"] else "The file is unchanged.")
         lines += [f"Next: {self['next_command']}", *self["notes"]]
         printer.text("\n".join(lines))
+
+
+def _images(files: Mapping[str, str], keys: Sequence[str], width: str = "100%") -> str:
+    """<img> tags holding the PNGs named by `keys` in `files` (written by evaluate/compare with
+    out_dir), so that a notebook shows them where the report is, without a file browser."""
+    import base64
+    from html import escape
+
+    tags = []
+    for key in keys:
+        path = Path(files[key]) if files.get(key) else None
+        if path is not None and path.is_file():
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            tags.append(f'<img alt="{escape(key)}" title="{escape(str(path))}" style="max-width:{width}" '
+                        f'src="data:image/png;base64,{data}">')
+    return "".join(tags)
 
 
 def build_dataset(source: str | Path, out_dir: str | Path, *, preset: str | None = None,
