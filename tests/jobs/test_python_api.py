@@ -162,6 +162,11 @@ def test_compare_takes_one_id_alone_and_names_in_order(store, fake_predictors, t
     assert named["markdown"].startswith("| metric | 1 epoch | 2 epochs |")
     with pytest.raises(InvalidInputError, match="1 name.*2 model"):
         tunelab.compare([parent, child], test, names=["only one"], progress=False)
+    # a typo in the last name failed only after every model before it had been scored
+    fake_predictors.loads.clear()
+    with pytest.raises(InvalidInputError, match="Unknown model 'nope'"):
+        tunelab.compare([parent, "nope"], test, progress=False)
+    assert fake_predictors.loads == []
 
 
 def test_reports_show_as_their_summary_in_a_notebook(store, fake_predictors, tmp_path):

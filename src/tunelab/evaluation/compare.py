@@ -144,6 +144,10 @@ def compare_models(model_ids: Sequence[str], test_path: str | Path, *, train_pat
         if found is None and ids.MODEL_ID.match(model_id):
             raise NotFoundError(f"No such fine-tuned model: {model_id}.",
                                 hint="List models with `tunelab models list`.")
+        if found is None:  # a base model's name, a hub id: a typo failed only after the models before it were scored
+            from tunelab.models.registry import resolve_model
+
+            resolve_model(model_id, store, materialize=False)
 
     reports = dict(reports or {})
     for model_id in model_ids:
