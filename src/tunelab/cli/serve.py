@@ -79,6 +79,7 @@ def register(subparsers) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from tunelab.errors import InvalidInputError
+    from tunelab.jobs.follow import WORKER_CHECK_SECONDS
     from tunelab.netserve import ensure_can_listen, is_loopback, serve_factory
     from tunelab.store import Store
 
@@ -108,7 +109,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                    log_flush_ms=args.log_flush_ms, max_body_bytes=int(args.max_body_mb * 2**20),
                    max_queue=args.max_queue, request_timeout_s=args.request_timeout,
                    read_timeout_s=args.read_timeout,
-                   isolate_models=args.model_processes)
+                   isolate_models=args.model_processes, worker_check_s=WORKER_CHECK_SECONDS)
     # Opened here first so that a store that cannot be opened or migrated is a clear CLI error, not a
     # traceback from inside uvicorn's start-up; the app opens its own.
     store = Store()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunelab.store import JobRecord, Store
+from tunelab.store.records import QUEUED, RUNNING
 from tunelab.training import worker  # ensure_worker is looked up per call, so tests can replace it
 from tunelab.training.config import ClassificationOptions
 from tunelab.training.planning import JobRequest, create_job
@@ -59,6 +60,17 @@ def submit(store: Store, request: JobRequest, *, metadata: Mapping[str, str] | N
     if start_worker:
         worker.ensure_worker(store)
     return Submission(job=job, notices=list(notices), uploads=uploads)
+
+
+def serve_the_queue(store: Store) -> int | None:
+    """Start a background worker if a job waits for one (queued, or running under a worker that is
+    gone) and none runs; the new pid, if any. `tunelab serve` calls it at start and then every
+    WORKER_CHECK_SECONDS: a worker killed while only the server runs (kill -9, the OOM killer) would
+    otherwise leave its job `running` for good and the jobs behind it queued, since nothing else
+    would start the next worker that resumes them."""
+    if not (store.list_jobs(status=QUEUED, limit=1) or store.list_jobs(status=RUNNING, limit=1)):
+        return None
+    return worker.ensure_worker(store)
 
 
 def resume(store: Store, job_id: str) -> JobRecord:

@@ -12,6 +12,7 @@ warm-model pool and batchers (server/batching.py).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -52,7 +53,8 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
                max_body_bytes: int = int(DEFAULT_MAX_BODY_MB * 2**20), max_queue: int | None = DEFAULT_MAX_QUEUE,
                request_timeout_s: float | None = DEFAULT_REQUEST_TIMEOUT_S,
                read_timeout_s: float | None = DEFAULT_READ_TIMEOUT_S,
-               load_failure_ttl_s: float = DEFAULT_FAILURE_TTL_S) -> FastAPI:
+               load_failure_ttl_s: float = DEFAULT_FAILURE_TTL_S,
+               worker_check_s: float | None = None) -> FastAPI:
     """Build the app.
 
     api_keys: when given, every request needs `Authorization: Bearer <one of them>`.
@@ -84,6 +86,8 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
         `log_flush_ms` ms. log_text=False keeps no prompt text (`tunelab serve --no-log-text`);
         log_keep_days deletes older predictions (on start, then hourly).
     metrics: serve Prometheus metrics at GET /metrics (server/metrics.py).
+    worker_check_s: on start and then every so many seconds, start a background worker if a job waits
+        and none runs (tunelab.jobs.submit.serve_the_queue); `tunelab serve` sets it. None: never.
     """
     store = store or Store()
     serving = isolate_models in ("auto", "always", "never")  # `tunelab serve`: this process serves
@@ -142,11 +146,14 @@ def create_app(store: Store | None = None, api_keys: Iterable[str] = (), max_loa
     state.settings.update(max_body_bytes=min(int(max_body_bytes), int(max_upload_bytes)),
                           max_upload_bytes=int(max_upload_bytes), max_queue=max_queue,
                           request_timeout_s=request_timeout_s, read_timeout_s=read_timeout_s,
-                          load_failure_ttl_s=load_failure_ttl_s)
+                          load_failure_ttl_s=load_failure_ttl_s, worker_check_s=worker_check_s)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        watcher = asyncio.create_task(_watch_workers(store, worker_check_s)) if worker_check_s else None
         yield
+        if watcher is not None:
+            watcher.cancel()
         state.close()
 
     app = FastAPI(title="tunelab", version=__version__, lifespan=lifespan,
@@ -210,3 +217,17 @@ def _rule_for(store: Store, model_id: str, decision: str) -> str:
 
     record = store.find_model(model_id)
     return decision if record is not None and record.labels and is_ordinal(record.labels) else "argmax"
+
+
+async def _watch_workers(store: Store, every_s: float) -> None:
+    """Keep the job queue served while the server runs: a worker that died mid-job (kill -9, the OOM
+    killer) leaves the job `running` until a next worker finds it, and with only the server running
+    nothing would start one (the CLI's follow does; the dashboard and API clients cannot)."""
+    from tunelab.jobs.submit import serve_the_queue
+
+    while True:
+        try:
+            await asyncio.to_thread(serve_the_queue, store)
+        except Exception as exc:  # noqa: BLE001 - a locked or unreachable database: try again next time
+            log.warning("Could not check the job queue's worker: %s: %s", type(exc).__name__, exc)
+        await asyncio.sleep(every_s)
