@@ -37,6 +37,18 @@ def test_check_merge_map_resolves_completions_and_refuses_bad_maps():
         check_merge_map({"Blouses": "All", "Knits": "All", "Dresses": "All"}, completions)
 
 
+def test_a_chained_map_is_refused_rather_than_applied_halfway():
+    # {"Blouses": "Knits", "Knits": "Tops"} read as Blouses -> Knits -> Tops would otherwise leave
+    # the Blouses rows in a class still called Knits and the Knits rows in Tops.
+    completions = [" Blouses", " Knits", " Dresses"]
+    with pytest.raises(InvalidInputError) as info:
+        check_merge_map({"Blouses": "Knits", "Knits": "Tops"}, completions)
+    assert "'Blouses' is merged into 'Knits', which the map itself renames to 'Tops'" in info.value.render()
+    assert "'Blouses': 'Tops'" in info.value.render()
+    # a target that the map keeps (merged into itself) is no chain
+    assert check_merge_map({"Blouses": "Knits", "Knits": "Knits"}, completions) == {" Blouses": "Knits", " Knits": "Knits"}
+
+
 def test_merge_request_combines_file_and_specs(tmp_path):
     path = tmp_path / "map.json"
     path.write_text(json.dumps({"Chemises": "Intimates"}))

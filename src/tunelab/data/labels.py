@@ -291,6 +291,15 @@ def check_merge_map(mapping: dict, labels: Sequence[str], *, source: str = "the 
             problems.append(f"{old!r} is not one of the labels")
             continue
         resolved[found] = normalize_label(new)
+    # A map applies in one step: with {"kitchen": "home", "home": "household"} the kitchen rows would
+    # become a class still called "home" while the home rows left for "household" (QA saw a chain
+    # read as kitchen -> home -> household give two classes), so a target the map renames is refused.
+    for found, new in resolved.items():
+        target = find_label(new, labels)
+        if target is not None and target != found and target in resolved and resolved[target] != normalize_label(target):
+            problems.append(f"{normalize_label(found)!r} is merged into {new!r}, which the map itself renames to "
+                            f"{resolved[target]!r}: a map applies in one step, so write "
+                            f"{normalize_label(found)!r}: {resolved[target]!r}")
     if problems:
         raise InvalidInputError(f"{source} cannot be applied:", problems=problems,
                                 hint=f"The labels are: {preview(labels, 40)}.")
