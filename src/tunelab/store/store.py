@@ -194,11 +194,17 @@ class Store:
             params["limit"] = int(limit)
         return [decode(JobRecord, r) for r in self._all(sql, **params)]
 
-    def update_job(self, job_id: str, **fields: Any) -> JobRecord:
+    def update_job(self, job_id: str, *, unless_status: str | None = None, **fields: Any) -> JobRecord:
+        """Set `fields`; with `unless_status`, only if the job does not have that status by then (checked
+        in the same statement: a cancel may land between a read and a write). The job as it is now."""
         fields["updated_at"] = _now()
         values = encode(fields)
         sets = ", ".join(f"{k} = :{k}" for k in values)
-        self._exec(f"UPDATE jobs SET {sets} WHERE id = :id_", id_=job_id, **values)
+        sql = f"UPDATE jobs SET {sets} WHERE id = :id_"
+        if unless_status is not None:
+            sql += " AND status <> :unless_status_"
+            values["unless_status_"] = unless_status
+        self._exec(sql, id_=job_id, **values)
         return self.get_job(job_id)
 
     def request_cancel(self, job_id: str) -> JobRecord:

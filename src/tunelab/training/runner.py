@@ -263,6 +263,11 @@ def _run(store: Store, job: JobRecord, abandoned: Callable[[], bool], main: bool
             source = write_current(results.path, work / "results-current.csv")
         result_file = store.add_file(source, purpose="fine-tune-results", filename=f"{job.id}-results.csv")
     lease.require()
+    # Cancelled while the model was being saved (seconds for a real model): the cancel was answered
+    # `cancelled`, so no model may appear for the job now.
+    if control.poll().cancel_requested:
+        _rm(work / "final")
+        raise loop.Cancelled()
     # Epochs the registered weights have seen: the parent's, plus those of this job that were kept.
     cumulative = plan.cumulative_epochs - plan.n_epochs + kept
     record = store.register_model(
@@ -279,11 +284,16 @@ def _run(store: Store, job: JobRecord, abandoned: Callable[[], bool], main: bool
     stats = JobStats(cpu_seconds=_cpu_seconds() - cpu_start, device=str(next(outcome.model.parameters()).device),
                      final_metrics=outcome.final_metrics, steps=outcome.steps, kept_epoch=kept,
                      temperature=temperature)
-    return store.update_job(
-        job.id, status=SUCCEEDED, finished_at=int(time.time()), fine_tuned_model=record.id,
+    done = store.update_job(
+        job.id, unless_status=CANCELLED, status=SUCCEEDED, finished_at=int(time.time()), fine_tuned_model=record.id,
         result_file=result_file.id, trained_tokens=outcome.trained_tokens, trained_examples=outcome.trained_examples,
         train_seconds=outcome.elapsed_before + wall,  # a resumed job counts its earlier attempts too
         options={**job.options, **stats.to_options()})
+    if done.status == CANCELLED:  # cancelled in the moment since the check above: it stays cancelled, modelless
+        store.delete_model(record.id)
+        store.add_event(job.id, f"Cancelled while its model was registered; {record.id} was deleted.")
+        raise loop.Cancelled()
+    return done
 
 
 class _EpochSelector:
