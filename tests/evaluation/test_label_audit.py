@@ -223,3 +223,30 @@ def test_near_duplicate_chinese_reviews_are_found_though_they_have_no_spaces():
     rows = [("train", Example(prompt=t + "\n\n###\n\n", completion=" 5", line=i + 1)) for i, t in enumerate(texts)]
     pairs = A._near_duplicates(rows, 0.9)
     assert [p["rows"] for p in pairs] == [["train:1", "train:2"]]
+
+
+def test_cross_validation_reports_each_fold_and_matches_cross_val_predict():
+    # The folds are fitted one at a time so that `labels inspect|issues` can show a bar (45-80 s of
+    # silence on 29k Amazon reviews); the probabilities must stay cross_val_predict's, zeros of a
+    # class a fold never saw included.
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    rng = random.Random(0)
+    words = {" home": "pillow lamp rug", " kitchen": "pan pot knife", " watch": "band dial strap"}
+    completions = [" home"] * 30 + [" kitchen"] * 20 + [" watch"] * 3
+    prompts = [" ".join(rng.choice((words[c] + " great bad").split()) for _ in range(5)) for c in completions]
+    labels = [" home", " kitchen", " watch"]
+    done = []
+    probs = A.cross_validated_probs(prompts, completions, labels, folds=5, seed=0, progress=done.append)
+    assert done == [1, 1, 1]  # the rarest class has 3 rows: 3 folds
+    expected = cross_val_predict(A.audit_pipeline(0), prompts, A.label_index(completions, labels),
+                                 cv=StratifiedKFold(n_splits=3, shuffle=True, random_state=0), method="predict_proba")
+    np.testing.assert_allclose(probs.probs, A._normalised(expected))
+
+
+def test_near_duplicate_search_reports_the_rows_it_has_compared():
+    rows = [("train", Example(prompt=f"review number {i} of a lamp\n\n###\n\n", completion=" home", line=i + 1))
+            for i in range(45)]
+    done = []
+    A._near_duplicates(rows, 0.9, block=20, progress=done.append)
+    assert done == [20, 20, 5]

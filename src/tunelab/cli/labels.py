@@ -8,6 +8,7 @@ import shlex
 from pathlib import Path
 
 from tunelab.cli.common import add_command, format_columns, print_json, require_paths
+from tunelab.console import interactive
 
 
 def _count(text: str) -> int:
@@ -97,7 +98,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     require_paths(("training file", args.file), ("validation file", args.valid), ("test file", args.test))
     report = inspect_labels(args.file, valid_path=args.valid, test_path=args.test, model=args.model,
                             folds=args.folds, seed=args.seed, confusion=args.confusion,
-                            rare=RARE_COUNT if args.rare is None else args.rare)
+                            rare=RARE_COUNT if args.rare is None else args.rare, progress=interactive())
     files = write_inspect_report(report, args.out)
     if args.json:
         print_json(report)
@@ -194,7 +195,8 @@ def cmd_issues(args: argparse.Namespace) -> int:
 
     require_paths(("training file", args.file))
     keep_rare = RARE_COUNT if args.keep_rare is None else args.keep_rare
-    train, probs, issues = find_label_issues(args.file, model=args.model, folds=args.folds, seed=args.seed)
+    train, probs, issues = find_label_issues(args.file, model=args.model, folds=args.folds, seed=args.seed,
+                                             progress=interactive())
     files = write_issues(args.file, train, issues, args.out, action=args.action, limit=args.limit,
                          keep_rare=keep_rare)
     if args.json:
