@@ -205,3 +205,25 @@ def test_vacuum_on_postgresql(postgres_url, capsys):
 
 def test_the_review_queue_lists_a_text_once_on_postgresql(postgres_url, tunelab_home):
     _queue_of_repeated_texts(PredictionLog(Store()))
+
+
+def test_prune_deletes_in_short_transactions_on_sqlite(store, monkeypatch):
+    """A big prune held SQLite's one write lock for the whole delete (2.7 s per million rows, QA): the
+    server's feedback, the worker's events and every other write waited, and past the 30 s busy
+    timeout failed. It now commits every PRUNE_CHUNK_ROWS rows, so writers get in between."""
+    from sqlalchemy import event
+
+    monkeypatch.setattr("tunelab.store.predictions.PRUNE_CHUNK_ROWS", 10)
+    log = PredictionLog(store)
+    old = time.time() - 10 * 86400
+    log.insert([row(i, t=old + i) for i in range(35)] + [row(100 + i, t=old, model="other") for i in range(5)]
+               + [row(200 + i) for i in range(3)])
+    log.add_feedback([{"model": "m", "label": " 4", "source": "s", "prompt": f"p{i}", "created_at": old}
+                      for i in range(12)])
+    commits = []
+    event.listen(store.engine, "commit", lambda conn: commits.append(1))
+    assert log.prune(time.time() - 5 * 86400, model="m", feedback=True) == (35, 12)
+    assert len(commits) >= 4 + 2  # 35 rows in chunks of 10, then 12 feedback rows
+    assert sorted(r.response_id for r in log.predictions()) == (
+        [f"cmpl-{100 + i:06d}" for i in range(5)] + [f"cmpl-{200 + i:06d}" for i in range(3)])
+    assert log.prune(time.time() - 5 * 86400) == (5, 0)
