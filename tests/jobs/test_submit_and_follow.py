@@ -149,3 +149,28 @@ def test_watch_quietly_shows_only_warnings(store, queued):
     lines = []
     assert watch(store, queued.id, verbose=False, write=lines.append).status == "cancelled"
     assert [line.split("] ", 1)[1] for line in lines] == ["careful"]
+
+
+def test_watch_says_what_a_queued_job_waits_for(store, queued, tiny_models):
+    """QA: a job created while another trained printed "Fine-tune enqueued" and then nothing for
+    minutes; the watcher now says first which jobs are ahead of it."""
+    later = submit(store, job_request(tiny_models.train, str(tiny_models.encoder), tiny_models.valid,
+                                      hyperparameters={"n_epochs": 2}, compute_classification_metrics=True,
+                                      classification_n_classes=5)).job
+    store.update_job(queued.id, status=RUNNING)
+    ends = threading.Timer(0.3, lambda: store.request_cancel(later.id))
+    ends.start()
+    lines = []
+    watch(store, later.id, verbose=False, write=lines.append, poll_s=0.05)
+    ends.join()
+    assert lines[0].startswith("Waiting in the queue: 1 job(s) ahead of this one")
+    assert f"{queued.legacy_id} running" in lines[0]
+
+
+def test_watch_of_a_job_nothing_waits_before_has_no_queue_line(store, queued):
+    lines = []
+    thread = threading.Timer(0.3, lambda: store.request_cancel(queued.id))
+    thread.start()
+    watch(store, queued.id, verbose=False, write=lines.append, poll_s=0.05)
+    thread.join()
+    assert not any(line.startswith("Waiting in the queue") for line in lines)

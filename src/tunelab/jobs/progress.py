@@ -14,6 +14,7 @@ from datetime import datetime
 from tunelab.console import in_notebook, interactive, notebook_widgets, tqdm_class
 from tunelab.jobs.follow import POLL_SECONDS, follow
 from tunelab.store import EventRecord, JobRecord, Store
+from tunelab.store.records import QUEUED, RUNNING
 
 
 def print_line(line: str) -> None:
@@ -26,11 +27,31 @@ def event_line(event: EventRecord, message: str | None = None) -> str:
     return f"[{datetime.fromtimestamp(event.created_at):%Y-%m-%d %H:%M:%S}] {message or event.message}"
 
 
+def queue_notice(store: Store, job_id: str) -> str | None:
+    """A line saying what a queued job waits for (None when it waits for nothing): the jobs running
+    and the ones queued before it. The worker takes one job at a time, so a job created while another
+    trains sits at "Fine-tune enqueued" for minutes; the legacy service said "Queue number: N"."""
+    job = store.get_job(job_id)
+    if job.status != QUEUED:
+        return None
+    key = (job.enqueued_at or job.created_at, job.created_at)
+    ahead = [j for j in store.list_jobs(status=RUNNING) if j.id != job.id]
+    ahead += sorted((j for j in store.list_jobs(status=QUEUED)
+                     if j.id != job.id and (j.enqueued_at or j.created_at, j.created_at) < key),
+                    key=lambda j: (j.enqueued_at or j.created_at, j.created_at))
+    if not ahead:
+        return None
+    named = ", ".join(f"{j.legacy_id} {j.status}" for j in ahead[:3]) + (", …" if len(ahead) > 3 else "")
+    return (f"Waiting in the queue: {len(ahead)} job(s) ahead of this one ({named}); it starts when a worker "
+            "is free (`tunelab api fine_tunes.list --table` shows them).")
+
+
 def watch(store: Store, job_id: str, *, verbose: bool = True, desc: str = "Training",
           write: Callable[[str], None] = print_line, poll_s: float = POLL_SECONDS, bar: bool | None = None,
           shown: Collection[str] = (), text: Callable[[EventRecord], str] | None = None) -> JobRecord:
     """Follow the job to its end and return it.
 
+    A job that waits behind others first gets a line saying so (`queue_notice`).
     `bar`: draw a progress bar on stderr (None: only where `interactive()`, and in a notebook only
     as a widget). Training-only steps
     live in the bar; validation steps and the last step also get a line. Without a bar those step
@@ -45,6 +66,9 @@ def watch(store: Store, job_id: str, *, verbose: bool = True, desc: str = "Train
         bar = interactive() and not (in_notebook() and not notebook_widgets())
     shown = set(shown)
     progress = None
+    waiting = queue_notice(store, job_id)
+    if waiting:
+        write(waiting)  # even when not verbose: it explains the silence until the job starts
     try:
         for event in follow(store, job_id, poll_s=poll_s):
             if event.message in shown:
