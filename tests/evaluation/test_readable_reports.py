@@ -87,6 +87,20 @@ def test_verdict_beats_both_or_only_one():
     assert verdict({"accuracy": 0.5, "baselines": None}) is None
 
 
+def test_verdict_on_categories_also_gives_macro_f1():
+    # 31 imbalanced Amazon categories: "no better than TF-IDF" on accuracy (0.706 vs 0.712) hid a
+    # macro F1 of 0.547 against 0.493, the measure the category case study is about.
+    categories = {**report(0.706, (0.687, 0.725), majority=0.082, tfidf=0.712), "ordinal": False,
+                  "labels": [" home", " kitchen", " watch"], "macro_f1": 0.547}
+    categories["baselines"]["tfidf"]["macro_f1"] = 0.493
+    said = verdict(categories)
+    assert "no better than TF-IDF (0.706 vs 0.712) on accuracy." in said
+    assert said.endswith(" Macro F1, every class counted alike: 0.547, higher than TF-IDF's 0.493.")
+    # star ratings (ordinal) keep the accuracy sentence alone
+    stars = {**categories, "ordinal": True}
+    assert "Macro F1" not in verdict(stars)
+
+
 # -- compare ---------------------------------------------------------------------------------------
 
 

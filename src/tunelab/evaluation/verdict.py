@@ -44,7 +44,21 @@ def verdict(report: dict, baselines: dict | None = None, *, name: str = "The mod
     else:
         text = f"beats {' and '.join(won)} but is {' and '.join(lost)}"
     note = " (within the model's 95% interval)" if any(kind == UNCLEAR for kind, _ in judged) else ""
-    return f"Verdict: {name} {text} on accuracy{note}."
+    return f"Verdict: {name} {text} on accuracy{note}.{_macro_f1(report, baselines)}"
+
+
+def _macro_f1(report: dict, baselines: dict) -> str:
+    """For categories (three or more, not ordinal) also macro F1 against TF-IDF: with imbalanced
+    classes accuracy follows the big ones, and the case study's levers (class weights, logit
+    adjustment) trade a point of it for rare-class recall. On 31 Amazon categories a model at
+    0.706 vs TF-IDF's 0.712 accuracy was told it was 'no better than TF-IDF' while its macro F1 was
+    0.547 vs 0.493 (QA). The numbers only: macro F1 has no bootstrap interval here."""
+    tfidf = (baselines or {}).get("tfidf") or {}
+    mine, other = report.get("macro_f1"), tfidf.get("macro_f1")
+    if report.get("ordinal") is not False or len(report.get("labels") or []) < 3 or mine is None or other is None:
+        return ""
+    side = "higher than" if mine > other + 5e-4 else "lower than" if mine < other - 5e-4 else "the same as"
+    return f" Macro F1, every class counted alike: {mine:.3f}, {side} TF-IDF's {other:.3f}."
 
 
 def _label(baseline: dict) -> str:
