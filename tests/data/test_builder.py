@@ -84,6 +84,16 @@ def test_too_few_rows_for_stratification_is_noted(tmp_path):
     assert json.loads(result.paths["labels"].read_text())["stratified"] is False
 
 
+def test_a_train_size_below_the_number_of_labels_is_noted_in_the_users_terms(tmp_path):
+    # --train-size 20 over 31 Amazon categories noted sklearn's "The test_size = 20 should be greater
+    # or equal to the number of classes = 31", naming an argument the user never gave.
+    result = build_dataset(make_csv(tmp_path, {f"c{i}": 20 for i in range(8)}), text_columns=["text"],
+                           label_column="label", out_dir=tmp_path / "out", train_size=5)
+    (note,) = [n for n in result.notes if "not stratified" in n]
+    assert note == "train: rows taken at random, not stratified (5 rows cannot hold one of each of the 8 labels)"
+    assert "test_size" not in " ".join(result.notes)
+
+
 def test_sizes_larger_than_the_data_are_an_error_and_write_nothing(tmp_path):
     with pytest.raises(InvalidInputError, match="Only 20 usable rows"):
         build_dataset(make_csv(tmp_path, {"a": 10, "b": 10}), text_columns=["text"], label_column="label",

@@ -328,7 +328,13 @@ class _Splitter:
             return np.sort(taken), np.sort(np.concatenate([rest, kept]))
         except ValueError as exc:
             self.stratified = False
-            self.notes.append(f"{what}: rows taken at random, not stratified ({exc})")
+            # sklearn's own words name its arguments ("The test_size = 20 should be greater or equal to
+            # the number of classes = 31" for --train-size 20): say it in the user's terms.
+            n_classes = len(set(self.labels[pool]))
+            reason = (f"{k} rows cannot hold one of each of the {n_classes} labels" if k < n_classes else
+                      f"the other {len(pool) - k} rows cannot hold one of each of the {n_classes} labels"
+                      if len(pool) - k < n_classes else str(exc))
+            self.notes.append(f"{what}: rows taken at random, not stratified ({reason})")
             rest, taken = train_test_split(idx, test_size=k, random_state=self.seed)
             return np.sort(taken), np.sort(rest)
 
