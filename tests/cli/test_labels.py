@@ -195,3 +195,14 @@ def test_inspect_and_issues_show_progress_bars_to_a_person(dataset, tmp_path, ca
     monkeypatch.setattr(labels_cli, "interactive", lambda: False)  # a pipe or a CI log: no bar
     code, _, err = run(capsys, "labels", "issues", "-f", dataset / "train.jsonl", "--out", tmp_path / "iss")
     assert code == 0 and "Cross-validating" not in err
+
+
+def test_inspect_names_a_class_with_no_training_row(dataset, tmp_path, capsys):
+    # An Amazon category found only in the test file was listed as "too rare: software (0)".
+    with open(dataset / "test.jsonl", "a") as fh:
+        fh.write(json.dumps({"prompt": "license key windows\n\n###\n\n", "completion": " software"}) + "\n")
+    code, out, _ = run(capsys, "labels", "inspect", "-f", dataset / "train.jsonl", "-t", dataset / "test.jsonl",
+                       "--no-confusion", "--out", tmp_path / "report")
+    assert code == 0
+    assert "No training row, so no model trained on this file can answer it: software (1 test row(s))" in out
+    assert "--merge 'OLD=NEW'" in out

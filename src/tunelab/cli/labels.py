@@ -111,6 +111,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if report["rare"]:
         print(f"Too rare to learn (< {report['rare_threshold']} training rows): "
               + ", ".join(f"{label} ({n})" for label, n in report["rare"].items()))
+    if report["missing_in_train"]:
+        # A category found only in the test (or validation) file read as just one more rare class,
+        # "software (0)"; a model trained on this file can never answer it.
+        where = [", ".join(f"{report['counts'][s][label]} {s}" for s in splits[1:] if report["counts"][s].get(label))
+                 for label in report["missing_in_train"]]
+        print("No training row, so no model trained on this file can answer it: "
+              + ", ".join(f"{label} ({w} row(s))" for label, w in zip(report["missing_in_train"], where))
+              + ". Fold it into a label with `tunelab labels merge DIR --merge 'OLD=NEW' --out NEW_DIR`, "
+                "or add training rows.")
     dup = report["duplicates"]
     print(f"Exact duplicate prompts: {len(dup['exact'])} group(s); same prompt, different labels: "
           f"{len(dup['conflicts'])}; near duplicates (cosine >= {dup['near_threshold']}): {len(dup['near'])} pair(s)")
