@@ -44,3 +44,37 @@ def test_atomic_open_names_the_file_a_full_disk_refused(tmp_path):
         raise OSError(errno.ENOSPC, "No space left on device")
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_written_files_and_folders_get_the_usual_permissions(tmp_path):
+    """QA: every file tunelab wrote (datasets build's train.jsonl, results --plot curves.png,
+    compare.csv, the store's uploads) was -rw------- whatever the umask, since mkstemp makes its
+    file private; and atomic_dir's folders drwx------. They now get what open()/mkdir() would give,
+    and a file written again keeps its mode."""
+    import os
+    import stat
+
+    from tunelab.fsutil import _UMASK, atomic_dir, write_json
+
+    write_json(tmp_path / "new.json", {})
+    assert stat.S_IMODE((tmp_path / "new.json").stat().st_mode) == 0o666 & ~_UMASK
+    kept = tmp_path / "kept.json"
+    kept.write_text("{}")
+    os.chmod(kept, 0o640)
+    write_json(kept, {"a": 1})
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o640
+    with atomic_dir(tmp_path / "model") as folder:
+        (folder / "x").write_text("x")
+    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o777 & ~_UMASK
+
+
+def test_umask_is_read_as_the_process_has_it():
+    import os
+
+    from tunelab.fsutil import _read_umask
+
+    old = os.umask(0o027)
+    try:
+        assert _read_umask() == 0o027
+    finally:
+        os.umask(old)

@@ -15,6 +15,32 @@ from typing import IO
 from tunelab.errors import DiskFullError, InvalidInputError, TunelabError
 
 
+def _read_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (os.umask only reads by
+    setting, which another thread creating a file at that moment would see)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+def _mode_for(path: Path, default: int) -> int:
+    """The permissions a written file or folder gets: those of the one it replaces, else what
+    open()/mkdir() would give it (mkstemp and mkdtemp make theirs private: 0600 and 0700)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return default & ~_UMASK
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     path = Path(path)
@@ -26,6 +52,7 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
             yield fh
             fh.flush()
+            os.fchmod(fh.fileno(), _mode_for(path, 0o666))
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
@@ -59,6 +86,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp
+        os.chmod(tmp, _mode_for(path, 0o777))
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
