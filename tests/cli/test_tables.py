@@ -48,6 +48,9 @@ def test_finished_jobs_and_models_as_tables(models, capsys):
         for field in ("status", "model", "fine-tuned model", "hyperparameters", "training file", "events"):
             assert re.search(rf"^  {field} ", text, re.M), field
         assert "n_epochs" in text and job["fine_tuned_model"] in text
+        # QA: the events read as fine_tunes.create/follow/events write them, not in the current wording
+        assert "Fine-tune succeeded" in text and "Job succeeded." not in text
+        assert "New fine-tuned model created" not in text
 
     assert run_cli("models", "list") == 0
     default = out(capsys)

@@ -353,7 +353,9 @@ def job_table(store: Store, job) -> str:
     width = max(len(k) for k, _ in rows)
     lines = [clip(f"Fine-tune {job.legacy_id} ({job.id})")]
     lines += [clip(f"  {k:<{width}}  {v}") for k, v in rows]
-    lines += [clip(f"  {event_line(e)}") for e in shown]
+    # The legacy verb's wording, as fine_tunes.create/follow/events write it ("Fine-tune succeeded").
+    n_epochs = JobPlan.from_job(job).n_epochs
+    lines += [clip(f"  {event_line(e, views.legacy_message(e, n_epochs))}") for e in shown]
     return "\n".join(lines)
 
 
