@@ -163,8 +163,17 @@ def test_watch_says_what_a_queued_job_waits_for(store, queued, tiny_models):
     lines = []
     watch(store, later.id, verbose=False, write=lines.append, poll_s=0.05)
     ends.join()
-    assert lines[0].startswith("Waiting in the queue: 1 job(s) ahead of this one")
-    assert f"{queued.legacy_id} running" in lines[0]
+    (notice,) = [line for line in lines if line.startswith("Waiting in the queue: 1 job(s) ahead of this one")]
+    assert f"{queued.legacy_id} running" in notice
+    lines = []
+    store.update_job(later.id, status="queued")
+    ends = threading.Timer(0.3, lambda: store.request_cancel(later.id))
+    ends.start()
+    watch(store, later.id, write=lines.append, poll_s=0.05, bar=False)
+    ends.join()
+    messages = [line.split("] ", 1)[-1] for line in lines]
+    enqueued = next(i for i, m in enumerate(messages) if m.startswith("Job enqueued"))
+    assert messages[enqueued + 1].startswith("Waiting in the queue")  # right after the event it explains
 
 
 def test_watch_of_a_job_nothing_waits_before_has_no_queue_line(store, queued):

@@ -51,7 +51,7 @@ def watch(store: Store, job_id: str, *, verbose: bool = True, desc: str = "Train
           shown: Collection[str] = (), text: Callable[[EventRecord], str] | None = None) -> JobRecord:
     """Follow the job to its end and return it.
 
-    A job that waits behind others first gets a line saying so (`queue_notice`).
+    A job that waits behind others gets a line saying so after its "enqueued" event (`queue_notice`).
     `bar`: draw a progress bar on stderr (None: only where `interactive()`, and in a notebook only
     as a widget). Training-only steps
     live in the bar; validation steps and the last step also get a line. Without a bar those step
@@ -66,11 +66,17 @@ def watch(store: Store, job_id: str, *, verbose: bool = True, desc: str = "Train
         bar = interactive() and not (in_notebook() and not notebook_widgets())
     shown = set(shown)
     progress = None
+    # Written after the job's "enqueued" event, even when not verbose: it explains the silence
+    # until the job starts.
     waiting = queue_notice(store, job_id)
-    if waiting:
-        write(waiting)  # even when not verbose: it explains the silence until the job starts
     try:
         for event in follow(store, job_id, poll_s=poll_s):
+            if waiting and event.message.startswith("Job enqueued"):
+                if verbose and event.message not in shown:
+                    write(event_line(event, text(event) if text else None))
+                write(waiting)
+                waiting = None
+                continue
             if event.message in shown:
                 continue
             data = event.data or {}
