@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from tests.helpers.tiny_models import write_classification_jsonl
+from tests.helpers.waiting import wait_for
 
 OPENAI_METRICS = {"step", "train_loss", "train_mean_token_accuracy", "valid_loss", "valid_mean_token_accuracy",
                   "full_valid_loss", "full_valid_mean_token_accuracy"}
@@ -43,16 +44,6 @@ def thread_worker(monkeypatch, store):
     (store.home / "worker.lock").write_text("")
 
 
-def _wait(predicate, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
-
-
 def _upload(client, path) -> str:
     return client.files.create(file=open(path, "rb"), purpose="fine-tune").id
 
@@ -70,9 +61,9 @@ def test_a_job_through_the_client(client, store, tiny_models, tmp_path, thread_w
                                          metadata={"team": "reviews"})
     other = client.fine_tuning.jobs.create(model=str(tiny_models.encoder), training_file=train,
                                            hyperparameters={"n_epochs": 1}, metadata={"team": "other"})
-    done = _wait(lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status in ("succeeded", "failed") and j)
+    done = wait_for(lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status in ("succeeded", "failed") and j)
     assert done.status == "succeeded", done.error
-    _wait(lambda: client.fine_tuning.jobs.retrieve(other.id).status == "succeeded")
+    wait_for(lambda: client.fine_tuning.jobs.retrieve(other.id).status == "succeeded")
 
     # metadata[key]=value filters the list (the client sends the deep-object query)
     assert [j.id for j in client.fine_tuning.jobs.list(metadata={"team": "reviews"})] == [job.id]
@@ -106,7 +97,7 @@ def test_a_job_through_the_client(client, store, tiny_models, tmp_path, thread_w
     earliest = checkpoints[-1]
     child = client.fine_tuning.jobs.create(model=earliest.fine_tuned_model_checkpoint, training_file=train,
                                            hyperparameters={"n_epochs": 1, "batch_size": 8})
-    child = _wait(lambda: (j := client.fine_tuning.jobs.retrieve(child.id)).status in ("succeeded", "failed") and j)
+    child = wait_for(lambda: (j := client.fine_tuning.jobs.retrieve(child.id)).status in ("succeeded", "failed") and j)
     assert child.status == "succeeded", child.error
     assert client.models.retrieve(child.fine_tuned_model).parent == earliest.fine_tuned_model_checkpoint
 
@@ -117,7 +108,7 @@ def test_legacy_endpoint_keeps_legacy_result_columns(http, store, tiny_models, t
     file_id = http.post("/v1/files", files={"file": open(path, "rb")}, data={"purpose": "fine-tune"}).json()["id"]
     fine_tune = http.post("/v1/fine-tunes", json={"training_file": file_id, "model": str(tiny_models.encoder),
                                                    "n_epochs": 1}).json()
-    done = _wait(lambda: (j := http.get(f"/v1/fine-tunes/{fine_tune['id']}").json())["status"] == "succeeded" and j)
+    done = wait_for(lambda: (j := http.get(f"/v1/fine-tunes/{fine_tune['id']}").json())["status"] == "succeeded" and j)
     content = http.get(f"/v1/files/{done['result_files'][0]['id']}/content").text
     assert content.startswith("step,elapsed_tokens,elapsed_examples,training_loss,")
 
@@ -127,11 +118,11 @@ def test_cancel_answers_cancelled_and_the_training_stops(client, store, tiny_mod
     train = _upload(client, write_classification_jsonl(tmp_path / "big.jsonl", 2000))
     job = client.fine_tuning.jobs.create(model=str(tiny_models.encoder), training_file=train,
                                          hyperparameters={"n_epochs": 20, "batch_size": 4})
-    _wait(lambda: any(m.startswith("Step 3/") for m in _messages(client, job.id)))
+    wait_for(lambda: any(m.startswith("Step 3/") for m in _messages(client, job.id)))
     cancelled = client.fine_tuning.jobs.cancel(job.id)
     assert cancelled.status == "cancelled"  # at once, as OpenAI answers
     started = time.monotonic()
-    _wait(lambda: "Job cancelled." in _messages(client, job.id), timeout=30)
+    wait_for(lambda: "Job cancelled." in _messages(client, job.id), timeout=30)
     assert time.monotonic() - started < 10  # the loop looks every second
     thread_worker[0].join(30)
     assert not thread_worker[0].is_alive()
@@ -147,10 +138,10 @@ def test_pause_keeps_the_checkpoint_and_resume_continues(client, store, tiny_mod
     train = _upload(client, write_classification_jsonl(tmp_path / "mid.jsonl", 1200))
     job = client.fine_tuning.jobs.create(model=str(tiny_models.encoder), training_file=train,
                                          hyperparameters={"n_epochs": 2, "batch_size": 4})
-    _wait(lambda: any(m.startswith("Step 3/") for m in _messages(client, job.id)))
+    wait_for(lambda: any(m.startswith("Step 3/") for m in _messages(client, job.id)))
     paused = client.fine_tuning.jobs.pause(job.id)
     assert paused.status == "paused"
-    _wait(lambda: any(m.startswith("Job paused; its checkpoint is saved") for m in _messages(client, job.id)),
+    wait_for(lambda: any(m.startswith("Job paused; its checkpoint is saved") for m in _messages(client, job.id)),
           timeout=30)
     thread_worker[0].join(30)
     assert client.fine_tuning.jobs.retrieve(job.id).status == "paused"
@@ -160,7 +151,7 @@ def test_pause_keeps_the_checkpoint_and_resume_continues(client, store, tiny_mod
 
     resumed = client.fine_tuning.jobs.resume(job.id)
     assert resumed.status == "queued"
-    done = _wait(lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status in ("succeeded", "failed") and j)
+    done = wait_for(lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status in ("succeeded", "failed") and j)
     assert done.status == "succeeded", done.error
     messages = _messages(client, job.id)
     assert any(m.startswith("Resumed at step") for m in messages)
@@ -194,7 +185,7 @@ def test_legacy_delete_takes_a_model_or_a_job(client, http, store, tiny_models, 
     train = _upload(client, write_classification_jsonl(tmp_path / "train.jsonl", 24))
     job = client.fine_tuning.jobs.create(model=str(tiny_models.encoder), training_file=train,
                                          hyperparameters={"n_epochs": 1})
-    done = _wait(lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status == "succeeded" and j)
+    done = wait_for(lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status == "succeeded" and j)
     checkpoint = client.fine_tuning.jobs.checkpoints.list(job.id).data[0].fine_tuned_model_checkpoint
     refused = http.delete(f"/v1/models/{checkpoint}")
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "checkpoint"

@@ -62,5 +62,13 @@ def test_api_holds_its_contract(store, models, fake_predictors):
             except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - all operations' failures, together
                 failures.append(f"{operation.label} ({mode.value}): {type(exc).__name__}: {str(exc)[:1500]}")
     assert not failures, "\n\n".join(failures)
+    # The hook above made inference run; which operations the generated bodies reached varies with
+    # the examples drawn (a full CI run once drew no completion that passed validation).
     served = {op for model in models.values() for op, _ in fake_predictors.get(model).calls}
-    assert served == {"complete", "score_labels"}, served  # the hook above made inference run
+    assert served & {"complete", "score_labels"}, served
+    # After all that, the server still answers a plain request with inference.
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as http:
+        answer = http.post("/v1/completions", json={"model": models["classifier"], "prompt": "good", "max_tokens": 1})
+    assert answer.status_code == 200 and answer.json()["choices"][0]["text"], answer.text

@@ -13,16 +13,7 @@ from sqlalchemy.exc import OperationalError
 
 from tests.conftest import run_cli
 from tests.server.conftest import make_client
-
-
-def _wait(predicate, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
+from tests.helpers.waiting import wait_for
 
 
 def _orphaned_job(store, tiny_models, training_files):
@@ -57,7 +48,7 @@ def test_a_job_left_running_by_a_dead_worker_is_resumed_while_only_the_server_ru
     app = create_app(store, loader=fake_predictors.loader, worker_check_s=0.2)
     _, http = make_client(app)
     with http:  # the lifespan runs: the server is up, and nothing but it touches the store
-        done = _wait(lambda: (j := store.get_job(job.id)).is_terminal and j)
+        done = wait_for(lambda: (j := store.get_job(job.id)).is_terminal and j)
     for t in threads:
         t.join(60)
     (store.home / "worker.lock").write_text("")  # names this process; the quick_worker teardown would stop it
@@ -84,7 +75,7 @@ def test_the_watch_survives_a_failing_check_and_starts_nothing_without_work(stor
     app = create_app(store, loader=fake_predictors.loader, worker_check_s=0.05)
     _, http = make_client(app)
     with http:
-        _wait(lambda: len(calls) >= 3, timeout=60)
+        wait_for(lambda: len(calls) >= 3, timeout=60)
         assert http.get("/v1/models").status_code == 200
 
 

@@ -26,6 +26,7 @@ from collections import Counter
 import pytest
 
 from tests.helpers.tiny_models import write_classification_jsonl
+from tests.helpers.waiting import wait_for
 from tunelab.store import Store
 from tunelab.training.config import ClassificationOptions
 from tunelab.training.distributed import free_port
@@ -178,12 +179,7 @@ def _group_gone(launch_log) -> bool:
 
 
 def _wait(predicate, timeout: float, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(every)
-    raise AssertionError("timed out")
+    return wait_for(predicate, timeout, every)
 
 
 UNEVEN_EXIT = """

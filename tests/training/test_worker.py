@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.tiny_models import write_classification_jsonl
+from tests.helpers.waiting import wait_for
 from tunelab.store import Store
 from tunelab.training.config import ClassificationOptions
 from tunelab.training.planning import JobRequest, create_job
@@ -25,13 +25,7 @@ def one_thread_workers(monkeypatch):
 
 
 def _wait(predicate, timeout=180.0, every=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out")
+    return wait_for(predicate, timeout, every)
 
 
 @pytest.mark.slow  # worker processes, kill -9

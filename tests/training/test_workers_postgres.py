@@ -15,6 +15,7 @@ from collections import Counter
 import pytest
 
 from tests.helpers.tiny_models import write_classification_jsonl
+from tests.helpers.waiting import wait_for
 from tunelab.store import Store
 from tunelab.training.planning import JobRequest, create_job
 
@@ -25,14 +26,8 @@ N_JOBS = 20
 N_WORKERS = 3
 
 
-def _wait(predicate, timeout: float, every: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out")
+def _wait(predicate, timeout: float, every: float = 0.2):
+    return wait_for(predicate, timeout, every)
 
 
 def test_three_workers_run_twenty_jobs_once_and_survive_a_kill_9(postgres_url, tiny_models, tmp_path, monkeypatch):
