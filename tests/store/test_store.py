@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -309,7 +311,23 @@ def test_register_replaces_a_leftover_folder_of_an_unregistered_model(store, tmp
     leftover = store.model_dir("ada:ft-personal-2026-01-02-03-04-05")
     leftover.mkdir(parents=True)
     (leftover / "half-written").write_text("x")
+    old = time.time() - 3600  # a crash's leftover: untouched since
+    os.utime(leftover, (old, old))
     record = store.register_model(base_id="ada", built_dir=built(tmp_path, "m"), base_model="minilm-l6",
                                   method="classifier", labels=None, cumulative_epochs=1, when=when)
     assert record.id == "ada:ft-personal-2026-01-02-03-04-05"
     assert sorted(p.name for p in Path(record.path).iterdir()) == ["model.safetensors"]
+
+
+def test_register_leaves_a_folder_another_worker_is_registering(store, tmp_path):
+    """Two workers sharing a store finishing in the same second both found the id free; the second
+    deleted the first one's freshly moved folder as a crash's leftover (or failed its job with
+    FileExistsError, in CI)."""
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    theirs = store.model_dir("ada:ft-personal-2026-01-02-03-04-05")
+    theirs.mkdir(parents=True)
+    (theirs / "model.safetensors").write_text("the other worker's model")  # its row is not in yet
+    record = store.register_model(base_id="ada", built_dir=built(tmp_path, "m"), base_model="minilm-l6",
+                                  method="classifier", labels=None, cumulative_epochs=1, when=when)
+    assert record.id == "ada:ft-personal-2026-01-02-03-04-06"
+    assert (theirs / "model.safetensors").read_text() == "the other worker's model"

@@ -461,7 +461,12 @@ class Store:
         """Move a complete model folder into the store and only then record it, under a legacy id
         `<base>:ft-<org>[:<suffix>]-YYYY-MM-DD-HH-MM-SS` or (`id_style` CURRENT) OpenAI's current
         `ft:<base>:<org>:<suffix>:<id>` (store.ids.new_model_id). Two legacy models finishing in the
-        same second get consecutive seconds, so ids stay unique and keep the legacy shape."""
+        same second get consecutive seconds, so ids stay unique and keep the legacy shape.
+
+        The folder is claimed by renaming into it, which fails when it exists: two workers sharing a
+        store (PostgreSQL) finishing in the same second both found the id free, and the second
+        deleted the first one's freshly moved folder as a crash's leftover, or failed the job with
+        FileExistsError. A folder without a row is a crash's leftover only once it is a minute old."""
         when = when or datetime.now(timezone.utc)
         stamp = int(when.timestamp())
         for attempt in range(3600):
@@ -470,10 +475,9 @@ class Store:
             if self._one("SELECT 1 FROM models WHERE id = :id", id=model_id) is not None:
                 continue
             dest = self.model_dir(model_id)
-            if dest.exists():
-                shutil.rmtree(dest)  # leftover of a crash before registration: never registered
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(built_dir), str(dest))
+            if not _claim_folder(Path(built_dir), dest):
+                continue  # another worker is registering this id right now
             values = dict(id=model_id, created_at=_now(), owned_by=f"user-{organization_id}",
                           base_model=base_model, parent_id=parent_id, job_id=job_id, method=method,
                           path=str(dest), labels=labels, cumulative_epochs=cumulative_epochs, meta=meta or {})
@@ -654,3 +658,34 @@ def _folder_record(folder: Path, **fields) -> ModelRecord | None:
                   path=str(folder.resolve()), labels=meta.get("labels"),
                   cumulative_epochs=int(meta.get("cumulative_epochs") or 0), meta=meta)
     return ModelRecord(**{**values, **fields})
+
+
+LEFTOVER_AFTER_S = 60.0
+"""A model folder with no row this old is what a crash between the move and the insert left."""
+
+
+def _claim_folder(built: Path, dest: Path) -> bool:
+    """Move `built` to `dest` atomically, unless `dest` is taken (False); a crash's leftover there
+    (older than LEFTOVER_AFTER_S) is removed first."""
+    import errno
+
+    for _ in range(2):
+        try:
+            os.rename(built, dest)  # a directory onto a non-empty one fails: the claim is atomic
+            return True
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:  # another file system: a copy, not atomic (a store's rare layout)
+                if dest.exists():
+                    return False
+                shutil.move(str(built), str(dest))
+                return True
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR):
+                raise
+        try:
+            age = time.time() - dest.stat().st_mtime
+        except FileNotFoundError:
+            continue  # gone meanwhile: try again
+        if age < LEFTOVER_AFTER_S:
+            return False
+        shutil.rmtree(dest, ignore_errors=True)
+    return False
