@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -177,3 +178,31 @@ class LiveServer:
             self.proc.wait()
         self.log.close()
         stop_worker(self.home)
+
+
+def in_process_worker(store, monkeypatch, idle_exit: float) -> list[threading.Thread]:
+    """Make ensure_worker start a worker thread of this process (one at a time) instead of a
+    process; returns the list of the threads it starts. When done, join them and empty the home's
+    worker.lock (see stop_in_process_worker)."""
+    from tunelab.training.worker import WorkerOptions, run_worker
+
+    threads: list[threading.Thread] = []
+
+    def ensure(_store):
+        if any(t.is_alive() for t in threads):
+            return None
+        t = threading.Thread(target=run_worker, args=(store, WorkerOptions(idle_exit=idle_exit, device="cpu")),
+                             daemon=True)
+        t.start()
+        threads.append(t)
+        return None
+
+    monkeypatch.setattr("tunelab.training.worker.ensure_worker", ensure)
+    return threads
+
+
+def stop_in_process_worker(store, threads: list[threading.Thread], timeout: float = 120) -> None:
+    for t in threads:
+        t.join(timeout)
+    # The lock file names this process; the autouse quick_worker teardown would stop it as a worker.
+    (store.home / "worker.lock").write_text("")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import threading
 import time
 
 import openai
@@ -16,6 +15,7 @@ import pytest
 
 from tests.helpers.tiny_models import write_classification_jsonl
 from tests.helpers.waiting import wait_for
+from tests.server.conftest import in_process_worker, stop_in_process_worker
 
 OPENAI_METRICS = {"step", "train_loss", "train_mean_token_accuracy", "valid_loss", "valid_mean_token_accuracy",
                   "full_valid_loss", "full_valid_mean_token_accuracy"}
@@ -24,24 +24,9 @@ OPENAI_METRICS = {"step", "train_loss", "train_mean_token_accuracy", "valid_loss
 @pytest.fixture(autouse=True)
 def thread_worker(monkeypatch, store):
     """ensure_worker starts an in-process worker thread (one job, then it stops) instead of a process."""
-    from tunelab.training.worker import WorkerOptions, run_worker
-
-    threads: list[threading.Thread] = []
-
-    def ensure(_store):
-        if any(t.is_alive() for t in threads):
-            return None
-        t = threading.Thread(target=run_worker, args=(store, WorkerOptions(idle_exit=1.0, device="cpu")), daemon=True)
-        t.start()
-        threads.append(t)
-        return None
-
-    monkeypatch.setattr("tunelab.training.worker.ensure_worker", ensure)
+    threads = in_process_worker(store, monkeypatch, idle_exit=1.0)
     yield threads
-    for t in threads:
-        t.join(120)
-    # The lock file names this process; the autouse quick_worker teardown would stop it as a worker.
-    (store.home / "worker.lock").write_text("")
+    stop_in_process_worker(store, threads)
 
 
 def _upload(client, path) -> str:

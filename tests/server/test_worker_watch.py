@@ -5,15 +5,14 @@ and every few seconds when a job waits and none runs; that worker resumes the or
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 from sqlalchemy.exc import OperationalError
 
 from tests.conftest import run_cli
-from tests.server.conftest import make_client
 from tests.helpers.waiting import wait_for
+from tests.server.conftest import in_process_worker, make_client, stop_in_process_worker
 
 
 def _orphaned_job(store, tiny_models, training_files):
@@ -31,27 +30,14 @@ def _orphaned_job(store, tiny_models, training_files):
 def test_a_job_left_running_by_a_dead_worker_is_resumed_while_only_the_server_runs(
         store, tiny_models, training_files, fake_predictors, monkeypatch):
     from tunelab.server import create_app
-    from tunelab.training.worker import WorkerOptions, run_worker
 
     job = _orphaned_job(store, tiny_models, training_files)
-    threads: list[threading.Thread] = []
-
-    def ensure(_store):  # the real ensure_worker starts a process; here a worker thread of this process
-        if any(t.is_alive() for t in threads):
-            return None
-        t = threading.Thread(target=run_worker, args=(store, WorkerOptions(idle_exit=0.5, device="cpu")), daemon=True)
-        t.start()
-        threads.append(t)
-        return None
-
-    monkeypatch.setattr("tunelab.training.worker.ensure_worker", ensure)
+    threads = in_process_worker(store, monkeypatch, idle_exit=0.5)
     app = create_app(store, loader=fake_predictors.loader, worker_check_s=0.2)
     _, http = make_client(app)
     with http:  # the lifespan runs: the server is up, and nothing but it touches the store
         done = wait_for(lambda: (j := store.get_job(job.id)).is_terminal and j)
-    for t in threads:
-        t.join(60)
-    (store.home / "worker.lock").write_text("")  # names this process; the quick_worker teardown would stop it
+    stop_in_process_worker(store, threads, timeout=60)
     assert done.status == "succeeded", done.error
     assert any("stopped during the job" in e.message for e in store.list_events(job.id))
 

@@ -108,7 +108,6 @@ def cross_validated_probs(prompts: Sequence[str], completions: Sequence[str], la
     it. Classes with fewer rows than `folds` are stratified as far as they go. `progress(1)` is
     called as each fold is done: a fold of 29k Amazon reviews takes 10-20 s on two cores, and
     without it `labels inspect|issues` sat silent for minutes."""
-    from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold
 
     labels = list(labels)
@@ -126,7 +125,7 @@ def cross_validated_probs(prompts: Sequence[str], completions: Sequence[str], la
     with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore")  # sklearn warns when a fold lacks a rare class; cleanlab handles the zeros
         for fit_rows, score_rows in StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(texts, y):
-            model = clone(audit_pipeline(seed)).fit(list(texts[fit_rows]), y[fit_rows])
+            model = audit_pipeline(seed).fit(list(texts[fit_rows]), y[fit_rows])
             probs[np.ix_(score_rows, model.classes_)] = model.predict_proba(list(texts[score_rows]))
             if progress is not None:
                 progress(1)

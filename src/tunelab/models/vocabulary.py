@@ -45,8 +45,9 @@ def _tokenizer(folder: Path):
     from tokenizers import Tokenizer
 
     try:
-        tokenizer = Tokenizer.from_file(str(path))
-        model = json.loads(path.read_text(encoding="utf-8")).get("model") or {}
+        text = path.read_text(encoding="utf-8")  # read once: the tokenizer and its model's settings
+        tokenizer = Tokenizer.from_str(text)
+        model = json.loads(text).get("model") or {}
     except Exception:  # tokenizers raises plain Exceptions; a tokenizer it cannot read is the job's to report
         return None
     # A tokenizer.json may pad (all-MiniLM-L6-v2's pads to 128) or truncate: both would change the share.
