@@ -47,6 +47,18 @@ def test_resolve_columns_precedence(fixtures):
         resolve_columns(csv, preset="nope")
 
 
+def test_missing_columns_name_the_tables_columns_and_the_presets_that_fit(fixtures):
+    # Amazon's JSON lines given without a preset: the hint lists its columns and both presets
+    with pytest.raises(InvalidInputError, match="Say which columns") as raised:
+        resolve_columns(fixtures / "amazon_reviews_tiny.jsonl", label_column="product_category")
+    hint = raised.value.hint
+    assert "`review_body`" in hint and "`stars`" in hint
+    assert "--preset amazon-stars or --preset amazon-category" in hint and "replace its columns" in hint
+    with pytest.raises(InvalidInputError) as raised:
+        resolve_columns(fixtures / "clothing_reviews_tiny.csv")
+    assert "`Review Text`" in raised.value.hint and "--preset clothing-stars" in raised.value.hint
+
+
 def test_stratified_split_on_a_larger_table(tmp_path):
     counts = {"a": 300, "b": 120, "c": 60, "d": 20}
     result = build_dataset(make_csv(tmp_path, counts), text_columns=["text"], label_column="label",

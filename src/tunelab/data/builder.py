@@ -90,8 +90,27 @@ def resolve_columns(source: str | Path, *, preset: str | None = None, text_colum
     text = list(text_columns or (chosen.text_columns if chosen else []))
     label = label_column or (chosen.label_column if chosen else None)
     if not text or not label:
-        raise InvalidInputError("Say which columns to use: --text COL[,COL...] and --label COL, or --preset NAME.")
+        raise InvalidInputError("Say which columns to use: --text COL[,COL...] and --label COL, or --preset NAME.",
+                                hint=_columns_hint(source, text, label))
     return text, label, name
+
+
+def _columns_hint(source: str | Path, text: Sequence[str], label: str | None) -> str | None:
+    """What the table holds and the presets that fit it, so that the next try is the right one
+    (Amazon's JSON lines fit amazon-stars and amazon-category). Only on that error path: it reads
+    the first table of the source."""
+    try:
+        columns = list(_load(source)[0][1].columns)
+    except (TunelabError, OSError, ValueError, IndexError):
+        return None
+    fitting = presets_fitting(columns)
+    shown = ", ".join(f"`{c}`" for c in columns[:12]) + (", ..." if len(columns) > 12 else "")
+    hint = f"{source} has the columns {shown}"
+    if fitting:
+        hint += f"; it fits --preset {' or --preset '.join(fitting)}"
+        if text or label:  # --preset amazon-stars --label product_category: the preset's text, that label
+            hint += " (--text and --label given with a preset replace its columns)"
+    return hint + "."
 
 
 # Words that name a split in a file name (a folder of split files), in the order they are tried.
