@@ -38,7 +38,8 @@ def register(sub) -> None:
     p.add_argument("--test-size", type=int, default=None, metavar="N",
                    help=f"Test rows (default: {QUICK['test_size']}).")
     p.add_argument("--full", action="store_true",
-                   help="Use every bundled row, about 17k for training; slow on a CPU (default: off).")
+                   help="Use every bundled row: the canonical split, about 15.8k for training; slow on a CPU "
+                        "(default: off).")
     p.add_argument("--continue-epochs", type=int, default=3, metavar="N",
                    help="Epochs of incremental learning on top of the first model (default: 3).")
     p.add_argument("--out", default=None, metavar="DIR",
