@@ -1,9 +1,10 @@
 """The README's commands, run as a reader would run them (quick, small-data variant).
 
 Every ```bash block between `<!-- readme-test:walkthrough:start -->` and
-`<!-- readme-test:walkthrough:end -->` runs in order in one bash session (the `demo` section's block
-likewise; the `python-api` section is tests/jobs/test_python_api.py's), in a fresh folder with the installed `tunelab` on PATH. If a command in
-the README stops working, or the README drifts from the CLI, this test fails.
+`<!-- readme-test:walkthrough:end -->` runs in order in one bash session, in a fresh folder with the
+installed `tunelab` on PATH (the `demo` section's block likewise; the `python-api` section is
+tests/jobs/test_python_api.py's). If a command in the README stops working, or the README drifts
+from the CLI, this test fails.
 """
 
 from __future__ import annotations
