@@ -12,7 +12,8 @@ worker as the CLI.
 Prints exact accuracy, good-vs-bad, one-off, MAE, macro-F1, ECE (after and before temperature
 scaling), the training wall time and the TF-IDF + logistic regression baseline side by side, and
 writes accuracy.png and accuracy.json to --out. SST-5 in this layout:
-`tunelab datasets build /work/shared/data/sst5 --preset sst5 --out sst5` (keeps the standard split).
+`tunelab datasets build <folder with sst5_{train,dev,test}.jsonl> --preset sst5 --out sst5` (keeps the
+standard split).
 """
 
 from __future__ import annotations
