@@ -71,3 +71,16 @@ def test_busy_jiffies_reads_proc():
         pytest.skip("no /proc here")
     busy, mine = reading
     assert busy >= mine >= 0
+
+
+def test_the_device_event_says_why_a_cpu_without_native_bf16_trains_slowly(monkeypatch):
+    monkeypatch.delenv("TUNELAB_PRECISION", raising=False)
+    monkeypatch.setattr(runtime, "available_cores", lambda: 2)
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)
+    assert runtime.describe_device(cpu) == "Device: CPU (2 cores), bf16 autocast."
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
+    slow = runtime.describe_device(cpu)
+    assert slow.startswith("Device: CPU (2 cores), fp32: this CPU has no native bf16") and "52 min" in slow
+    monkeypatch.setenv("TUNELAB_PRECISION", "fp32")  # the user's choice needs no explanation
+    assert runtime.describe_device(cpu) == "Device: CPU (2 cores), fp32."

@@ -37,6 +37,24 @@ def use_bf16(dev: torch.device | None = None) -> bool:
     return cpu_has_bf16()
 
 
+def describe_device(dev: torch.device | None = None) -> str:
+    """One line for a job's events: where it trains and in which precision. On a CPU without
+    native bf16 it says why training is slow there, since nothing else would: measured on 2-core
+    hosts, the bundled reviews' default recipe trained in 52 min in fp32 on AVX2 against 11-12 min
+    with AVX512-BF16."""
+    dev = dev or device()
+    if dev.type == "cuda":
+        return f"Device: {torch.cuda.get_device_name(dev)}, {'bf16 autocast' if use_bf16(dev) else 'fp32'}."
+    where = f"Device: CPU ({available_cores()} cores)" if dev.type == "cpu" else f"Device: {dev.type}"
+    if use_bf16(dev):
+        return f"{where}, bf16 autocast."
+    if os.environ.get("TUNELAB_PRECISION") == "fp32" or dev.type != "cpu":
+        return f"{where}, fp32."
+    return (f"{where}, fp32: this CPU has no native bf16 (AVX512-BF16 or AMX), so training takes several "
+            "times longer than on one that has it (2 epochs of the bundled reviews: 52 min on a 2-core "
+            "AVX2 CPU, 11-12 min on a 2-core CPU with AVX512-BF16).")
+
+
 def autocast(dev: torch.device | None = None):
     dev = dev or device()
     if use_bf16(dev):

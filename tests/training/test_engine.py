@@ -49,6 +49,7 @@ def test_methods_train_register_and_report(tiny_models, model, hp, method):
     assert record.labels == [" 1", " 2", " 3", " 4", " 5"]
     assert record.cumulative_epochs == 2
     assert [c.epoch for c in store.list_checkpoints(job.id)] == [1, 2]
+    assert any(e.message.startswith("Device: CPU") for e in store.list_events(job.id))
 
     with open(store.get_file(job.result_file).path) as fh:
         rows = list(csv.DictReader(fh))

@@ -24,6 +24,7 @@ from tunelab.inference.calibration import apply_temperature, fit_temperature, nl
 from tunelab.inference.scoring import score_labels
 from tunelab.models.loading import build_model, load_fine_tuned, save_fine_tuned
 from tunelab.models.registry import resolve_model
+from tunelab.runtime import describe_device
 from tunelab.store import JobRecord, Store
 from tunelab.store.records import CANCELLED, FAILED, PAUSED, SUCCEEDED
 from tunelab.training import distributed, loop
@@ -182,6 +183,7 @@ def _run(store: Store, job: JobRecord, abandoned: Callable[[], bool], main: bool
                                 + (f" (peak; {int(hp.warmup_ratio * total)} warm-up steps, then {hp.lr_schedule} decay)"
                                    if hp.lr_schedule != "constant" else "") + ".",
                         data={"total_steps": total, "n_train": len(train), "batch_size": batch_size})
+        store.add_event(job.id, describe_device(next(model.parameters()).device))
 
     holder = {"model": model}
     full_valid = 0 < len(valid_rows) <= VALID_SAMPLE
