@@ -84,3 +84,12 @@ def test_the_device_event_says_why_a_cpu_without_native_bf16_trains_slowly(monke
     assert slow.startswith("Device: CPU (2 cores), fp32: this CPU has no native bf16") and "52 min" in slow
     monkeypatch.setenv("TUNELAB_PRECISION", "fp32")  # the user's choice needs no explanation
     assert runtime.describe_device(cpu) == "Device: CPU (2 cores), fp32."
+
+
+def test_the_device_event_names_the_device_the_loop_will_use(monkeypatch):
+    # the runner asks before the loop moves the model: the default must be runtime.device(), not the model's
+    monkeypatch.setattr(runtime, "device", lambda: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda dev=None: "NVIDIA H100")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.delenv("TUNELAB_PRECISION", raising=False)
+    assert runtime.describe_device() == "Device: NVIDIA H100, bf16 autocast."

@@ -59,6 +59,14 @@ def test_missing_columns_name_the_tables_columns_and_the_presets_that_fit(fixtur
     assert "`Review Text`" in raised.value.hint and "--preset clothing-stars" in raised.value.hint
 
 
+def test_a_release_folder_without_columns_gets_its_training_files_columns(fixtures, tmp_path):
+    for part in ("train", "dev", "test"):
+        (tmp_path / f"dataset_en_{part}.json").write_bytes((fixtures / "amazon_reviews_tiny.jsonl").read_bytes())
+    with pytest.raises(InvalidInputError) as raised:
+        resolve_columns(tmp_path)
+    assert "`review_body`" in raised.value.hint and "--preset amazon-stars" in raised.value.hint
+
+
 def test_stratified_split_on_a_larger_table(tmp_path):
     counts = {"a": 300, "b": 120, "c": 60, "d": 20}
     result = build_dataset(make_csv(tmp_path, counts), text_columns=["text"], label_column="label",

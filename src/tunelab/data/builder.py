@@ -98,9 +98,10 @@ def resolve_columns(source: str | Path, *, preset: str | None = None, text_colum
 def _columns_hint(source: str | Path, text: Sequence[str], label: str | None) -> str | None:
     """What the table holds and the presets that fit it, so that the next try is the right one
     (Amazon's JSON lines fit amazon-stars and amazon-category). Only on that error path: it reads
-    the first table of the source."""
+    one table of the source (a release folder's training file)."""
+    path = Path(source)
     try:
-        columns = list(_load(source)[0][1].columns)
+        columns = list(read_table(split_files(path)["train"] if path.is_dir() else path).columns)
     except (TunelabError, OSError, ValueError, IndexError):
         return None
     fitting = presets_fitting(columns)

@@ -183,7 +183,7 @@ def _run(store: Store, job: JobRecord, abandoned: Callable[[], bool], main: bool
                                 + (f" (peak; {int(hp.warmup_ratio * total)} warm-up steps, then {hp.lr_schedule} decay)"
                                    if hp.lr_schedule != "constant" else "") + ".",
                         data={"total_steps": total, "n_train": len(train), "batch_size": batch_size})
-        store.add_event(job.id, describe_device(next(model.parameters()).device))
+        store.add_event(job.id, describe_device())  # the loop's device: the model is not on it yet
 
     holder = {"model": model}
     full_valid = 0 < len(valid_rows) <= VALID_SAMPLE
