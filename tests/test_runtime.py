@@ -93,3 +93,21 @@ def test_the_device_event_names_the_device_the_loop_will_use(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     monkeypatch.delenv("TUNELAB_PRECISION", raising=False)
     assert runtime.describe_device() == "Device: NVIDIA H100, bf16 autocast."
+
+
+def test_attention_on_a_gpu_leaves_out_cudnn_which_plans_every_new_shape_and_puts_it_back_after():
+    # The flags are process-wide switches that exist in CPU builds too, so this runs anywhere.
+    assert torch.backends.cuda.cudnn_sdp_enabled()
+    for context in (runtime.attention_kernels(torch.device("cuda")), runtime.autocast(torch.device("cuda"))):
+        with context:
+            assert not torch.backends.cuda.cudnn_sdp_enabled()
+            assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
+        assert torch.backends.cuda.cudnn_sdp_enabled()
+
+
+def test_attention_on_a_cpu_is_left_alone(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)
+    with runtime.autocast(torch.device("cpu")):
+        assert torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    assert not torch.is_autocast_enabled("cpu")

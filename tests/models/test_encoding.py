@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import torch
 
 
 class Spy:
@@ -98,3 +99,17 @@ def test_a_long_prompt_keeps_its_start_and_its_end(tokenizer):
     assert cut.input_ids == enc.input_ids
     [short] = encode_classifier(tokenizer, ["great love"], [0], max_length=64)
     assert tokenizer.convert_ids_to_tokens(short.input_ids) == ["[CLS]", "great", "love", "[SEP]"]
+
+
+def test_collate_pads_left_for_causal_lms_with_long_tensors_and_positions():
+    from tunelab.models.encoding import Encoded, collate
+
+    items = [Encoded([5, 6, 7], 1, 0), Encoded([1, 2, 3, 4, 8], 2, 1)]
+    batch = collate(items, 9, left_pad=True, multiple=1)
+    assert batch["input_ids"].tolist() == [[9, 9, 5, 6, 7], [1, 2, 3, 4, 8]]
+    assert batch["attention_mask"].tolist() == [[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]]
+    assert batch["position_ids"].tolist() == [[0, 0, 0, 1, 2], [0, 1, 2, 3, 4]]
+    assert batch["input_ids"].dtype == batch["attention_mask"].dtype == torch.long
+    assert batch["labels"].tolist() == [0, 1] and batch["max_completion"] == 2
+    right = collate(items, 9, left_pad=False, multiple=1)
+    assert right["input_ids"].tolist() == [[5, 6, 7, 9, 9], [1, 2, 3, 4, 8]]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -108,13 +109,16 @@ def collate(items: list[Encoded], pad_id: int, *, left_pad: bool, multiple: int 
     # Widths in multiples of `multiple` (8 by default): fewer distinct shapes (bf16 kernels are slow
     # on the first call at each new shape, notably on GPUs) at the cost of a few pad tokens.
     width = -(-max(len(e.input_ids) for e in items) // multiple) * multiple
-    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(items), width), dtype=torch.long)
+    # Rows are filled in numpy: assigning a list to a numpy row is about 5x faster than a
+    # torch.tensor per row, which showed as the host's time per step on a GPU.
+    ids = np.full((len(items), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(items), width), dtype=np.int64)
     for row, e in enumerate(items):
         n = len(e.input_ids)
         sl = slice(width - n, width) if left_pad else slice(0, n)
-        ids[row, sl] = torch.tensor(e.input_ids, dtype=torch.long)
+        ids[row, sl] = e.input_ids
         mask[row, sl] = 1
+    ids, mask = torch.from_numpy(ids), torch.from_numpy(mask)
     batch = {"input_ids": ids, "attention_mask": mask}
     if left_pad:
         batch["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)

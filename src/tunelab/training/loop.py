@@ -20,7 +20,7 @@ from tunelab.errors import ResumeStateError
 from tunelab.fsutil import disk_full_names
 from tunelab.models.encoding import Encoded, collate
 from tunelab.runtime import device as pick_device
-from tunelab.runtime import CpuThreads, use_bf16
+from tunelab.runtime import CpuThreads, attention_kernels, use_bf16
 from tunelab.training.config import Hyperparameters
 from tunelab.training.examples import bucketed_batches
 from tunelab.training.losses import BatchResult, classifier_step, lm_step
@@ -137,6 +137,10 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
     # for a block of steps at once. On CPU there is no queue, so every step is reported as it ends.
     flush_every = 1 if accelerator.device.type == "cpu" else 25
     on_cpu = accelerator.device.type == "cpu"
+    # A copy from pageable host memory waits for the device to finish every queued kernel first, so
+    # each step's batch would stall the host until the previous step is done: the host could not
+    # queue step n+1 while the GPU runs step n. Pinned batches copy asynchronously.
+    on_gpu = accelerator.device.type == "cuda"
     threads = CpuThreads() if on_cpu else None
 
     state_dir = Path(work_dir) / "resume"
@@ -220,14 +224,15 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
         # batches (N times the global batch, 1/N of the steps): every process takes its share of each.
         shards = [_shard(b, accelerator.process_index, accelerator.num_processes) for b in batches[skip:]]
         loader = DataLoader(data.train, batch_sampler=[indices for indices, _ in shards],
-                            collate_fn=lambda items: collate(items, data.pad_id, left_pad=left_pad))
+                            collate_fn=lambda items: collate(items, data.pad_id, left_pad=left_pad),
+                            pin_memory=on_gpu)
         model.train()
         for i, batch in enumerate(loader, start=skip):
             if threads is not None:
                 threads.adjust()
-            batch = send_to_device(batch, accelerator.device)
+            batch = send_to_device(batch, accelerator.device, non_blocking=on_gpu)
             share = shards[i - skip][1]
-            with accelerator.autocast():
+            with accelerator.autocast(), attention_kernels(accelerator.device):
                 out = step_fn(batch)
             accelerator.backward(out.loss)
             accelerator.clip_grad_norm_(params, 1.0)
@@ -292,7 +297,7 @@ def _validate(model, data: LoopData, step_fn, batch_size: int, accelerator) -> d
     for start in range(0, len(data.valid), batch_size):
         batch = collate(data.valid[start:start + batch_size], data.pad_id, left_pad=left_pad)
         batch = {k: (v.to(accelerator.device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-        with accelerator.autocast():
+        with accelerator.autocast(), attention_kernels(accelerator.device):
             out = step_fn(batch)
         loss_sum += float(out.loss) * out.n_seqs
         tok_c += float(out.token_correct)
