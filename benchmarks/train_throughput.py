@@ -15,6 +15,8 @@ Three runs, in this order, each timed end to end (load the model, tokenise, trai
 
     python benchmarks/train_throughput.py [--rows 1024] [--model minilm-l6] [--batch-size 32] [--device cpu|cuda]
     python benchmarks/train_throughput.py --repeat 2     # alternate the runs twice, report medians
+    python benchmarks/train_throughput.py --profile --device cuda --rows 4096 --batch-size 128
+                                                         # where tunelab's step time goes (torch.profiler)
 
 Needs torch, transformers, accelerate, scikit-learn, numpy and tunelab on the path (PYTHONPATH=src):
 the training path imports neither the store (SQLAlchemy) nor the server (FastAPI). --model takes a
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -151,16 +154,14 @@ def run_skilled_trainer(rows, labels, path, batch_size, out, dev, lr):
     return time.perf_counter() - start, loop_seconds, len(rows), net, tokenizer
 
 
-def run_tunelab(rows, labels, path, batch_size, out, dev, lr):
+def tunelab_model(rows, labels, path):
+    """tunelab's tokenising and a fresh classifier on `path` (what a job does before its loop)."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
     from tunelab.models.encoding import encode_classifier
     from tunelab.models.loading import load_tokenizer
-    from tunelab.training import loop
-    from tunelab.training.config import Hyperparameters
 
-    start = time.perf_counter()
     tokenizer = load_tokenizer(path)
     index = {l: i for i, l in enumerate(labels)}
     train = encode_classifier(tokenizer, [r["prompt"] for r in rows], [index[r["completion"]] for r in rows],
@@ -169,17 +170,78 @@ def run_tunelab(rows, labels, path, batch_size, out, dev, lr):
     net = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=index, dtype=torch.float32)
     net.config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer, train, net
+
+
+def tunelab_loop(net, train, pad_id, batch_size, out, lr):
+    """One epoch of tunelab's training loop (`tunelab.training.loop`, what a job runs)."""
+    from tunelab.training import loop
+    from tunelab.training.config import Hyperparameters
+
     hp = Hyperparameters(n_epochs=1, batch_size=batch_size, learning_rate_multiplier=LR_MULTIPLIER,
                          warmup_ratio=WARMUP, shuffle=True, keep_best=False, early_stopping_patience=0,
                          checkpoint_seconds=1e9)
-    data = loop.LoopData(train=train, valid=[], method="classifier", pad_id=tokenizer.pad_token_id or 0)
+    data = loop.LoopData(train=train, valid=[], method="classifier", pad_id=pad_id or 0)
+    return loop.train(net, data, hp, batch_size=batch_size, learning_rate=lr, work_dir=out, results=None,
+                      hooks=loop.LoopHooks(), resume=False)
+
+
+def run_tunelab(rows, labels, path, batch_size, out, dev, lr):
+    start = time.perf_counter()
+    tokenizer, train, net = tunelab_model(rows, labels, path)
     loop_start = time.perf_counter()
-    outcome = loop.train(net, data, hp, batch_size=batch_size, learning_rate=lr, work_dir=out, results=None,
-                         hooks=loop.LoopHooks())
+    outcome = tunelab_loop(net, train, tokenizer.pad_token_id, batch_size, out, lr)
     loop_seconds = time.perf_counter() - loop_start
     outcome.model.save_pretrained(str(out / "final"))
     tokenizer.save_pretrained(str(out / "final"))
     return time.perf_counter() - start, loop_seconds, outcome.trained_examples, outcome.model, tokenizer
+
+
+def profile_tunelab(args) -> None:
+    """Where a tunelab training step spends its time: one epoch over the first half of the rows
+    (warm-up: new batch shapes, kernel choices), one over the second half unprofiled and again
+    under torch.profiler. Prints samples/s of each pass, how busy the GPU was, the host syncs, and
+    the operators that take the most host and device time. A steady pass much faster than the
+    warm-up one points at per-shape costs (cuDNN attention plans were one: runtime.attention_kernels);
+    a GPU busy a small share of the time, at the host's cost of launching kernels."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    if args.device == "cpu":
+        os.environ["TUNELAB_DEVICE"] = "cpu"
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    with tempfile.TemporaryDirectory() as tmp:
+        train, _ = prepare(args.rows, 50, Path(tmp))
+        labels = sorted({r["completion"] for r in train})
+        tokenizer, encoded, net = tunelab_model(train, labels, args.model)
+        half = len(encoded) // 2
+        lr = args.learning_rate or BASE_LR.get(args.model, 2e-4) * LR_MULTIPLIER
+
+        def timed(rows) -> float:
+            sync()
+            t = time.perf_counter()
+            tunelab_loop(net, rows, tokenizer.pad_token_id, args.batch_size, Path(tmp) / "w", lr)
+            sync()
+            return time.perf_counter() - t
+
+        print(f"warm-up pass ({half} rows): {half / timed(encoded[:half]):.1f} samples/s")
+        n = len(encoded) - half
+        print(f"steady pass ({n} rows): {n / timed(encoded[half:]):.1f} samples/s")
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
+        with profile(activities=activities) as prof:
+            wall = timed(encoded[half:])
+    averages = prof.key_averages()
+    print(f"profiled pass: {n / wall:.1f} samples/s ({wall:.2f} s; the profiler slows the host)")
+    if args.device == "cuda":
+        busy = sum(e.self_device_time_total for e in averages) / 1e6
+        print(f"GPU kernels ran {busy:.2f} s of {wall:.2f} s: busy {100 * busy / wall:.0f} % of the time")
+    for name in ("cudaStreamSynchronize", "aten::_local_scalar_dense", "cudaLaunchKernel", "cuLaunchKernelEx"):
+        calls = sum(e.count for e in averages if e.key == name)
+        if calls:
+            print(f"  {name}: {calls} calls ({calls / math.ceil(n / args.batch_size):.0f} a step)")
+    print(averages.table(sort_by="self_cpu_time_total", row_limit=20, max_name_column_width=60))
+    if args.device == "cuda":
+        print(averages.table(sort_by="self_device_time_total", row_limit=12, max_name_column_width=60))
 
 
 def accuracy(net, tokenizer, rows, labels, dev) -> tuple[float, float, int]:
@@ -242,6 +304,9 @@ def main() -> None:
     parser.add_argument("--runs", default="plain,skilled,tunelab", help="which runs, comma-separated")
     parser.add_argument("--repeat", type=int, default=1, help="rounds (alternating order); medians are reported")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile tunelab's loop instead: samples/s before and after its batch shapes "
+                             "are seen, GPU busy share, host syncs, top operators")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -250,6 +315,10 @@ def main() -> None:
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.profile:
+        args.model = model_path(args.model)
+        profile_tunelab(args)
+        return
     if args.child:
         print("RESULT " + json.dumps(one_run(args.child, args)), flush=True)
         return
