@@ -197,7 +197,7 @@ def run_tunelab(rows, labels, path, batch_size, out, dev, lr):
     return time.perf_counter() - start, loop_seconds, outcome.trained_examples, outcome.model, tokenizer
 
 
-def profile_tunelab(args) -> None:
+def profile_tunelab(args, folder: str, lr: float) -> None:
     """Where a tunelab training step spends its time: one epoch over the first half of the rows
     (warm-up: new batch shapes, kernel choices), one over the second half unprofiled and again
     under torch.profiler. Prints samples/s of each pass, how busy the GPU was, the host syncs, and
@@ -213,9 +213,8 @@ def profile_tunelab(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         train, _ = prepare(args.rows, 50, Path(tmp))
         labels = sorted({r["completion"] for r in train})
-        tokenizer, encoded, net = tunelab_model(train, labels, args.model)
+        tokenizer, encoded, net = tunelab_model(train, labels, folder)
         half = len(encoded) // 2
-        lr = args.learning_rate or BASE_LR.get(args.model, 2e-4) * LR_MULTIPLIER
 
         def timed(rows) -> float:
             sync()
@@ -315,9 +314,9 @@ def main() -> None:
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    lr = args.learning_rate or BASE_LR.get(args.model, 2e-4) * LR_MULTIPLIER  # by name, before the folder
     if args.profile:
-        args.model = model_path(args.model)
-        profile_tunelab(args)
+        profile_tunelab(args, model_path(args.model), lr)
         return
     if args.child:
         print("RESULT " + json.dumps(one_run(args.child, args)), flush=True)
@@ -326,7 +325,6 @@ def main() -> None:
     # Each run in a fresh process: no state (thread pools, Accelerate's singletons, allocator caches,
     # warm kernels) leaks from one run into the next.
     names = [n.strip() for n in args.runs.split(",") if n.strip()]
-    lr = args.learning_rate or BASE_LR.get(args.model, 2e-4) * LR_MULTIPLIER
     folder = model_path(args.model)
     results: dict[str, list[dict]] = {n: [] for n in names}
     loads = [load_avg()]
