@@ -79,6 +79,9 @@ def test_the_device_event_says_why_a_cpu_without_native_bf16_trains_slowly(monke
     cpu = torch.device("cpu")
     monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)
     assert runtime.describe_device(cpu) == "Device: CPU (2 cores), bf16 autocast."
+    monkeypatch.setenv("TUNELAB_PRECISION", "bf16")
+    assert runtime.describe_device(cpu) == "Device: CPU (2 cores), bf16 weights, fp32 master copies."
+    monkeypatch.delenv("TUNELAB_PRECISION")
     monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
     slow = runtime.describe_device(cpu)
     assert slow.startswith("Device: CPU (2 cores), fp32: this CPU has no native bf16") and "52 min" in slow

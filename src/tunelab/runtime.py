@@ -37,13 +37,23 @@ def use_bf16(dev: torch.device | None = None) -> bool:
     return cpu_has_bf16()
 
 
+def bf16_weights(dev: torch.device | None = None) -> bool:
+    """TUNELAB_PRECISION=bf16: train with the weights in bf16 and fp32 master copies
+    (`training.precision`) where bf16 is native, instead of fp32 weights under bf16 autocast. Opt-in:
+    on a 2-core AVX512-BF16 CPU it made minilm-l6's loop no faster (41-45 against 44 samples/s);
+    its aim is a GPU loop that waits on the host, where autocast's casts are about a third of the
+    kernel launches (smollm2-135m on an H100), and it has not been measured there yet."""
+    return use_bf16(dev) and os.environ.get("TUNELAB_PRECISION") == "bf16"
+
+
 def describe_device(dev: torch.device | None = None) -> str:
     """One line for a job's events: where it trains and in which precision. On a CPU without
     native bf16 it says why training is slow there, since nothing else would: measured on 2-core
     hosts, the bundled reviews' default recipe trained in 52 min in fp32 on AVX2 against 11-12 min
     with AVX512-BF16."""
     dev = dev or device()
-    precision = "bf16 autocast" if use_bf16(dev) else "fp32"
+    precision = ("bf16 weights, fp32 master copies" if bf16_weights(dev)
+                 else "bf16 autocast" if use_bf16(dev) else "fp32")
     if dev.type != "cpu":
         name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type
         return f"Device: {name}, {precision}."

@@ -4,6 +4,7 @@ optimizer, scheduler, RNG, position in the epoch) is saved atomically."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -20,10 +21,11 @@ from tunelab.errors import ResumeStateError
 from tunelab.fsutil import disk_full_names
 from tunelab.models.encoding import Encoded, collate
 from tunelab.runtime import device as pick_device
-from tunelab.runtime import CpuThreads, attention_kernels, use_bf16
+from tunelab.runtime import CpuThreads, attention_kernels, bf16_weights, use_bf16
 from tunelab.training.config import Hyperparameters
 from tunelab.training.examples import bucketed_batches
 from tunelab.training.losses import BatchResult, classifier_step, lm_step
+from tunelab.training.precision import MasterWeights
 from tunelab.training.results import ResultsWriter
 from tunelab.models.meta import Method
 
@@ -117,10 +119,16 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
     AcceleratorState._reset_state(reset_partial_state=False)
     # split_batches: under `accelerate launch` each batch is split across the processes (below), so the
     # global batch and the number of steps are those of one process, and the scheduler steps once a step.
-    accelerator = Accelerator(mixed_precision="bf16" if use_bf16(dev) else "no", cpu=dev.type == "cpu",
+    masters_wanted = bf16_weights(dev)
+    autocast_bf16 = use_bf16(dev) and not masters_wanted
+    accelerator = Accelerator(mixed_precision="bf16" if autocast_bf16 else "no", cpu=dev.type == "cpu",
                               dataloader_config=DataLoaderConfiguration(split_batches=True))
     torch.manual_seed(hp.seed)
     groups = parameter_groups(model, WEIGHT_DECAY)
+    masters = MasterWeights(model, groups) if masters_wanted else None
+    if masters is not None:
+        groups = masters.master_groups  # the optimizer updates the fp32 copies
+        accelerator.register_for_checkpointing(masters)
     params = [p for group in groups for p in group["params"]]
     # The fused kernel: one pass over all parameters instead of several per tensor (6x faster on
     # CPU for MiniLM's 22M parameters; what Trainer uses by default too).
@@ -151,11 +159,12 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
     if resume and (state_dir / "position.json").exists():
         try:
             accelerator.load_state(str(state_dir))
-        except (ValueError, KeyError, RuntimeError) as exc:
+        except (ValueError, KeyError, RuntimeError, FileNotFoundError) as exc:
             if isinstance(exc, torch.OutOfMemoryError):
                 raise
             # torch refuses an optimizer state whose parameter groups differ from the optimizer's:
-            # the state of a job started before an upgrade that changed them (weight decay groups).
+            # the state of a job started before an upgrade that changed them (weight decay groups);
+            # a state saved without fp32 master weights lacks their file.
             raise ResumeStateError(
                 f"Cannot resume from this job's saved training state ({state_dir}): {exc}",
                 hint="It was saved by another tunelab version (or is damaged). Finish the job with the version "
@@ -235,8 +244,14 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
             with accelerator.autocast(), attention_kernels(accelerator.device):
                 out = step_fn(batch)
             accelerator.backward(out.loss)
-            accelerator.clip_grad_norm_(params, 1.0)
+            if masters is not None:
+                masters.grads_to_masters()
+                torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
+            else:
+                accelerator.clip_grad_norm_(params, 1.0)
             optimizer.step()
+            if masters is not None:
+                masters.masters_to_model()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
 
@@ -251,7 +266,8 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
                 extra.update(_validate(model, data, step_fn, batch_size, accelerator))
                 model.train()
             if last_of_epoch and hooks.classification_metrics is not None and accelerator.is_main_process:
-                final_metrics = hooks.classification_metrics()
+                with _exact(masters):
+                    final_metrics = hooks.classification_metrics()
                 extra.update(final_metrics)
                 model.train()
             if extra or last_of_epoch or len(pending) >= flush_every:
@@ -267,7 +283,9 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
                 raise Cancelled()
             if last_of_epoch:
                 position.update(epoch=epoch + 1, step_in_epoch=0)
-                stopped, = _agree(accelerator, bool(hooks.on_epoch_end(epoch + 1, step, {**last_row, **extra, "step": step})))
+                with _exact(masters):
+                    ended = hooks.on_epoch_end(epoch + 1, step, {**last_row, **extra, "step": step})
+                stopped, = _agree(accelerator, bool(ended))
             last_step = stopped or (last_of_epoch and epoch + 1 == hp.n_epochs)
             if (save_due or pause) and not last_step:
                 flush()
@@ -284,6 +302,8 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
         if stopped:
             break
     accelerator.wait_for_everyone()
+    if masters is not None:
+        masters.to_fp32()
     return LoopOutcome(accelerator.unwrap_model(model), position["global_step"], position["tokens"],
                        position["examples"], final_metrics, elapsed_before, epochs_done=position["epoch"],
                        stopped_early=stopped)
@@ -306,6 +326,11 @@ def _validate(model, data: LoopData, step_fn, batch_size: int, accelerator) -> d
         seq_n += out.n_seqs
     return {"validation_loss": loss_sum / max(seq_n, 1), "validation_sequence_accuracy": seq_c / max(seq_n, 1),
             "validation_token_accuracy": tok_c / max(tok_n, 1)}
+
+
+def _exact(masters: MasterWeights | None):
+    """The model with its fp32 weights while the job scores and saves an epoch (see precision.py)."""
+    return masters.fp32_model() if masters is not None else contextlib.nullcontext()
 
 
 def _shard(batch: list[int], index: int, n: int) -> tuple[list[int], float]:
