@@ -125,8 +125,12 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
                               dataloader_config=DataLoaderConfiguration(split_batches=True))
     torch.manual_seed(hp.seed)
     groups = parameter_groups(model, WEIGHT_DECAY)
-    masters = MasterWeights(model, groups) if masters_wanted else None
-    if masters is not None:
+    masters = None
+    if masters_wanted:
+        # On the training device before the copies are made: `prepare` would move the model but not
+        # them, and every step would copy gradients and weights across the bus.
+        model.to(accelerator.device)
+        masters = MasterWeights(model, groups)
         groups = masters.master_groups  # the optimizer updates the fp32 copies
         accelerator.register_for_checkpointing(masters)
     params = [p for group in groups for p in group["params"]]
