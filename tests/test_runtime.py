@@ -114,3 +114,36 @@ def test_attention_on_a_cpu_is_left_alone(monkeypatch):
         assert torch.backends.cuda.cudnn_sdp_enabled()
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
     assert not torch.is_autocast_enabled("cpu")
+
+
+def test_a_model_for_inference_stores_bf16_weights_where_bf16_is_native(tiny_models, monkeypatch):
+    """autocast then has no weights to cast in each forward pass; buffers (positions) keep their dtype,
+    and the label log-probabilities stay within autocast's own rounding."""
+    from tunelab.models.heads import BertClsMeanForSequenceClassification
+
+    monkeypatch.delenv("TUNELAB_PRECISION", raising=False)
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)
+    cpu = torch.device("cpu")
+
+    def load():
+        torch.manual_seed(0)
+        return BertClsMeanForSequenceClassification.from_pretrained(str(tiny_models.encoder), num_labels=3).train()
+
+    ids = torch.tensor([[1, 5, 9, 17, 2]])
+    reference = load().eval()
+    with runtime.autocast(cpu), torch.no_grad():
+        expected = torch.log_softmax(reference(input_ids=ids).logits.float(), -1)
+    model = load()
+    buffers = {n: b.dtype for n, b in model.named_buffers()}
+    assert runtime.for_inference(model, cpu) is model and not model.training
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert {n: b.dtype for n, b in model.named_buffers()} == buffers
+    with runtime.autocast(cpu), torch.no_grad():
+        got = torch.log_softmax(model(input_ids=ids).logits.float(), -1)
+    assert torch.allclose(got, expected, atol=0.02)
+    for env in ("autocast", "fp32"):  # the behaviour before, and full precision, keep fp32 weights
+        monkeypatch.setenv("TUNELAB_PRECISION", env)
+        assert {p.dtype for p in runtime.for_inference(load(), cpu).parameters()} == {torch.float32}
+    monkeypatch.delenv("TUNELAB_PRECISION")
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
+    assert {p.dtype for p in runtime.for_inference(load(), cpu).parameters()} == {torch.float32}

@@ -25,7 +25,7 @@ from tunelab.inference.calibration import apply_temperature
 from tunelab.models import encoding
 from tunelab.models.meta import Method, ModelMeta
 from tunelab.inference.scoring import score_labels
-from tunelab.runtime import autocast, device
+from tunelab.runtime import autocast, device, for_inference
 
 
 @dataclass
@@ -311,7 +311,7 @@ def load_predictor(model_id: str, store=None, *, decision: str = "argmax", folde
     dev = device()
     if record is not None:
         model, tokenizer, meta = load_fine_tuned(record.path)
-        model.to(dev)
+        for_inference(model, dev)
         return Predictor(model_id, model, tokenizer, meta.method, meta.labels, max_length=meta.max_length,
                          meta=meta, base_model=meta.base_model, decision=decision)
     try:
@@ -328,7 +328,7 @@ def load_predictor(model_id: str, store=None, *, decision: str = "argmax", folde
     from tunelab.models.loading import quiet_transformers
 
     quiet_transformers()
-    model = AutoModelForCausalLM.from_pretrained(str(resolved.path), dtype=torch.float32).to(dev).eval()
+    model = for_inference(AutoModelForCausalLM.from_pretrained(str(resolved.path), dtype=torch.float32), dev)
     return Predictor(model_id, model, load_tokenizer(resolved.path), Method.LM, None, base_model=resolved.base_model)
 
 
