@@ -105,10 +105,17 @@ def for_inference(model: torch.nn.Module, dev: torch.device | None = None) -> to
     dev = dev or device()
     model.to(dev)
     if use_bf16(dev) and os.environ.get("TUNELAB_PRECISION") != "autocast":
-        for param in model.parameters():
-            if param.is_floating_point():
-                param.data = param.data.to(torch.bfloat16)
+        cast_parameters(model, torch.bfloat16)
     return model.eval()
+
+
+def cast_parameters(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """The floating-point parameters in `dtype`, in place: the same Parameter objects, so an optimizer
+    or a wrapper holding them still does. Buffers keep theirs (rotary position frequencies must stay
+    fp32; the models compute with them in fp32 themselves)."""
+    for param in model.parameters():
+        if param.is_floating_point():
+            param.data = param.data.to(dtype)
 
 
 def _busy_jiffies() -> tuple[int, int] | None:

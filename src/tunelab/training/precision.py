@@ -18,6 +18,8 @@ import contextlib
 
 import torch
 
+from tunelab.runtime import cast_parameters
+
 
 class MasterWeights:
     """The fp32 copies of a model's trainable parameters, for a model whose parameters are bf16.
@@ -37,14 +39,7 @@ class MasterWeights:
         # Frozen weights (a LoRA job's base model) are rounded to bf16 too, but put back exactly.
         self.frozen = [(p, p.detach().clone()) for p in model.parameters()
                        if id(p) not in trained and p.is_floating_point()]
-        self._params_to_bf16()
-
-    def _params_to_bf16(self) -> None:
-        # Parameters only: buffers keep their dtype (rotary position frequencies must stay fp32,
-        # and the models compute them in fp32 themselves).
-        for p in self.model.parameters():
-            if p.is_floating_point():
-                p.data = p.data.to(torch.bfloat16)
+        cast_parameters(model, torch.bfloat16)
 
     def grads_to_masters(self) -> None:
         """The bf16 gradients of the last backward pass, as fp32 gradients of the copies; a parameter
@@ -74,14 +69,12 @@ class MasterWeights:
         try:
             yield self.model
         finally:
-            self._params_to_bf16()
+            cast_parameters(self.model, torch.bfloat16)
 
     @torch.no_grad()
     def to_fp32(self) -> torch.nn.Module:
         """The model in fp32 with the copies' values: what training produced, before rounding."""
-        for p in self.model.parameters():
-            if p.is_floating_point():
-                p.data = p.data.float()
+        cast_parameters(self.model, torch.float32)
         torch._foreach_copy_(self.params, self.masters)
         for p, original in self.frozen:
             p.copy_(original)
