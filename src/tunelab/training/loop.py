@@ -249,10 +249,8 @@ def train(model, data: LoopData, hp: Hyperparameters, *, batch_size: int, learni
                 out = step_fn(batch)
             accelerator.backward(out.loss)
             if masters is not None:
-                masters.grads_to_masters()
-                torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
-            else:
-                accelerator.clip_grad_norm_(params, 1.0)
+                masters.grads_to_masters()  # `params` are then the copies, which clipping and the step see
+            accelerator.clip_grad_norm_(params, 1.0)
             optimizer.step()
             if masters is not None:
                 masters.masters_to_model()

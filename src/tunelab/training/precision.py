@@ -45,16 +45,18 @@ class MasterWeights:
         """The bf16 gradients of the last backward pass, as fp32 gradients of the copies; a parameter
         without a gradient (unused in this step) leaves its copy without one, so AdamW skips it as it
         would skip the parameter."""
-        has = [(p, m) for p, m in zip(self.params, self.masters) if p.grad is not None]
+        into, out = [], []
         for p, m in zip(self.params, self.masters):
             if p.grad is None:
                 m.grad = None
-            elif m.grad is None:
+                continue
+            if m.grad is None:
                 m.grad = torch.empty_like(m)
-        if has:
-            torch._foreach_copy_([m.grad for _, m in has], [p.grad for p, _ in has])
-        for p in self.params:
+            into.append(m.grad)
+            out.append(p.grad)
             p.grad = None
+        if into:
+            torch._foreach_copy_(into, out)
 
     @torch.no_grad()
     def masters_to_model(self) -> None:
