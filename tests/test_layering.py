@@ -20,7 +20,7 @@ ROOT = "tunelab"
 # layers only. The foundation modules of the first layer may also use each other.
 LAYERS: list[tuple[str, ...]] = [
     ("tunelab", "tunelab.console", "tunelab.errors", "tunelab.fsutil", "tunelab.home", "tunelab.netserve",
-     "tunelab.runtime"),
+     "tunelab.runtime", "tunelab.textwidth"),
     ("tunelab.store",),
     ("tunelab.data",),
     ("tunelab.models",),

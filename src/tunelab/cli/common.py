@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from tunelab import textwidth
 from tunelab.errors import NotFoundError
 
 
@@ -47,18 +48,13 @@ TABLE_WIDTH = 100
 
 
 def clip(text: str, width: int = TABLE_WIDTH) -> str:
-    """`text` cut to `width` characters, ending in … when cut."""
-    text = str(text)
-    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+    """`text` cut to `width` terminal columns, ending in … when cut."""
+    return textwidth.clip(str(text), width)
 
 
 def clip_middle(text: str, width: int) -> str:
     """`text` cut in the middle (ids keep their start and their date at the end)."""
-    text = str(text)
-    if len(text) <= width:
-        return text
-    head = (width - 1) // 2
-    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+    return textwidth.clip_middle(str(text), width)
 
 
 def format_columns(header: list[str], rows: list[list[str]], *, width: int = TABLE_WIDTH,
@@ -67,12 +63,13 @@ def format_columns(header: list[str], rows: list[list[str]], *, width: int = TAB
     would be wider, in the middle (ids keep their date) or, with cut_middle=False, at the end
     (text). `right`: indexes of right-aligned columns."""
     rows = [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    widths = [max(textwidth.columns(r[i]) for r in [header, *rows]) for i in range(len(header))]
     room = width - sum(widths[:-1]) - 2 * (len(widths) - 1)
-    widths[-1] = max(len(header[-1]), min(widths[-1], room))
+    widths[-1] = max(textwidth.columns(header[-1]), min(widths[-1], room))
     lines = []
     for row in [header, *rows]:
         cells = [(clip_middle if cut_middle else clip)(c, widths[i]) for i, c in enumerate(row)]
-        cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells)]
+        cells = [textwidth.rjust(c, widths[i]) if i in right else textwidth.ljust(c, widths[i])
+                 for i, c in enumerate(cells)]
         lines.append(clip("  ".join(cells).rstrip(), width))
     return "\n".join(lines)

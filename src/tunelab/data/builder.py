@@ -25,6 +25,7 @@ from tunelab.data.labels import (
 )
 from tunelab.data.readers import Table, raise_problems, read_table
 from tunelab.errors import DataFileError, InvalidInputError, MissingFileError, TunelabError
+from tunelab import textwidth
 from tunelab.fsutil import output_dir, write_json, write_jsonl
 
 DEFAULT_SEPARATOR = "\n\n###\n\n"
@@ -49,11 +50,11 @@ class BuildResult:
         """The label table `datasets build` prints and a notebook shows: rows per label and split."""
         kind = "ordinal" if self.ordinal else "categorical"
         lines = [f"{len(self.labels)} {kind} labels{'' if self.stratified else ' (split not fully stratified)'}:"]
-        width = max([len("label"), *(len(label) for label in self.labels)])
+        width = max([len("label"), *(textwidth.columns(label) for label in self.labels)])
         lines.append(f"  {'label':<{width}} {'train':>7} {'valid':>7} {'test':>7}")
         for label in self.labels:
             counts = [self.label_counts[s].get(label, 0) for s in ("train", "valid", "test")]
-            lines.append(f"  {label:<{width}} {counts[0]:>7} {counts[1]:>7} {counts[2]:>7}")
+            lines.append(f"  {textwidth.ljust(label, width)} {counts[0]:>7} {counts[1]:>7} {counts[2]:>7}")
         return lines
 
     def _repr_pretty_(self, printer, cycle: bool) -> None:

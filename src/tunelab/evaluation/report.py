@@ -30,6 +30,7 @@ from tunelab.inference.adjustment import adjust
 from tunelab.inference.calibration import apply_temperature
 from tunelab.models.chat import example_prompt
 from tunelab.store import ids
+from tunelab import textwidth
 
 PROMPT_HEAD = 200
 MAX_FREEFORM_LABELS = 200
@@ -293,10 +294,10 @@ def _duration(seconds: float) -> str:
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Plain columns: first left-aligned, the others right-aligned."""
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    widths = [max(textwidth.columns(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = []
     for j, row in enumerate([header, *rows]):
-        cells = [str(c).ljust(widths[i]) if i == 0 else str(c).rjust(widths[i]) for i, c in enumerate(row)]
+        cells = [(textwidth.ljust if i == 0 else textwidth.rjust)(str(c), widths[i]) for i, c in enumerate(row)]
         lines.append("  ".join(cells).rstrip())
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))

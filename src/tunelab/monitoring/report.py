@@ -37,6 +37,7 @@ import numpy as np
 
 from tunelab.data.labels import display_label
 from tunelab.errors import InvalidInputError
+from tunelab import textwidth
 from tunelab.monitoring import stats as S
 from tunelab.monitoring.reference import Reference, load_reference, model_data
 from tunelab.monitoring.thresholds import Thresholds
@@ -301,10 +302,11 @@ def format_report(report: dict, *, examples: int = 3) -> str:
                      _f(ld.get("js_distance")), _p(ld.get("p_value")), _f(cd.get("ks")), _f(td.get("auc")), quality,
                      _f((w["expected"] or {}).get("accuracy")), real,
                      ", ".join(w["alarms"]) or ("ok" if w["enough_rows"] else "few rows")])
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    widths = [max(textwidth.columns(r[i]) for r in [header, *rows]) for i in range(len(header))]
     right = {1, 2, 4, 5, 6, 7, 9}
     for r in [header, *rows]:
-        lines.append("  ".join(c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+        lines.append("  ".join((textwidth.rjust if i in right else textwidth.ljust)(c, widths[i])
+                               for i, c in enumerate(r)).rstrip())
     alarmed = [w for w in report["windows"] if w["alarms"]]
     for w in alarmed:
         lines.append("")
