@@ -69,6 +69,7 @@ def test_quick_demo_runs(tmp_path):
     result = run_bash(block, tmp_path, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     out = result.stdout
+    assert out.lstrip().startswith("Device: ")  # where it trains, before the first wait
     for step in range(1, 8):
         assert f"== {step}." in out
     assert "Report folder:" in out
