@@ -82,10 +82,41 @@ def prepare(rows: int, n_valid: int, workdir: Path) -> tuple[list[dict], list[di
 
 def model_path(model: str) -> str:
     if Path(model).is_dir():
-        return model
+        return model if _has_weights(Path(model)) else random_weights(Path(model))
     from tunelab.models.registry import resolve_model
 
     return str(resolve_model(model).path)
+
+
+def _has_weights(folder: Path) -> bool:
+    return any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
+
+
+def random_weights(folder: Path) -> str:
+    """A folder holding a config (and tokenizer) but no weights, e.g. a model copied to a machine
+    that cannot receive its weight file: the same architecture with seeded random weights, saved
+    once beside a copy of the tokenizer, so every run starts from the same numbers. Throughput is
+    that of the real model; accuracy is meaningless (the table says so)."""
+    import hashlib
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    if not (folder / "config.json").exists():
+        raise SystemExit(f"{folder} holds neither weights nor a config.json: not a model folder")
+    digest = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()[:12]
+    target = Path(tempfile.gettempdir()) / f"tunelab-random-{folder.name}-{digest}"
+    if not _has_weights(target):
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        shutil.copytree(folder, tmp, dirs_exist_ok=True)
+        torch.manual_seed(0)
+        AutoModel.from_config(AutoConfig.from_pretrained(folder), dtype=torch.float32).save_pretrained(tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    print(f"{folder} has no weights: random weights from its config ({target}); throughput only, "
+          "accuracy means nothing", flush=True)
+    return str(target)
 
 
 def run_plain_trainer(rows, labels, path, batch_size, out, dev, lr):
