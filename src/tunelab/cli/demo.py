@@ -75,14 +75,16 @@ def cmd_demo(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     sizes = {k: None for k in QUICK} if args.full else {k: getattr(args, k) or v for k, v in QUICK.items()}
     store = Store()
-    from tunelab.runtime import describe_device, device
+    from tunelab.runtime import describe_device, device, use_bf16
 
     # Three fine-tunes follow: say up front what they cost here, before the wait (on a CPU without
     # native bf16 the device line says why it is slow).
     print(describe_device())
-    if device().type == "cpu" and not args.full and args.train_size is None:
-        print("The demo trains three models: measured on 2-core CPUs, 4-6 min in all where the CPU has native bf16, "
-              "14.5 min on one without (AVX2 only).")
+    dev = device()
+    if dev.type == "cpu" and not args.full and args.train_size is None:
+        print("The demo trains three models: " + ("measured 4-6 min in all on 2-core CPUs in bf16, as here."
+                                                 if use_bf16(dev) else "measured 14.5 min in all on a 2-core CPU in "
+                                                 "fp32, as here (4-6 min on one with native bf16)."))
 
     _title("1. Build the star-rating dataset from the bundled clothing reviews (shuffled, and sorted by label)")
     shuffled = build_dataset("clothing-reviews", out_dir=out / "data-shuffled", seed=args.seed, **sizes)
