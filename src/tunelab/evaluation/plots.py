@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tunelab.data.labels import display_label
 from tunelab.errors import DataFileError, NotFoundError
+from tunelab.evaluation.fonts import readable_text
 from tunelab.fsutil import atomic_open
 
 
@@ -38,6 +39,7 @@ def _save(fig, out_png: str | Path) -> Path:
     return out_png
 
 
+@readable_text
 def plot_confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], out_png: str | Path,
                           *, title: str = "Confusion matrix") -> Path:
     import numpy as np
@@ -82,6 +84,7 @@ def bin_alpha(count: int, solid_from: int) -> float:
     return 0.15 + 0.85 * min(1.0, count / solid_from)
 
 
+@readable_text
 def plot_reliability(calibration: dict, out_png: str | Path, *, title: str = "Reliability diagram") -> Path:
     """Accuracy per confidence bin (bars) against the bin's mean confidence (red ticks) and the
     diagonal of perfect calibration. Each non-empty bin is labelled with its number of rows, and
@@ -123,6 +126,7 @@ def plot_reliability(calibration: dict, out_png: str | Path, *, title: str = "Re
     return _save(fig, out_png)
 
 
+@readable_text
 def plot_per_class_f1(per_class: dict, out_png: str | Path, *, title: str = "F1 per class",
                       predicted: Sequence[int] | None = None) -> Path:
     """F1 per class with its value over every bar, so that a class at F1 = 0 reads "0.00" (and
@@ -154,6 +158,7 @@ def plot_per_class_f1(per_class: dict, out_png: str | Path, *, title: str = "F1 
 BASELINE_COLOURS = ("#B0B0B0", "#707070")
 
 
+@readable_text
 def plot_grouped_bars(metrics: Sequence[str], series: dict[str, Sequence[float | None]], out_png: str | Path,
                       *, title: str = "Comparison", ylabel: str = "score", muted: Sequence[str] = ()) -> Path:
     """One group of bars per metric, one bar per series (model or baseline); None is left out.
@@ -197,6 +202,7 @@ CURVE_NAMES = {"training_loss": "training loss", "validation_loss": "validation 
                "classification/weighted_f1_score": "validation weighted F1 (classification)"}
 
 
+@readable_text
 def plot_training_curves(results_csv_path: str | Path, out_png: str | Path, *, title: str | None = None) -> Path:
     """Training loss, validation loss, and validation accuracy and weighted F1 over steps, from a
     job's results CSV. Columns that are missing or empty are skipped. `title` names the job (the
@@ -261,6 +267,7 @@ def finite_number(text) -> float | None:
     return value if math.isfinite(value) else None
 
 
+@readable_text
 def plot_class_counts(counts: dict[str, dict[str, int]], labels: Sequence[str], out_png: str | Path, *,
                       title: str = "Examples per class") -> Path:
     """Horizontal bars of every class's rows per split, largest training class on top, on a log

@@ -8,9 +8,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tunelab.data.labels import display_label
+from tunelab.evaluation.fonts import readable_text
 from tunelab.fsutil import atomic_open
 
 
+@readable_text
 def plot_timeline(report: dict, out_png: str | Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
