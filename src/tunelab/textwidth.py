@@ -11,7 +11,7 @@ def columns(text: str) -> int:
     """How many terminal columns `text` takes."""
     n = wcswidth(text)
     # A control character has no width of its own (-1): count it as one, as `len` did.
-    return n if n >= 0 else sum(max(wcwidth(ch), 1 if wcwidth(ch) < 0 else 0) for ch in text)
+    return n if n >= 0 else sum(w if w >= 0 else 1 for w in map(wcwidth, text))
 
 
 def ljust(text: str, width: int) -> str:

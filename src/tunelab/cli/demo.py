@@ -62,6 +62,7 @@ def cmd_demo(args) -> int:
     from tunelab.inference.predictor import load_predictor
     from tunelab.jobs.progress import interactive, watch
     from tunelab.jobs.submit import job_request, submit
+    from tunelab.runtime import describe_device, device, use_bf16
     from tunelab.store import Store
     from tunelab.store.records import SUCCEEDED
     from tunelab.training.plan import JobStats
@@ -75,8 +76,6 @@ def cmd_demo(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     sizes = {k: None for k in QUICK} if args.full else {k: getattr(args, k) or v for k, v in QUICK.items()}
     store = Store()
-    from tunelab.runtime import describe_device, device, use_bf16
-
     # Three fine-tunes follow: say up front what they cost here, before the wait (on a CPU without
     # native bf16 the device line says why it is slow).
     print(describe_device())

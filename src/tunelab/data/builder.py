@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunelab import textwidth
 from tunelab.data.bundled import BUNDLED, PARTS, BundledDataset, get_bundled, get_preset, presets_fitting
 from tunelab.data.labels import (
     COMPLETION_PREFIX, check_merge_map, format_label, is_ordinal, merged_label, normalize_label, sort_labels,
@@ -25,7 +26,6 @@ from tunelab.data.labels import (
 )
 from tunelab.data.readers import Table, raise_problems, read_table
 from tunelab.errors import DataFileError, InvalidInputError, MissingFileError, TunelabError
-from tunelab import textwidth
 from tunelab.fsutil import output_dir, write_json, write_jsonl
 
 DEFAULT_SEPARATOR = "\n\n###\n\n"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tunelab import textwidth
 from tunelab.data.files import load_data_file
 from tunelab.data.labels import (
     DECISION_RULES, check_decision_rule, decide, display_label, find_label, label_sort_key, preview,
@@ -30,7 +31,6 @@ from tunelab.inference.adjustment import adjust
 from tunelab.inference.calibration import apply_temperature
 from tunelab.models.chat import example_prompt
 from tunelab.store import ids
-from tunelab import textwidth
 
 PROMPT_HEAD = 200
 MAX_FREEFORM_LABELS = 200

@@ -35,9 +35,9 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from tunelab import textwidth
 from tunelab.data.labels import display_label
 from tunelab.errors import InvalidInputError
-from tunelab import textwidth
 from tunelab.monitoring import stats as S
 from tunelab.monitoring.reference import Reference, load_reference, model_data
 from tunelab.monitoring.thresholds import Thresholds
