@@ -70,6 +70,7 @@ def test_quick_demo_runs(tmp_path):
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     out = result.stdout
     assert out.lstrip().startswith("Device: ")  # where it trains, before the first wait
+    assert "The demo trains three models" not in out  # no measured time claimed for other sizes
     for step in range(1, 8):
         assert f"== {step}." in out
     assert "Report folder:" in out

@@ -21,24 +21,25 @@ def _plot(labels, path) -> list[warnings.WarningMessage]:
     return list(caught)
 
 
-def _system_has_cjk_font() -> bool:
-    from matplotlib import font_manager
-    from matplotlib.ft2font import FT2Font
-
-    for path in font_manager.findSystemFonts():
-        try:
-            if FT2Font(path).family_name in fonts.CJK_FAMILIES:
-                return True
-        except (OSError, RuntimeError, ValueError):
-            continue
-    return False
-
-
 def test_cjk_labels_are_drawn_with_an_installed_cjk_font(tmp_path):
-    if not _system_has_cjk_font():
+    if not fonts.system_cjk_fonts():
         pytest.skip("no CJK font installed (scripts/setup.sh test installs fonts-wqy-microhei)")
     caught = _plot(CJK_LABELS, tmp_path / "cm.png")
     assert [str(w.message) for w in caught] == []  # matplotlib warns for every glyph it cannot draw
+    assert fonts.cjk_families()
+
+
+def test_a_cjk_font_matplotlibs_cached_list_lacks_is_found_on_first_need(tmp_path, monkeypatch):
+    """matplotlib's font list is cached on disk: a font installed after it was built is not in it."""
+    from matplotlib import font_manager
+
+    if not fonts.system_cjk_fonts():
+        pytest.skip("no CJK font installed (scripts/setup.sh test installs fonts-wqy-microhei)")
+    monkeypatch.setattr(font_manager.fontManager, "ttflist",
+                        [f for f in font_manager.fontManager.ttflist if f.name not in fonts.CJK_FAMILIES])
+    monkeypatch.setattr(fonts, "_scanned", False)
+    assert fonts.cjk_families() == []
+    assert [str(w.message) for w in _plot(CJK_LABELS, tmp_path / "cm.png")] == []
     assert fonts.cjk_families()
 
 

@@ -22,9 +22,9 @@ class MissingGlyphsWarning(UserWarning):
     """Some characters of a plot's text had no installed font: they show as boxes."""
 
 
-_lock = threading.Lock()
 _scanned = False
-# rc_context and catch_warnings change process-wide state: one plot at a time (server threads plot too).
+# rc_context and catch_warnings change process-wide state: one plot at a time (server threads plot
+# too). The system font scan happens under this lock as well.
 _plotting = threading.RLock()
 
 
@@ -36,30 +36,51 @@ def cjk_families() -> list[str]:
     return [name for name in CJK_FAMILIES if name in known]
 
 
+def system_cjk_fonts() -> dict[str, str]:
+    """The font files of this machine that draw CJK text: path -> family (one of CJK_FAMILIES)."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    found = {}
+    for path in font_manager.findSystemFonts():
+        try:
+            name = FT2Font(path).family_name
+        except (OSError, RuntimeError, ValueError):
+            continue
+        if name in CJK_FAMILIES:
+            found[path] = name
+    return found
+
+
 def _register_system_cjk_fonts() -> bool:
     """Add the system's CJK fonts that matplotlib's cached font list lacks; once a process.
     True when any was added."""
     global _scanned
-    with _lock:
-        if _scanned:
-            return False
-        _scanned = True
-        from matplotlib import font_manager
-        from matplotlib.ft2font import FT2Font
+    if _scanned:
+        return False
+    _scanned = True
+    from matplotlib import font_manager
 
-        before = set(cjk_families())
-        for path in font_manager.findSystemFonts():
-            try:
-                name = FT2Font(path).family_name
-            except (OSError, RuntimeError, ValueError):
-                continue
-            if name in CJK_FAMILIES and name not in before:
-                font_manager.fontManager.addfont(path)
-        return bool(set(cjk_families()) - before)
+    before = set(cjk_families())
+    for path, name in system_cjk_fonts().items():
+        if name not in before:
+            font_manager.fontManager.addfont(path)
+    return bool(set(cjk_families()) - before)
 
 
 def _missing(caught) -> bool:
     return any("missing from font" in str(w.message) for w in caught)
+
+
+def _draw(plot, args, kwargs):
+    """`plot` run with the CJK families as fallbacks; its result and the warnings it raised."""
+    from matplotlib import rc_context, rcParams
+
+    families = [*rcParams["font.family"], *cjk_families()]
+    with rc_context({"font.family": families}), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = plot(*args, **kwargs)
+    return result, caught
 
 
 def readable_text(plot):
@@ -67,16 +88,10 @@ def readable_text(plot):
 
     @functools.wraps(plot)
     def wrapper(*args, **kwargs):
-        from matplotlib import rc_context, rcParams
-
         with _plotting:
-            for attempt in range(2):
-                families = [*rcParams["font.family"], *cjk_families()]
-                with rc_context({"font.family": families}), warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    result = plot(*args, **kwargs)
-                if not _missing(caught) or attempt or not _register_system_cjk_fonts():
-                    break  # else drawn again, now with the fonts found on this machine
+            result, caught = _draw(plot, args, kwargs)
+            if _missing(caught) and _register_system_cjk_fonts():
+                result, caught = _draw(plot, args, kwargs)  # again, with the fonts found on this machine
         for w in caught:
             if "missing from font" not in str(w.message):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
